@@ -1,0 +1,39 @@
+//! `CoreError`: a broken domain rule, named precisely enough for the caller to tell the user which field is wrong.
+
+use crate::ExecutionStatus;
+
+/// A domain rule that a value breaks.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CoreError {
+    /// A field of a function or request has a value the rules do not allow.
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The field, as a dotted path (`name`, `input_schema`, `timeout_secs`).
+        field: String,
+        /// One sentence on what is wrong.
+        message: String,
+    },
+    /// The input of a trigger does not satisfy the function's input schema.
+    #[error("input{path}: {message}")]
+    InputRejected {
+        /// A JSON pointer to the failing part of the input (`/issue_url`), empty for the whole input.
+        path: String,
+        /// What the schema wanted.
+        message: String,
+    },
+    /// The status machine does not allow this change.
+    #[error("an execution cannot go from {from} to {to}")]
+    IllegalTransition {
+        /// The current status.
+        from: ExecutionStatus,
+        /// The status asked for.
+        to: ExecutionStatus,
+    },
+}
+
+impl CoreError {
+    /// An [`CoreError::InvalidField`] for `field`.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidField { field: field.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,203 @@
+//! Activity events: one for every change worth telling, each with a global, strictly increasing id (the cursor).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Execution, ExecutionId, ExecutionStatus, Function, Timestamp};
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A function was registered.
+    #[serde(rename = "function.created")]
+    FunctionCreated,
+    /// A function was replaced by a new version.
+    #[serde(rename = "function.updated")]
+    FunctionUpdated,
+    /// A function was deleted (its executions are kept).
+    #[serde(rename = "function.deleted")]
+    FunctionDeleted,
+    /// An execution was accepted.
+    #[serde(rename = "execution.queued")]
+    ExecutionQueued,
+    /// An execution began running.
+    #[serde(rename = "execution.started")]
+    ExecutionStarted,
+    /// An execution succeeded.
+    #[serde(rename = "execution.succeeded")]
+    ExecutionSucceeded,
+    /// An execution failed.
+    #[serde(rename = "execution.failed")]
+    ExecutionFailed,
+    /// An execution ran past its timeout.
+    #[serde(rename = "execution.timed_out")]
+    ExecutionTimedOut,
+    /// An execution was cancelled.
+    #[serde(rename = "execution.cancelled")]
+    ExecutionCancelled,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 9] = [
+        Self::FunctionCreated,
+        Self::FunctionUpdated,
+        Self::FunctionDeleted,
+        Self::ExecutionQueued,
+        Self::ExecutionStarted,
+        Self::ExecutionSucceeded,
+        Self::ExecutionFailed,
+        Self::ExecutionTimedOut,
+        Self::ExecutionCancelled,
+    ];
+
+    /// The kind as it appears in the API (`execution.succeeded`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FunctionCreated => "function.created",
+            Self::FunctionUpdated => "function.updated",
+            Self::FunctionDeleted => "function.deleted",
+            Self::ExecutionQueued => "execution.queued",
+            Self::ExecutionStarted => "execution.started",
+            Self::ExecutionSucceeded => "execution.succeeded",
+            Self::ExecutionFailed => "execution.failed",
+            Self::ExecutionTimedOut => "execution.timed_out",
+            Self::ExecutionCancelled => "execution.cancelled",
+        }
+    }
+
+    /// Parses the API spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A recorded event of the activity feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Global and strictly increasing: the cursor of the feed.
+    pub id: u64,
+    /// When it was recorded.
+    #[serde(with = "time::serde::rfc3339")]
+    pub ts: Timestamp,
+    /// What happened.
+    pub kind: EventKind,
+    /// The execution it is about, if any.
+    pub execution_id: Option<ExecutionId>,
+    /// The function it is about, by name.
+    pub function: Option<String>,
+    /// The backend involved, if any.
+    pub backend: Option<String>,
+    /// One human sentence.
+    pub message: String,
+    /// Details (the new status, the error, the version…).
+    pub data: Value,
+}
+
+/// An event not yet recorded: the store gives it its id and time, in the same transaction as the change it describes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The execution it is about, if any.
+    pub execution_id: Option<ExecutionId>,
+    /// The function it is about, by name.
+    pub function: Option<String>,
+    /// The backend involved, if any.
+    pub backend: Option<String>,
+    /// One human sentence.
+    pub message: String,
+    /// Details.
+    pub data: Value,
+}
+
+impl NewEvent {
+    /// The event for an execution that has just reached its current status. Every store records exactly this, so
+    /// the feed reads the same whatever the store.
+    pub fn for_execution(execution: &Execution) -> Self {
+        let name = &execution.function;
+        let short_id = short(execution.id);
+        let message = match execution.status {
+            ExecutionStatus::Queued if execution.retry_of.is_some() => {
+                format!("{name} queued as attempt {} ({short_id})", execution.attempt)
+            }
+            ExecutionStatus::Queued => format!("{name} queued on {} ({short_id})", execution.backend),
+            ExecutionStatus::Running => format!("{name} started on {} ({short_id})", execution.backend),
+            ExecutionStatus::Succeeded => format!("{name} succeeded ({short_id})"),
+            ExecutionStatus::Failed => format!(
+                "{name} failed: {} ({short_id})",
+                first_line(execution.error.as_deref().unwrap_or("no reason given"))
+            ),
+            ExecutionStatus::TimedOut => format!("{name} timed out ({short_id})"),
+            ExecutionStatus::Cancelled => format!("{name} was cancelled ({short_id})"),
+        };
+        let mut data = json!({"status": execution.status, "attempt": execution.attempt});
+        if let Some(error) = &execution.error {
+            data["error"] = json!(error);
+        }
+        if let Some(retry_of) = execution.retry_of {
+            data["retry_of"] = json!(retry_of);
+        }
+        Self {
+            kind: execution.status.event_kind(),
+            execution_id: Some(execution.id),
+            function: Some(execution.function.clone()),
+            backend: Some(execution.backend.clone()),
+            message,
+            data,
+        }
+    }
+
+    /// The event for a function that was created, updated or deleted (`kind` says which).
+    pub fn for_function(kind: EventKind, function: &Function) -> Self {
+        let name = &function.name;
+        let message = match kind {
+            EventKind::FunctionCreated => format!("function {name} was created"),
+            EventKind::FunctionUpdated => {
+                format!("function {name} was updated to version {}", function.version)
+            }
+            EventKind::FunctionDeleted => format!("function {name} was deleted"),
+            other => format!("function {name}: {other}"),
+        };
+        Self {
+            kind,
+            execution_id: None,
+            function: Some(name.clone()),
+            backend: Some(function.backend.clone()),
+            message,
+            data: json!({"function_id": function.id, "version": function.version}),
+        }
+    }
+
+    /// The recorded event, once the store has given it an id and a time.
+    pub fn recorded(self, id: u64, ts: Timestamp) -> Event {
+        Event {
+            id,
+            ts,
+            kind: self.kind,
+            execution_id: self.execution_id,
+            function: self.function,
+            backend: self.backend,
+            message: self.message,
+            data: self.data,
+        }
+    }
+}
+
+/// The random tail of the id: the head of a UUID v7 is a timestamp, the same for every id of the same moment.
+fn short(id: ExecutionId) -> String {
+    let text = id.to_string();
+    text[text.len() - 8..].to_owned()
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}

@@ -1,0 +1,24 @@
+//! The domain of Agent Dashboard: what a function, an execution, a log line and an event are, and the rules they obey.
+//!
+//! Every other crate speaks in these types, so they live apart from any I/O: this crate reads no file, opens no
+//! socket, knows no SQL, HTTP, template or async runtime. What it owns is the rules — the execution status machine,
+//! name and input validation, the sentence each event says — so that every store, backend and front end applies the
+//! same ones.
+
+mod error;
+mod event;
+mod execution;
+mod function;
+mod ids;
+mod log;
+mod schema;
+mod time_util;
+
+pub use error::CoreError;
+pub use event::{Event, EventKind, NewEvent};
+pub use execution::{Execution, ExecutionStatus};
+pub use function::{Function, FunctionSpec, validate_name};
+pub use ids::{ExecutionId, FunctionId};
+pub use log::{LogLine, LogStream, NewLogLine};
+pub use schema::{InputValidator, check_input_schema};
+pub use time_util::{Timestamp, now};

@@ -1,0 +1,122 @@
+//! Compiled forms of a function version — its input validator and prompt template — cached so a trigger does not
+//! recompile them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dashboard_core::{CoreError, Function, FunctionId, InputValidator};
+use serde_json::Value;
+
+/// The name of the prompt template inside its own `Tera` instance.
+const PROMPT: &str = "prompt";
+/// How many compiled function versions are kept before the cache starts over.
+const MAX_CACHED: usize = 1024;
+
+/// A function version ready to check inputs and render prompts.
+pub(crate) struct CompiledFunction {
+    validator: InputValidator,
+    prompt: Option<tera::Tera>,
+}
+
+impl CompiledFunction {
+    /// Compiles the schema and the prompt template; errors name `input_schema` or `prompt`.
+    pub(crate) fn compile(function: &Function) -> Result<Self, CoreError> {
+        let validator = InputValidator::new(&function.input_schema)?;
+        let prompt = match &function.prompt {
+            Some(template) => {
+                let mut tera = tera::Tera::default();
+                tera.autoescape_on(Vec::new());
+                tera.add_raw_template(PROMPT, template)
+                    .map_err(|error| CoreError::invalid_field("prompt", error_chain(&error)))?;
+                Some(tera)
+            }
+            None => None,
+        };
+        Ok(Self { validator, prompt })
+    }
+
+    /// Checks `input` against the schema and renders the prompt with it (`{{ input.field }}`).
+    pub(crate) fn prepare(&self, input: &Value) -> Result<Option<String>, CoreError> {
+        self.validator.validate(input)?;
+        let Some(tera) = &self.prompt else { return Ok(None) };
+        let mut context = tera::Context::new();
+        context.insert("input", input);
+        tera.render(PROMPT, &context).map(Some).map_err(|error| CoreError::InputRejected {
+            path: String::new(),
+            message: format!(
+                "the prompt template cannot be rendered with this input: {}",
+                error_chain(&error)
+            ),
+        })
+    }
+}
+
+/// Tera puts the useful part of an error (which variable, which line) in its sources.
+fn error_chain(error: &tera::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Compiled function versions by (id, version).
+#[derive(Default)]
+pub(crate) struct CompiledCache {
+    entries: Mutex<HashMap<(FunctionId, u32), Arc<CompiledFunction>>>,
+}
+
+impl CompiledCache {
+    pub(crate) fn get(&self, function: &Function) -> Result<Arc<CompiledFunction>, CoreError> {
+        let key = (function.id, function.version);
+        if let Some(compiled) = self.entries.lock().expect("cache lock poisoned").get(&key) {
+            return Ok(compiled.clone());
+        }
+        let compiled = Arc::new(CompiledFunction::compile(function)?);
+        let mut entries = self.entries.lock().expect("cache lock poisoned");
+        if entries.len() >= MAX_CACHED {
+            entries.clear();
+        }
+        entries.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dashboard_core::FunctionSpec;
+    use serde_json::json;
+
+    use super::*;
+
+    fn function(prompt: &str) -> Function {
+        let mut spec = FunctionSpec::new("f", "demo");
+        spec.prompt = Some(prompt.into());
+        Function::create(spec).expect("valid spec")
+    }
+
+    #[test]
+    fn prompt_is_rendered_from_the_input_without_escaping() {
+        let compiled = CompiledFunction::compile(&function("Fix {{ input.url }} <now>")).expect("compiles");
+        let prompt = compiled.prepare(&json!({"url": "a&b"})).expect("renders");
+        assert_eq!(prompt.as_deref(), Some("Fix a&b <now>"));
+    }
+
+    #[test]
+    fn a_missing_field_names_it() {
+        let compiled = CompiledFunction::compile(&function("Fix {{ input.url }}")).expect("compiles");
+        let error = compiled.prepare(&json!({})).expect_err("rendered without the field");
+        assert!(error.to_string().contains("input.url"), "{error}");
+    }
+
+    #[test]
+    fn a_broken_template_names_the_prompt_field() {
+        let error = CompiledFunction::compile(&function("Fix {{ input.url "))
+            .err()
+            .expect("broken template compiled");
+        assert!(matches!(error, CoreError::InvalidField { ref field, .. } if field == "prompt"), "{error}");
+    }
+}

@@ -1,0 +1,92 @@
+//! `EngineError`: why the engine refused or could not do what it was asked, in variants the server maps to answers.
+
+use dashboard_core::{CoreError, ExecutionId, ExecutionStatus};
+use dashboard_store::StoreError;
+
+/// An error of a [`crate::Dashboard`] operation.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The function or execution named does not exist.
+    #[error("{entity} {key} not found")]
+    NotFound {
+        /// `function` or `execution`.
+        entity: &'static str,
+        /// The id or name asked for.
+        key: String,
+    },
+    /// A value breaks a rule; the error names the field.
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+    /// Another function has this name.
+    #[error("a function named {name:?} already exists")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// An update expected another version.
+    #[error("the function is at version {actual}, not {expected}")]
+    VersionMismatch {
+        /// Expected by the caller.
+        expected: u32,
+        /// Stored.
+        actual: u32,
+    },
+    /// The execution has finished; it can no longer be cancelled.
+    #[error("execution {id} has already finished ({status})")]
+    AlreadyFinished {
+        /// The execution.
+        id: ExecutionId,
+        /// Its terminal status.
+        status: ExecutionStatus,
+    },
+    /// The execution has not finished; it cannot be retried yet.
+    #[error("execution {id} has not finished yet ({status}); cancel it first or wait")]
+    NotFinished {
+        /// The execution.
+        id: ExecutionId,
+        /// Its status.
+        status: ExecutionStatus,
+    },
+    /// The idempotency key was used before with another request.
+    #[error("idempotency key {key:?} was already used for another request (execution {existing})")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The execution created by the first request.
+        existing: ExecutionId,
+    },
+    /// The caller may not use this backend.
+    #[error("not allowed to use backend {backend:?}")]
+    Forbidden {
+        /// The backend.
+        backend: String,
+    },
+    /// The engine is shutting down and takes no new work.
+    #[error("the dashboard is shutting down and takes no new executions")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl EngineError {
+    pub(crate) fn execution_not_found(id: impl ToString) -> Self {
+        Self::NotFound { entity: "execution", key: id.to_string() }
+    }
+
+    pub(crate) fn function_not_found(key: impl ToString) -> Self {
+        Self::NotFound { entity: "function", key: key.to_string() }
+    }
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { entity, key } => Self::NotFound { entity, key },
+            StoreError::DuplicateName { name } => Self::DuplicateName { name },
+            StoreError::VersionMismatch { expected, actual } => Self::VersionMismatch { expected, actual },
+            StoreError::Invalid(error) => Self::Invalid(error),
+            other => Self::Store(other),
+        }
+    }
+}

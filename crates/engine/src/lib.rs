@@ -1,0 +1,21 @@
+//! The embeddable control plane of Agent Dashboard: [`Dashboard`].
+//!
+//! The engine is the only writer of execution status. Every change goes through it, is checked against the status
+//! machine of `dashboard-core`, is stored together with its activity event by the store in one atomic step, and is
+//! then published on the event bus. It runs executions on their backends with a global and a per-function concurrency
+//! limit, stops them on cancel, timeout and shutdown, and recovers after a restart. It knows nothing of HTTP, so
+//! another Rust service can embed it: `Dashboard::builder().store(...).backend("demo", ...).build()`.
+
+mod bus;
+mod compiled;
+mod dashboard;
+mod error;
+mod run;
+mod scheduler;
+
+pub use bus::BusMessage;
+pub use dashboard::{Dashboard, DashboardBuilder, RecoveryReport, TriggerRequest, Triggered};
+pub use error::EngineError;
+
+/// The error of an execution that was running when the server stopped.
+pub const INTERRUPTED_ERROR: &str = "interrupted: the server stopped while this execution was running";

@@ -1,0 +1,23 @@
+//! `GET /api/events`: the activity feed, oldest first after a cursor.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::limit;
+use crate::error::ApiError;
+use crate::state::State;
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn list(state: State, query: web::Query<EventsQuery>) -> Result<HttpResponse, ApiError> {
+    let after = query.after.unwrap_or(0);
+    let limit = limit(query.limit, 100, 1000)?;
+    let items = state.dashboard.store().list_events(after, limit).await?;
+    let next_after = items.last().map_or(after, |event| event.id);
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_after": next_after})))
+}

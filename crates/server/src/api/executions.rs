@@ -1,0 +1,129 @@
+//! `/api/executions`: trigger, list, read, cancel and retry executions.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use dashboard_backends::Principal;
+use dashboard_core::{Execution, ExecutionId, ExecutionStatus};
+use dashboard_engine::TriggerRequest;
+use dashboard_store::ExecutionQuery;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{ApiJson, created_at, limit};
+use crate::error::ApiError;
+use crate::state::State;
+
+/// The body of `POST /api/executions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TriggerBody {
+    function: String,
+    #[serde(default = "empty_object")]
+    input: Value,
+    backend: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+pub(crate) async fn trigger(
+    state: State,
+    request: HttpRequest,
+    ApiJson(body): ApiJson<TriggerBody>,
+) -> Result<HttpResponse, ApiError> {
+    let header_key = match request.headers().get("Idempotency-Key") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::invalid_field("Idempotency-Key", "must be visible ASCII"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let idempotency_key = match (body.idempotency_key, header_key) {
+        (Some(body_key), Some(header_key)) if body_key != header_key => {
+            return Err(ApiError::invalid_field(
+                "idempotency_key",
+                "differs from the Idempotency-Key header; send one of them",
+            ));
+        }
+        (body_key, header_key) => body_key.or(header_key),
+    };
+    let trigger =
+        TriggerRequest { function: body.function, input: body.input, backend: body.backend, idempotency_key };
+    let triggered = state.dashboard.trigger(&Principal::anonymous(), trigger).await?;
+    let status = if triggered.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok(created_at(status, &location(&triggered.execution), &triggered.execution))
+}
+
+fn location(execution: &Execution) -> String {
+    format!("/api/executions/{}", execution.id)
+}
+
+/// Filters and page of `GET /api/executions`.
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    function: Option<String>,
+    backend: Option<String>,
+    q: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+impl ListQuery {
+    /// The store query, or a 400 naming the parameter that cannot be understood.
+    pub(crate) fn to_store_query(&self) -> Result<ExecutionQuery, ApiError> {
+        let non_empty = |value: &Option<String>| value.as_ref().filter(|value| !value.is_empty()).cloned();
+        let status = non_empty(&self.status)
+            .map(|status| {
+                status.parse::<ExecutionStatus>().map_err(|error| ApiError::bad_query("status", error))
+            })
+            .transpose()?;
+        let before = non_empty(&self.before)
+            .map(|before| {
+                before
+                    .parse::<ExecutionId>()
+                    .map_err(|_| ApiError::bad_query("before", "is not an execution id"))
+            })
+            .transpose()?;
+        Ok(ExecutionQuery {
+            status,
+            function: non_empty(&self.function),
+            backend: non_empty(&self.backend),
+            text: non_empty(&self.q),
+            before,
+            limit: limit(self.limit, 50, 500)?,
+        })
+    }
+}
+
+pub(crate) async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let page = state.dashboard.store().list_executions(&query.to_store_query()?).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// An execution id from the URL; text that is not an id names no execution.
+pub(crate) fn parse_id(text: &str) -> Result<ExecutionId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("execution", text))
+}
+
+pub(crate) async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match state.dashboard.store().get_execution(id).await? {
+        Some(execution) => Ok(HttpResponse::Ok().json(execution)),
+        None => Err(ApiError::not_found("execution", &id.to_string())),
+    }
+}
+
+pub(crate) async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let execution = state.dashboard.cancel(&Principal::anonymous(), parse_id(&id)?).await?;
+    Ok(HttpResponse::Accepted().json(execution))
+}
+
+pub(crate) async fn retry(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let execution = state.dashboard.retry(&Principal::anonymous(), parse_id(&id)?).await?;
+    Ok(created_at(StatusCode::ACCEPTED, &location(&execution), &execution))
+}

@@ -1,0 +1,149 @@
+//! Server settings, read from the environment (`DASHBOARD_*`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Where the dashboard keeps its data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// In memory: lost when the process stops.
+    Memory,
+    /// A SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// A setting that could not be understood; names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: String,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The address to listen on (`DASHBOARD_HOST`, default `0.0.0.0`).
+    pub host: IpAddr,
+    /// The port (`DASHBOARD_PORT`, default 8000; 0 picks a free one).
+    pub port: u16,
+    /// Verbose logs and templates reloaded from disk (`DASHBOARD_DEBUG=1`).
+    pub debug: bool,
+    /// The store (`DASHBOARD_STORE`: `memory` or `sqlite:PATH`).
+    pub store: StoreSpec,
+    /// Templates and static files from this folder instead of the embedded copy (`DASHBOARD_WEB_DIR`).
+    pub web_dir: Option<PathBuf>,
+    /// How backends reach this server (`DASHBOARD_PUBLIC_URL`, default `http://127.0.0.1:{port}`).
+    pub public_url: Option<String>,
+    /// The largest request body accepted (`DASHBOARD_MAX_BODY_BYTES`, default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Register the demo backend and an example function when the store has no function (the newcomer's start).
+    pub seed_example: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8000,
+            debug: false,
+            store: StoreSpec::Memory,
+            web_dir: None,
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            seed_example: true,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The settings from any variable lookup (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        let var =
+            |name: &str| lookup(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty());
+        if let Some(host) = var("DASHBOARD_HOST") {
+            config.host = host
+                .parse()
+                .map_err(|_| invalid("DASHBOARD_HOST", format!("{host:?} is not an IP address")))?;
+        }
+        if let Some(port) = var("DASHBOARD_PORT") {
+            config.port = port
+                .parse()
+                .map_err(|_| invalid("DASHBOARD_PORT", format!("{port:?} is not a port number")))?;
+        }
+        if let Some(debug) = var("DASHBOARD_DEBUG") {
+            config.debug = matches!(debug.as_str(), "1" | "true" | "yes" | "on");
+        }
+        if let Some(store) = var("DASHBOARD_STORE") {
+            config.store = parse_store(&store)?;
+        }
+        config.web_dir = var("DASHBOARD_WEB_DIR").map(PathBuf::from);
+        config.public_url = var("DASHBOARD_PUBLIC_URL").map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(bytes) = var("DASHBOARD_MAX_BODY_BYTES") {
+            config.max_body_bytes = bytes.parse().ok().filter(|bytes| *bytes >= 1024).ok_or_else(|| {
+                invalid("DASHBOARD_MAX_BODY_BYTES", format!("{bytes:?} is not a byte count of at least 1024"))
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// Whether the server listens on a loopback address only.
+    pub fn is_loopback(&self) -> bool {
+        self.host.is_loopback()
+    }
+}
+
+fn parse_store(text: &str) -> Result<StoreSpec, ConfigError> {
+    if text == "memory" {
+        return Ok(StoreSpec::Memory);
+    }
+    match text.strip_prefix("sqlite:") {
+        Some(path) if !path.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(path))),
+        _ => Err(invalid("DASHBOARD_STORE", format!("{text:?}: expected `memory` or `sqlite:PATH`"))),
+    }
+}
+
+fn invalid(variable: &str, message: String) -> ConfigError {
+    ConfigError { variable: variable.to_owned(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ServerConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!((config.port, config.store, config.debug), (8000, StoreSpec::Memory, false));
+    }
+
+    #[test]
+    fn variables_are_read_and_bad_ones_named() {
+        let config =
+            config(&[("DASHBOARD_PORT", "0"), ("DASHBOARD_STORE", "sqlite:x.db"), ("DASHBOARD_DEBUG", "1")])
+                .expect("valid settings");
+        assert_eq!((config.port, config.store, config.debug), (0, StoreSpec::Sqlite("x.db".into()), true));
+        for (name, value) in
+            [("DASHBOARD_PORT", "eighty"), ("DASHBOARD_STORE", "postgres"), ("DASHBOARD_HOST", "x")]
+        {
+            let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
+            assert_eq!(error.variable, name);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! `/backends`: every configured backend, its kind, and whether it is ready now (each checked concurrently, 2 s at
+//! most each — the same checks as `GET /api/backends`).
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+
+use super::base_context;
+use crate::api::backends::views;
+use crate::state::State;
+
+pub(crate) async fn show(state: State) -> HttpResponse {
+    let backends = views(&state).await;
+    let mut context = base_context("backends", "Backends");
+    context.insert("backends", &backends);
+    state.render(StatusCode::OK, "backends.html", &context)
+}

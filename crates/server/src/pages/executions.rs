@@ -1,0 +1,208 @@
+//! `/executions` and `/executions/{id}`: the filtered, paged list; the status page with its log; cancel and retry.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use dashboard_backends::Principal;
+use dashboard_core::{ExecutionId, ExecutionStatus};
+use dashboard_store::ExecutionQuery;
+use serde::{Deserialize, Serialize};
+
+use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
+use super::{FormError, base_context, error_page, insert_form_error, see_other};
+use crate::error::ApiError;
+use crate::state::{AppState, State};
+
+/// How many executions one page of the list shows.
+const PAGE_SIZE: usize = 50;
+/// How many log lines the status page renders; the script fetches the rest, the download link has them all.
+const PAGE_LOG_LINES: usize = 2000;
+
+/// The filters of the list, as typed in its form (GET). Text throughout, so a bad value is shown, not refused.
+#[derive(Default, Deserialize, Serialize)]
+#[serde(default)]
+pub(crate) struct Filters {
+    status: String,
+    function: String,
+    backend: String,
+    q: String,
+    before: String,
+}
+
+impl Filters {
+    fn to_query(&self) -> Result<ExecutionQuery, FormError> {
+        let non_empty = |text: &str| Some(text.trim()).filter(|text| !text.is_empty()).map(str::to_owned);
+        let status = match non_empty(&self.status) {
+            Some(status) => Some(status.parse::<ExecutionStatus>().map_err(|_| {
+                FormError::new("status", format!("{status:?} is not a status of an execution"))
+            })?),
+            None => None,
+        };
+        let before = match non_empty(&self.before) {
+            Some(before) => Some(
+                before
+                    .parse::<ExecutionId>()
+                    .map_err(|_| FormError::new("before", "is not an execution id"))?,
+            ),
+            None => None,
+        };
+        Ok(ExecutionQuery {
+            status,
+            function: non_empty(&self.function),
+            backend: non_empty(&self.backend),
+            text: non_empty(&self.q),
+            before,
+            limit: PAGE_SIZE,
+        })
+    }
+
+    /// The list's URL with these filters and another page cursor.
+    fn url_before(&self, before: &str) -> String {
+        let pairs = [
+            ("status", self.status.as_str()),
+            ("function", self.function.as_str()),
+            ("backend", self.backend.as_str()),
+            ("q", self.q.as_str()),
+            ("before", before),
+        ];
+        format!("/executions{}", query_string(&pairs))
+    }
+}
+
+pub(crate) async fn list(state: State, filters: web::Query<Filters>) -> HttpResponse {
+    let filters = filters.into_inner();
+    let (rows, next_url, error, status) = match filters.to_query() {
+        Ok(query) => match state.dashboard.store().list_executions(&query).await {
+            Ok(page) => {
+                // A page short of the limit is the last one, whatever the cursor says.
+                let next_url = page
+                    .next_cursor
+                    .filter(|_| page.items.len() >= PAGE_SIZE)
+                    .map(|cursor| filters.url_before(&cursor.to_string()));
+                (page.items.iter().map(ExecutionRow::new).collect(), next_url, None, StatusCode::OK)
+            }
+            Err(error) => return error_page(&state, &error.into()),
+        },
+        Err(error) => (Vec::new(), None, Some(error), StatusCode::BAD_REQUEST),
+    };
+    let function_names = match state.dashboard.store().list_functions().await {
+        Ok(functions) => functions.into_iter().map(|function| function.name).collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut context = base_context("executions", "Executions");
+    context.insert("executions", &rows);
+    context.insert("filters", &filters);
+    context.insert("statuses", &ExecutionStatus::ALL.map(ExecutionStatus::as_str));
+    context.insert("backends", &state.dashboard.backends().names());
+    context.insert("function_names", &function_names);
+    context.insert("next_url", &next_url);
+    context.insert("first_url", &Some(filters.url_before("")).filter(|_| !filters.before.is_empty()));
+    insert_form_error(&mut context, error.as_ref());
+    state.render(status, "executions.html", &context)
+}
+
+/// An execution id from the URL; text that is not an id names no execution.
+fn parse_id(text: &str) -> Result<ExecutionId, ApiError> {
+    text.parse().map_err(|_| ApiError::not_found("execution", text))
+}
+
+pub(crate) async fn detail(state: State, id: web::Path<String>) -> HttpResponse {
+    match parse_id(&id) {
+        Ok(id) => render_detail(&state, id, None, StatusCode::OK).await,
+        Err(error) => error_page(&state, &error),
+    }
+}
+
+/// The status page; `action_error` says why a cancel or retry just failed.
+async fn render_detail(
+    state: &AppState,
+    id: ExecutionId,
+    action_error: Option<String>,
+    status: StatusCode,
+) -> HttpResponse {
+    let store = state.dashboard.store();
+    let execution = match store.get_execution(id).await {
+        Ok(Some(execution)) => execution,
+        Ok(None) => return error_page(state, &ApiError::not_found("execution", &id.to_string())),
+        Err(error) => return error_page(state, &error.into()),
+    };
+    let mut lines = match store.read_logs(id, 0, PAGE_LOG_LINES + 1).await {
+        Ok(lines) => lines,
+        Err(error) => return error_page(state, &error.into()),
+    };
+    let is_log_cut = lines.len() > PAGE_LOG_LINES;
+    lines.truncate(PAGE_LOG_LINES);
+    let last_seq = lines.last().map_or(0, |line| line.seq);
+
+    let mut context =
+        base_context("executions", &format!("{} · {}", execution.function, super::view::short_id(&id)));
+    context.insert("execution", &ExecutionDetail::new(&execution));
+    context.insert("log_lines", &lines.iter().map(LogLineView::new).collect::<Vec<_>>());
+    context.insert("is_log_cut", &is_log_cut);
+    context.insert("last_seq", &last_seq);
+    context.insert("action_error", &action_error);
+    state.render(status, "execution.html", &context)
+}
+
+pub(crate) async fn cancel(state: State, id: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(error) => return error_page(&state, &error),
+    };
+    match state.dashboard.cancel(&Principal::anonymous(), id).await {
+        Ok(_) => see_other(&format!("/executions/{id}")),
+        Err(error) => action_failed(&state, id, ApiError::from(error)).await,
+    }
+}
+
+pub(crate) async fn retry(state: State, id: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(error) => return error_page(&state, &error),
+    };
+    match state.dashboard.retry(&Principal::anonymous(), id).await {
+        Ok(retried) => see_other(&format!("/executions/{}", retried.id)),
+        Err(error) => action_failed(&state, id, ApiError::from(error)).await,
+    }
+}
+
+/// A cancel or retry that could not be done: the 404 page for an unknown execution, else its status page with why.
+async fn action_failed(state: &AppState, id: ExecutionId, error: ApiError) -> HttpResponse {
+    if error.status == StatusCode::NOT_FOUND {
+        return error_page(state, &error);
+    }
+    render_detail(state, id, Some(super::sentence(&error.message)), error.status).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filters(status: &str, before: &str) -> Filters {
+        Filters { status: status.into(), before: before.into(), q: "a b".into(), ..Filters::default() }
+    }
+
+    #[test]
+    fn filters_become_a_store_query() {
+        let query = filters("failed", "").to_query().expect("valid filters");
+        assert_eq!(
+            (query.status, query.text.as_deref(), query.limit),
+            (Some(ExecutionStatus::Failed), Some("a b"), 50)
+        );
+        assert_eq!(
+            filters("nope", "").to_query().err().and_then(|error| error.field).as_deref(),
+            Some("status")
+        );
+        assert_eq!(
+            filters("", "x").to_query().err().and_then(|error| error.field).as_deref(),
+            Some("before")
+        );
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_filters() {
+        assert_eq!(
+            filters("queued", "old").url_before("new"),
+            "/executions?status=queued&q=a%20b&before=new"
+        );
+    }
+}

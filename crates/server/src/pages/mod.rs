@@ -1,0 +1,204 @@
+//! The HTML pages (server-rendered with tera, usable without JavaScript) and the form posts behind them.
+//!
+//! Every handler reads through the engine's store or acts through the engine, turns what it gets into plain view
+//! structs (times and durations already formatted, see `view.rs`), and renders one template. Forms answer
+//! 303 See Other to the page they lead to, or re-render themselves with the error next to what the user typed.
+
+mod activity;
+mod backends;
+mod executions;
+mod function_form;
+mod functions;
+mod overview;
+mod view;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use dashboard_core::Event;
+use dashboard_store::{DashboardStore, StoreError};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers every page route and form handler. `/functions/new` comes before `/functions/{key}` so that it wins.
+///
+/// The form posts (every `web::post()` here) carry no CSRF token yet: the token comes with the login session of
+/// DESIGN §9 (a later issue), and its check goes here, as one guard wrapped around exactly these post routes.
+pub(crate) fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/", web::get().to(overview::show))
+        .route("/functions", web::get().to(functions::list))
+        .route("/functions", web::post().to(function_form::create))
+        .route("/functions/new", web::get().to(function_form::new))
+        .route("/functions/{key}", web::get().to(functions::detail))
+        .route("/functions/{key}", web::post().to(function_form::update))
+        .route("/functions/{key}/edit", web::get().to(function_form::edit))
+        .route("/functions/{key}/edit", web::post().to(function_form::update))
+        .route("/functions/{key}/delete", web::post().to(functions::delete))
+        .route("/functions/{key}/trigger", web::post().to(functions::trigger))
+        .route("/executions", web::get().to(executions::list))
+        .route("/executions/{id}", web::get().to(executions::detail))
+        .route("/executions/{id}/cancel", web::post().to(executions::cancel))
+        .route("/executions/{id}/retry", web::post().to(executions::retry))
+        .route("/activity", web::get().to(activity::show))
+        .route("/backends", web::get().to(backends::show));
+}
+
+/// The HTML 404 page.
+pub(crate) fn not_found_page(state: &AppState, path: &str) -> HttpResponse {
+    let mut context = base_context("", "Not found");
+    context.insert("message", &format!("There is no page at {path}."));
+    state.render(StatusCode::NOT_FOUND, "error.html", &context)
+}
+
+/// The context every page starts from: the page title, which nav entry is current, the version for the footer.
+fn base_context(nav: &str, title: &str) -> tera::Context {
+    let mut context = tera::Context::new();
+    context.insert("nav", nav);
+    context.insert("title", title);
+    context.insert("version", env!("CARGO_PKG_VERSION"));
+    context
+}
+
+/// The error page for a failed read or action: an unknown function or execution gives the 404 page, anything else
+/// the status and sentence the JSON API would answer with.
+fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
+    let title = match error.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::FORBIDDEN => "Not allowed",
+        status if status.is_server_error() => "Something went wrong",
+        _ => "Cannot do that",
+    };
+    let mut context = base_context("", title);
+    context.insert("message", &sentence(&error.message));
+    state.render(error.status, "error.html", &context)
+}
+
+/// A message as a sentence: capitalised, ending with a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut text: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !text.ends_with(['.', '!', '?']) {
+        text.push('.');
+    }
+    text
+}
+
+/// 303 See Other: where a successful form post sends the browser.
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+/// A form's error, shown next to the form: the sentence, and the field to mark when one is named.
+#[derive(Debug, serde::Serialize)]
+struct FormError {
+    message: String,
+    field: Option<String>,
+}
+
+impl FormError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self { message: format!("{field}: {}", message.into()), field: Some(field.to_owned()) }
+    }
+}
+
+/// Puts a form's error in the context: `error` (null when none) and `error_field` (empty when none), the name of
+/// the field the template marks as invalid.
+fn insert_form_error(context: &mut tera::Context, error: Option<&FormError>) {
+    context.insert("error", &error);
+    context.insert("error_field", error.and_then(|error| error.field.as_deref()).unwrap_or(""));
+}
+
+impl From<&ApiError> for FormError {
+    fn from(error: &ApiError) -> Self {
+        let field = error.details.get("field").and_then(|field| field.as_str()).map(str::to_owned);
+        Self { message: error.message.clone(), field }
+    }
+}
+
+/// A page of the activity feed: up to `count` events with ids up to `newest` (inclusive), newest first, and the
+/// cursor of the next older page when there may be one.
+struct EventPage {
+    events: Vec<Event>,
+    older_before: Option<u64>,
+}
+
+/// How many windows [`newest_events`] looks back through before it hands the rest to the "older" link.
+const MAX_EVENT_WINDOWS: u32 = 12;
+
+/// The newest `count` events with `id <= newest`, newest first.
+///
+/// The store lists events oldest first after a cursor, so this reads windows of ids backwards from `newest`: a
+/// window `(low, high]` holds at most `high - low` events (ids are distinct integers), so asking for that many after
+/// `low` returns all of them. Windows double in size so that gaps left by pruning cost few reads.
+async fn newest_events(
+    store: &dyn DashboardStore,
+    newest: u64,
+    count: usize,
+) -> Result<EventPage, StoreError> {
+    let mut events = Vec::with_capacity(count);
+    let mut high = newest;
+    let mut width = count.max(1) as u64;
+    for _ in 0..MAX_EVENT_WINDOWS {
+        if events.len() >= count || high == 0 {
+            break;
+        }
+        let low = high.saturating_sub(width);
+        let limit = usize::try_from(high - low).unwrap_or(usize::MAX);
+        let mut window = store.list_events(low, limit).await?;
+        window.retain(|event| event.id <= high);
+        events.extend(window.into_iter().rev().take(count - events.len()));
+        high = low;
+        width = width.saturating_mul(2);
+    }
+    let older_before = match events.last() {
+        Some(oldest) if events.len() >= count => Some(oldest.id).filter(|id| *id > 1),
+        _ if high > 0 => Some(high + 1),
+        _ => None,
+    };
+    Ok(EventPage { events, older_before })
+}
+
+#[cfg(test)]
+mod tests {
+    use dashboard_core::{Function, FunctionSpec};
+    use dashboard_store::MemoryStore;
+
+    use super::*;
+
+    async fn store_with_events(count: usize) -> MemoryStore {
+        let store = MemoryStore::default();
+        for n in 0..count {
+            let function = Function::create(FunctionSpec::new(format!("f{n}"), "demo")).expect("valid spec");
+            store.create_function(function).await.expect("the memory store accepts it");
+        }
+        store
+    }
+
+    fn ids(page: &EventPage) -> Vec<u64> {
+        page.events.iter().map(|event| event.id).collect()
+    }
+
+    #[tokio::test]
+    async fn newest_events_come_newest_first_with_the_older_cursor() {
+        let store = store_with_events(30).await;
+        let first = newest_events(&store, 30, 20).await.expect("memory store");
+        assert_eq!(ids(&first), (11..=30).rev().collect::<Vec<_>>());
+        assert_eq!(first.older_before, Some(11));
+        let second = newest_events(&store, 10, 20).await.expect("memory store");
+        assert_eq!(ids(&second), (1..=10).rev().collect::<Vec<_>>());
+        assert_eq!(second.older_before, None);
+        assert!(newest_events(&store, 0, 20).await.expect("memory store").events.is_empty());
+    }
+
+    #[test]
+    fn messages_become_sentences() {
+        assert_eq!(sentence("function x not found"), "Function x not found.");
+        assert_eq!(sentence("done."), "Done.");
+        assert_eq!(sentence(""), "");
+    }
+}

@@ -1,0 +1,51 @@
+//! `/`: the overview — executions counted by status, the latest executions, and the live activity feed.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use dashboard_core::ExecutionStatus;
+use dashboard_store::ExecutionQuery;
+use serde::Serialize;
+
+use super::view::{EventView, ExecutionRow};
+use super::{base_context, error_page, newest_events};
+use crate::error::ApiError;
+use crate::state::State;
+
+/// How many executions the overview lists.
+const RECENT_EXECUTIONS: usize = 10;
+/// How many events the overview's feed starts with.
+const RECENT_EVENTS: usize = 20;
+
+/// One tile of the counts.
+#[derive(Serialize)]
+struct StatusCount {
+    status: ExecutionStatus,
+    count: u64,
+}
+
+pub(crate) async fn show(state: State) -> HttpResponse {
+    render(&state).await.unwrap_or_else(|error| error_page(&state, &error))
+}
+
+async fn render(state: &State) -> Result<HttpResponse, ApiError> {
+    let store = state.dashboard.store();
+    let counts = store.count_by_status().await?;
+    let recent =
+        store.list_executions(&ExecutionQuery { limit: RECENT_EXECUTIONS, ..Default::default() }).await?;
+    let last_event_id = store.last_event_id().await?;
+    let feed = newest_events(store.as_ref(), last_event_id, RECENT_EVENTS).await?;
+
+    let mut context = base_context("overview", "Overview");
+    let tiles: Vec<StatusCount> = ExecutionStatus::ALL
+        .into_iter()
+        .map(|status| StatusCount { status, count: counts.get(status) })
+        .collect();
+    context.insert("counts", &tiles);
+    context.insert("total", &counts.total());
+    context.insert("executions", &recent.items.iter().map(ExecutionRow::new).collect::<Vec<_>>());
+    context.insert("events", &feed.events.iter().map(EventView::new).collect::<Vec<_>>());
+    context.insert("last_event_id", &last_event_id);
+    context.insert("feed_size", &RECENT_EVENTS);
+    context.insert("function_count", &store.list_functions().await?.len());
+    Ok(state.render(StatusCode::OK, "overview.html", &context))
+}

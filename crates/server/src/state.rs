@@ -1,0 +1,43 @@
+//! `AppState`: what every handler can reach — the engine, the templates, the settings.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use dashboard_engine::Dashboard;
+
+use crate::ServerConfig;
+use crate::assets::Templates;
+
+/// Shared by all handlers through `web::Data<AppState>`.
+pub struct AppState {
+    /// The engine.
+    pub dashboard: Dashboard,
+    /// The page templates.
+    pub templates: Templates,
+    /// The settings the server started with.
+    pub config: ServerConfig,
+}
+
+/// The handlers' view of the state.
+pub type State = web::Data<AppState>;
+
+impl AppState {
+    /// Renders a page template with `context`; a template error is logged and answered with a plain 500 page.
+    pub fn render(&self, status: StatusCode, template: &str, context: &tera::Context) -> HttpResponse {
+        match self.templates.render(template, context) {
+            Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
+            Err(error) => {
+                let mut text = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                log::error!("template {template}: {text}");
+                HttpResponse::InternalServerError()
+                    .content_type("text/plain; charset=utf-8")
+                    .body("this page could not be rendered; see the server log")
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The test harness: starts the real server on 127.0.0.1:0 and talks to it over HTTP.
+
+#![allow(dead_code, clippy::unwrap_used)] // Each test file uses part of the harness.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use dashboard_server::{RunningServer, ServerConfig, StoreSpec, start};
+use serde_json::{Value, json};
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub url: String,
+    pub client: reqwest::Client,
+    server: RunningServer,
+}
+
+/// A server with the memory store, the demo backend and the example function.
+pub async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+/// A server with settings changed by `adjust`.
+pub async fn server_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let mut config = ServerConfig {
+        host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 0,
+        store: StoreSpec::Memory,
+        ..ServerConfig::default()
+    };
+    adjust(&mut config);
+    let server = start(config).await.expect("the server starts");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a client");
+    TestServer { url: server.url(), client, server }
+}
+
+/// An answer: status and body (JSON when it parses, else the text as a JSON string).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// The error code of a JSON error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn text(&self) -> &str {
+        self.body.as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// Stops the server; the client goes first, so no idle keep-alive connection holds up the graceful stop.
+    pub async fn stop(self) {
+        drop(self.client);
+        self.server.stop().await;
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(format!("{}{path}", self.url))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(self.client.post(format!("{}{path}", self.url)).json(&body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.send(self.client.put(format!("{}{path}", self.url)).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(self.client.delete(format!("{}{path}", self.url))).await
+    }
+
+    /// Posts raw bytes with a content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let request =
+            self.client.post(format!("{}{path}", self.url)).header("Content-Type", content_type).body(body);
+        self.send(request).await
+    }
+
+    /// Creates a function on the demo backend with extra fields; panics unless 201.
+    pub async fn create_function(&self, name: &str, extra: Value) -> Value {
+        let mut body = json!({"name": name, "backend": "demo"});
+        for (key, value) in extra.as_object().cloned().unwrap_or_default() {
+            body[key] = value;
+        }
+        let answer = self.post("/api/functions", body).await;
+        assert_eq!(answer.status, 201, "create {name}: {:?}", answer.body);
+        answer.body
+    }
+
+    /// Triggers a function; panics unless 202. Returns the execution id.
+    pub async fn trigger(&self, function: &str, input: Value) -> String {
+        let answer = self.post("/api/executions", json!({"function": function, "input": input})).await;
+        assert_eq!(answer.status, 202, "trigger {function}: {:?}", answer.body);
+        answer.body["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Polls an execution until its status is `status`, for at most `limit`; returns it.
+    pub async fn wait_for(&self, id: &str, status: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let answer = self.get(&format!("/api/executions/{id}")).await;
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+            if answer.body["status"] == status {
+                return answer.body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "execution {id} did not become {status} within {limit:?}; it is {}",
+                answer.body["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last event id now.
+    pub async fn event_cursor(&self) -> u64 {
+        let mut after = 0;
+        loop {
+            let answer = self.get(&format!("/api/events?after={after}&limit=1000")).await;
+            let next = answer.body["next_after"].as_u64().expect("next_after");
+            if next == after {
+                return after;
+            }
+            after = next;
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Where Agent Dashboard keeps its state: the [`DashboardStore`] trait and its in-memory implementation.
+//!
+//! The store is the source of truth. Every change it makes to a function or an execution is recorded together with
+//! the activity event that describes it, in one atomic step, so the feed can never disagree with the data. The trait
+//! speaks only in `dashboard-core` types: no SQL, no HTTP, no backend appears in it, so an implementation can live
+//! anywhere and prove itself with the conformance suite (the `testing` feature).
+
+mod error;
+mod memory;
+mod types;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use types::{
+    ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StatusCounts,
+};
+
+use async_trait::async_trait;
+use dashboard_core::{
+    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, LogLine, NewLogLine,
+    Timestamp,
+};
+
+/// The storage contract of the dashboard.
+///
+/// Implementations must be safe to share between tasks (`Arc<dyn DashboardStore>`). Every method that changes a
+/// function or an execution records the matching [`Event`] (built with `dashboard_core::NewEvent::for_execution` or
+/// `for_function`) in the same atomic step and returns it, so the caller can publish it. Event ids are global and
+/// strictly increasing; a reader that has seen id N never later finds a new event with an id ≤ N.
+#[async_trait]
+pub trait DashboardStore: Send + Sync + 'static {
+    /// Registers a new function and records `function.created`.
+    ///
+    /// Errors: [`StoreError::DuplicateName`] if a function of that name exists.
+    async fn create_function(&self, function: Function) -> Result<Recorded<Function>, StoreError>;
+
+    /// A function by id or by name.
+    async fn get_function(&self, key: &FunctionKey) -> Result<Option<Function>, StoreError>;
+
+    /// All functions, sorted by name.
+    async fn list_functions(&self) -> Result<Vec<Function>, StoreError>;
+
+    /// Replaces function `id` with the next version made from `spec` (see `Function::replaced_by`) and records
+    /// `function.updated`. With `expected_version`, the replace happens only if the stored version is that one.
+    ///
+    /// Errors: [`StoreError::NotFound`], [`StoreError::VersionMismatch`], [`StoreError::DuplicateName`] when renamed
+    /// onto another function's name, [`StoreError::Invalid`] when the spec breaks a domain rule.
+    async fn update_function(
+        &self,
+        id: FunctionId,
+        spec: FunctionSpec,
+        expected_version: Option<u32>,
+    ) -> Result<Recorded<Function>, StoreError>;
+
+    /// Deletes function `id` and records `function.deleted`; its executions, logs and events are kept.
+    ///
+    /// Errors: [`StoreError::NotFound`].
+    async fn delete_function(&self, id: FunctionId) -> Result<Recorded<Function>, StoreError>;
+
+    /// Stores a new `queued` execution and records `execution.queued`.
+    ///
+    /// An execution whose id exists already is refused with [`StoreError::Invalid`] naming `id`.
+    ///
+    /// Idempotency: if `execution.idempotency_key` is set and an execution with that key exists, nothing is written
+    /// and that execution comes back as `Err(StoreError::IdempotencyKeyExists { existing })`; the caller decides
+    /// whether the repeated request is the same one.
+    async fn create_execution(&self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError>;
+
+    /// An execution by id.
+    async fn get_execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError>;
+
+    /// Executions matching `query`, newest first (by id, descending), at most `query.limit` of them. `next_cursor`
+    /// is the id to pass as `before` for the next page, or `None` on the last page (also when the last page is full).
+    /// A `limit` of 0 is read as 1. Text search folds case for ASCII letters only, so every store can agree.
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError>;
+
+    /// Changes an execution's status as a compare-and-set: it happens only if the stored status is `update.from`
+    /// and the status machine allows `from → to`. Sets `started_at` on `running`, `finished_at` on a terminal
+    /// status, and `output`, `error` and `usage` as given. Records the event of the new status.
+    ///
+    /// Errors, checked in this order: [`StoreError::NotFound`], [`StoreError::StatusMismatch`] (someone else changed
+    /// it first), [`StoreError::Invalid`] for an illegal transition.
+    async fn update_execution(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+    ) -> Result<Recorded<Execution>, StoreError>;
+
+    /// Executions that are `queued` or `running`, oldest first: what recovery looks at after a restart.
+    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError>;
+
+    /// How many executions there are in each status; every status is present, with 0 when there is none.
+    async fn count_by_status(&self) -> Result<StatusCounts, StoreError>;
+
+    /// Appends lines to an execution's log, numbering them after the last stored line (1 for the first line ever),
+    /// with no gaps even under concurrent appends. Returns the seq of the last line appended (or of the last line
+    /// stored, when `lines` is empty).
+    ///
+    /// Errors: [`StoreError::NotFound`] for an unknown execution.
+    async fn append_logs(&self, id: ExecutionId, lines: Vec<NewLogLine>) -> Result<u64, StoreError>;
+
+    /// Up to `limit` log lines of an execution with `seq > after`, in order. An unknown execution has no lines.
+    async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError>;
+
+    /// Up to `limit` events with `id > after`, oldest first.
+    async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+
+    /// The id of the newest event, 0 when there is none.
+    async fn last_event_id(&self) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs and the events about them, and
+    /// events not about an execution that are older than `cutoff`, oldest finished first. Their idempotency keys become
+    /// free again. Event ids are never reused, even when the newest events are pruned. Returns how many executions it
+    /// deleted; call again while it returns `limit`.
+    async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError>;
+
+    /// Answers when the store is usable (the health check).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Whether an execution in `status` may be changed to `next`: a helper for implementations.
+pub fn check_transition(status: ExecutionStatus, next: ExecutionStatus) -> Result<(), StoreError> {
+    status.check_transition(next).map_err(StoreError::Invalid)
+}

@@ -1,0 +1,308 @@
+//! `MemoryStore`: the whole store in one mutex-guarded struct, for tests, demos and embedding without a disk.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use dashboard_core::{
+    CoreError, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec,
+    LogLine, NewEvent, NewLogLine, Timestamp, now,
+};
+
+use crate::{
+    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded,
+    StatusCounts, StoreError, check_transition,
+};
+
+/// A [`DashboardStore`] that keeps everything in memory: shared between tasks, and gone when the process ends.
+///
+/// One mutex guards all the state, so each method is one atomic step: a change and its event are made under the
+/// same lock, and no reader ever sees one without the other. The lock is never held across an `.await` (no method
+/// awaits anything), so contention costs microseconds.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    functions: HashMap<FunctionId, Function>,
+    /// Name → id; a `BTreeMap` so that listing by name needs no sort.
+    function_ids_by_name: BTreeMap<String, FunctionId>,
+    /// Ids are UUID v7, so id order is creation order: newest first is a reverse walk.
+    executions: BTreeMap<ExecutionId, Execution>,
+    execution_ids_by_key: HashMap<String, ExecutionId>,
+    /// Each execution's lines, in seq order; the line with seq `n` is at index `n - 1`.
+    logs: HashMap<ExecutionId, Vec<LogLine>>,
+    /// In id order.
+    events: Vec<Event>,
+    /// The last event id handed out. Kept apart from `events` so that pruning never lets an id be reused.
+    last_event_id: u64,
+}
+
+impl State {
+    /// Records `event` with the next id; the caller holds the lock that also covers the change it describes.
+    fn record(&mut self, event: NewEvent) -> Event {
+        self.last_event_id += 1;
+        let event = event.recorded(self.last_event_id, now());
+        self.events.push(event.clone());
+        event
+    }
+
+    fn function_by_key(&self, key: &FunctionKey) -> Option<&Function> {
+        let id = match key {
+            FunctionKey::Id(id) => id,
+            FunctionKey::Name(name) => self.function_ids_by_name.get(name)?,
+        };
+        self.functions.get(id)
+    }
+}
+
+impl MemoryStore {
+    fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        // A panic while the lock was held may have left a change half made; refuse to serve such state.
+        self.state.lock().map_err(|_| StoreError::Unavailable {
+            message: "the memory store was poisoned by a panic during an earlier change".to_owned(),
+            source: None,
+        })
+    }
+}
+
+/// Whether `execution` passes every filter of `query`; `needle` is the lowercased text filter.
+fn passes_filters(query: &ExecutionQuery, needle: Option<&str>, execution: &Execution) -> bool {
+    query.status.is_none_or(|status| execution.status == status)
+        && query.function.as_ref().is_none_or(|function| &execution.function == function)
+        && query.backend.as_ref().is_none_or(|backend| &execution.backend == backend)
+        && needle.is_none_or(|needle| execution.input.to_string().to_ascii_lowercase().contains(needle))
+}
+
+#[async_trait]
+impl DashboardStore for MemoryStore {
+    async fn create_function(&self, function: Function) -> Result<Recorded<Function>, StoreError> {
+        let mut state = self.state()?;
+        if state.function_ids_by_name.contains_key(&function.name) {
+            return Err(StoreError::DuplicateName { name: function.name });
+        }
+        if state.functions.contains_key(&function.id) {
+            return Err(CoreError::invalid_field(
+                "id",
+                format!("a function with id {} exists already", function.id),
+            )
+            .into());
+        }
+        state.function_ids_by_name.insert(function.name.clone(), function.id);
+        state.functions.insert(function.id, function.clone());
+        let event = state.record(NewEvent::for_function(EventKind::FunctionCreated, &function));
+        Ok(Recorded { value: function, event })
+    }
+
+    async fn get_function(&self, key: &FunctionKey) -> Result<Option<Function>, StoreError> {
+        Ok(self.state()?.function_by_key(key).cloned())
+    }
+
+    async fn list_functions(&self) -> Result<Vec<Function>, StoreError> {
+        let state = self.state()?;
+        Ok(state.function_ids_by_name.values().filter_map(|id| state.functions.get(id)).cloned().collect())
+    }
+
+    async fn update_function(
+        &self,
+        id: FunctionId,
+        spec: FunctionSpec,
+        expected_version: Option<u32>,
+    ) -> Result<Recorded<Function>, StoreError> {
+        let mut state = self.state()?;
+        let current = state.functions.get(&id).ok_or_else(|| StoreError::function_not_found(id))?;
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(StoreError::VersionMismatch { expected, actual: current.version });
+        }
+        let next = current.replaced_by(spec)?;
+        let old_name = current.name.clone();
+        if next.name != old_name && state.function_ids_by_name.contains_key(&next.name) {
+            return Err(StoreError::DuplicateName { name: next.name });
+        }
+        state.function_ids_by_name.remove(&old_name);
+        state.function_ids_by_name.insert(next.name.clone(), id);
+        state.functions.insert(id, next.clone());
+        let event = state.record(NewEvent::for_function(EventKind::FunctionUpdated, &next));
+        Ok(Recorded { value: next, event })
+    }
+
+    async fn delete_function(&self, id: FunctionId) -> Result<Recorded<Function>, StoreError> {
+        let mut state = self.state()?;
+        let function = state.functions.remove(&id).ok_or_else(|| StoreError::function_not_found(id))?;
+        state.function_ids_by_name.remove(&function.name);
+        let event = state.record(NewEvent::for_function(EventKind::FunctionDeleted, &function));
+        Ok(Recorded { value: function, event })
+    }
+
+    async fn create_execution(&self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError> {
+        let mut state = self.state()?;
+        if let Some(key) = &execution.idempotency_key
+            && let Some(existing) =
+                state.execution_ids_by_key.get(key).and_then(|id| state.executions.get(id))
+        {
+            return Err(StoreError::IdempotencyKeyExists { existing: Box::new(existing.clone()) });
+        }
+        if state.executions.contains_key(&execution.id) {
+            let message = format!("an execution with id {} exists already", execution.id);
+            return Err(CoreError::invalid_field("id", message).into());
+        }
+        let execution = execution.into_execution(now());
+        if let Some(key) = &execution.idempotency_key {
+            state.execution_ids_by_key.insert(key.clone(), execution.id);
+        }
+        state.executions.insert(execution.id, execution.clone());
+        let event = state.record(NewEvent::for_execution(&execution));
+        Ok(Recorded { value: execution, event })
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        Ok(self.state()?.executions.get(&id).cloned())
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        let state = self.state()?;
+        let limit = query.limit.max(1);
+        let needle = query.text.as_deref().map(str::to_ascii_lowercase);
+        let upper = query.before.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut matching = state
+            .executions
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, execution)| execution)
+            .filter(|execution| passes_filters(query, needle.as_deref(), execution));
+        let items: Vec<Execution> = matching.by_ref().take(limit).cloned().collect();
+        let next_cursor =
+            if matching.next().is_some() { items.last().map(|execution| execution.id) } else { None };
+        Ok(ExecutionPage { items, next_cursor })
+    }
+
+    async fn update_execution(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+    ) -> Result<Recorded<Execution>, StoreError> {
+        let mut state = self.state()?;
+        let execution = state.executions.get_mut(&id).ok_or_else(|| StoreError::execution_not_found(id))?;
+        if execution.status != update.from {
+            return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status });
+        }
+        check_transition(update.from, update.to)?;
+        update.apply_to(execution);
+        let execution = execution.clone();
+        let event = state.record(NewEvent::for_execution(&execution));
+        Ok(Recorded { value: execution, event })
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
+        let state = self.state()?;
+        Ok(state.executions.values().filter(|execution| !execution.status.is_terminal()).cloned().collect())
+    }
+
+    async fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        let state = self.state()?;
+        let mut counts: BTreeMap<ExecutionStatus, u64> =
+            ExecutionStatus::ALL.map(|status| (status, 0)).into();
+        for execution in state.executions.values() {
+            *counts.entry(execution.status).or_default() += 1;
+        }
+        Ok(StatusCounts(counts))
+    }
+
+    async fn append_logs(&self, id: ExecutionId, lines: Vec<NewLogLine>) -> Result<u64, StoreError> {
+        let mut state = self.state()?;
+        if !state.executions.contains_key(&id) {
+            return Err(StoreError::execution_not_found(id));
+        }
+        let stored = state.logs.entry(id).or_default();
+        let ts = now();
+        for NewLogLine { stream, message } in lines {
+            let seq = stored.len() as u64 + 1;
+            stored.push(LogLine { seq, ts, stream, message });
+        }
+        Ok(stored.len() as u64)
+    }
+
+    async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError> {
+        let state = self.state()?;
+        let Some(stored) = state.logs.get(&id) else {
+            return Ok(Vec::new());
+        };
+        // Seqs have no gaps, so the lines after `after` start at index `after`.
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(stored.len());
+        Ok(stored[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let state = self.state()?;
+        let start = state.events.partition_point(|event| event.id <= after);
+        Ok(state.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        Ok(self.state()?.events.last().map_or(0, |event| event.id))
+    }
+
+    async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        let mut state = self.state()?;
+        // Oldest finished first, so repeated calls work through the backlog in order.
+        let mut doomed: Vec<(Timestamp, ExecutionId)> = state
+            .executions
+            .values()
+            .filter(|execution| execution.status.is_terminal())
+            .filter_map(|execution| {
+                execution.finished_at.filter(|at| *at < cutoff).map(|at| (at, execution.id))
+            })
+            .collect();
+        doomed.sort_unstable();
+        doomed.truncate(limit);
+        let doomed: HashSet<ExecutionId> = doomed.into_iter().map(|(_, id)| id).collect();
+        for id in &doomed {
+            if let Some(execution) = state.executions.remove(id)
+                && let Some(key) = execution.idempotency_key
+            {
+                state.execution_ids_by_key.remove(&key);
+            }
+            state.logs.remove(id);
+        }
+        state.events.retain(|event| match event.execution_id {
+            Some(execution_id) => !doomed.contains(&execution_id),
+            None => event.ts >= cutoff,
+        });
+        Ok(doomed.len())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.state().map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_under_the_lock_makes_the_store_unavailable() {
+        let store = MemoryStore::default();
+        store.ping().await.expect("a fresh store answers");
+        std::thread::scope(|scope| {
+            let panicked = scope
+                .spawn(|| {
+                    let _guard = store.state.lock();
+                    panic!("a change fails half way");
+                })
+                .join();
+            assert!(panicked.is_err(), "the thread was meant to panic");
+        });
+        let result = store.list_functions().await;
+        assert!(matches!(result, Err(StoreError::Unavailable { .. })), "got {result:?}");
+        assert!(
+            matches!(store.ping().await, Err(StoreError::Unavailable { .. })),
+            "the health check must fail too"
+        );
+    }
+}

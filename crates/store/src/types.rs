@@ -1,0 +1,195 @@
+//! The values that go in and out of a store: keys, queries, pages, updates and recorded changes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use dashboard_core::{Event, Execution, ExecutionId, ExecutionStatus, FunctionId, Timestamp, now};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How a function is named in a lookup: by id or by name. Parsing text tries an id first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FunctionKey {
+    /// By id.
+    Id(FunctionId),
+    /// By name.
+    Name(String),
+}
+
+impl FunctionKey {
+    /// A key from URL text: a UUID is an id, anything else a name.
+    pub fn parse(text: &str) -> Self {
+        text.parse::<FunctionId>().map(Self::Id).unwrap_or_else(|_| Self::Name(text.to_owned()))
+    }
+}
+
+impl fmt::Display for FunctionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => id.fmt(f),
+            Self::Name(name) => name.fmt(f),
+        }
+    }
+}
+
+/// A change together with the event recorded for it in the same atomic step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recorded<T> {
+    /// The stored value after the change.
+    pub value: T,
+    /// The event that records the change.
+    pub event: Event,
+}
+
+/// What a trigger stores: a new execution, always `queued`, attempt and retry link as given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewExecution {
+    /// Its id (UUID v7).
+    pub id: ExecutionId,
+    /// The function's name.
+    pub function: String,
+    /// The function's id.
+    pub function_id: FunctionId,
+    /// The function's version.
+    pub function_version: u32,
+    /// The backend it will run on.
+    pub backend: String,
+    /// The validated input.
+    pub input: Value,
+    /// 1, or the retried execution's attempt + 1.
+    pub attempt: u32,
+    /// The retried execution.
+    pub retry_of: Option<ExecutionId>,
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Who triggered it.
+    pub triggered_by: Option<String>,
+}
+
+impl NewExecution {
+    /// The execution as stored: `queued`, created now.
+    pub fn into_execution(self, created_at: Timestamp) -> Execution {
+        Execution {
+            id: self.id,
+            function: self.function,
+            function_id: self.function_id,
+            function_version: self.function_version,
+            backend: self.backend,
+            input: self.input,
+            status: ExecutionStatus::Queued,
+            output: None,
+            error: None,
+            usage: None,
+            attempt: self.attempt,
+            retry_of: self.retry_of,
+            idempotency_key: self.idempotency_key,
+            triggered_by: self.triggered_by,
+            created_at,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+/// A compare-and-set change of an execution's status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutionUpdate {
+    /// The status the caller believes the execution is in.
+    pub from: ExecutionStatus,
+    /// The new status.
+    pub to: ExecutionStatus,
+    /// The output (on `succeeded`).
+    pub output: Option<Value>,
+    /// The error (on `failed`, `timed_out`, `cancelled`).
+    pub error: Option<String>,
+    /// Usage figures reported by the backend.
+    pub usage: Option<Value>,
+}
+
+impl ExecutionUpdate {
+    /// A change from `from` to `to` with nothing else set.
+    pub fn new(from: ExecutionStatus, to: ExecutionStatus) -> Self {
+        Self { from, to, output: None, error: None, usage: None }
+    }
+
+    /// With an output.
+    pub fn output(mut self, output: Value) -> Self {
+        self.output = Some(output);
+        self
+    }
+
+    /// With an error.
+    pub fn error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// With usage figures.
+    pub fn usage(mut self, usage: Option<Value>) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// Applies the change to `execution` (already checked by the caller), setting the times it implies.
+    pub fn apply_to(self, execution: &mut Execution) {
+        let at = now();
+        execution.status = self.to;
+        if self.to == ExecutionStatus::Running {
+            execution.started_at = Some(at);
+        }
+        if self.to.is_terminal() {
+            execution.finished_at = Some(at);
+        }
+        if self.output.is_some() {
+            execution.output = self.output;
+        }
+        if self.error.is_some() {
+            execution.error = self.error;
+        }
+        if self.usage.is_some() {
+            execution.usage = self.usage;
+        }
+    }
+}
+
+/// Filters and a page of the executions list.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ExecutionQuery {
+    /// Only this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only this function (by name).
+    pub function: Option<String>,
+    /// Only this backend.
+    pub backend: Option<String>,
+    /// Only executions whose input, as JSON text, contains this text (case-insensitive).
+    pub text: Option<String>,
+    /// Only executions older than this one (the cursor).
+    pub before: Option<ExecutionId>,
+    /// At most this many (at least 1).
+    pub limit: usize,
+}
+
+/// A page of executions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExecutionPage {
+    /// Newest first.
+    pub items: Vec<Execution>,
+    /// The cursor of the next page, `None` on the last one.
+    pub next_cursor: Option<ExecutionId>,
+}
+
+/// How many executions are in each status; statuses with none are 0.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize)]
+pub struct StatusCounts(pub BTreeMap<ExecutionStatus, u64>);
+
+impl StatusCounts {
+    /// The count of one status.
+    pub fn get(&self, status: ExecutionStatus) -> u64 {
+        self.0.get(&status).copied().unwrap_or(0)
+    }
+
+    /// The count of all executions.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
