@@ -6,14 +6,24 @@
 //! owns both. It knows nothing of HTTP servers or SQL either, so a backend can be written, tested and used anywhere.
 //! [`BackendRegistry`] holds the configured backends by name and is the single place that decides who may use which.
 
+mod codex;
+mod command;
 mod context;
 mod demo;
 mod error;
+mod http;
+mod http_client;
+mod openai;
+mod process;
 mod registry;
 
+pub use codex::{CodexBackend, CodexConfig};
+pub use command::{CommandBackend, CommandConfig};
 pub use context::{Callback, LogSink, RunContext, log_channel};
 pub use demo::DemoBackend;
 pub use error::BackendError;
+pub use http::{HttpBackend, HttpConfig};
+pub use openai::{OpenAiApi, OpenAiBackend, OpenAiConfig};
 pub use registry::{Action, BackendRegistry, Principal};
 
 use async_trait::async_trait;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 
+use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::run::{RunHandle, StopReason};
 use crate::scheduler::{QueuedRun, Scheduler};
@@ -26,6 +27,7 @@ pub(crate) struct Settings {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) cancel_grace: Duration,
     pub(crate) max_log_line_bytes: usize,
+    pub(crate) public_url: Option<String>,
 }
 
 /// Builds a [`Dashboard`].
@@ -48,6 +50,7 @@ impl Default for DashboardBuilder {
                 default_timeout: None,
                 cancel_grace: Duration::from_secs(10),
                 max_log_line_bytes: 16 * 1024,
+                public_url: None,
             },
         }
     }
@@ -98,6 +101,13 @@ impl DashboardBuilder {
         self
     }
 
+    /// How remote backends reach the server for callbacks (`http://host:port`, no trailing slash); without it, runs
+    /// get no callback URL.
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.settings.public_url = url.map(|url| url.trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Builds the dashboard. Must be called inside a tokio runtime: runs are spawned on it.
     ///
     /// # Panics
@@ -117,6 +127,7 @@ impl DashboardBuilder {
                 runs: Mutex::new(HashMap::new()),
                 runs_ended: Notify::new(),
                 is_accepting: AtomicBool::new(true),
+                callback_key: CallbackKey::generate(),
                 settings: self.settings,
                 runtime,
             }),
@@ -134,6 +145,7 @@ pub(crate) struct Inner {
     pub(crate) runs: Mutex<HashMap<ExecutionId, Arc<RunHandle>>>,
     pub(crate) runs_ended: Notify,
     pub(crate) is_accepting: AtomicBool,
+    pub(crate) callback_key: CallbackKey,
     pub(crate) settings: Settings,
     runtime: Handle,
 }

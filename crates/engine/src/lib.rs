@@ -7,15 +7,19 @@
 //! another Rust service can embed it: `Dashboard::builder().store(...).backend("demo", ...).build()`.
 
 mod bus;
+mod callbacks;
 mod compiled;
 mod dashboard;
 mod error;
+mod retention;
 mod run;
 mod scheduler;
 
 pub use bus::BusMessage;
+pub use callbacks::StatusReport;
 pub use dashboard::{Dashboard, DashboardBuilder, RecoveryReport, TriggerRequest, Triggered};
 pub use error::EngineError;
+pub use retention::RetentionPolicy;
 
 /// The error of an execution that was running when the server stopped.
 pub const INTERRUPTED_ERROR: &str = "interrupted: the server stopped while this execution was running";

@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashboard_backends::{Backend, BackendError, RunContext, RunOutcome, log_channel};
+use dashboard_backends::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, LogStream, NewLogLine};
 use dashboard_store::{ExecutionUpdate, FunctionKey, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,14 +30,23 @@ pub(crate) enum StopReason {
     Shutdown,
 }
 
-/// The handle by which a running execution is stopped.
+/// The handle by which a running execution is stopped, or told how a detached run ended.
 #[derive(Debug, Default)]
 pub(crate) struct RunHandle {
     token: CancellationToken,
     reason: Mutex<Option<StopReason>>,
+    report: Mutex<Option<RunOutcome>>,
+    reported: Notify,
 }
 
 impl RunHandle {
+    /// Hands a remote agent's final report to the run task; a report that arrives before the backend has detached
+    /// waits for it.
+    pub(crate) fn deliver(&self, outcome: RunOutcome) {
+        *self.report.lock().expect("report lock poisoned") = Some(outcome);
+        self.reported.notify_one();
+    }
+
     pub(crate) fn stop(&self, reason: StopReason) {
         self.reason.lock().expect("stop reason lock poisoned").get_or_insert(reason);
         self.token.cancel();
@@ -117,6 +126,10 @@ impl Inner {
         context.config = prepared.function.config.clone();
         context.cancel = handle.token.clone();
         context.deadline = timeout.map(|timeout| Instant::now() + timeout);
+        context.callback = self.settings.public_url.as_ref().map(|public_url| Callback {
+            url: format!("{public_url}/api/executions/{id}"),
+            token: self.callback_key.token(id),
+        });
         let result = self.drive(prepared.backend.as_ref(), context, handle, timeout).await;
 
         let update = conclude(result, handle.reason());
@@ -183,8 +196,12 @@ impl Inner {
         };
         match result {
             Some(Ok(RunOutcome::Detached)) => {
-                // A remote agent reports through the callbacks; wait for them, a stop, or the deadline.
+                // A remote agent reports through the callbacks; wait for its report, a stop, or the deadline.
                 tokio::select! {
+                    () = handle.reported.notified() => {
+                        let report = handle.report.lock().expect("report lock poisoned").take();
+                        return Some(Ok(report.unwrap_or(RunOutcome::Detached)));
+                    }
                     () = &mut expired => handle.stop(StopReason::TimedOut { after: timeout.unwrap_or_default() }),
                     () = handle.token.cancelled() => {}
                 }
@@ -256,7 +273,7 @@ async fn write_logs(
 }
 
 /// Cuts a line to at most `max_bytes` bytes on a character boundary, saying so at its end.
-fn truncate_line(message: &mut String, max_bytes: usize) {
+pub(crate) fn truncate_line(message: &mut String, max_bytes: usize) {
     const MARK: &str = " … [line cut]";
     if message.len() <= max_bytes {
         return;

@@ -3,6 +3,15 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use dashboard_store::Synchronous;
+
+/// Where the data lives when `DASHBOARD_STORE` is not set: relative to the working directory.
+pub const DEFAULT_SQLITE_PATH: &str = "data/agent-dashboard.db";
+/// How many days finished executions are kept when `DASHBOARD_RETENTION_DAYS` is not set.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+/// The longest retention that can be asked for (a century); beyond it, say 0 to keep everything.
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// Where the dashboard keeps its data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreSpec {
@@ -31,8 +40,14 @@ pub struct ServerConfig {
     pub port: u16,
     /// Verbose logs and templates reloaded from disk (`DASHBOARD_DEBUG=1`).
     pub debug: bool,
-    /// The store (`DASHBOARD_STORE`: `memory` or `sqlite:PATH`).
+    /// The store (`DASHBOARD_STORE`: `memory` or `sqlite:PATH`; default `sqlite:data/agent-dashboard.db`).
     pub store: StoreSpec,
+    /// How far a SQLite commit goes before it is answered (`DASHBOARD_SQLITE_SYNC`: `full`, the default, survives a
+    /// power loss; `normal` survives a crash of the process only).
+    pub sqlite_sync: Synchronous,
+    /// Finished executions older than this many days are deleted with their logs and events
+    /// (`DASHBOARD_RETENTION_DAYS`, default 30; 0 keeps everything).
+    pub retention_days: u32,
     /// Templates and static files from this folder instead of the embedded copy (`DASHBOARD_WEB_DIR`).
     pub web_dir: Option<PathBuf>,
     /// How backends reach this server (`DASHBOARD_PUBLIC_URL`, default `http://127.0.0.1:{port}`).
@@ -41,6 +56,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Register the demo backend and an example function when the store has no function (the newcomer's start).
     pub seed_example: bool,
+    /// The config file with backends and functions (`DASHBOARD_CONFIG` or `--config`); without one, the dashboard
+    /// runs the demo backend.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -49,11 +67,14 @@ impl Default for ServerConfig {
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8000,
             debug: false,
-            store: StoreSpec::Memory,
+            store: StoreSpec::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH)),
+            sqlite_sync: Synchronous::default(),
+            retention_days: DEFAULT_RETENTION_DAYS,
             web_dir: None,
             public_url: None,
             max_body_bytes: 1024 * 1024,
             seed_example: true,
+            config_file: None,
         }
     }
 }
@@ -85,7 +106,20 @@ impl ServerConfig {
         if let Some(store) = var("DASHBOARD_STORE") {
             config.store = parse_store(&store)?;
         }
+        if let Some(sync) = var("DASHBOARD_SQLITE_SYNC") {
+            config.sqlite_sync =
+                sync.parse().map_err(|error| invalid("DASHBOARD_SQLITE_SYNC", format!("{error}")))?;
+        }
+        if let Some(days) = var("DASHBOARD_RETENTION_DAYS") {
+            config.retention_days = days.parse().ok().filter(|days| *days <= MAX_RETENTION_DAYS).ok_or_else(|| {
+                invalid(
+                    "DASHBOARD_RETENTION_DAYS",
+                    format!("{days:?} is not a number of days from 0 (keep everything) to {MAX_RETENTION_DAYS}"),
+                )
+            })?;
+        }
         config.web_dir = var("DASHBOARD_WEB_DIR").map(PathBuf::from);
+        config.config_file = var("DASHBOARD_CONFIG").map(PathBuf::from);
         config.public_url = var("DASHBOARD_PUBLIC_URL").map(|url| url.trim_end_matches('/').to_owned());
         if let Some(bytes) = var("DASHBOARD_MAX_BODY_BYTES") {
             config.max_body_bytes = bytes.parse().ok().filter(|bytes| *bytes >= 1024).ok_or_else(|| {
@@ -130,7 +164,9 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let config = config(&[]).expect("defaults are valid");
-        assert_eq!((config.port, config.store, config.debug), (8000, StoreSpec::Memory, false));
+        assert_eq!((config.port, config.debug), (8000, false));
+        assert_eq!(config.store, StoreSpec::Sqlite(DEFAULT_SQLITE_PATH.into()), "durable by default");
+        assert_eq!((config.sqlite_sync, config.retention_days), (Synchronous::Full, 30));
     }
 
     #[test]
@@ -139,9 +175,26 @@ mod tests {
             config(&[("DASHBOARD_PORT", "0"), ("DASHBOARD_STORE", "sqlite:x.db"), ("DASHBOARD_DEBUG", "1")])
                 .expect("valid settings");
         assert_eq!((config.port, config.store, config.debug), (0, StoreSpec::Sqlite("x.db".into()), true));
-        for (name, value) in
-            [("DASHBOARD_PORT", "eighty"), ("DASHBOARD_STORE", "postgres"), ("DASHBOARD_HOST", "x")]
-        {
+        let config = super::tests::config(&[
+            ("DASHBOARD_STORE", "memory"),
+            ("DASHBOARD_SQLITE_SYNC", "normal"),
+            ("DASHBOARD_RETENTION_DAYS", "0"),
+        ])
+        .expect("valid settings");
+        assert_eq!(
+            (config.store, config.sqlite_sync, config.retention_days),
+            (StoreSpec::Memory, Synchronous::Normal, 0)
+        );
+        for (name, value) in [
+            ("DASHBOARD_PORT", "eighty"),
+            ("DASHBOARD_STORE", "postgres"),
+            ("DASHBOARD_STORE", "sqlite:"),
+            ("DASHBOARD_HOST", "x"),
+            ("DASHBOARD_SQLITE_SYNC", "off"),
+            ("DASHBOARD_RETENTION_DAYS", "-1"),
+            ("DASHBOARD_RETENTION_DAYS", "a month"),
+            ("DASHBOARD_RETENTION_DAYS", "99999999"),
+        ] {
             let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
             assert_eq!(error.variable, name);
         }

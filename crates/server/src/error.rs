@@ -139,7 +139,7 @@ impl From<EngineError> for ApiError {
             )
             .details(json!({"status": actual})),
             EngineError::Store(error @ StoreError::Unavailable { .. }) => {
-                log::error!("store unavailable: {error}");
+                log::error!("{error}");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store-unavailable",

@@ -6,6 +6,7 @@
 //! itself. Other actix-web applications can mount the whole dashboard with [`configure`].
 
 pub mod config;
+pub mod config_file;
 
 mod api;
 mod assets;
@@ -22,11 +23,12 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use dashboard_backends::DemoBackend;
-use dashboard_engine::Dashboard;
-use dashboard_store::{DashboardStore, MemoryStore};
+use dashboard_engine::{Dashboard, RetentionPolicy};
+use dashboard_store::{DashboardStore, MemoryStore, SqliteOptions, SqliteStore, Synchronous};
 
 pub use assets::{Templates, WebSource};
 pub use config::{ConfigError, ServerConfig, StoreSpec};
+pub use config_file::ConfigFileError;
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -36,6 +38,9 @@ pub enum StartError {
     /// A setting is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The config file is wrong.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
     /// The store could not be opened.
     #[error("could not open the store: {0}")]
     Store(String),
@@ -53,22 +58,51 @@ pub enum StartError {
     },
 }
 
-/// Opens the configured store and builds the engine with the default backends (`demo`).
+/// Opens the configured store and builds the engine: with the config file's backends and functions, or, without a
+/// file, with the demo backend and the example function.
 pub async fn build_dashboard(config: &ServerConfig) -> Result<Dashboard, StartError> {
-    let store: Arc<dyn DashboardStore> = match &config.store {
-        StoreSpec::Memory => Arc::new(MemoryStore::default()),
-        StoreSpec::Sqlite(path) => {
-            return Err(StartError::Store(format!(
-                "{}: the SQLite store is not built into this version yet; use DASHBOARD_STORE=memory",
-                path.display()
-            )));
-        }
+    let file = match &config.config_file {
+        Some(path) => Some((path, config_file::load(path)?)),
+        None => None,
     };
-    let dashboard = Dashboard::builder().store(store).backend("demo", DemoBackend).build();
-    if config.seed_example {
-        seed::example_function(&dashboard).await.map_err(|error| StartError::Store(error.to_string()))?;
-    }
+    let store: Arc<dyn DashboardStore> = match &config.store {
+        StoreSpec::Memory => {
+            log::info!("store: in memory (DASHBOARD_STORE=memory); everything is lost when the server stops");
+            Arc::new(MemoryStore::default())
+        }
+        StoreSpec::Sqlite(path) => Arc::new(open_sqlite(path, config.sqlite_sync).await?),
+    };
+    let builder = Dashboard::builder().store(store).public_url(config.public_url.clone());
+    let Some((path, file)) = file else {
+        let dashboard = builder.backend("demo", DemoBackend).build();
+        if config.seed_example {
+            seed::example_function(&dashboard).await.map_err(|error| StartError::Store(error.to_string()))?;
+        }
+        return Ok(dashboard);
+    };
+    let dashboard = builder.backends(file.backends).build();
+    let (created, updated) = config_file::sync_functions(&dashboard, &file.functions)
+        .await
+        .map_err(|message| ConfigFileError { path: path.clone(), message })?;
+    log::info!(
+        "config {}: backends {}; {created} functions created, {updated} updated",
+        path.display(),
+        dashboard.backends().names().join(", ")
+    );
     Ok(dashboard)
+}
+
+/// Opens the SQLite store off the async runtime: opening reads files and may migrate the schema.
+async fn open_sqlite(path: &std::path::Path, synchronous: Synchronous) -> Result<SqliteStore, StartError> {
+    let options = SqliteOptions { synchronous, ..SqliteOptions::default() };
+    let owned_path = path.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open_with(owned_path, options))
+        .await
+        .map_err(|error| StartError::Store(format!("{}: {error}", path.display())))?
+        .map_err(|error| StartError::Store(error.to_string()))?;
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    log::info!("store: SQLite at {} (synchronous = {synchronous})", shown.display());
+    Ok(store)
 }
 
 /// Mounts the dashboard — API, pages, static files, error answers — into an actix-web app.
@@ -149,19 +183,30 @@ impl RunningServer {
 
 /// Starts the dashboard with `config`: builds the engine, recovers unfinished executions, and listens.
 pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError> {
-    let dashboard = build_dashboard(&config).await?;
-    let report = dashboard.recover().await.map_err(|error| StartError::Store(error.to_string()))?;
-    if report.interrupted + report.requeued > 0 {
-        log::info!("recovery: {} interrupted, {} queued again", report.interrupted, report.requeued);
-    }
-    let web_source = WebSource::choose(config.web_dir.as_deref(), config.debug);
-    let templates = Templates::load(&web_source)?;
+    // Bind first: the public URL, and so every callback URL, needs the real port when 0 was asked for.
     let address = SocketAddr::new(config.host, config.port);
     let bind_error = |source| StartError::Bind { address: address.to_string(), source };
     let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
     let address = listener.local_addr().map_err(bind_error)?;
     config.public_url.get_or_insert_with(|| format!("http://127.0.0.1:{}", address.port()));
 
+    let dashboard = build_dashboard(&config).await?;
+    let report = dashboard.recover().await.map_err(|error| StartError::Store(error.to_string()))?;
+    if report.interrupted + report.requeued > 0 {
+        log::info!("recovery: {} interrupted, {} queued again", report.interrupted, report.requeued);
+    }
+    match RetentionPolicy::days(config.retention_days) {
+        Some(policy) => {
+            log::info!("retention: finished executions are kept {} days", config.retention_days);
+            // The task ends with the store; its handle is not needed.
+            drop(dashboard.spawn_retention(policy));
+        }
+        None => {
+            log::info!("retention: off (DASHBOARD_RETENTION_DAYS=0), finished executions are kept for ever")
+        }
+    }
+    let web_source = WebSource::choose(config.web_dir.as_deref(), config.debug);
+    let templates = Templates::load(&web_source)?;
     let state = web::Data::new(AppState { dashboard: dashboard.clone(), templates, config });
     let web_source = web::Data::new(web_source);
     let server = HttpServer::new(move || {

@@ -1,4 +1,4 @@
-//! Where Agent Dashboard keeps its state: the [`DashboardStore`] trait and its in-memory implementation.
+//! Where Agent Dashboard keeps its state: the [`DashboardStore`] trait, [`MemoryStore`] and [`SqliteStore`] (the default).
 //!
 //! The store is the source of truth. Every change it makes to a function or an execution is recorded together with
 //! the activity event that describes it, in one atomic step, so the feed can never disagree with the data. The trait
@@ -7,6 +7,7 @@
 
 mod error;
 mod memory;
+mod sqlite;
 mod types;
 
 #[cfg(feature = "testing")]
@@ -14,6 +15,7 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous, UnknownSynchronous};
 pub use types::{
     ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StatusCounts,
 };

@@ -2,6 +2,7 @@
 //! client mistake into the JSON error body rather than actix's default text answers.
 
 pub(crate) mod backends;
+mod callbacks;
 pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod functions;
@@ -42,7 +43,12 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/executions/{id}").route(web::get().to(executions::get)))
         .service(resource("/executions/{id}/cancel").route(web::post().to(executions::cancel)))
         .service(resource("/executions/{id}/retry").route(web::post().to(executions::retry)))
-        .service(resource("/executions/{id}/logs").route(web::get().to(logs::read)))
+        .service(
+            resource("/executions/{id}/logs")
+                .route(web::get().to(logs::read))
+                .route(web::post().to(callbacks::logs)),
+        )
+        .service(resource("/executions/{id}/status").route(web::post().to(callbacks::status)))
         .service(resource("/events").route(web::get().to(events::list)))
         .service(resource("/backends").route(web::get().to(backends::list)));
 }

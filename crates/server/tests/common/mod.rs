@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test file uses part of the harness.
 
+pub mod binary;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -30,8 +32,51 @@ pub async fn server_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
     };
     adjust(&mut config);
     let server = start(config).await.expect("the server starts");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("a client");
-    TestServer { url: server.url(), client, server }
+    TestServer { url: server.url(), client: client(), server }
+}
+
+/// An HTTP client for tests.
+pub fn client() -> reqwest::Client {
+    client_builder().build().expect("a client")
+}
+
+/// A client builder for tests. reqwest is built without a TLS provider of its own, so the ring provider is installed
+/// first (a second install is refused harmlessly).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(Duration::from_secs(30))
+}
+
+/// Sends a request and reads the answer.
+pub async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, body, headers }
+}
+
+/// Polls `GET /api/executions/{id}` through `get` until its status is `status`, for at most `limit`.
+pub async fn poll_status<F, Fut>(get: F, id: &str, status: &str, limit: Duration) -> Value
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
+    let started = Instant::now();
+    loop {
+        let answer = get(format!("/api/executions/{id}")).await;
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        if answer.body["status"] == status {
+            return answer.body;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "execution {id} did not become {status} within {limit:?}; it is {}",
+            answer.body["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// An answer: status and body (JSON when it parses, else the text as a JSON string).
@@ -61,12 +106,7 @@ impl TestServer {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let response = request.send().await.expect("the server answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("a body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer { status, body, headers }
+        answer(request).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -112,20 +152,7 @@ impl TestServer {
 
     /// Polls an execution until its status is `status`, for at most `limit`; returns it.
     pub async fn wait_for(&self, id: &str, status: &str, limit: Duration) -> Value {
-        let started = Instant::now();
-        loop {
-            let answer = self.get(&format!("/api/executions/{id}")).await;
-            assert_eq!(answer.status, 200, "{:?}", answer.body);
-            if answer.body["status"] == status {
-                return answer.body;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "execution {id} did not become {status} within {limit:?}; it is {}",
-                answer.body["status"]
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll_status(|path| async move { self.get(&path).await }, id, status, limit).await
     }
 
     /// The last event id now.

@@ -1,0 +1,226 @@
+//! The `codex` backend: runs the OpenAI Codex CLI (`codex exec --json`) and turns its JSONL events into log lines,
+//! usage and an output (the last agent message).
+
+mod events;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashboard_core::LogStream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use self::events::{Effect, interpret};
+use crate::process::{LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
+use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
+
+/// How many stderr lines are kept to explain a crash.
+const STDERR_TAIL_LINES: usize = 10;
+/// How long `codex --version` may take in a readiness check.
+const VERSION_CHECK_LIMIT: Duration = Duration::from_secs(3);
+
+fn default_command() -> String {
+    "codex".to_owned()
+}
+
+fn default_passthrough() -> Vec<String> {
+    vec!["HOME".into(), "CODEX_HOME".into()]
+}
+
+fn default_kill_grace_secs() -> u64 {
+    5
+}
+
+/// The settings of a `codex` backend (its `[[backends]]` entry, less `name` and `kind`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CodexConfig {
+    /// The Codex CLI program (default `codex` on `PATH`).
+    #[serde(default = "default_command")]
+    pub command: String,
+    /// Extra arguments after `exec --json --skip-git-repo-check` (e.g. `["--sandbox", "workspace-write"]`).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The repository Codex works in (`-C`); also the program's working directory.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// The variable of the server's environment that holds the API key; passed to Codex as `CODEX_API_KEY` and
+    /// `OPENAI_API_KEY`, never logged.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Variables copied from the server's environment (default `HOME` and `CODEX_HOME`, where Codex keeps its login).
+    #[serde(default = "default_passthrough")]
+    pub env_passthrough: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL when the run is stopped.
+    #[serde(default = "default_kill_grace_secs")]
+    pub kill_grace_secs: u64,
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        Self {
+            command: default_command(),
+            args: Vec::new(),
+            workdir: None,
+            api_key_env: None,
+            env_passthrough: default_passthrough(),
+            kill_grace_secs: default_kill_grace_secs(),
+        }
+    }
+}
+
+/// Runs one `codex exec` per execution.
+#[derive(Clone, Debug)]
+pub struct CodexBackend {
+    config: CodexConfig,
+}
+
+impl CodexBackend {
+    /// A backend with these settings.
+    pub fn new(config: CodexConfig) -> Self {
+        Self { config }
+    }
+
+    fn not_found(&self) -> String {
+        format!(
+            "codex CLI not found: install it (npm i -g @openai/codex) or set `command` (looked for {:?})",
+            self.config.command
+        )
+    }
+
+    fn spec(&self, run: &RunContext) -> ProgramSpec {
+        let prompt = run.prompt.clone().unwrap_or_else(|| run.input.to_string());
+        let mut args = vec!["exec".to_owned(), "--json".to_owned(), "--skip-git-repo-check".to_owned()];
+        if let Some(workdir) = &self.config.workdir {
+            args.extend(["-C".to_owned(), workdir.display().to_string()]);
+        }
+        args.extend(self.config.args.iter().cloned());
+        args.extend(["--".to_owned(), prompt]);
+        let mut fixed = Vec::new();
+        if let Some(key) = self.config.api_key_env.as_ref().and_then(|name| std::env::var(name).ok()) {
+            fixed.push(("CODEX_API_KEY".to_owned(), key.clone()));
+            fixed.push(("OPENAI_API_KEY".to_owned(), key));
+        }
+        ProgramSpec {
+            program: self.config.command.clone(),
+            args,
+            workdir: self.config.workdir.clone(),
+            env: environment(&self.config.env_passthrough, &fixed),
+            kill_grace: Duration::from_secs(self.config.kill_grace_secs),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for CodexBackend {
+    fn kind(&self) -> &'static str {
+        "codex"
+    }
+
+    async fn check(&self) -> Readiness {
+        let Some(path) = locate(&self.config.command) else {
+            return Readiness::not_ready(self.not_found());
+        };
+        let version = tokio::process::Command::new(&path).arg("--version").kill_on_drop(true).output();
+        match tokio::time::timeout(VERSION_CHECK_LIMIT, version).await {
+            Ok(Ok(output)) if output.status.success() => {
+                let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+                Readiness::ready(format!("{version} at {}", path.display()))
+            }
+            Ok(Ok(output)) => {
+                Readiness::not_ready(format!("`{} --version` exited with {}", path.display(), output.status))
+            }
+            Ok(Err(error)) => Readiness::not_ready(format!("could not run {}: {error}", path.display())),
+            Err(_) => Readiness::not_ready(format!("`{} --version` did not answer", path.display())),
+        }
+    }
+
+    async fn trigger(&self, run: RunContext) -> Result<RunOutcome, BackendError> {
+        let spec = self.spec(&run);
+        let mut session = Session {
+            run: &run,
+            last_message: None,
+            usage: None,
+            turn_failure: None,
+            last_error: None,
+            stderr: VecDeque::new(),
+        };
+        let end = match run_program(&spec, &run.cancel, &mut session).await {
+            Err(BackendError::Unavailable(reason)) if reason.starts_with("program") => {
+                return Ok(RunOutcome::Failed { error: self.not_found() });
+            }
+            other => other?,
+        };
+        let status = match end {
+            ProgramEnd::Stopped => return Err(BackendError::Cancelled),
+            ProgramEnd::Exited(status) => status,
+        };
+        if let Some(failure) = session.turn_failure {
+            return Ok(RunOutcome::Failed { error: failure });
+        }
+        // An `error` event fails the run unless a turn completed after it (Codex reports retries as errors too).
+        if let Some(error) = session.last_error {
+            return Ok(RunOutcome::Failed { error });
+        }
+        if !status.success() {
+            let tail = Vec::from(session.stderr).join("\n");
+            let how = status.code().map_or_else(
+                || "codex was killed by a signal".to_owned(),
+                |code| format!("codex exited with code {code}"),
+            );
+            return Ok(RunOutcome::Failed {
+                error: if tail.is_empty() { how } else { format!("{how}: {tail}") },
+            });
+        }
+        let output = match session.last_message {
+            Some(message) => json!({"message": message}),
+            None => json!({"message": null}),
+        };
+        Ok(RunOutcome::Succeeded { output, usage: session.usage })
+    }
+}
+
+/// What one Codex run has said so far.
+struct Session<'a> {
+    run: &'a RunContext,
+    last_message: Option<String>,
+    usage: Option<Value>,
+    /// The message of a `turn.failed`.
+    turn_failure: Option<String>,
+    /// The last `error` event not followed by a completed turn.
+    last_error: Option<String>,
+    stderr: VecDeque<String>,
+}
+
+impl LineHandler for Session<'_> {
+    async fn line(&mut self, pipe: Pipe, line: String) {
+        if pipe == Pipe::Stderr {
+            self.run.log(LogStream::Stderr, &line).await;
+            if self.stderr.len() == STDERR_TAIL_LINES {
+                self.stderr.pop_front();
+            }
+            self.stderr.push_back(line);
+            return;
+        }
+        for effect in interpret(&line) {
+            match effect {
+                Effect::Log(stream, text) => self.run.log(stream, text).await,
+                Effect::AgentMessage(message) => self.last_message = Some(message),
+                Effect::TurnCompleted(usage) => {
+                    self.usage = usage.or(self.usage.take());
+                    self.last_error = None;
+                }
+                Effect::TurnFailed(message) => {
+                    self.run.log(LogStream::Stderr, format!("turn failed: {message}")).await;
+                    self.turn_failure = Some(message);
+                }
+                Effect::Error(message) => {
+                    self.run.log(LogStream::Stderr, format!("error: {message}")).await;
+                    self.last_error = Some(message);
+                }
+            }
+        }
+    }
+}

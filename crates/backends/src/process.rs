@@ -1,0 +1,286 @@
+//! Running a local program for a backend: in its own process group, with a clean environment, its output streamed
+//! line by line, and — on cancel, timeout or exit — SIGTERM then SIGKILL to the whole group, so nothing survives it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::BackendError;
+
+/// The longest piece of a line read at once; a longer line arrives in pieces of this size.
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+/// How long output may pause after the program has exited before the rest is given up (a background child of the
+/// program can hold its pipes open forever).
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+/// `PATH` for programs when the server itself has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What to run and how.
+#[derive(Clone, Debug)]
+pub(crate) struct ProgramSpec {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) workdir: Option<PathBuf>,
+    /// The whole environment of the program: nothing else is inherited.
+    pub(crate) env: Vec<(String, String)>,
+    /// How long the program gets between SIGTERM and SIGKILL.
+    pub(crate) kill_grace: Duration,
+}
+
+/// Which output a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pipe {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a program's output, a line at a time, in the order the lines were read.
+pub(crate) trait LineHandler: Send {
+    fn line(&mut self, pipe: Pipe, line: String) -> impl Future<Output = ()> + Send;
+}
+
+/// How a program run ended.
+#[derive(Debug)]
+pub(crate) enum ProgramEnd {
+    /// It exited by itself (or was killed by someone else).
+    Exited(ExitStatus),
+    /// The run was cancelled and the program's group stopped.
+    Stopped,
+}
+
+/// The environment for a program: `PATH`, the named variables of the server's environment that are set, then the
+/// fixed ones (which win).
+pub(crate) fn environment(passthrough: &[String], fixed: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env =
+        vec![("PATH".to_owned(), std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned()))];
+    for name in passthrough {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.clone(), value));
+        }
+    }
+    env.extend(fixed.iter().cloned());
+    env
+}
+
+/// Where `program` would be found: itself when it holds a `/`, else the first match on `PATH`.
+pub(crate) fn locate(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| PathBuf::from(program));
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+}
+
+/// Runs the program to its end, feeding its output to `handler`; stops its whole group when `cancel` fires.
+pub(crate) async fn run_program(
+    spec: &ProgramSpec,
+    cancel: &CancellationToken,
+    handler: &mut impl LineHandler,
+) -> Result<ProgramEnd, BackendError> {
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(workdir) = &spec.workdir {
+        command.current_dir(workdir);
+    }
+    let mut child = command.spawn().map_err(|error| spawn_error(spec, error))?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let (sender, mut lines) = mpsc::channel(256);
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(read_lines(stdout, Pipe::Stdout, sender.clone()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(read_lines(stderr, Pipe::Stderr, sender));
+    }
+
+    let mut exit = None;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                stop_group(&mut child, group, spec.kill_grace).await;
+                return Ok(ProgramEnd::Stopped);
+            }
+            line = lines.recv() => match line {
+                Some((pipe, line)) => handler.line(pipe, line).await,
+                None => break,
+            },
+            status = child.wait() => {
+                exit = Some(status);
+                break;
+            }
+        }
+    }
+    // Take what is left of the output: the pipes may still hold lines written just before the exit.
+    while let Ok(Some((pipe, line))) = tokio::time::timeout(DRAIN_IDLE, lines.recv()).await {
+        handler.line(pipe, line).await;
+    }
+    let status = match exit {
+        Some(status) => status,
+        None => tokio::select! {
+            () = cancel.cancelled() => {
+                stop_group(&mut child, group, spec.kill_grace).await;
+                return Ok(ProgramEnd::Stopped);
+            }
+            status = child.wait() => status,
+        },
+    };
+    // The program has ended; whatever it left running in its group goes with it.
+    signal_group(group, Signal::SIGKILL);
+    let status = status.map_err(|error| BackendError::Other {
+        message: format!("could not wait for {}: {error}", spec.program),
+        source: Some(Box::new(error)),
+    })?;
+    Ok(ProgramEnd::Exited(status))
+}
+
+fn spawn_error(spec: &ProgramSpec, error: std::io::Error) -> BackendError {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            let missing = match &spec.workdir {
+                Some(dir) if !dir.is_dir() => format!("working directory {} not found", dir.display()),
+                _ => format!("program {:?} not found", spec.program),
+            };
+            BackendError::Unavailable(missing)
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            BackendError::Unavailable(format!("program {:?} is not executable", spec.program))
+        }
+        _ => BackendError::Other {
+            message: format!("could not start {}: {error}", spec.program),
+            source: Some(Box::new(error)),
+        },
+    }
+}
+
+/// SIGTERM to the group, up to `grace` for the program to exit, then SIGKILL to the group.
+async fn stop_group(child: &mut Child, group: Option<Pid>, grace: Duration) {
+    signal_group(group, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        log::debug!("program did not stop within {grace:?} of SIGTERM; sending SIGKILL");
+    }
+    signal_group(group, Signal::SIGKILL);
+    let _ = child.wait().await;
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        // ESRCH means the group is already gone, which is what we want.
+        let _ = killpg(group, signal);
+    }
+}
+
+/// Reads lines (or pieces of overlong lines) from a pipe until it closes.
+async fn read_lines(pipe: impl AsyncRead + Unpin, kind: Pipe, sender: mpsc::Sender<(Pipe, String)>) {
+    let mut reader = BufReader::new(pipe);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        match (&mut reader).take(MAX_LINE_BYTES).read_until(b'\n', &mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        while buffer.last().is_some_and(|byte| *byte == b'\n' || *byte == b'\r') {
+            buffer.pop();
+        }
+        if sender.send((kind, String::from_utf8_lossy(&buffer).into_owned())).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<(Pipe, String)>);
+
+    impl LineHandler for Collect {
+        async fn line(&mut self, pipe: Pipe, line: String) {
+            self.0.push((pipe, line));
+        }
+    }
+
+    fn shell(script: &str) -> ProgramSpec {
+        ProgramSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            workdir: None,
+            env: environment(&[], &[("GREETING".into(), "hi".into())]),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn output_arrives_line_by_line_from_both_pipes() {
+        let mut lines = Collect::default();
+        let end = run_program(
+            &shell("echo $GREETING; echo oops >&2; printf 'no newline'"),
+            &CancellationToken::new(),
+            &mut lines,
+        )
+        .await
+        .expect("the program runs");
+        assert!(matches!(end, ProgramEnd::Exited(status) if status.success()));
+        let mut got = lines.0;
+        got.sort_by_key(|(pipe, _)| *pipe == Pipe::Stderr);
+        assert_eq!(
+            got,
+            [(Pipe::Stdout, "hi".into()), (Pipe::Stdout, "no newline".into()), (Pipe::Stderr, "oops".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_environment_holds_only_what_was_given() {
+        let mut lines = Collect::default();
+        run_program(&shell("echo \"home=${HOME:-unset}\""), &CancellationToken::new(), &mut lines)
+            .await
+            .expect("runs");
+        assert_eq!(lines.0, [(Pipe::Stdout, "home=unset".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_unavailable() {
+        let mut spec = shell("true");
+        spec.program = "/no/such/program".into();
+        let error =
+            run_program(&spec, &CancellationToken::new(), &mut Collect::default()).await.expect_err("ran");
+        assert!(
+            matches!(error, BackendError::Unavailable(ref message) if message.contains("not found")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_background_child_holding_the_pipes_does_not_hang_the_run() {
+        let started = std::time::Instant::now();
+        let end =
+            run_program(&shell("sleep 30 & echo done"), &CancellationToken::new(), &mut Collect::default())
+                .await;
+        assert!(matches!(end, Ok(ProgramEnd::Exited(_))));
+        assert!(started.elapsed() < Duration::from_secs(20), "the run waited for the background child");
+    }
+
+    #[test]
+    fn programs_are_found_on_the_path() {
+        assert!(locate("sh").is_some());
+        assert!(locate("/bin/sh").is_some());
+        assert!(locate("no-such-program-here").is_none());
+    }
+}

@@ -1,0 +1,235 @@
+//! The config file (`DASHBOARD_CONFIG` or `--config`, TOML): the backends to run on (`[[backends]]`) and the
+//! functions to create or update at start-up (`[[functions]]`, functions as code). A mistake stops start-up with a
+//! message naming the file, the entry and the field.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashboard_backends::{
+    Backend, BackendRegistry, CodexBackend, CodexConfig, CommandBackend, CommandConfig, DemoBackend,
+    HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig,
+};
+use dashboard_core::{FunctionSpec, validate_name};
+use dashboard_engine::Dashboard;
+use dashboard_store::FunctionKey;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// The kinds a `[[backends]]` entry may name.
+pub const KNOWN_KINDS: &str = "demo, command, codex, http (or agentkit), openai";
+
+/// A config file that cannot be used; the message names the file, the entry and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ConfigFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong, and where.
+    pub message: String,
+}
+
+/// What a config file declares.
+pub struct FileConfig {
+    /// The backends, by name.
+    pub backends: BackendRegistry,
+    /// The functions to create or update at start-up.
+    pub functions: Vec<FunctionSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    backends: Vec<toml::Table>,
+    #[serde(default)]
+    functions: Vec<toml::Table>,
+}
+
+/// Reads and checks a config file; backends are built (secrets read from the environment) here, so a missing
+/// secret is a start-up error, not a failed run.
+pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
+    let error = |message: String| ConfigFileError { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|io| error(format!("cannot be read: {io}")))?;
+    let raw: RawFile =
+        toml::from_str(&text).map_err(|parse| error(parse.to_string().trim_end().to_owned()))?;
+    let mut backends = BackendRegistry::default();
+    for (index, table) in raw.backends.into_iter().enumerate() {
+        let (name, backend) = backend(table).map_err(|(name, message)| {
+            let entry = name
+                .map_or_else(|| format!("backends[{index}]"), |name| format!("backends[{index}] ({name:?})"));
+            error(format!("{entry}: {message}"))
+        })?;
+        if backends.contains(&name) {
+            return Err(error(format!(
+                "backends[{index}] ({name:?}): name: another backend is called {name:?}"
+            )));
+        }
+        backends.insert(name, backend);
+    }
+    let mut functions = Vec::new();
+    for (index, table) in raw.functions.into_iter().enumerate() {
+        let name = table.get("name").and_then(|name| name.as_str()).map(str::to_owned);
+        let entry = name
+            .map_or_else(|| format!("functions[{index}]"), |name| format!("functions[{index}] ({name:?})"));
+        let spec = function(table).map_err(|message| error(format!("{entry}: {message}")))?;
+        if functions.iter().any(|other: &FunctionSpec| other.name == spec.name) {
+            return Err(error(format!("{entry}: name: another function is called {:?}", spec.name)));
+        }
+        functions.push(spec);
+    }
+    Ok(FileConfig { backends, functions })
+}
+
+type EntryError = (Option<String>, String);
+
+fn backend(mut table: toml::Table) -> Result<(String, Arc<dyn Backend>), EntryError> {
+    let name = match table.remove("name") {
+        Some(toml::Value::String(name)) => name,
+        Some(_) => return Err((None, "name: must be a string".into())),
+        None => return Err((None, "name: missing; every backend needs a name".into())),
+    };
+    let fail = |message: String| (Some(name.clone()), message);
+    validate_name(&name).map_err(|invalid| fail(invalid.to_string()))?;
+    let kind = match table.remove("kind") {
+        Some(toml::Value::String(kind)) => kind,
+        Some(_) => return Err(fail("kind: must be a string".into())),
+        None => return Err(fail(format!("kind: missing; one of {KNOWN_KINDS}"))),
+    };
+    let backend: Arc<dyn Backend> = match kind.as_str() {
+        "demo" => {
+            settings::<Empty>(table).map_err(&fail)?;
+            Arc::new(DemoBackend)
+        }
+        "command" => Arc::new(CommandBackend::new(settings::<CommandConfig>(table).map_err(&fail)?)),
+        "codex" => Arc::new(CodexBackend::new(settings::<CodexConfig>(table).map_err(&fail)?)),
+        "http" | "agentkit" => {
+            let config = settings::<HttpConfig>(table).map_err(&fail)?;
+            Arc::new(HttpBackend::new(config).map_err(|error| fail(error.to_string()))?)
+        }
+        "openai" => {
+            let config = settings::<OpenAiConfig>(table).map_err(&fail)?;
+            Arc::new(OpenAiBackend::new(config).map_err(|error| fail(error.to_string()))?)
+        }
+        other => return Err(fail(format!("kind: unknown kind {other:?}; known kinds: {KNOWN_KINDS}"))),
+    };
+    Ok((name, backend))
+}
+
+/// The settings of a kind that takes none.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// A backend's settings from the rest of its entry; the error names the field.
+fn settings<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_owned())
+}
+
+fn function(table: toml::Table) -> Result<FunctionSpec, String> {
+    let value = serde_json::to_value(&table).map_err(|error| error.to_string())?;
+    let spec: FunctionSpec = serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        if path == "." { error.inner().to_string() } else { format!("{path}: {}", error.inner()) }
+    })?;
+    spec.validate().map_err(|invalid| invalid.to_string())?;
+    Ok(spec)
+}
+
+/// Creates the declared functions that do not exist and updates those that changed; returns how many of each.
+pub async fn sync_functions(dashboard: &Dashboard, specs: &[FunctionSpec]) -> Result<(usize, usize), String> {
+    let (mut created, mut updated) = (0, 0);
+    for spec in specs {
+        let key = FunctionKey::Name(spec.name.clone());
+        let existing = dashboard.store().get_function(&key).await.map_err(|error| error.to_string())?;
+        let result = match existing {
+            None => dashboard.create_function(spec.clone()).await.map(|_| created += 1),
+            Some(function) if function.spec() != *spec => {
+                dashboard.update_function(&key, spec.clone(), None).await.map(|_| updated += 1)
+            }
+            Some(_) => Ok(()),
+        };
+        result.map_err(|error| format!("function {:?}: {error}", spec.name))?;
+    }
+    Ok((created, updated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<FileConfig, String> {
+        let path = std::env::temp_dir()
+            .join(format!("agent-dashboard-{}.toml", dashboard_core::ExecutionId::generate()));
+        std::fs::write(&path, text).expect("a temp file");
+        let loaded = load(&path).map_err(|error| error.message);
+        let _ = std::fs::remove_file(&path);
+        loaded
+    }
+
+    fn check_error(text: &str, expected: &str) {
+        match load_text(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(message) => assert!(message.contains(expected), "{message:?} lacks {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_file_declares_backends_and_functions() {
+        let loaded = load_text(
+            r#"
+            [[backends]]
+            name = "shell"
+            kind = "command"
+            command = "python3"
+            args = ["-c", "{{ input.code }}"]
+
+            [[backends]]
+            name = "agentkit"
+            kind = "agentkit"
+            url = "http://127.0.0.1:3010/run"
+
+            [[functions]]
+            name = "run-code"
+            backend = "shell"
+            input_schema = { type = "object", required = ["code"], properties = { code = { type = "string" } } }
+            timeout_secs = 60
+            "#,
+        )
+        .expect("valid file");
+        assert_eq!(loaded.backends.names(), ["agentkit", "shell"]);
+        assert_eq!(loaded.backends.get("agentkit").map(|backend| backend.kind()), Some("http"));
+        assert_eq!(loaded.functions[0].timeout_secs, Some(60));
+        assert_eq!(loaded.functions[0].input_schema["required"][0], "code");
+    }
+
+    #[test]
+    fn mistakes_name_the_entry_and_the_field() {
+        check_error("[[backends]]\nkind = \"demo\"", "backends[0]: name: missing");
+        check_error(
+            "[[backends]]\nname = \"x\"\nkind = \"telepathy\"",
+            "backends[0] (\"x\"): kind: unknown kind \"telepathy\"; known kinds: demo, command",
+        );
+        check_error(
+            "[[backends]]\nname = \"x\"\nkind = \"command\"",
+            "backends[0] (\"x\"): missing field `command`",
+        );
+        check_error(
+            "[[backends]]\nname = \"x\"\nkind = \"command\"\ncommand = \"ls\"\ncolour = 1",
+            "unknown field `colour`",
+        );
+        check_error(
+            "[[backends]]\nname = \"x\"\nkind = \"demo\"\n[[backends]]\nname = \"x\"\nkind = \"demo\"",
+            "backends[1] (\"x\"): name: another backend",
+        );
+        check_error(
+            "[[functions]]\nname = \"f\"\nbackend = \"demo\"\ntimeout_secs = \"soon\"",
+            "functions[0] (\"f\"): timeout_secs:",
+        );
+        check_error(
+            "[[functions]]\nname = \"Bad Name\"\nbackend = \"demo\"",
+            "functions[0] (\"Bad Name\"): name:",
+        );
+        check_error("[server]\nport = 1", "unknown field `server`");
+        check_error("[[backends]\n", "TOML parse error");
+    }
+}

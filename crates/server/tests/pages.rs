@@ -1,0 +1,135 @@
+//! The pages end to end: every page answers HTML with the data it is about, user text comes back escaped, and the
+//! trigger, cancel and retry forms work without JavaScript.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, server};
+use serde_json::json;
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;&#x2F;script&gt;";
+
+/// Percent-encodes form fields the way a browser does.
+fn form(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (byte as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                other => format!("%{other:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Posts a form without following the redirect; returns the status and the `Location`.
+async fn post_form(server: &TestServer, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let client =
+        common::client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+    let response = client
+        .post(format!("{}{path}", server.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(fields))
+        .send()
+        .await
+        .expect("the server answers");
+    let location =
+        response.headers().get("location").and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
+    (response.status().as_u16(), location)
+}
+
+/// Gets a page and checks it is a 200 HTML page containing every one of `expected`.
+async fn check_page(server: &TestServer, path: &str, expected: &[&str]) -> String {
+    let response =
+        server.client.get(format!("{}{path}", server.url)).send().await.expect("the server answers");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    let content_type = response.headers()["content-type"].to_str().unwrap_or("").to_owned();
+    assert!(content_type.starts_with("text/html"), "{path}: {content_type}");
+    let html = response.text().await.expect("a body");
+    for text in expected {
+        assert!(html.contains(text), "{path} lacks {text:?}");
+    }
+    assert!(!html.contains(HOSTILE), "{path} shows user text unescaped");
+    html
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_shows_its_data_and_escapes_user_text() {
+    let server = server().await;
+    server.create_function("escaper", json!({"description": HOSTILE, "tags": [HOSTILE]})).await;
+    let id = server.trigger("escaper", json!({"steps": 1, "delay_ms": 0, "note": HOSTILE})).await;
+    server.wait_for(&id, "succeeded", Duration::from_secs(10)).await;
+
+    check_page(&server, "/", &["escaper", &id, "succeeded"]).await;
+    check_page(&server, "/functions", &["escaper", "hello-agent", ESCAPED]).await;
+    check_page(&server, "/functions/new", &["demo", "name=\"name\""]).await;
+    check_page(&server, "/functions/escaper", &[ESCAPED, "demo", "name=\"input\""]).await;
+    check_page(&server, "/functions/escaper/edit", &[ESCAPED]).await;
+    check_page(&server, "/executions", &[&id, "escaper"]).await;
+    check_page(&server, "/executions?status=succeeded&function=escaper", &[&id]).await;
+    check_page(&server, &format!("/executions/{id}"), &["escaper", "succeeded", "step 1 of 1"]).await;
+    check_page(&server, "/activity", &["escaper", "succeeded"]).await;
+    check_page(&server, "/backends", &["demo", "simulated agent"]).await;
+
+    let missing = server.get("/executions/0197a0c2-0000-7000-8000-000000000000").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.text().contains("<html"), "a page 404 is an HTML page");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_line_with_markup_is_shown_as_text() {
+    let server = server().await;
+    let schema = json!({"type": "object", "properties": {"name": {"type": "string"}}});
+    server
+        .create_function("echo-prompt", json!({"prompt": "hello {{ input.name }}", "input_schema": schema}))
+        .await;
+    let id = server.trigger("echo-prompt", json!({"name": "<img src=x onerror=alert(1)>"})).await;
+    server.wait_for(&id, "succeeded", Duration::from_secs(10)).await;
+    let html =
+        check_page(&server, &format!("/executions/{id}"), &["&lt;img src=x onerror=alert(1)&gt;"]).await;
+    assert!(!html.contains("<img src=x"), "the log line was rendered as markup");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trigger_cancel_and_retry_forms_work_without_javascript() {
+    let server = server().await;
+    let (status, location) = post_form(
+        &server,
+        "/functions/hello-agent/trigger",
+        &[("input", r#"{"steps": 0, "hang": true}"#), ("backend", "demo"), ("idempotency_key", "")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let id = location.strip_prefix("/executions/").expect("redirected to the status page").to_owned();
+    server.wait_for(&id, "running", Duration::from_secs(10)).await;
+
+    let (status, location) = post_form(&server, &format!("/executions/{id}/cancel"), &[]).await;
+    assert_eq!((status, location.as_str()), (303, format!("/executions/{id}").as_str()));
+    server.wait_for(&id, "cancelled", Duration::from_secs(10)).await;
+
+    let (status, location) = post_form(&server, &format!("/executions/{id}/retry"), &[]).await;
+    assert_eq!(status, 303);
+    let retry = server.get(&format!("/api{location}")).await;
+    assert_eq!(
+        (retry.body["retry_of"].as_str(), retry.body["attempt"].as_u64()),
+        (Some(id.as_str()), Some(2))
+    );
+    server.post(&format!("/api{location}/cancel"), json!({})).await;
+
+    let (status, _) =
+        post_form(&server, "/functions/hello-agent/trigger", &[("input", "{not json"), ("backend", "demo")])
+            .await;
+    assert_eq!(status, 422, "bad JSON re-renders the form");
+    server.stop().await;
+}

@@ -1,0 +1,144 @@
+//! Functions in SQLite: create, look up, list, replace with a version check, delete — each write with its event.
+
+use dashboard_core::{CoreError, EventKind, Function, FunctionId, NewEvent};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::codec::{Json, OpResult, SqlTime, is_unique_violation, parsed, text};
+use super::events::record;
+use crate::{FunctionKey, Recorded, StoreError};
+
+const COLUMNS: &str = "id, name, description, backend, prompt, input_schema, config, timeout_secs, max_concurrency, \
+                       tags, metadata, version, created_at, updated_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
+    Ok(Function {
+        id: parsed(row, 0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        backend: row.get(3)?,
+        prompt: row.get(4)?,
+        input_schema: row.get::<_, Json<_>>(5)?.0,
+        config: row.get::<_, Json<_>>(6)?.0,
+        timeout_secs: row.get(7)?,
+        max_concurrency: row.get(8)?,
+        tags: row.get::<_, Json<_>>(9)?.0,
+        metadata: row.get::<_, Json<_>>(10)?.0,
+        version: row.get(11)?,
+        created_at: row.get::<_, SqlTime>(12)?.0,
+        updated_at: row.get::<_, SqlTime>(13)?.0,
+    })
+}
+
+pub(super) fn get(connection: &Connection, key: &FunctionKey) -> OpResult<Option<Function>> {
+    let function = match key {
+        FunctionKey::Id(id) => connection
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM functions WHERE id = ?1"))?
+            .query_row([text(id)], from_row)
+            .optional()?,
+        FunctionKey::Name(name) => connection
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM functions WHERE name = ?1"))?
+            .query_row([name], from_row)
+            .optional()?,
+    };
+    Ok(function)
+}
+
+pub(super) fn list(connection: &Connection) -> OpResult<Vec<Function>> {
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {COLUMNS} FROM functions ORDER BY name"))?;
+    let functions = statement.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    Ok(functions)
+}
+
+pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Recorded<Function>> {
+    if get(connection, &FunctionKey::Name(function.name.clone()))?.is_some() {
+        return Err(StoreError::DuplicateName { name: function.name }.into());
+    }
+    if get(connection, &FunctionKey::Id(function.id))?.is_some() {
+        let message = format!("a function with id {} exists already", function.id);
+        return Err(CoreError::invalid_field("id", message).into());
+    }
+    let inserted = connection
+        .prepare_cached(&format!(
+            "INSERT INTO functions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ))?
+        .execute(params![
+            text(function.id),
+            function.name,
+            function.description,
+            function.backend,
+            function.prompt,
+            Json(&function.input_schema),
+            Json(&function.config),
+            function.timeout_secs,
+            function.max_concurrency,
+            Json(&function.tags),
+            Json(&function.metadata),
+            function.version,
+            SqlTime(function.created_at),
+            SqlTime(function.updated_at),
+        ]);
+    match inserted {
+        Err(error) if is_unique_violation(&error) => {
+            return Err(StoreError::DuplicateName { name: function.name }.into());
+        }
+        other => other?,
+    };
+    let event = record(connection, NewEvent::for_function(EventKind::FunctionCreated, &function))?;
+    Ok(Recorded { value: function, event })
+}
+
+pub(super) fn update(
+    connection: &Connection,
+    id: FunctionId,
+    spec: dashboard_core::FunctionSpec,
+    expected_version: Option<u32>,
+) -> OpResult<Recorded<Function>> {
+    let current = get(connection, &FunctionKey::Id(id))?.ok_or_else(|| StoreError::function_not_found(id))?;
+    if let Some(expected) = expected_version
+        && expected != current.version
+    {
+        return Err(StoreError::VersionMismatch { expected, actual: current.version }.into());
+    }
+    let next = current.replaced_by(spec)?;
+    if next.name != current.name && get(connection, &FunctionKey::Name(next.name.clone()))?.is_some() {
+        return Err(StoreError::DuplicateName { name: next.name }.into());
+    }
+    let updated = connection
+        .prepare_cached(
+            "UPDATE functions SET name = ?2, description = ?3, backend = ?4, prompt = ?5, input_schema = ?6, \
+             config = ?7, timeout_secs = ?8, max_concurrency = ?9, tags = ?10, metadata = ?11, version = ?12, \
+             updated_at = ?13 WHERE id = ?1",
+        )?
+        .execute(params![
+            text(id),
+            next.name,
+            next.description,
+            next.backend,
+            next.prompt,
+            Json(&next.input_schema),
+            Json(&next.config),
+            next.timeout_secs,
+            next.max_concurrency,
+            Json(&next.tags),
+            Json(&next.metadata),
+            next.version,
+            SqlTime(next.updated_at),
+        ]);
+    match updated {
+        Err(error) if is_unique_violation(&error) => {
+            return Err(StoreError::DuplicateName { name: next.name }.into());
+        }
+        other => other?,
+    };
+    let event = record(connection, NewEvent::for_function(EventKind::FunctionUpdated, &next))?;
+    Ok(Recorded { value: next, event })
+}
+
+pub(super) fn delete(connection: &Connection, id: FunctionId) -> OpResult<Recorded<Function>> {
+    let function =
+        get(connection, &FunctionKey::Id(id))?.ok_or_else(|| StoreError::function_not_found(id))?;
+    connection.prepare_cached("DELETE FROM functions WHERE id = ?1")?.execute([text(id)])?;
+    let event = record(connection, NewEvent::for_function(EventKind::FunctionDeleted, &function))?;
+    Ok(Recorded { value: function, event })
+}

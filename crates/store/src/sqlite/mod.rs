@@ -1,0 +1,276 @@
+//! `SqliteStore`: the durable store, one SQLite file in WAL mode with one writer thread and a few readers.
+//!
+//! Every change goes to the writer thread ([`writer`]), which commits whatever is queued in one transaction and only
+//! then answers, so an answered change is in the file. Reads go to reader threads ([`readers`]) that never wait for
+//! the writer. The schema is created and migrated at open ([`schema`]). No SQLite type leaves this module: errors
+//! become [`StoreError`]s where they enter ([`codec`]).
+
+mod codec;
+mod events;
+mod executions;
+mod functions;
+mod logs;
+mod options;
+mod prune;
+mod readers;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use dashboard_core::{
+    Event, Execution, ExecutionId, Function, FunctionId, FunctionSpec, LogLine, NewLogLine, Timestamp,
+};
+
+pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
+
+use self::readers::Readers;
+use self::writer::Writer;
+use crate::{
+    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded,
+    StatusCounts, StoreError,
+};
+
+/// A [`DashboardStore`] in one SQLite file: durable, shared by every task, and safe under many concurrent writers.
+///
+/// - **WAL** (write-ahead log): readers never block the writer nor the writer them.
+/// - **One writer thread** receives every change over a channel and commits whatever is queued in one
+///   `BEGIN IMMEDIATE` transaction (group commit), each change in its own savepoint so that one refused change never
+///   spoils the others. A caller hears back only after the commit: an answered change is in the file, and with
+///   [`Synchronous::Full`] on the disk. Nobody waits on a lock, so there is no "database is locked" under load.
+/// - **A few reader threads**, each with its own read-only connection, answer queries off the async runtime.
+/// - **Migrations** are applied at open, append-only, the schema version kept in `PRAGMA user_version`.
+///
+/// Dropping the store lets the threads finish what is queued, closes the connections and joins the threads.
+///
+/// One store owns a file at a time: opening takes an exclusive lock on `PATH.lock`, and a second open of the same
+/// file — from this process or another — is refused while the first is open. Two dashboards on one file would each
+/// take the other's running executions for interrupted ones.
+pub struct SqliteStore {
+    path: PathBuf,
+    options: SqliteOptions,
+    readers: Readers,
+    writer: Writer,
+    /// Held while the store is open, so that a second process cannot open the same file; released after the
+    /// connections close (fields are dropped in order).
+    _lock: File,
+    /// Declared last so that it is dropped last: the files go once every connection is closed.
+    temporary: Option<TemporaryFiles>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path` with the default options, creating missing parent directories.
+    ///
+    /// Blocking: it opens files and may migrate the schema. From async code, call it in
+    /// `tokio::task::spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (or creates) the store at `path` with `options`, creating missing parent directories.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::unavailable(
+                    format!("could not create the directory {}: {error}", parent.display()),
+                    error,
+                )
+            })?;
+        }
+        let lock = lock_exclusively(&path)?;
+        let writer = Writer::start(schema::open_writer(&path, &options)?)?;
+        let connections = (0..options.readers.max(1))
+            .map(|_| schema::open_reader(&path, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let readers = Readers::start(connections)?;
+        Ok(Self { path, options, readers, writer, _lock: lock, temporary: None })
+    }
+
+    /// A store in a new file in the system's temporary directory, deleted when the store is dropped: for tests.
+    pub fn open_temporary() -> Result<Self, StoreError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since_epoch| since_epoch.subsec_nanos());
+        let name = format!(
+            "agent-dashboard-{}-{}-{nanos}.db",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        let temporary = TemporaryFiles(path.clone());
+        let mut store = Self::open_with(&path, SqliteOptions { readers: 2, ..SqliteOptions::default() })?;
+        store.temporary = Some(temporary);
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.options
+    }
+
+    /// The schema version this build writes (the number of migrations); the file's is `PRAGMA user_version`.
+    pub fn schema_version() -> u32 {
+        schema::SCHEMA_VERSION
+    }
+}
+
+/// The lock file beside the database: `dashboard.db` → `dashboard.db.lock`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
+}
+
+/// Takes the lock that keeps every other store off the file at `path`; it is released when the returned file is
+/// closed, or by the system when the process dies (so a `kill -9` leaves no stale lock behind).
+fn lock_exclusively(path: &Path) -> Result<File, StoreError> {
+    let lock_path = lock_path(path);
+    let file =
+        OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|error| {
+            StoreError::unavailable(
+                format!("could not open the lock file {}: {error}", lock_path.display()),
+                error,
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable {
+            message: format!(
+                "{} is in use by another Agent Dashboard (it holds {}); one server per database file",
+                path.display(),
+                lock_path.display()
+            ),
+            source: None,
+        }),
+        Err(TryLockError::Error(error)) => {
+            Err(StoreError::unavailable(format!("could not lock {}: {error}", lock_path.display()), error))
+        }
+    }
+}
+
+/// Removes a temporary store's files (the database, its write-ahead log and shared-memory index) when dropped.
+struct TemporaryFiles(PathBuf);
+
+impl Drop for TemporaryFiles {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+            let mut file = self.0.clone().into_os_string();
+            file.push(suffix);
+            // A file that is already gone (or was never made) is what we want.
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+#[async_trait]
+impl DashboardStore for SqliteStore {
+    async fn create_function(&self, function: Function) -> Result<Recorded<Function>, StoreError> {
+        self.writer.run(move |connection| functions::create(connection, function)).await
+    }
+
+    async fn get_function(&self, key: &FunctionKey) -> Result<Option<Function>, StoreError> {
+        let key = key.clone();
+        self.readers.run(move |connection| functions::get(connection, &key)).await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<Function>, StoreError> {
+        self.readers.run(functions::list).await
+    }
+
+    async fn update_function(
+        &self,
+        id: FunctionId,
+        spec: FunctionSpec,
+        expected_version: Option<u32>,
+    ) -> Result<Recorded<Function>, StoreError> {
+        self.writer.run(move |connection| functions::update(connection, id, spec, expected_version)).await
+    }
+
+    async fn delete_function(&self, id: FunctionId) -> Result<Recorded<Function>, StoreError> {
+        self.writer.run(move |connection| functions::delete(connection, id)).await
+    }
+
+    async fn create_execution(&self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError> {
+        self.writer.run(move |connection| executions::create(connection, execution)).await
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.readers.run(move |connection| executions::get(connection, id)).await
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        let query = query.clone();
+        self.readers.run(move |connection| executions::list(connection, &query)).await
+    }
+
+    async fn update_execution(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+    ) -> Result<Recorded<Execution>, StoreError> {
+        self.writer.run(move |connection| executions::update(connection, id, update)).await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
+        self.readers.run(executions::list_unfinished).await
+    }
+
+    async fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        self.readers.run(executions::count_by_status).await
+    }
+
+    async fn append_logs(&self, id: ExecutionId, lines: Vec<NewLogLine>) -> Result<u64, StoreError> {
+        self.writer.run(move |connection| logs::append(connection, id, lines)).await
+    }
+
+    async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError> {
+        self.readers.run(move |connection| logs::read_after(connection, id, after, limit)).await
+    }
+
+    async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.readers.run(move |connection| events::list_after(connection, after, limit)).await
+    }
+
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.readers.run(events::last_id).await
+    }
+
+    async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.writer.run(move |connection| prune::finished_before(connection, cutoff, limit)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Unavailable {
+                message: "the store's writer has stopped".to_owned(),
+                source: None,
+            });
+        }
+        self.readers
+            .run(|connection| {
+                connection.query_row("SELECT 1", [], |_| Ok(()))?;
+                Ok(())
+            })
+            .await
+    }
+}

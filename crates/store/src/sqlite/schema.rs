@@ -1,0 +1,177 @@
+//! Opening connections with the store's settings, and the append-only migrations applied at open.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::codec::unavailable;
+use super::options::SqliteOptions;
+use crate::StoreError;
+
+/// Every migration, in order; `PRAGMA user_version` is how many of them the file has. Append only: a released
+/// migration is never edited, because files in the field have already run it.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+
+/// The schema version this build writes: the number of migrations.
+pub(super) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Statements kept prepared per connection; enough for every query the store makes.
+const STATEMENT_CACHE: usize = 64;
+
+/// The WAL file is truncated back to this size after a checkpoint, so one burst does not keep it large for ever.
+const JOURNAL_SIZE_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Opens the writer's connection: WAL, the chosen `synchronous` level, and the schema brought up to date.
+pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let mut connection = open(path, options)?;
+    let failed = |error: rusqlite::Error| {
+        unavailable(&error, format!("{}: could not set up the database: {error}", path.display()))
+    };
+    let journal_mode: String =
+        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(failed)?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable {
+            message: format!(
+                "{}: the file system does not support SQLite's write-ahead log (journal mode stayed {journal_mode:?})",
+                path.display()
+            ),
+            source: None,
+        });
+    }
+    connection
+        .execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES};",
+            options.synchronous.pragma_value()
+        ))
+        .map_err(failed)?;
+    migrate(&mut connection).map_err(|error| match error {
+        MigrationError::Sqlite(error) => {
+            unavailable(&error, format!("{}: could not migrate the schema: {error}", path.display()))
+        }
+        MigrationError::TooNew(found) => StoreError::Unavailable {
+            message: format!(
+                "{}: the file has schema version {found}, written by a newer Agent Dashboard; this one knows versions up \
+                 to {SCHEMA_VERSION}",
+                path.display()
+            ),
+            source: None,
+        },
+    })?;
+    Ok(connection)
+}
+
+/// Opens a reader's connection: it may only read, so a bug can never write around the writer.
+pub(super) fn open_reader(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let connection = open(path, options)?;
+    connection.execute_batch("PRAGMA query_only = ON").map_err(|error| {
+        unavailable(&error, format!("{}: could not open a reader: {error}", path.display()))
+    })?;
+    Ok(connection)
+}
+
+fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(|error| {
+        unavailable(&error, format!("{}: could not open the database: {error}", path.display()))
+    })?;
+    connection.busy_timeout(options.busy_timeout).map_err(|error| {
+        unavailable(&error, format!("{}: could not set the busy timeout: {error}", path.display()))
+    })?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(connection)
+}
+
+enum MigrationError {
+    Sqlite(rusqlite::Error),
+    TooNew(u32),
+}
+
+impl From<rusqlite::Error> for MigrationError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(error)
+    }
+}
+
+/// Applies the migrations the file has not had yet, each in its own transaction together with the new version.
+fn migrate(connection: &mut Connection) -> Result<(), MigrationError> {
+    let applied: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if applied > SCHEMA_VERSION {
+        return Err(MigrationError::TooNew(applied));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let version = index + 1;
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        transaction.execute_batch(migration)?;
+        transaction.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+/// The busy timeout: how long a connection waits for a lock held by another process before it gives up.
+pub(super) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_record_the_version() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        assert!(migrate(&mut connection).is_ok());
+        assert!(migrate(&mut connection).is_ok(), "a second open must not run them again");
+        let version: u32 =
+            connection.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("the version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        connection
+            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .expect("set the version");
+        assert!(
+            matches!(migrate(&mut connection), Err(MigrationError::TooNew(found)) if found == SCHEMA_VERSION + 1)
+        );
+    }
+
+    #[test]
+    fn every_list_query_uses_an_index() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        assert!(migrate(&mut connection).is_ok());
+        // The unfinished executions are few (what runs and waits), so sorting the two statuses' ids is cheap.
+        let sorts_a_few = "SELECT id FROM executions WHERE status IN ('queued', 'running') ORDER BY id";
+        let queries = [
+            "SELECT id FROM executions ORDER BY id DESC LIMIT 10",
+            "SELECT id FROM executions WHERE status = 'queued' AND id < 'x' ORDER BY id DESC LIMIT 10",
+            "SELECT id FROM executions WHERE function = 'f' ORDER BY id DESC LIMIT 10",
+            "SELECT id FROM executions WHERE backend = 'b' ORDER BY id DESC LIMIT 10",
+            sorts_a_few,
+            "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < 'x' ORDER BY finished_at, id LIMIT 10",
+            "SELECT seq FROM logs WHERE execution_id = 'x' AND seq > 3 ORDER BY seq LIMIT 10",
+            "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = 'x'",
+            "SELECT id FROM events WHERE id > 3 ORDER BY id LIMIT 10",
+            "SELECT id FROM events WHERE execution_id = 'x'",
+            "SELECT id FROM events WHERE execution_id IS NULL AND ts < 'x'",
+            "SELECT name FROM functions ORDER BY name",
+            "SELECT status, COUNT(*) FROM executions GROUP BY status",
+        ];
+        for query in queries {
+            let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {query}")).expect("a plan");
+            let plan: Vec<String> = statement
+                .query_map([], |row| row.get::<_, String>(3))
+                .expect("plan rows")
+                .collect::<Result<_, _>>()
+                .expect("plan text");
+            let plan = plan.join("; ");
+            assert!(!plan.contains("SCAN") || plan.contains("USING"), "{query}: {plan}");
+            assert!(
+                query == sorts_a_few || !plan.contains("TEMP B-TREE"),
+                "{query} sorts without an index: {plan}"
+            );
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The writer: one thread owns the only connection that writes, and commits whatever is queued in one transaction.
+//!
+//! Callers send an operation over a channel and wait for its answer. The thread takes the first operation, drains
+//! whatever else is queued (up to [`MAX_GROUP`]), runs them all in one `BEGIN IMMEDIATE` transaction — each inside its
+//! own savepoint, so a failing operation is undone alone and never spoils the others — commits once, and only then
+//! answers every caller. So an answer means the change is committed, many concurrent triggers and log appends share
+//! one commit (and one flush to disk), and nobody ever waits on a lock: there is only one writer.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{OpResult, SqliteError};
+use crate::StoreError;
+
+/// The most operations committed in one transaction, so that one group never holds the file for long.
+const MAX_GROUP: usize = 256;
+/// How many operations may wait for the writer before callers wait to send (back-pressure, not an error).
+const QUEUE: usize = 4096;
+
+/// One queued write, its result type erased so that different operations share a group.
+trait Job: Send {
+    /// Runs the operation inside the open transaction; whether it succeeded (if not, its savepoint is rolled back).
+    fn run(&mut self, connection: &Connection) -> bool;
+    /// Answers the caller once the group's fate is known; `failure` when the group could not be committed.
+    fn answer(self: Box<Self>, failure: Option<&GroupFailure>);
+}
+
+struct Operation<T, F> {
+    operation: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Operation<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> OpResult<T> + Send,
+{
+    fn run(&mut self, connection: &Connection) -> bool {
+        let Some(operation) = self.operation.take() else {
+            return false;
+        };
+        let outcome = operation(connection).map_err(|error| error.0);
+        let is_ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        is_ok
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&GroupFailure>) {
+        let answer = match (failure, self.outcome) {
+            (Some(failure), _) => Err(failure.to_store_error()),
+            (None, Some(outcome)) => outcome,
+            (None, None) => Err(StoreError::Unavailable {
+                message: "the store's writer failed in the middle of this change (a bug); it was undone"
+                    .to_owned(),
+                source: None,
+            }),
+        };
+        // The caller may have stopped waiting; the change is committed all the same.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Why a whole group was not committed; every caller of the group hears it.
+struct GroupFailure {
+    message: String,
+    source: Arc<SqliteError>,
+}
+
+impl GroupFailure {
+    fn new(what: &str, error: &rusqlite::Error) -> Self {
+        Self { message: format!("{what}: {error}"), source: Arc::new(SqliteError(error.to_string())) }
+    }
+
+    fn to_store_error(&self) -> StoreError {
+        StoreError::Unavailable {
+            message: self.message.clone(),
+            source: Some(Box::new(Arc::clone(&self.source))),
+        }
+    }
+}
+
+/// The handle of the writer thread; dropping it lets the thread finish what is queued, then joins it.
+pub(super) struct Writer {
+    sender: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `connection`.
+    pub(super) fn start(connection: Connection) -> Result<Self, StoreError> {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".to_owned())
+            .spawn(move || write_loop(connection, receiver))
+            .map_err(|error| StoreError::unavailable("could not start the store's writer thread", error))?;
+        Ok(Self { sender: Some(sender), thread: Some(thread) })
+    }
+
+    /// Runs `operation` in the next group and answers once its group is committed.
+    pub(super) async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> OpResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Operation { operation: Some(operation), outcome: None, reply });
+        let sender = self.sender.as_ref().ok_or_else(stopped)?;
+        sender.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Whether the thread still takes work.
+    pub(super) fn is_running(&self) -> bool {
+        self.sender.as_ref().is_some_and(|sender| !sender.is_closed())
+            && self.thread.as_ref().is_some_and(|thread| !thread.is_finished())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the loop once the queue is empty; joining closes the connection before the file
+        // is used again (or removed, for a temporary store).
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("the store's writer thread panicked");
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable { message: "the store's writer has stopped".to_owned(), source: None }
+}
+
+fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
+    let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = receiver.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let failure = commit_group(&connection, &mut group).err();
+        log::trace!("store: {} changes shared one commit", group.len());
+        if let Some(failure) = &failure {
+            log::error!("store: a group of {} changes was not committed: {}", group.len(), failure.message);
+        }
+        for job in group.drain(..) {
+            job.answer(failure.as_ref());
+        }
+    }
+    // Lets SQLite refresh its statistics for the query planner; cheap, and only what changed is looked at.
+    if let Err(error) = connection.execute_batch("PRAGMA optimize") {
+        log::warn!("store: PRAGMA optimize at close failed: {error}");
+    }
+    if let Err((_, error)) = connection.close() {
+        log::warn!("store: closing the database failed: {error}");
+    }
+}
+
+/// Runs every job of the group in one transaction and commits it.
+fn commit_group(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
+    connection
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|error| GroupFailure::new("could not begin a write transaction", &error))?;
+    let result = run_jobs(connection, group).and_then(|()| {
+        if connection.is_autocommit() {
+            // SQLite rolled the transaction back by itself (it does on I/O errors and a full disk).
+            return Err(GroupFailure {
+                message: "the write transaction was rolled back by SQLite".to_owned(),
+                source: Arc::new(SqliteError("transaction rolled back".to_owned())),
+            });
+        }
+        connection.execute_batch("COMMIT").map_err(|error| GroupFailure::new("could not commit", &error))
+    });
+    if result.is_err()
+        && !connection.is_autocommit()
+        && let Err(error) = connection.execute_batch("ROLLBACK")
+    {
+        log::error!("store: rolling back a failed group failed too: {error}");
+    }
+    result
+}
+
+fn run_jobs(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
+    for job in group.iter_mut() {
+        connection
+            .execute_batch("SAVEPOINT operation")
+            .map_err(|error| GroupFailure::new("could not begin a savepoint", &error))?;
+        // A panicking operation is a bug; it is undone like a failed one, and the group goes on.
+        let succeeded = panic::catch_unwind(AssertUnwindSafe(|| job.run(connection))).unwrap_or(false);
+        if !succeeded {
+            connection
+                .execute_batch("ROLLBACK TO operation")
+                .map_err(|error| GroupFailure::new("could not undo a failed change", &error))?;
+        }
+        connection
+            .execute_batch("RELEASE operation")
+            .map_err(|error| GroupFailure::new("could not end a savepoint", &error))?;
+    }
+    Ok(())
+}

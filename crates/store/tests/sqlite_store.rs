@@ -1,0 +1,196 @@
+//! What only the SQLite store promises beyond the conformance suite: data survives a reopen, the schema is versioned,
+//! group commit keeps refused changes apart, and a lock held by another process is an error, not a hang.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashboard_core::{ExecutionId, ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, now};
+use dashboard_store::{
+    DashboardStore, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, SqliteOptions, SqliteStore,
+    StoreError,
+};
+use serde_json::json;
+
+/// A directory of its own for one test, removed at the end even when the test fails.
+struct TestDir(PathBuf);
+
+impl TestDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("agent-dashboard-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn open(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(path).expect("the store opens")
+}
+
+async fn function(store: &dyn DashboardStore, name: &str) -> Function {
+    let function = Function::create(FunctionSpec::new(name, "demo")).expect("a valid spec");
+    store.create_function(function).await.expect("create function").value
+}
+
+fn trigger(function: &Function, key: Option<&str>) -> NewExecution {
+    NewExecution {
+        id: ExecutionId::generate(),
+        function: function.name.clone(),
+        function_id: function.id,
+        function_version: function.version,
+        backend: function.backend.clone(),
+        input: json!({"n": 1}),
+        attempt: 1,
+        retry_of: None,
+        idempotency_key: key.map(str::to_owned),
+        triggered_by: None,
+    }
+}
+
+#[test]
+fn the_store_is_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<SqliteStore>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_reopen_and_event_ids_continue_after_pruning() {
+    let dir = TestDir::new("reopen");
+    let path = dir.0.join("nested/folders/dashboard.db");
+    let (alpha, execution, newest_event) = {
+        let store = open(&path);
+        let alpha = function(&store, "alpha").await;
+        let execution = store.create_execution(trigger(&alpha, Some("key"))).await.expect("create").value;
+        let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
+        let execution = store.update_execution(execution.id, update).await.expect("start").value;
+        store
+            .append_logs(execution.id, vec![NewLogLine::new(LogStream::Stdout, "hello")])
+            .await
+            .expect("append");
+        let update =
+            ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Succeeded).output(json!(42));
+        let execution = store.update_execution(execution.id, update).await.expect("finish").value;
+        (alpha, execution, store.last_event_id().await.expect("last event"))
+    };
+    assert!(path.exists(), "the parent folders were created");
+    assert!(
+        !PathBuf::from(format!("{}-wal", path.display())).exists(),
+        "a clean close leaves no write-ahead log"
+    );
+
+    let store = open(&path);
+    assert_eq!(store.get_function(&FunctionKey::Name("alpha".into())).await.expect("get"), Some(alpha));
+    assert_eq!(store.get_execution(execution.id).await.expect("get"), Some(execution.clone()));
+    let lines = store.read_logs(execution.id, 0, 10).await.expect("read");
+    assert_eq!(lines.iter().map(|line| line.message.as_str()).collect::<Vec<_>>(), ["hello"]);
+    assert_eq!(store.last_event_id().await.expect("last event"), newest_event);
+
+    // Prune everything, reopen, and the next event still gets a new id.
+    assert_eq!(store.prune_finished_before(now(), 10).await.expect("prune"), 1);
+    drop(store);
+    let store = open(&path);
+    let beta = Function::create(FunctionSpec::new("beta", "demo")).expect("a valid spec");
+    let event = store.create_function(beta).await.expect("create").event;
+    assert!(event.id > newest_event, "event id {} reused after {newest_event}", event.id);
+}
+
+#[test]
+fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
+    let dir = TestDir::new("twice");
+    let path = dir.0.join("dashboard.db");
+    let first = open(&path);
+    let error = SqliteStore::open(&path).expect_err("two stores on one file");
+    assert!(error.to_string().contains("in use by another Agent Dashboard"), "{error}");
+    drop(first);
+    drop(open(&path));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_version_is_recorded_and_a_newer_one_refused() {
+    let dir = TestDir::new("schema");
+    let path = dir.0.join("dashboard.db");
+    drop(open(&path));
+    let connection = rusqlite::Connection::open(&path).expect("open the file directly");
+    let version: u32 =
+        connection.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("the version");
+    assert_eq!(version, SqliteStore::schema_version());
+    let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("the mode");
+    assert_eq!(mode, "wal");
+    connection
+        .execute_batch(&format!("PRAGMA user_version = {}", version + 1))
+        .expect("pretend a newer build");
+    drop(connection);
+
+    let error = SqliteStore::open(&path).expect_err("a newer schema must be refused");
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    assert!(error.to_string().contains("newer"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_changes_in_a_group_do_not_spoil_the_others() {
+    let store: Arc<dyn DashboardStore> = Arc::new(SqliteStore::open_temporary().expect("a store"));
+    let alpha = function(&*store, "alpha").await;
+    // Many concurrent writers, so that they share groups; every third reuses one idempotency key, and half of the
+    // log appends name an execution that does not exist.
+    let tasks: Vec<_> = (0..150)
+        .map(|n| {
+            let (store, alpha) = (Arc::clone(&store), alpha.clone());
+            tokio::spawn(async move {
+                let key = (n % 3 == 0).then_some("shared-key");
+                let created = store.create_execution(trigger(&alpha, key)).await;
+                let target = if n % 2 == 0 { created.as_ref().ok().map(|c| c.value.id) } else { None };
+                let target = target.unwrap_or_else(ExecutionId::generate);
+                let appended = store.append_logs(target, vec![NewLogLine::new(LogStream::Stdout, "x")]).await;
+                (created.map(|recorded| recorded.value.id), appended)
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let (mut key_reused, mut not_found) = (0, 0);
+    for task in tasks {
+        let (execution, appended) = task.await.expect("a writer task");
+        match execution {
+            Ok(id) => created.push(id),
+            Err(StoreError::IdempotencyKeyExists { .. }) => key_reused += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+        match appended {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => not_found += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((created.len(), key_reused), (101, 49), "100 without a key and one with the shared key");
+    assert!(not_found >= 75, "appends to unknown executions are refused: {not_found}");
+    let listed = store.list_executions(&ExecutionQuery { limit: 500, ..ExecutionQuery::default() }).await;
+    assert_eq!(listed.expect("list").items.len(), 101, "every accepted change is committed");
+    let events = store.list_events(0, 1000).await.expect("events");
+    assert_eq!(events.len(), 102, "one event per function and execution, none for refused changes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_another_process_is_an_error_then_writes_resume() {
+    let dir = TestDir::new("locked");
+    let path = dir.0.join("dashboard.db");
+    let options = SqliteOptions { busy_timeout: Duration::from_millis(100), ..SqliteOptions::default() };
+    let store = SqliteStore::open_with(&path, options).expect("the store opens");
+    let alpha = function(&store, "alpha").await;
+
+    let intruder =
+        rusqlite::Connection::open(&path).expect("a second connection, as an sqlite3 shell would be");
+    intruder.execute_batch("BEGIN IMMEDIATE").expect("the intruder takes the write lock");
+    let error = store.create_execution(trigger(&alpha, None)).await.expect_err("the file is locked");
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    assert!(error.to_string().contains("locked"), "{error}");
+    assert!(store.get_function(&FunctionKey::Id(alpha.id)).await.expect("reads go on").is_some());
+
+    intruder.execute_batch("ROLLBACK").expect("the intruder lets go");
+    store.create_execution(trigger(&alpha, None)).await.expect("writes resume");
+    store.ping().await.expect("the store is healthy again");
+}
