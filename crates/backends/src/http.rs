@@ -136,7 +136,7 @@ fn completed(text: &str) -> RunOutcome {
         Ok(answer) => RunOutcome::Succeeded { output: answer, usage: None },
         Err(_) if text.trim().is_empty() => RunOutcome::Succeeded { output: Value::Null, usage: None },
         Err(error) => RunOutcome::Failed {
-            error: format!("the agent server answered 200 with a body that is not JSON: {error}"),
+            error: format!("the agent server accepted the run but its answer is not JSON: {error}"),
         },
     }
 }

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BackendError;
 
-/// The longest piece of a line read at once; a longer line arrives in pieces of this size.
-const MAX_LINE_BYTES: u64 = 64 * 1024;
+/// The longest piece of a line read at once; a longer line arrives in pieces of this size. It matches the engine's
+/// default cut of a stored line (16 KiB), so a long line is kept whole, as several lines.
+const MAX_LINE_BYTES: u64 = 16 * 1024;
 /// How long output may pause after the program has exited before the rest is given up (a background child of the
 /// program can hold its pipes open forever).
 const DRAIN_IDLE: Duration = Duration::from_millis(500);
@@ -100,6 +101,8 @@ pub(crate) async fn run_program(
     }
     let mut child = command.spawn().map_err(|error| spawn_error(spec, error))?;
     let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    // Whatever way this function is left — even by the caller dropping it mid-wait — the whole group is killed.
+    let _group_guard = GroupGuard(group);
     let (sender, mut lines) = mpsc::channel(256);
     if let Some(stdout) = child.stdout.take() {
         tokio::spawn(read_lines(stdout, Pipe::Stdout, sender.clone()));
@@ -176,6 +179,16 @@ async fn stop_group(child: &mut Child, group: Option<Pid>, grace: Duration) {
     }
     signal_group(group, Signal::SIGKILL);
     let _ = child.wait().await;
+}
+
+/// Sends SIGKILL to a process group when dropped. `kill_on_drop` reaches only the program itself, not the children
+/// it started.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::SIGKILL);
+    }
 }
 
 fn signal_group(group: Option<Pid>, signal: Signal) {

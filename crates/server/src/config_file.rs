@@ -122,7 +122,11 @@ struct Empty {}
 
 /// A backend's settings from the rest of its entry; the error names the field.
 fn settings<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
-    T::deserialize(toml::Value::Table(table)).map_err(|error| error.message().to_owned())
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.inner().message().to_owned();
+        if path == "." { message } else { format!("{path}: {message}") }
+    })
 }
 
 fn function(table: toml::Table) -> Result<FunctionSpec, String> {
@@ -228,6 +232,10 @@ mod tests {
         check_error(
             "[[functions]]\nname = \"Bad Name\"\nbackend = \"demo\"",
             "functions[0] (\"Bad Name\"): name:",
+        );
+        check_error(
+            "[[backends]]\nname = \"x\"\nkind = \"http\"\nurl = \"u\"\nretries = \"three\"",
+            "(\"x\"): retries: invalid type",
         );
         check_error("[server]\nport = 1", "unknown field `server`");
         check_error("[[backends]\n", "TOML parse error");

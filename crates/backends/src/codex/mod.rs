@@ -90,16 +90,28 @@ impl CodexBackend {
         )
     }
 
-    fn spec(&self, run: &RunContext) -> ProgramSpec {
+    /// The API key, when the config names its variable; an unset variable is a misconfiguration, said by name.
+    fn api_key(&self) -> Result<Option<String>, String> {
+        match &self.config.api_key_env {
+            Some(name) => std::env::var(name)
+                .map(Some)
+                .map_err(|_| format!("api_key_env: the environment variable {name} is not set")),
+            None => Ok(None),
+        }
+    }
+
+    fn spec(&self, run: &RunContext, api_key: Option<String>) -> ProgramSpec {
         let prompt = run.prompt.clone().unwrap_or_else(|| run.input.to_string());
         let mut args = vec!["exec".to_owned(), "--json".to_owned(), "--skip-git-repo-check".to_owned()];
         if let Some(workdir) = &self.config.workdir {
+            // Absolute: the program also starts in `workdir`, where a relative `-C` would point elsewhere.
+            let workdir = std::path::absolute(workdir).unwrap_or_else(|_| workdir.clone());
             args.extend(["-C".to_owned(), workdir.display().to_string()]);
         }
         args.extend(self.config.args.iter().cloned());
         args.extend(["--".to_owned(), prompt]);
         let mut fixed = Vec::new();
-        if let Some(key) = self.config.api_key_env.as_ref().and_then(|name| std::env::var(name).ok()) {
+        if let Some(key) = api_key {
             fixed.push(("CODEX_API_KEY".to_owned(), key.clone()));
             fixed.push(("OPENAI_API_KEY".to_owned(), key));
         }
@@ -123,6 +135,9 @@ impl Backend for CodexBackend {
         let Some(path) = locate(&self.config.command) else {
             return Readiness::not_ready(self.not_found());
         };
+        if let Err(missing) = self.api_key() {
+            return Readiness::not_ready(missing);
+        }
         let version = tokio::process::Command::new(&path).arg("--version").kill_on_drop(true).output();
         match tokio::time::timeout(VERSION_CHECK_LIMIT, version).await {
             Ok(Ok(output)) if output.status.success() => {
@@ -138,7 +153,11 @@ impl Backend for CodexBackend {
     }
 
     async fn trigger(&self, run: RunContext) -> Result<RunOutcome, BackendError> {
-        let spec = self.spec(&run);
+        let api_key = match self.api_key() {
+            Ok(key) => key,
+            Err(missing) => return Ok(RunOutcome::Failed { error: missing }),
+        };
+        let spec = self.spec(&run, api_key);
         let mut session = Session {
             run: &run,
             last_message: None,
