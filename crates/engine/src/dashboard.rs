@@ -14,6 +14,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
+use crate::metrics::EngineMetrics;
 use crate::run::{RunHandle, StopReason};
 use crate::scheduler::{QueuedRun, Scheduler};
 use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
@@ -129,6 +130,7 @@ impl DashboardBuilder {
                 is_accepting: AtomicBool::new(true),
                 callback_key: CallbackKey::generate(),
                 settings: self.settings,
+                metrics: EngineMetrics::default(),
                 runtime,
             }),
         }
@@ -147,6 +149,7 @@ pub(crate) struct Inner {
     pub(crate) is_accepting: AtomicBool,
     pub(crate) callback_key: CallbackKey,
     pub(crate) settings: Settings,
+    pub(crate) metrics: EngineMetrics,
     runtime: Handle,
 }
 
@@ -211,6 +214,11 @@ impl Dashboard {
     /// How many executions wait for a slot.
     pub fn queue_depth(&self) -> usize {
         self.inner.scheduler.lock().expect("scheduler lock poisoned").queue_depth()
+    }
+
+    /// The engine's counters since it started, for `GET /metrics`.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
     }
 
     /// How many executions run now.
@@ -383,6 +391,7 @@ impl Dashboard {
         match self.inner.store.create_execution(new).await {
             Ok(recorded) => {
                 let execution = self.inner.publish(recorded);
+                self.inner.metrics.record(&execution);
                 let max_concurrency = function.max_concurrency;
                 self.inner.schedule(QueuedRun { execution: execution.clone(), max_concurrency });
                 Ok(Triggered { execution, created: true })
@@ -456,7 +465,9 @@ impl Inner {
             StoreError::StatusMismatch { .. } => EngineError::Store(error),
             other => other.into(),
         })?;
-        Ok(self.publish(recorded))
+        let execution = self.publish(recorded);
+        self.metrics.record(&execution);
+        Ok(execution)
     }
 
     pub(crate) fn run_handle(&self, id: ExecutionId) -> Option<Arc<RunHandle>> {

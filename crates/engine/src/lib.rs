@@ -11,6 +11,7 @@ mod callbacks;
 mod compiled;
 mod dashboard;
 mod error;
+mod metrics;
 mod retention;
 mod run;
 mod scheduler;
@@ -19,6 +20,7 @@ pub use bus::BusMessage;
 pub use callbacks::StatusReport;
 pub use dashboard::{Dashboard, DashboardBuilder, RecoveryReport, TriggerRequest, Triggered};
 pub use error::EngineError;
+pub use metrics::{DURATION_SECONDS_BOUNDS, EngineMetrics, StatusCount};
 pub use retention::RetentionPolicy;
 
 /// The error of an execution that was running when the server stopped.

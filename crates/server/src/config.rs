@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The largest request body accepted (`DASHBOARD_MAX_BODY_BYTES`, default 1 MiB).
     pub max_body_bytes: usize,
+    /// How many SSE streams may be open at once; more are answered 503 (`DASHBOARD_MAX_SSE_CLIENTS`, default 1000).
+    pub max_sse_clients: usize,
     /// Register the demo backend and an example function when the store has no function (the newcomer's start).
     pub seed_example: bool,
     /// The config file with backends and functions (`DASHBOARD_CONFIG` or `--config`); without one, the dashboard
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             web_dir: None,
             public_url: None,
             max_body_bytes: 1024 * 1024,
+            max_sse_clients: 1000,
             seed_example: true,
             config_file: None,
         }
@@ -126,6 +129,15 @@ impl ServerConfig {
                 invalid("DASHBOARD_MAX_BODY_BYTES", format!("{bytes:?} is not a byte count of at least 1024"))
             })?;
         }
+        if let Some(clients) = var("DASHBOARD_MAX_SSE_CLIENTS") {
+            config.max_sse_clients =
+                clients.parse().ok().filter(|clients| *clients >= 1).ok_or_else(|| {
+                    invalid(
+                        "DASHBOARD_MAX_SSE_CLIENTS",
+                        format!("{clients:?} is not a number of streams of at least 1"),
+                    )
+                })?;
+        }
         Ok(config)
     }
 
@@ -167,6 +179,7 @@ mod tests {
         assert_eq!((config.port, config.debug), (8000, false));
         assert_eq!(config.store, StoreSpec::Sqlite(DEFAULT_SQLITE_PATH.into()), "durable by default");
         assert_eq!((config.sqlite_sync, config.retention_days), (Synchronous::Full, 30));
+        assert_eq!(config.max_sse_clients, 1000);
     }
 
     #[test]
@@ -194,6 +207,7 @@ mod tests {
             ("DASHBOARD_RETENTION_DAYS", "-1"),
             ("DASHBOARD_RETENTION_DAYS", "a month"),
             ("DASHBOARD_RETENTION_DAYS", "99999999"),
+            ("DASHBOARD_MAX_SSE_CLIENTS", "0"),
         ] {
             let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
             assert_eq!(error.variable, name);

@@ -119,6 +119,7 @@ pub fn configure(
             .app_data(web::FormConfig::default().limit(max_body_bytes))
             .app_data(api::query_config())
             .route("/healthz", web::get().to(api::health::healthz))
+            .route("/metrics", web::get().to(api::metrics::metrics))
             .route("/static/{path:.*}", web::get().to(assets::serve_static))
             .service(web::scope("/api").configure(api::routes))
             .configure(pages::routes)
@@ -209,8 +210,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let templates = Templates::load(&web_source)?;
     let state = web::Data::new(AppState { dashboard: dashboard.clone(), templates, config });
     let web_source = web::Data::new(web_source);
+    let http_metrics = web::Data::new(api::metrics::HttpMetrics::default());
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(http_metrics.clone())
+            .wrap(api::metrics::CountRequests(http_metrics.clone()))
             .wrap(security_headers())
             .wrap(Logger::new("%r %s %Dms").log_target("agent_dashboard::http"))
             .configure(configure(state.clone(), web_source.clone()))

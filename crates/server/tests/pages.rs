@@ -9,6 +9,7 @@ use common::{TestServer, server};
 use serde_json::json;
 
 const HOSTILE: &str = "<script>alert(1)</script>";
+const FORM: &str = "application/x-www-form-urlencoded";
 const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;&#x2F;script&gt;";
 
 /// Percent-encodes form fields the way a browser does.
@@ -131,5 +132,76 @@ async fn the_trigger_cancel_and_retry_forms_work_without_javascript() {
         post_form(&server, "/functions/hello-agent/trigger", &[("input", "{not json"), ("backend", "demo")])
             .await;
     assert_eq!(status, 422, "bad JSON re-renders the form");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_trigger_form_types_its_fields_and_names_the_bad_ones() {
+    let server = server().await;
+    check_page(&server, "/functions/hello-agent", &["name=\"input.steps\"", "type=\"checkbox\"", "Raw JSON"])
+        .await;
+    let path = "/functions/hello-agent/trigger";
+    let bad = [("mode", "fields"), ("input.name", "Ada"), ("input.steps", "two"), ("backend", "demo")];
+    assert_eq!(post_form(&server, path, &bad).await.0, 422);
+    let html = server.post_raw(path, FORM, form(&bad)).await;
+    assert!(html.text().contains("&quot;two&quot; is not a whole number"), "no message beside the field");
+
+    let good = [("mode", "fields"), ("input.name", "Ada"), ("input.steps", "0"), ("input.delay_ms", "0")];
+    let (status, location) = post_form(&server, path, &good).await;
+    assert_eq!(status, 303);
+    let execution = server.get(&format!("/api{location}")).await;
+    assert_eq!(
+        execution.body["input"],
+        json!({"name": "Ada", "steps": 0, "delay_ms": 0, "fail": false, "hang": false})
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_shows_a_bad_schema_beside_its_field() {
+    let server = server().await;
+    let fields = [("name", "x"), ("backend", "demo"), ("input_schema", "{not json")];
+    assert_eq!(post_form(&server, "/functions", &fields).await.0, 422);
+    let html = server.post_raw("/functions", FORM, form(&fields)).await;
+    assert!(html.text().contains("id=\"f-schema-error\" data-json-error>input_schema: is not valid JSON"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_cancel_and_retry_act_on_the_fitting_executions_only() {
+    let server = server().await;
+    let hanging = [
+        server.trigger("hello-agent", json!({"steps": 0, "hang": true})).await,
+        server.trigger("hello-agent", json!({"steps": 0, "hang": true})).await,
+    ];
+    let done = server.trigger("hello-agent", json!({"steps": 0})).await;
+    server.wait_for(&done, "succeeded", Duration::from_secs(10)).await;
+    let ids = [hanging[0].as_str(), hanging[1].as_str(), done.as_str()];
+    let fields = |action| {
+        let mut fields = vec![("action", action), ("back", "/executions?status=running")];
+        fields.extend(ids.iter().map(|id| ("ids", *id)));
+        fields
+    };
+    let (status, location) = post_form(&server, "/executions/bulk", &fields("cancel")).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/executions?status=running&bulk=cancel&done=2&skipped=1&failed=0")
+    );
+    for id in &hanging {
+        server.wait_for(id, "cancelled", Duration::from_secs(10)).await;
+    }
+    check_page(&server, &location, &["Cancelled 2 executions; skipped 1 that cannot be cancelled"]).await;
+
+    let (_, location) = post_form(&server, "/executions/bulk", &fields("retry")).await;
+    assert!(location.ends_with("bulk=retry&done=2&skipped=1&failed=0"), "{location}");
+    let retries = server.get("/api/executions?limit=10").await.body["items"].clone();
+    let n_retries =
+        retries.as_array().map_or(0, |items| items.iter().filter(|item| item["attempt"] == 2).count());
+    assert_eq!(n_retries, 2);
+    for item in retries.as_array().into_iter().flatten().filter(|item| item["attempt"] == 2) {
+        if let Some(id) = item["id"].as_str() {
+            server.post(&format!("/api/executions/{id}/cancel"), json!({})).await;
+        }
+    }
     server.stop().await;
 }

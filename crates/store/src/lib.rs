@@ -8,6 +8,7 @@
 mod error;
 mod memory;
 mod sqlite;
+mod stats;
 mod types;
 
 #[cfg(feature = "testing")]
@@ -16,6 +17,7 @@ pub mod conformance;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous, UnknownSynchronous};
+pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
     ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StatusCounts,
 };
@@ -121,6 +123,12 @@ pub trait DashboardStore: Send + Sync + 'static {
 
     /// Answers when the store is usable (the health check).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// What the store has recorded about its writes since it opened (commit latency, batch size), for metrics.
+    /// Cheap and never blocking; the default reports nothing.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
+    }
 }
 
 /// Whether an execution in `status` may be changed to `next`: a helper for implementations.

@@ -8,6 +8,8 @@ pub(crate) mod executions;
 pub(crate) mod functions;
 pub(crate) mod health;
 mod logs;
+pub(crate) mod metrics;
+mod streams;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,6 +52,8 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
         )
         .service(resource("/executions/{id}/status").route(web::post().to(callbacks::status)))
         .service(resource("/events").route(web::get().to(events::list)))
+        .service(resource("/events/stream").route(web::get().to(streams::events)))
+        .service(resource("/executions/{id}/logs/stream").route(web::get().to(streams::logs)))
         .service(resource("/backends").route(web::get().to(backends::list)));
 }
 

@@ -7,6 +7,7 @@ use dashboard_core::{ExecutionId, ExecutionStatus};
 use dashboard_store::ExecutionQuery;
 use serde::{Deserialize, Serialize};
 
+use super::bulk::BulkSummary;
 use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
 use crate::error::ApiError;
@@ -68,8 +69,35 @@ impl Filters {
     }
 }
 
-pub(crate) async fn list(state: State, filters: web::Query<Filters>) -> HttpResponse {
+/// The counts a bulk post sends back to the list (see `bulk.rs`).
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct BulkNotice {
+    bulk: String,
+    done: usize,
+    skipped: usize,
+    failed: usize,
+}
+
+impl BulkNotice {
+    fn sentence(self) -> Option<String> {
+        let summary = BulkSummary {
+            action: self.bulk,
+            n_done: self.done,
+            n_skipped: self.skipped,
+            n_failed: self.failed,
+        };
+        matches!(summary.action.as_str(), "cancel" | "retry").then(|| summary.sentence())
+    }
+}
+
+pub(crate) async fn list(
+    state: State,
+    filters: web::Query<Filters>,
+    notice: Option<web::Query<BulkNotice>>,
+) -> HttpResponse {
     let filters = filters.into_inner();
+    let notice = notice.and_then(|notice| notice.into_inner().sentence());
     let (rows, next_url, error, status) = match filters.to_query() {
         Ok(query) => match state.dashboard.store().list_executions(&query).await {
             Ok(page) => {
@@ -95,6 +123,8 @@ pub(crate) async fn list(state: State, filters: web::Query<Filters>) -> HttpResp
     context.insert("backends", &state.dashboard.backends().names());
     context.insert("function_names", &function_names);
     context.insert("next_url", &next_url);
+    context.insert("back_url", &filters.url_before(&filters.before));
+    context.insert("notice", &notice);
     context.insert("first_url", &Some(filters.url_before("")).filter(|_| !filters.before.is_empty()));
     insert_form_error(&mut context, error.as_ref());
     state.render(status, "executions.html", &context)

@@ -99,6 +99,21 @@ fn number<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Result<O
     }
 }
 
+/// The fields of the form that show their own error message; the errors of any other field go above the form.
+const FIELDS_WITH_MESSAGES: [&str; 8] =
+    ["name", "description", "backend", "prompt", "input_schema", "timeout_secs", "max_concurrency", "tags"];
+
+impl FormError {
+    fn is_beside_a_field(&self) -> bool {
+        self.field.as_deref().is_some_and(|field| {
+            FIELDS_WITH_MESSAGES.iter().any(|shown| {
+                field == *shown
+                    || (matches!(*shown, "prompt" | "input_schema" | "tags") && field.starts_with(shown))
+            })
+        })
+    }
+}
+
 /// Which form is shown: a new function, or the edit of the function called `name`.
 enum Mode<'a> {
     New,
@@ -130,6 +145,7 @@ fn render_form(
     context.insert("back", &back);
     context.insert("backends", &backends);
     insert_form_error(&mut context, error.as_ref());
+    context.insert("error_is_beside_field", &error.as_ref().is_some_and(FormError::is_beside_a_field));
     state.render(status, "function_form.html", &context)
 }
 

@@ -5,9 +5,10 @@ use actix_web::{HttpResponse, web};
 use dashboard_backends::Principal;
 use dashboard_engine::TriggerRequest;
 use dashboard_store::{ExecutionQuery, FunctionKey};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
+use super::schema_form::{self, Posted};
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
 use crate::error::ApiError;
@@ -27,25 +28,54 @@ pub(crate) async fn list(state: State) -> HttpResponse {
     }
 }
 
-/// The trigger form as typed. Every field is text, so no post can fail to parse before it is checked here.
-#[derive(Default, Deserialize, Serialize)]
-#[serde(default)]
+/// The trigger form as typed. The generated fields (`input.*`) are kept by name in `fields`.
+#[derive(Default, Serialize)]
 pub(crate) struct TriggerForm {
+    /// `fields` (the generated form) or `json` (the raw textarea).
+    mode: String,
     input: String,
     backend: String,
     idempotency_key: String,
+    #[serde(skip)]
+    fields: Posted,
+}
+
+impl TriggerForm {
+    /// The posted pairs; a post with an `input` textarea but no `mode` (an older form, a script) is raw JSON.
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut form = Self::default();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "mode" => form.mode = value,
+                "input" => form.input = value,
+                "backend" => form.backend = value,
+                "idempotency_key" => form.idempotency_key = value,
+                _ if name.starts_with("input.") => {
+                    form.fields.insert(name, value);
+                }
+                _ => {}
+            }
+        }
+        if form.mode != "fields" && form.mode != "json" {
+            form.mode =
+                if form.fields.is_empty() && !form.input.is_empty() { "json" } else { "fields" }.to_owned();
+        }
+        form
+    }
 }
 
 pub(crate) async fn detail(state: State, key: web::Path<String>) -> HttpResponse {
-    render_detail(&state, &key, None, None, StatusCode::OK).await
+    render_detail(&state, &key, None, None, Posted::new(), StatusCode::OK).await
 }
 
-/// The function's page; with a form and an error, the trigger form shows what was typed and what is wrong with it.
+/// The function's page; with a form and errors, the trigger form shows what was typed and what is wrong with it
+/// (`field_errors` beside the generated fields, `error` above the form).
 async fn render_detail(
     state: &State,
     key: &str,
     typed: Option<TriggerForm>,
     error: Option<FormError>,
+    mut field_errors: Posted,
     status: StatusCode,
 ) -> HttpResponse {
     let store = state.dashboard.store();
@@ -63,15 +93,26 @@ async fn render_detail(
         Ok(page) => page.items,
         Err(error) => return error_page(state, &error.into()),
     };
+    // An error the engine found in a generated field is shown beside that field too.
+    if let Some(FormError { message, field: Some(field) }) = &error
+        && typed.as_ref().is_some_and(|form| form.mode == "fields")
+    {
+        field_errors.entry(field.clone()).or_insert_with(|| message.clone());
+    }
+    let posted = typed.as_ref().map(|form| &form.fields);
+    let fields = schema_form::fields(&function.input_schema, posted, &field_errors);
     let trigger = typed.unwrap_or_else(|| TriggerForm {
+        mode: if fields.is_some() { "fields" } else { "json" }.to_owned(),
         input: input_from_defaults(&function.input_schema),
         backend: function.backend.clone(),
-        idempotency_key: String::new(),
+        ..TriggerForm::default()
     });
     let mut context = base_context("functions", &function.name);
     context.insert("function", &FunctionDetail::new(&function));
     context.insert("backends", &state.dashboard.backends().names());
     context.insert("trigger", &trigger);
+    context.insert("fields", &fields);
+    context.insert("older_versions", &older_versions(function.version, &executions));
     insert_form_error(&mut context, error.as_ref());
     context.insert("executions", &executions.iter().map(ExecutionRow::new).collect::<Vec<_>>());
     state.render(status, "function.html", &context)
@@ -80,14 +121,33 @@ async fn render_detail(
 pub(crate) async fn trigger(
     state: State,
     key: web::Path<String>,
-    form: web::Form<TriggerForm>,
+    form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let form = form.into_inner();
-    let input = match parse_input(&form.input) {
-        Ok(input) => input,
-        Err(error) => {
-            return render_detail(&state, &key, Some(form), Some(error), StatusCode::UNPROCESSABLE_ENTITY)
-                .await;
+    let form = TriggerForm::from_pairs(form.into_inner());
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let input = if form.mode == "json" {
+        match parse_input(&form.input) {
+            Ok(input) => input,
+            Err(error) => {
+                return render_detail(&state, &key, Some(form), Some(error), Posted::new(), unprocessable)
+                    .await;
+            }
+        }
+    } else {
+        let schema = match state.dashboard.store().get_function(&FunctionKey::parse(&key)).await {
+            Ok(Some(function)) => function.input_schema,
+            Ok(None) => return error_page(&state, &ApiError::not_found("function", &key)),
+            Err(error) => return error_page(&state, &error.into()),
+        };
+        match schema_form::assemble(&schema, &form.fields) {
+            Ok(input) => input,
+            Err(errors) => {
+                let summary = FormError {
+                    message: "Some fields need another look: see the messages beside them.".to_owned(),
+                    field: None,
+                };
+                return render_detail(&state, &key, Some(form), Some(summary), errors, unprocessable).await;
+            }
         }
     };
     let request = TriggerRequest {
@@ -103,7 +163,8 @@ pub(crate) async fn trigger(
             if error.status == StatusCode::NOT_FOUND {
                 return error_page(&state, &error);
             }
-            render_detail(&state, &key, Some(form), Some(FormError::from(&error)), error.status).await
+            let shown = FormError::from(&error);
+            render_detail(&state, &key, Some(form), Some(shown), Posted::new(), error.status).await
         }
     }
 }
@@ -113,6 +174,23 @@ pub(crate) async fn delete(state: State, key: web::Path<String>) -> HttpResponse
         Ok(_) => see_other("/functions"),
         Err(error) => error_page(&state, &error.into()),
     }
+}
+
+/// A version older than the current one that some of the recent executions ran with.
+#[derive(Serialize)]
+struct OlderVersion {
+    version: u32,
+    n_executions: usize,
+}
+
+/// The store keeps only a function's current version; its executions record the version they ran, so the older
+/// versions the page can name are those of its recent executions, newest first.
+fn older_versions(current: u32, executions: &[dashboard_core::Execution]) -> Vec<OlderVersion> {
+    let mut counts = std::collections::BTreeMap::<u32, usize>::new();
+    for execution in executions.iter().filter(|execution| execution.function_version < current) {
+        *counts.entry(execution.function_version).or_default() += 1;
+    }
+    counts.into_iter().rev().map(|(version, n_executions)| OlderVersion { version, n_executions }).collect()
 }
 
 /// The input textarea as JSON; empty means `{}`.

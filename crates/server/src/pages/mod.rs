@@ -6,10 +6,13 @@
 
 mod activity;
 mod backends;
+mod bulk;
+mod chart;
 mod executions;
 mod function_form;
 mod functions;
 mod overview;
+mod schema_form;
 mod view;
 
 use actix_web::http::{StatusCode, header};
@@ -37,6 +40,7 @@ pub(crate) fn routes(config: &mut web::ServiceConfig) {
         .route("/functions/{key}/delete", web::post().to(functions::delete))
         .route("/functions/{key}/trigger", web::post().to(functions::trigger))
         .route("/executions", web::get().to(executions::list))
+        .route("/executions/bulk", web::post().to(bulk::apply))
         .route("/executions/{id}", web::get().to(executions::detail))
         .route("/executions/{id}/cancel", web::post().to(executions::cancel))
         .route("/executions/{id}/retry", web::post().to(executions::retry))

@@ -6,6 +6,7 @@ use dashboard_core::ExecutionStatus;
 use dashboard_store::ExecutionQuery;
 use serde::Serialize;
 
+use super::chart;
 use super::view::{EventView, ExecutionRow};
 use super::{base_context, error_page, newest_events};
 use crate::error::ApiError;
@@ -47,5 +48,14 @@ async fn render(state: &State) -> Result<HttpResponse, ApiError> {
     context.insert("last_event_id", &last_event_id);
     context.insert("feed_size", &RECENT_EVENTS);
     context.insert("function_count", &store.list_functions().await?.len());
+    let now = dashboard_core::now();
+    let (day, is_cut) = chart::recent_executions(store.as_ref(), now).await?;
+    context.insert("hourly", &chart::hourly(&day, now));
+    let durations = chart::durations(&day);
+    context.insert("durations_height", &(chart::DURATION_ROW * durations.len() as f64));
+    context.insert("durations", &durations);
+    context.insert("duration_bar_x", &chart::duration_bar_x());
+    context.insert("is_chart_cut", &is_cut);
+    context.insert("chart_limit", &chart::MAX_EXECUTIONS);
     Ok(state.render(StatusCode::OK, "overview.html", &context))
 }

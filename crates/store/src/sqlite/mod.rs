@@ -259,6 +259,10 @@ impl DashboardStore for SqliteStore {
         self.writer.run(move |connection| prune::finished_before(connection, cutoff, limit)).await
     }
 
+    fn stats(&self) -> crate::StoreStats {
+        self.writer.stats()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.writer.is_running() {
             return Err(StoreError::Unavailable {

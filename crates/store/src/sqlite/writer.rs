@@ -9,12 +9,13 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::{OpResult, SqliteError};
-use crate::StoreError;
+use crate::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, StoreError, StoreStats};
 
 /// The most operations committed in one transaction, so that one group never holds the file for long.
 const MAX_GROUP: usize = 256;
@@ -88,17 +89,37 @@ impl GroupFailure {
 pub(super) struct Writer {
     sender: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
+    stats: Arc<WriterStats>,
+}
+
+/// What the writer thread records about its group commits.
+struct WriterStats {
+    commit_seconds: Histogram,
+    batch_size: Histogram,
 }
 
 impl Writer {
     /// Starts the writer thread on `connection`.
     pub(super) fn start(connection: Connection) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let stats = Arc::new(WriterStats {
+            commit_seconds: Histogram::new(COMMIT_SECONDS_BOUNDS),
+            batch_size: Histogram::new(BATCH_SIZE_BOUNDS),
+        });
+        let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("store-writer".to_owned())
-            .spawn(move || write_loop(connection, receiver))
+            .spawn(move || write_loop(connection, receiver, &thread_stats))
             .map_err(|error| StoreError::unavailable("could not start the store's writer thread", error))?;
-        Ok(Self { sender: Some(sender), thread: Some(thread) })
+        Ok(Self { sender: Some(sender), thread: Some(thread), stats })
+    }
+
+    /// The commit latency and batch size recorded so far.
+    pub(super) fn stats(&self) -> StoreStats {
+        StoreStats {
+            commit_seconds: self.stats.commit_seconds.snapshot(),
+            batch_size: self.stats.batch_size.snapshot(),
+        }
     }
 
     /// Runs `operation` in the next group and answers once its group is committed.
@@ -138,7 +159,7 @@ fn stopped() -> StoreError {
     StoreError::Unavailable { message: "the store's writer has stopped".to_owned(), source: None }
 }
 
-fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>, stats: &WriterStats) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = receiver.blocking_recv() {
         group.push(first);
@@ -148,7 +169,10 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         let failure = commit_group(&connection, &mut group).err();
+        stats.commit_seconds.observe(started.elapsed().as_secs_f64());
+        stats.batch_size.observe(group.len() as f64);
         log::trace!("store: {} changes shared one commit", group.len());
         if let Some(failure) = &failure {
             log::error!("store: a group of {} changes was not committed: {}", group.len(), failure.message);

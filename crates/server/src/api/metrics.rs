@@ -1,0 +1,222 @@
+//! `GET /metrics`: the Prometheus text format, written by hand (the format is a few lines of text), and the
+//! middleware that counts HTTP requests by method, route pattern and status.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::{HttpResponse, web};
+use dashboard_core::ExecutionStatus;
+use dashboard_store::HistogramSnapshot;
+
+use crate::state::State;
+
+/// The label of requests that matched no route: raw paths would let any client grow the label set without end.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// HTTP requests served, by method, route pattern (`/api/executions/{id}`, never a raw path) and status.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+impl HttpMetrics {
+    fn record(&self, method: &str, route: &str, status: u16) {
+        let mut requests = self.requests.lock().expect("HTTP metrics lock poisoned");
+        let key = (method.to_owned(), route.to_owned(), status);
+        *requests.entry(key).or_insert(0) += 1;
+    }
+
+    fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+        let requests = self.requests.lock().expect("HTTP metrics lock poisoned");
+        requests.iter().map(|(key, count)| (key.clone(), *count)).collect()
+    }
+}
+
+/// The middleware that counts every request in [`HttpMetrics`].
+pub struct CountRequests(pub web::Data<HttpMetrics>);
+
+impl<S, B> Transform<S, ServiceRequest> for CountRequests
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = CountRequestsService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CountRequestsService { service, metrics: self.0.clone() }))
+    }
+}
+
+/// [`CountRequests`] around one service.
+pub struct CountRequestsService<S> {
+    service: S,
+    metrics: web::Data<HttpMetrics>,
+}
+
+impl<S, B> Service<ServiceRequest> for CountRequestsService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let route = request.match_pattern().unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+        let method = request.method().clone();
+        let metrics = self.metrics.clone();
+        let response = self.service.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            let status = match &response {
+                Ok(response) => response.status(),
+                Err(error) => error.as_response_error().status_code(),
+            };
+            metrics.record(method.as_str(), &route, status.as_u16());
+            response
+        })
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) -> HttpResponse {
+    let dashboard = &state.dashboard;
+    let mut text = String::with_capacity(8 * 1024);
+
+    header(&mut text, "dashboard_executions", "gauge", "Executions in the store, by status.");
+    match dashboard.store().count_by_status().await {
+        Ok(counts) => {
+            for status in ExecutionStatus::ALL {
+                let _ = writeln!(text, "dashboard_executions{{status=\"{status}\"}} {}", counts.get(status));
+            }
+        }
+        Err(error) => log::warn!("metrics: could not count executions: {error}"),
+    }
+
+    let engine = dashboard.metrics();
+    let counts = engine.status_counts();
+    let families = [
+        ("dashboard_executions_triggered_total", "Executions accepted since start, by backend."),
+        ("dashboard_executions_started_total", "Executions handed to their backend since start, by backend."),
+        ("dashboard_executions_finished_total", "Executions that ended since start, by backend and status."),
+    ];
+    for (name, help) in families {
+        header(&mut text, name, "counter", help);
+        for count in &counts {
+            let backend = escape(&count.backend);
+            let line = match (name, count.status) {
+                ("dashboard_executions_triggered_total", ExecutionStatus::Queued)
+                | ("dashboard_executions_started_total", ExecutionStatus::Running) => {
+                    format!("{name}{{backend=\"{backend}\"}} {}", count.count)
+                }
+                ("dashboard_executions_finished_total", status) if status.is_terminal() => {
+                    format!("{name}{{backend=\"{backend}\",status=\"{status}\"}} {}", count.count)
+                }
+                _ => continue,
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+
+    let duration = engine.duration_seconds();
+    histogram(
+        &mut text,
+        "dashboard_execution_duration_seconds",
+        "Run time of finished executions.",
+        &duration,
+    );
+
+    let gauges = [
+        ("dashboard_queue_depth", "Executions waiting for a free slot.", dashboard.queue_depth() as i64),
+        ("dashboard_running_executions", "Executions running now.", dashboard.running_count() as i64),
+        (
+            "dashboard_sse_clients",
+            "Clients connected to a live stream (SSE).",
+            engine.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(&mut text, name, "gauge", help);
+        let _ = writeln!(text, "{name} {value}");
+    }
+
+    let store = dashboard.store().stats();
+    histogram(
+        &mut text,
+        "dashboard_store_commit_seconds",
+        "Time of one group commit of the store's writer, from BEGIN to COMMIT.",
+        &store.commit_seconds,
+    );
+    histogram(
+        &mut text,
+        "dashboard_store_commit_batch_size",
+        "Changes that shared one commit.",
+        &store.batch_size,
+    );
+
+    if let Some(http) = http {
+        let name = "dashboard_http_requests_total";
+        header(&mut text, name, "counter", "HTTP requests served, by method, route pattern and status.");
+        for ((method, route, status), count) in http.snapshot() {
+            let (method, route) = (escape(&method), escape(&route));
+            let _ =
+                writeln!(text, "{name}{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+    }
+
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+}
+
+fn header(text: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(text: &mut String, name: &str, help: &str, snapshot: &HistogramSnapshot) {
+    header(text, name, "histogram", help);
+    for (bound, count) in snapshot.bounds.iter().zip(&snapshot.cumulative) {
+        let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let total = snapshot.cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(text, "{name}_sum {}\n{name}_count {}", snapshot.sum, snapshot.count);
+}
+
+/// Escapes a label value as the text format asks: backslash, double quote and line feed.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn a_histogram_ends_with_inf_sum_and_count() {
+        let snapshot =
+            HistogramSnapshot { bounds: vec![0.5, 1.0], cumulative: vec![1, 2, 3], count: 3, sum: 4.5 };
+        let mut text = String::new();
+        histogram(&mut text, "h", "help", &snapshot);
+        assert!(
+            text.contains("h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("h_sum 4.5\nh_count 3\n"), "{text}");
+    }
+}

@@ -1,0 +1,339 @@
+//! The pages in a real browser: headless Chromium driven through chromedriver (WebDriver) against the real server.
+//!
+//! It creates a function in the builder, triggers it from the generated form, watches the status page reach
+//! `succeeded` with log lines arriving without a reload, checks that a log line of markup is shown as text, and
+//! cancels a hanging execution from its page. Skipped with a printed reason when `chromedriver` is not on PATH,
+//! unless `DASHBOARD_REQUIRE_BROWSER=1`. With `DASHBOARD_SCREENSHOTS=1` it also saves `docs/screenshots/*.png`.
+
+#![allow(clippy::print_stdout)] // The skip reason is for the person running the tests.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+const SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["text"],
+  "properties": {
+    "text": {"type": "string", "description": "What to echo"},
+    "steps": {"type": "integer", "default": 3},
+    "delay_ms": {"type": "integer", "default": 300},
+    "mood": {"enum": ["calm", "busy"], "default": "calm"},
+    "hang": {"type": "boolean", "default": false}
+  }
+}"#;
+
+/// Where a program is on PATH.
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+}
+
+/// A chromedriver child process and the browser's profile directory; both go away on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    url: String,
+    profile: PathBuf,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Asked to shut down, chromedriver closes the browsers it started (a test that failed half-way left its
+        // session open); killed, it would leave them running.
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let request = "GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.write_all(request.as_bytes()).and_then(|()| stream.read(&mut [0; 256]));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Driver {
+    fn start(program: &Path) -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        let profile = std::env::temp_dir().join(format!("dashboard-browser-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&profile).expect("a profile directory");
+        Driver { child, port, url: format!("http://127.0.0.1:{port}"), profile }
+    }
+
+    /// A browser session, once chromedriver answers.
+    async fn session(&self) -> Client {
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--no-first-run".to_owned(),
+            "--window-size=1280,900".to_owned(),
+        ];
+        args.push(format!("--user-data-dir={}", self.profile.display()));
+        let mut options = json!({"args": args});
+        if let Some(chromium) = on_path("chromium") {
+            options["binary"] = Value::from(chromium.display().to_string());
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".to_owned(), options);
+        let started = Instant::now();
+        loop {
+            let connected = ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&self.url)
+                .await;
+            match connected {
+                Ok(client) => return client,
+                Err(error) if started.elapsed() < Duration::from_secs(15) => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("no browser session from chromedriver at {}: {error}", self.url),
+            }
+        }
+    }
+}
+
+/// Runs `script` (a function body returning a value) until it returns `true`, for at most `limit`.
+async fn wait_until(browser: &Client, what: &str, script: &str, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let answer = browser.execute(script, Vec::new()).await.expect("the script runs");
+        if answer == Value::Bool(true) {
+            return;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?} (last answer {answer})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser.find(Locator::Css(css)).await.expect(css).text().await.expect("its text")
+}
+
+/// Sets a text field's value as typed (through the DOM, which is quicker than keystrokes for long JSON).
+async fn fill(browser: &Client, css: &str, value: &str) {
+    let field = browser.find(Locator::Css(css)).await.expect(css);
+    let field = serde_json::to_value(&field).expect("an element reference");
+    browser
+        .execute("arguments[0].value = arguments[1];", vec![field, Value::from(value)])
+        .await
+        .expect("the field takes the value");
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser.find(Locator::Css(css)).await.expect(css).click().await.expect("the click lands");
+}
+
+/// The execution id of the status page the browser is on.
+async fn execution_id(browser: &Client) -> String {
+    let url = browser.current_url().await.expect("a URL");
+    let id = url.path().strip_prefix("/executions/").expect("on a status page").to_owned();
+    assert!(!id.is_empty() && !id.contains('/'), "{url}");
+    id
+}
+
+/// Saves a screenshot of `path` at `width` when `DASHBOARD_SCREENSHOTS=1`.
+async fn screenshot(browser: &Client, base: &str, path: &str, name: &str) {
+    if std::env::var("DASHBOARD_SCREENSHOTS").as_deref() != Ok("1") {
+        return;
+    }
+    browser.goto(&format!("{base}{path}")).await.expect("the page loads");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = browser.screenshot().await.expect("a screenshot");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("the screenshots directory");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
+    let Some(chromedriver) = on_path("chromedriver") else {
+        assert!(
+            std::env::var("DASHBOARD_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "DASHBOARD_REQUIRE_BROWSER=1 but chromedriver is not on PATH"
+        );
+        println!(
+            "skipped: chromedriver is not on PATH (install chromium and chromium-driver to run this test)"
+        );
+        return;
+    };
+    let started = Instant::now();
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.session().await;
+    let server = common::server().await;
+    let base = server.url.clone();
+    let limit = Duration::from_secs(15);
+
+    // The builder: a function whose prompt echoes its input; the demo backend logs the prompt as an agent line.
+    browser.goto(&format!("{base}/functions/new")).await.expect("the builder loads");
+    fill(&browser, "#f-name", "echo").await;
+    fill(&browser, "#f-description", "Echoes its text.").await;
+    fill(&browser, "#f-prompt", "{{ input.text }}").await;
+    fill(&browser, "#f-schema", SCHEMA).await;
+    fill(&browser, "#f-tags", "browser, test").await;
+    click(&browser, "form button[type=submit]").await;
+    wait_until(&browser, "the function page", "return location.pathname === '/functions/echo';", limit).await;
+
+    // The generated form: fields from the schema, with the defaults filled in.
+    let steps = browser.find(Locator::Css("#f-input-steps")).await.expect("a steps field");
+    assert_eq!(steps.prop("value").await.expect("a value").as_deref(), Some("3"));
+    fill(&browser, "#f-input-text", HOSTILE).await;
+    click(&browser, "[data-trigger-form] button[type=submit]").await;
+    wait_until(&browser, "the status page", "return location.pathname.startsWith('/executions/');", limit)
+        .await;
+    let id = execution_id(&browser).await;
+    // A mark on the window survives only as long as the page is not reloaded.
+    browser.execute("window.notReloaded = true;", Vec::new()).await.expect("the script runs");
+    wait_until(
+        &browser,
+        "succeeded with its log lines",
+        "return document.querySelector('[data-execution-id]').dataset.status === 'succeeded' \
+         && document.querySelectorAll('[data-log] .log-line').length >= 4;",
+        limit,
+    )
+    .await;
+    wait_until(&browser, "no reload", "return window.notReloaded === true;", limit).await;
+    let transport = browser.execute("return document.documentElement.dataset.live;", Vec::new()).await;
+    assert_eq!(transport.expect("the script runs"), "stream", "the status page did not use the SSE stream");
+    assert_eq!(text_of(&browser, "[data-status-badge]").await, "succeeded");
+    let log = text_of(&browser, "[data-log]").await;
+    assert!(log.contains(&format!("prompt: {HOSTILE}")), "the markup is not shown as text: {log}");
+    let images = browser.find_all(Locator::Css("[data-log] img")).await.expect("a query");
+    assert!(images.is_empty(), "a log line became an <img>");
+    assert!(browser.get_alert_text().await.is_err(), "a script ran from a log line");
+    let api = server.get(&format!("/api/executions/{id}")).await;
+    assert_eq!(
+        api.body["input"],
+        json!({"text": HOSTILE, "steps": 3, "delay_ms": 300, "mood": "calm", "hang": false})
+    );
+
+    // ANSI colours become classed spans, on lines the server rendered and on lines that arrive live.
+    let coloured = server
+        .trigger("echo", json!({"text": "\u{1b}[1;32mgreen\u{1b}[0m <b>plain</b>", "delay_ms": 0}))
+        .await;
+    server.wait_for(&coloured, "succeeded", limit).await;
+    browser.goto(&format!("{base}/executions/{coloured}")).await.expect("the status page loads");
+    wait_until(
+        &browser,
+        "a green span",
+        "return !!document.querySelector('[data-log] .ansi-green.ansi-bold');",
+        limit,
+    )
+    .await;
+    assert_eq!(text_of(&browser, "[data-log] .ansi-green").await, "green");
+    assert!(text_of(&browser, "[data-log]").await.contains("green <b>plain</b>"));
+
+    // The tail follows new lines, stops when scrolled up, and resumes with the Follow button.
+    let long = server.trigger("hello-agent", json!({"steps": 200, "delay_ms": 25})).await;
+    browser.goto(&format!("{base}/executions/{long}")).await.expect("the status page loads");
+    let lines = "document.querySelectorAll('[data-log] .log-line').length";
+    let log = "document.querySelector('[data-log]')";
+    let at_bottom = format!("({log}.scrollHeight - {log}.scrollTop - {log}.clientHeight < 24)");
+    wait_until(&browser, "a log taller than its box", &format!("return {lines} > 40 && {at_bottom};"), limit)
+        .await;
+    let seen = browser.execute(&format!("{log}.scrollTop = 0; return {lines};"), Vec::new()).await;
+    let seen = seen.expect("the script runs").as_u64().unwrap_or(0);
+    wait_until(&browser, "more lines", &format!("return {lines} > {seen} + 10;"), limit).await;
+    let state = text_of(&browser, "[data-field=log-state]").await;
+    assert!(state.starts_with("paused"), "{state}");
+    let top =
+        browser.execute(&format!("return {log}.scrollTop;"), Vec::new()).await.expect("the script runs");
+    assert_eq!(top, json!(0), "the tail moved while the user was reading");
+    click(&browser, "[data-follow]").await;
+    wait_until(&browser, "following again", &format!("return {at_bottom};"), limit).await;
+    assert_eq!(text_of(&browser, "[data-field=log-state]").await, "following…");
+    server.post(&format!("/api/executions/{long}/cancel"), json!({})).await;
+
+    // A hanging execution, cancelled from its page.
+    browser.goto(&format!("{base}/functions/echo")).await.expect("the function page loads");
+    fill(&browser, "#f-input-text", "wait forever").await;
+    click(&browser, "#f-input-hang").await;
+    // Raw JSON mode starts from what the fields say, and is what gets sent.
+    click(&browser, "#mode-json").await;
+    let raw = browser.find(Locator::Css("#trigger-input")).await.expect("the raw JSON box");
+    let raw: Value = serde_json::from_str(&raw.prop("value").await.expect("a value").unwrap_or_default())
+        .expect("the raw JSON box holds JSON");
+    let expected = json!({"text": "wait forever", "steps": 3, "delay_ms": 300, "mood": "calm", "hang": true});
+    assert_eq!(raw, expected);
+    click(&browser, "[data-trigger-form] button[type=submit]").await;
+    wait_until(&browser, "the status page", "return location.pathname.startsWith('/executions/');", limit)
+        .await;
+    let hanging = execution_id(&browser).await;
+    assert_ne!(hanging, id);
+    // The same page kept live by polling, the fallback when the stream cannot be used.
+    browser.goto(&format!("{base}/executions/{hanging}?live=poll")).await.expect("the status page loads");
+    wait_until(
+        &browser,
+        "running",
+        "return document.querySelector('[data-execution-id]').dataset.status === 'running' \
+         && document.documentElement.dataset.live === 'polling';",
+        limit,
+    )
+    .await;
+    click(&browser, "[data-action=cancel] button").await;
+    wait_until(
+        &browser,
+        "cancelled",
+        "return document.querySelector('[data-execution-id]').dataset.status === 'cancelled';",
+        limit,
+    )
+    .await;
+    let cancelled = server.get(&format!("/api/executions/{hanging}")).await.body;
+    assert_eq!((&cancelled["status"], &cancelled["input"]), (&json!("cancelled"), &expected));
+
+    if std::env::var("DASHBOARD_SCREENSHOTS").as_deref() == Ok("1") {
+        // A little more history, so that the pictures show a list and a chart worth looking at.
+        for n in 0..9 {
+            let input =
+                json!({"steps": 2 + n % 3, "delay_ms": 20, "fail": n % 4 == 3, "name": format!("run {n}")});
+            server.trigger("hello-agent", input).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for (path, name) in [
+            ("/".to_owned(), "overview"),
+            ("/functions/new".to_owned(), "function-builder"),
+            ("/functions/echo".to_owned(), "function"),
+            ("/executions".to_owned(), "executions"),
+            (format!("/executions/{id}"), "execution"),
+        ] {
+            screenshot(&browser, &base, &path, name).await;
+        }
+        browser.set_window_size(390, 844).await.expect("a phone-sized window");
+        screenshot(&browser, &base, &format!("/executions/{coloured}"), "execution-phone").await;
+    }
+
+    browser.close().await.expect("the session closes");
+    server.stop().await;
+    drop(driver);
+    println!("browser test took {:?}", started.elapsed());
+}
