@@ -126,8 +126,9 @@ fn push_message(text: &mut String, id: u64, name: &str, data: &impl Serialize) {
 
 /// Why a waiting stream woke up.
 enum Wake {
-    /// Something it sends may have been recorded: read the store.
-    News,
+    /// Something it sends may have been recorded: the message that says so, or `None` when the receiver lagged and
+    /// lost messages (the store tells what was missed).
+    News(Option<BusMessage>),
     /// Nothing for a while: send a heartbeat.
     Heartbeat,
     /// The engine is gone: end the stream.
@@ -151,9 +152,9 @@ impl Listener {
         loop {
             tokio::select! {
                 message = self.bus.recv() => match message {
-                    Ok(message) if is_news(&message) => return Wake::News,
+                    Ok(message) if is_news(&message) => return Wake::News(Some(message)),
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => return Wake::News,
+                    Err(RecvError::Lagged(_)) => return Wake::News(None),
                     Err(RecvError::Closed) => return Wake::Closed,
                 },
                 () = tokio::time::sleep_until(self.heartbeat_at) => return Wake::Heartbeat,
@@ -188,7 +189,15 @@ impl EventFeed {
                 let is_news =
                     |message: &BusMessage| matches!(message, BusMessage::Event(event) if event.id > after);
                 match self.listener.wait(is_news).await {
-                    Wake::News => {}
+                    // The very next event: nothing can be missing before it, so it goes out as the bus carried it,
+                    // without a store read per subscriber. Anything else (a gap, a lag) is read from the store.
+                    Wake::News(Some(BusMessage::Event(event))) if event.id == self.after + 1 => {
+                        let mut text = String::new();
+                        push_message(&mut text, event.id, "event", &event);
+                        self.after = event.id;
+                        return Some((self.listener.sent(Bytes::from(text)), self));
+                    }
+                    Wake::News(_) => {}
                     Wake::Heartbeat => {
                         return Some((self.listener.sent(Bytes::from_static(KEEPALIVE)), self));
                     }
@@ -243,7 +252,7 @@ impl LogFeed {
                     BusMessage::Event(event) => event.execution_id == Some(execution_id),
                 };
                 match self.listener.wait(is_news).await {
-                    Wake::News => {}
+                    Wake::News(_) => {}
                     Wake::Heartbeat => {
                         return Some((self.listener.sent(Bytes::from_static(KEEPALIVE)), self));
                     }
@@ -371,5 +380,43 @@ mod tests {
             .map(|id| id.parse().expect("a numeric id"))
             .collect();
         assert_eq!(sent_ids, recorded_ids);
+    }
+
+    #[tokio::test]
+    async fn the_next_event_goes_out_from_the_bus_and_a_gap_is_read_from_the_store() {
+        let store: Arc<dyn DashboardStore> = Arc::new(MemoryStore::default());
+        let (bus, receiver) = broadcast::channel(16);
+        let feed = EventFeed {
+            store: store.clone(),
+            listener: Listener::new(receiver),
+            after: 0,
+            must_look: false,
+            _slot: StreamSlot { dashboard: None },
+        };
+        // Event 1 is on the bus but not in this store: only the bus could have sent it.
+        let function = Function::create(FunctionSpec::new("on-the-bus", "demo")).expect("a valid spec");
+        let event =
+            dashboard_core::NewEvent::for_function(dashboard_core::EventKind::FunctionCreated, &function)
+                .recorded(1, dashboard_core::now());
+        let _ = bus.send(BusMessage::Event(event));
+        let (chunk, feed) = feed.next_chunk().await.expect("a chunk");
+        let text = String::from_utf8(chunk.expect("infallible").to_vec()).expect("UTF-8");
+        assert!(text.starts_with("id: 1\n") && text.contains("on-the-bus"), "{text}");
+
+        // Event 5 skips 2–4: the stream reads the store instead of trusting the bus, and sends what is stored after
+        // event 1 — here event 2.
+        for name in ["first-in-store", "second-in-store"] {
+            let function = Function::create(FunctionSpec::new(name, "demo")).expect("a valid spec");
+            store.create_function(function).await.expect("stored");
+        }
+        let mut skipping = store.list_events(0, 1).await.expect("events")[0].clone();
+        skipping.id = 5;
+        let _ = bus.send(BusMessage::Event(skipping));
+        let (chunk, _feed) = feed.next_chunk().await.expect("a chunk");
+        let text = String::from_utf8(chunk.expect("infallible").to_vec()).expect("UTF-8");
+        assert!(
+            text.starts_with("id: 2\n") && text.contains("second-in-store") && !text.contains("id: 5\n"),
+            "{text}"
+        );
     }
 }
