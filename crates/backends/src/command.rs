@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dashboard_core::LogStream;
+use dashboard_core::{LogStream, error_chain};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -170,15 +170,8 @@ pub(crate) fn render(template: &str, run: &RunContext, field: &str) -> Result<St
     context.insert("prompt", &run.prompt.clone().unwrap_or_default());
     context.insert("execution_id", &run.execution_id.to_string());
     context.insert("function", &run.function);
-    tera::Tera::one_off(template, &context, false).map_err(|error| {
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message = format!("{message}: {cause}");
-            source = cause.source();
-        }
-        BackendError::InvalidInput(format!("{field}: {message}"))
-    })
+    tera::Tera::one_off(template, &context, false)
+        .map_err(|error| BackendError::InvalidInput(format!("{field}: {}", error_chain(&error))))
 }
 
 fn render_all(templates: &[String], run: &RunContext, field: &str) -> Result<Vec<String>, BackendError> {

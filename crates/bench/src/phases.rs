@@ -324,18 +324,7 @@ async fn seed_n(store: &Arc<dyn DashboardStore>, function: &dashboard_core::Func
             let count = n / tasks + u64::from(task < n % tasks);
             tokio::spawn(async move {
                 for index in 0..count {
-                    let execution = NewExecution {
-                        id: ExecutionId::generate(),
-                        function: function.name.clone(),
-                        function_id: function.id,
-                        function_version: function.version,
-                        backend: function.backend.clone(),
-                        input: json!({"steps": 0, "seed": index}),
-                        attempt: 1,
-                        retry_of: None,
-                        idempotency_key: None,
-                        triggered_by: None,
-                    };
+                    let execution = NewExecution::of(&function, json!({"steps": 0, "seed": index}));
                     store.create_execution(execution).await.expect("the store takes the execution");
                 }
             })

@@ -31,6 +31,19 @@ pub enum CoreError {
     },
 }
 
+/// An error and every cause under it, as one line: `outer: cause: root cause`. Libraries such as tera keep the
+/// useful part (which variable, which line) in the causes, which `to_string` alone drops.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl CoreError {
     /// An [`CoreError::InvalidField`] for `field`.
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {

@@ -14,7 +14,7 @@ mod log;
 mod schema;
 mod time_util;
 
-pub use error::CoreError;
+pub use error::{CoreError, error_chain};
 pub use event::{Event, EventKind, NewEvent};
 pub use execution::{Execution, ExecutionStatus};
 pub use function::{Function, FunctionSpec, validate_name};

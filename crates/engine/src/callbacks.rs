@@ -75,7 +75,7 @@ impl Dashboard {
     /// Appends a remote agent's log lines; returns the seq of the last one. Refused once the execution has finished,
     /// so that no line can follow its end.
     pub async fn report_logs(&self, id: ExecutionId, mut lines: Vec<NewLogLine>) -> Result<u64, EngineError> {
-        let execution = self.existing_execution(id).await?;
+        let execution = self.execution(id).await?;
         if execution.status.is_terminal() {
             return Err(EngineError::AlreadyFinished { id, status: execution.status });
         }
@@ -94,7 +94,7 @@ impl Dashboard {
         id: ExecutionId,
         report: StatusReport,
     ) -> Result<Execution, EngineError> {
-        let execution = self.existing_execution(id).await?;
+        let execution = self.execution(id).await?;
         let outcome = match report.status {
             ExecutionStatus::Succeeded => {
                 RunOutcome::Succeeded { output: report.output.unwrap_or(Value::Null), usage: report.usage }
@@ -146,11 +146,7 @@ impl Dashboard {
             }
             None => {}
         }
-        self.existing_execution(id).await
-    }
-
-    async fn existing_execution(&self, id: ExecutionId) -> Result<Execution, EngineError> {
-        self.inner.store.get_execution(id).await?.ok_or_else(|| EngineError::execution_not_found(id))
+        self.execution(id).await
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use dashboard_core::{CoreError, Function, FunctionId, InputValidator};
+use dashboard_core::{CoreError, Function, FunctionId, InputValidator, error_chain};
 use serde_json::Value;
 
 /// The name of the prompt template inside its own `Tera` instance.
@@ -49,18 +49,6 @@ impl CompiledFunction {
             ),
         })
     }
-}
-
-/// Tera puts the useful part of an error (which variable, which line) in its sources.
-fn error_chain(error: &tera::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Compiled function versions by (id, version).

@@ -275,16 +275,10 @@ impl Dashboard {
             .into());
         }
         let new = NewExecution {
-            id: ExecutionId::generate(),
-            function: function.name.clone(),
-            function_id: function.id,
-            function_version: function.version,
             backend,
-            input: request.input,
-            attempt: 1,
-            retry_of: None,
             idempotency_key: request.idempotency_key,
             triggered_by: principal.name.clone(),
+            ..NewExecution::of(&function, request.input)
         };
         self.enqueue(&function, new).await
     }
@@ -328,16 +322,11 @@ impl Dashboard {
         self.check_backend("backend", &previous.backend)?;
         self.authorize(principal, &previous.backend, Action::Retry)?;
         let new = NewExecution {
-            id: ExecutionId::generate(),
-            function: function.name.clone(),
-            function_id: function.id,
-            function_version: function.version,
             backend: previous.backend.clone(),
-            input: previous.input.clone(),
             attempt: previous.attempt + 1,
             retry_of: Some(previous.id),
-            idempotency_key: None,
             triggered_by: principal.name.clone(),
+            ..NewExecution::of(&function, previous.input.clone())
         };
         Ok(self.enqueue(&function, new).await?.execution)
     }
@@ -442,7 +431,8 @@ impl Dashboard {
         self.inner.store.get_function(key).await?.ok_or_else(|| EngineError::function_not_found(key))
     }
 
-    async fn execution(&self, id: ExecutionId) -> Result<Execution, EngineError> {
+    /// An execution that must exist.
+    pub(crate) async fn execution(&self, id: ExecutionId) -> Result<Execution, EngineError> {
         self.inner.store.get_execution(id).await?.ok_or_else(|| EngineError::execution_not_found(id))
     }
 }

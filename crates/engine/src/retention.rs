@@ -96,7 +96,7 @@ async fn prune_round(store: &Arc<dyn DashboardStore>, policy: &RetentionPolicy) 
 
 #[cfg(test)]
 mod tests {
-    use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
+    use dashboard_core::{Execution, ExecutionStatus, Function, FunctionSpec};
     use dashboard_store::{ExecutionUpdate, MemoryStore, NewExecution};
 
     use super::*;
@@ -109,18 +109,7 @@ mod tests {
     }
 
     async fn cancelled(store: &MemoryStore, function: &Function) -> Execution {
-        let new = NewExecution {
-            id: ExecutionId::generate(),
-            function: function.name.clone(),
-            function_id: function.id,
-            function_version: function.version,
-            backend: function.backend.clone(),
-            input: serde_json::json!({}),
-            attempt: 1,
-            retry_of: None,
-            idempotency_key: None,
-            triggered_by: None,
-        };
+        let new = NewExecution::of(function, serde_json::json!({}));
         let id = store.create_execution(new).await.expect("create").value.id;
         let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Cancelled);
         store.update_execution(id, update).await.expect("cancel").value

@@ -116,18 +116,7 @@ async fn recovery_fails_interrupted_runs_and_runs_queued_ones() {
     // What a crash leaves behind: one execution running, one queued, written straight to the store.
     let mut left = Vec::new();
     for _ in 0..2 {
-        let new = NewExecution {
-            id: ExecutionId::generate(),
-            function: function.name.clone(),
-            function_id: function.id,
-            function_version: function.version,
-            backend: "demo".into(),
-            input: json!({"steps": 0}),
-            attempt: 1,
-            retry_of: None,
-            idempotency_key: None,
-            triggered_by: None,
-        };
+        let new = NewExecution::of(&function, json!({"steps": 0}));
         left.push(store.create_execution(new).await.expect("stored").value.id);
     }
     store

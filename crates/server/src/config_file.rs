@@ -122,19 +122,22 @@ struct Empty {}
 
 /// A backend's settings from the rest of its entry; the error names the field.
 fn settings<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.inner().message().to_owned();
-        if path == "." { message } else { format!("{path}: {message}") }
-    })
+    serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|error| at_path(error.path(), error.inner().message()))
+}
+
+/// `field: message`, or the message alone when it is about the entry as a whole.
+fn at_path(path: &serde_path_to_error::Path, message: impl std::fmt::Display) -> String {
+    match path.to_string().as_str() {
+        "." => message.to_string(),
+        field => format!("{field}: {message}"),
+    }
 }
 
 fn function(table: toml::Table) -> Result<FunctionSpec, String> {
     let value = serde_json::to_value(&table).map_err(|error| error.to_string())?;
-    let spec: FunctionSpec = serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        if path == "." { error.inner().to_string() } else { format!("{path}: {}", error.inner()) }
-    })?;
+    let spec: FunctionSpec =
+        serde_path_to_error::deserialize(value).map_err(|error| at_path(error.path(), error.inner()))?;
     spec.validate().map_err(|invalid| invalid.to_string())?;
     Ok(spec)
 }

@@ -26,14 +26,7 @@ impl AppState {
         match self.templates.render(template, context) {
             Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
             Err(error) => {
-                let mut text = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                log::error!("template {template}: {text}");
+                log::error!("template {template}: {}", dashboard_core::error_chain(&error));
                 HttpResponse::InternalServerError()
                     .content_type("text/plain; charset=utf-8")
                     .body("this page could not be rendered; see the server log")

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use dashboard_core::{Event, Execution, ExecutionId, ExecutionStatus, FunctionId, Timestamp, now};
+use dashboard_core::{Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, Timestamp, now};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -67,6 +67,23 @@ pub struct NewExecution {
 }
 
 impl NewExecution {
+    /// A first attempt of `function` (its current version) with `input`, on the function's own backend, with no
+    /// retry link, idempotency key or caller: override the fields that differ.
+    pub fn of(function: &Function, input: Value) -> Self {
+        Self {
+            id: ExecutionId::generate(),
+            function: function.name.clone(),
+            function_id: function.id,
+            function_version: function.version,
+            backend: function.backend.clone(),
+            input,
+            attempt: 1,
+            retry_of: None,
+            idempotency_key: None,
+            triggered_by: None,
+        }
+    }
+
     /// The execution as stored: `queued`, created now.
     pub fn into_execution(self, created_at: Timestamp) -> Execution {
         Execution {

@@ -39,18 +39,7 @@ async fn function(store: &dyn DashboardStore, name: &str) -> Function {
 }
 
 fn trigger(function: &Function, key: Option<&str>) -> NewExecution {
-    NewExecution {
-        id: ExecutionId::generate(),
-        function: function.name.clone(),
-        function_id: function.id,
-        function_version: function.version,
-        backend: function.backend.clone(),
-        input: json!({"n": 1}),
-        attempt: 1,
-        retry_of: None,
-        idempotency_key: key.map(str::to_owned),
-        triggered_by: None,
-    }
+    NewExecution { idempotency_key: key.map(str::to_owned), ..NewExecution::of(function, json!({"n": 1})) }
 }
 
 #[test]

@@ -19,18 +19,7 @@ pub(crate) async fn function(store: &dyn DashboardStore, name: &str) -> Function
 
 /// A trigger of `function` with `input` and nothing optional set.
 pub(crate) fn new_execution(function: &Function, input: Value) -> NewExecution {
-    NewExecution {
-        id: ExecutionId::generate(),
-        function: function.name.clone(),
-        function_id: function.id,
-        function_version: function.version,
-        backend: function.backend.clone(),
-        input,
-        attempt: 1,
-        retry_of: None,
-        idempotency_key: None,
-        triggered_by: None,
-    }
+    NewExecution::of(function, input)
 }
 
 /// Stores a queued execution of `function` with `input`.
