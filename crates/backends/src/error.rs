@@ -22,10 +22,12 @@ pub enum BackendError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// The caller may not use this backend.
-    #[error("not allowed to use backend {backend:?}")]
+    /// The caller may not do this with this backend.
+    #[error("{reason}")]
     Forbidden {
         /// The backend.
         backend: String,
+        /// Why, as a sentence naming the token and what it lacks.
+        reason: String,
     },
 }

@@ -24,7 +24,7 @@ pub use demo::DemoBackend;
 pub use error::BackendError;
 pub use http::{HttpBackend, HttpConfig};
 pub use openai::{OpenAiApi, OpenAiBackend, OpenAiConfig};
-pub use registry::{Action, BackendRegistry, Principal};
+pub use registry::{Action, BackendRegistry, Principal, Scope};
 
 use async_trait::async_trait;
 use serde::Serialize;

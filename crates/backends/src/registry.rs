@@ -5,12 +5,57 @@ use std::sync::Arc;
 
 use crate::{Backend, BackendError};
 
-/// Who is asking: a token's name and the backends it was granted. [`Principal::anonymous`] is anyone, when auth is
-/// off.
+/// What a token may do, each scope including the ones before it: `read` sees everything and changes nothing,
+/// `trigger` may also trigger, cancel and retry executions, `admin` may also create, change and delete functions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// See everything, change nothing.
+    Read,
+    /// Also trigger, cancel and retry executions (on the backends granted).
+    Trigger,
+    /// Also create, change and delete functions.
+    #[default]
+    Admin,
+}
+
+impl Scope {
+    /// `read`, `trigger` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Trigger => "trigger",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "read" => Ok(Self::Read),
+            "trigger" => Ok(Self::Trigger),
+            "admin" => Ok(Self::Admin),
+            other => Err(format!("unknown scope {other:?}; the scopes are read, trigger and admin")),
+        }
+    }
+}
+
+/// Who is asking: a token's name, its scope and the backends it was granted. [`Principal::anonymous`] is anyone
+/// (all scopes, all backends), used when auth is off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Principal {
     /// The token's name (recorded as `triggered_by`), `None` when auth is off.
     pub name: Option<String>,
+    /// What the principal may do.
+    pub scope: Scope,
     /// The backends this principal may use; `None` means all.
     pub backends: Option<Vec<String>>,
 }
@@ -19,6 +64,16 @@ impl Principal {
     /// Anyone: used when auth is off, and by embedders that do their own checks.
     pub fn anonymous() -> Self {
         Self::default()
+    }
+
+    /// A named token with `scope`, limited to `backends` when given.
+    pub fn token(name: impl Into<String>, scope: Scope, backends: Option<Vec<String>>) -> Self {
+        Self { name: Some(name.into()), scope, backends }
+    }
+
+    /// Who, for messages: the token's name, or "anyone".
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("anyone")
     }
 }
 
@@ -31,6 +86,17 @@ pub enum Action {
     Cancel,
     /// Start an execution again on it.
     Retry,
+}
+
+impl Action {
+    /// The verb: `trigger`, `cancel` or `retry`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Cancel => "cancel",
+            Self::Retry => "retry",
+        }
+    }
 }
 
 /// The backends, by name.
@@ -73,11 +139,25 @@ impl BackendRegistry {
 
     /// Whether `principal` may do `action` on backend `name`: the single place every such decision is made, by the
     /// engine for triggers, cancels and retries, so embedders get the same checks as the HTTP API.
-    pub fn authorize(&self, principal: &Principal, name: &str, _action: Action) -> Result<(), BackendError> {
+    ///
+    /// Triggering, cancelling and retrying need the `trigger` scope (or `admin`), and the backend among the
+    /// principal's backends when it has a list.
+    pub fn authorize(&self, principal: &Principal, name: &str, action: Action) -> Result<(), BackendError> {
+        let forbidden = |reason: String| Err(BackendError::Forbidden { backend: name.to_owned(), reason });
+        if principal.scope < Scope::Trigger {
+            return forbidden(format!(
+                "the token {} has the {} scope, which may not {}",
+                principal.label(),
+                principal.scope,
+                action.as_str()
+            ));
+        }
         match &principal.backends {
-            Some(allowed) if !allowed.iter().any(|backend| backend == name) => {
-                Err(BackendError::Forbidden { backend: name.to_owned() })
-            }
+            Some(allowed) if !allowed.iter().any(|backend| backend == name) => forbidden(format!(
+                "the token {} may not use the backend {name:?}; it may use: {}",
+                principal.label(),
+                allowed.join(", ")
+            )),
             _ => Ok(()),
         }
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashboard_backends::{Action, Backend, BackendRegistry, Principal};
+use dashboard_backends::{Action, Backend, BackendError, BackendRegistry, Principal};
 use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
 use dashboard_store::{DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StoreError};
 use serde_json::Value;
@@ -421,10 +421,10 @@ impl Dashboard {
     }
 
     fn authorize(&self, principal: &Principal, backend: &str, action: Action) -> Result<(), EngineError> {
-        self.inner
-            .backends
-            .authorize(principal, backend, action)
-            .map_err(|_| EngineError::Forbidden { backend: backend.to_owned() })
+        self.inner.backends.authorize(principal, backend, action).map_err(|error| match error {
+            BackendError::Forbidden { backend, reason } => EngineError::Forbidden { backend, reason },
+            other => EngineError::Forbidden { backend: backend.to_owned(), reason: other.to_string() },
+        })
     }
 
     async fn function(&self, key: &FunctionKey) -> Result<Function, EngineError> {

@@ -55,11 +55,13 @@ pub enum EngineError {
         /// The execution created by the first request.
         existing: ExecutionId,
     },
-    /// The caller may not use this backend.
-    #[error("not allowed to use backend {backend:?}")]
+    /// The caller may not do this with this backend (its scope or its list of backends).
+    #[error("{reason}")]
     Forbidden {
         /// The backend.
         backend: String,
+        /// Why, naming the token and what it lacks.
+        reason: String,
     },
     /// The engine is shutting down and takes no new work.
     #[error("the dashboard is shutting down and takes no new executions")]

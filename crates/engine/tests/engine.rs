@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_backends::{DemoBackend, Principal};
+use dashboard_backends::{DemoBackend, Principal, Scope};
 use dashboard_core::{ExecutionId, ExecutionStatus, FunctionSpec};
 use dashboard_engine::{BusMessage, Dashboard, EngineError, INTERRUPTED_ERROR, TriggerRequest};
 use dashboard_store::{DashboardStore, ExecutionUpdate, MemoryStore, NewExecution};
@@ -163,12 +163,20 @@ async fn shutdown_refuses_new_work_and_interrupts_what_outlives_the_grace() {
 async fn a_principal_limited_to_other_backends_is_refused() {
     let dashboard = dashboard_on(Arc::default(), 8);
     function(&dashboard, "guarded", None).await;
-    let principal = Principal { name: Some("ci".into()), backends: Some(vec!["codex".into()]) };
+    let principal = Principal::token("ci", Scope::Trigger, Some(vec!["codex".into()]));
     let request =
         TriggerRequest { function: "guarded".into(), input: json!({}), backend: None, idempotency_key: None };
     let refused = dashboard.trigger(&principal, request).await;
     assert!(
-        matches!(refused, Err(EngineError::Forbidden { ref backend }) if backend == "demo"),
+        matches!(refused, Err(EngineError::Forbidden { ref backend, .. }) if backend == "demo"),
+        "{refused:?}"
+    );
+    let reader = Principal::token("dashboards", Scope::Read, None);
+    let request =
+        TriggerRequest { function: "guarded".into(), input: json!({}), backend: None, idempotency_key: None };
+    let refused = dashboard.trigger(&reader, request).await;
+    assert!(
+        matches!(&refused, Err(EngineError::Forbidden { reason, .. }) if reason.contains("read scope")),
         "{refused:?}"
     );
 }

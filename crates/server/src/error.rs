@@ -128,7 +128,7 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "idempotency-key-reused", message)
                     .details(json!({"execution_id": existing}))
             }
-            EngineError::Forbidden { backend } => {
+            EngineError::Forbidden { backend, .. } => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", message).details(json!({"backend": backend}))
             }
             EngineError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", message),
