@@ -3,7 +3,10 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use dashboard_backends::Scope;
 use dashboard_store::Synchronous;
+
+use crate::auth::{ENV_TOKEN_NAME, TokenSpec};
 
 /// Where the data lives when `DASHBOARD_STORE` is not set: relative to the working directory.
 pub const DEFAULT_SQLITE_PATH: &str = "data/agent-dashboard.db";
@@ -61,6 +64,9 @@ pub struct ServerConfig {
     /// The config file with backends and functions (`DASHBOARD_CONFIG` or `--config`); without one, the dashboard
     /// runs the demo backend.
     pub config_file: Option<PathBuf>,
+    /// The tokens that may use the dashboard, besides the config file's `[[auth.tokens]]`: `DASHBOARD_AUTH_TOKEN`
+    /// becomes an `admin` token named "admin". No token at all leaves auth off.
+    pub auth_tokens: Vec<TokenSpec>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +84,7 @@ impl Default for ServerConfig {
             max_sse_clients: 1000,
             seed_example: true,
             config_file: None,
+            auth_tokens: Vec::new(),
         }
     }
 }
@@ -120,6 +127,15 @@ impl ServerConfig {
                     format!("{days:?} is not a number of days from 0 (keep everything) to {MAX_RETENTION_DAYS}"),
                 )
             })?;
+        }
+        if let Some(token) = var("DASHBOARD_AUTH_TOKEN") {
+            if token.len() < 16 {
+                return Err(invalid(
+                    "DASHBOARD_AUTH_TOKEN",
+                    "is shorter than 16 characters; use a long random one (`openssl rand -hex 32`)".into(),
+                ));
+            }
+            config.auth_tokens.push(TokenSpec::from_secret(ENV_TOKEN_NAME, &token, Scope::Admin));
         }
         config.web_dir = var("DASHBOARD_WEB_DIR").map(PathBuf::from);
         config.config_file = var("DASHBOARD_CONFIG").map(PathBuf::from);

@@ -1,19 +1,21 @@
-//! The config file (`DASHBOARD_CONFIG` or `--config`, TOML): the backends to run on (`[[backends]]`) and the
-//! functions to create or update at start-up (`[[functions]]`, functions as code). A mistake stops start-up with a
-//! message naming the file, the entry and the field.
+//! The config file (`DASHBOARD_CONFIG` or `--config`, TOML): the backends to run on (`[[backends]]`), the
+//! functions to create or update at start-up (`[[functions]]`, functions as code) and the tokens that may use the
+//! dashboard (`[[auth.tokens]]`). A mistake stops start-up with a message naming the file, the entry and the field.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dashboard_backends::{
     Backend, BackendRegistry, CodexBackend, CodexConfig, CommandBackend, CommandConfig, DemoBackend,
-    HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig,
+    HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig, Scope,
 };
 use dashboard_core::{FunctionSpec, validate_name};
 use dashboard_engine::Dashboard;
 use dashboard_store::FunctionKey;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+use crate::auth::TokenSpec;
 
 /// The kinds a `[[backends]]` entry may name.
 pub const KNOWN_KINDS: &str = "demo, command, codex, http (or agentkit), openai";
@@ -34,6 +36,8 @@ pub struct FileConfig {
     pub backends: BackendRegistry,
     /// The functions to create or update at start-up.
     pub functions: Vec<FunctionSpec>,
+    /// The tokens of `[[auth.tokens]]`; any turns auth on.
+    pub tokens: Vec<TokenSpec>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +47,25 @@ struct RawFile {
     backends: Vec<toml::Table>,
     #[serde(default)]
     functions: Vec<toml::Table>,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    tokens: Vec<toml::Table>,
+}
+
+/// One `[[auth.tokens]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    token_sha256: String,
+    scopes: Vec<String>,
+    backends: Option<Vec<String>>,
 }
 
 /// Reads and checks a config file; backends are built (secrets read from the environment) here, so a missing
@@ -77,7 +100,47 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
         }
         functions.push(spec);
     }
-    Ok(FileConfig { backends, functions })
+    let mut tokens: Vec<TokenSpec> = Vec::new();
+    for (index, table) in raw.auth.tokens.into_iter().enumerate() {
+        let name = table.get("name").and_then(|name| name.as_str()).map(str::to_owned);
+        let entry = name.map_or_else(
+            || format!("auth.tokens[{index}]"),
+            |name| format!("auth.tokens[{index}] ({name:?})"),
+        );
+        let token = token(table, &backends).map_err(|message| error(format!("{entry}: {message}")))?;
+        if tokens.iter().any(|other| other.name == token.name) {
+            return Err(error(format!("{entry}: name: another token is called {:?}", token.name)));
+        }
+        if tokens.iter().any(|other| other.sha256 == token.sha256) {
+            return Err(error(format!("{entry}: token_sha256: another token has the same hash")));
+        }
+        tokens.push(token);
+    }
+    Ok(FileConfig { backends, functions, tokens })
+}
+
+/// A token entry: a valid name, a 64-hex-digit hash, known scopes (the widest one counts, as each includes the ones
+/// before it) and only configured backends.
+fn token(table: toml::Table, backends: &BackendRegistry) -> Result<TokenSpec, String> {
+    let raw: RawToken = settings(table)?;
+    validate_name(&raw.name).map_err(|invalid| invalid.to_string())?;
+    let sha256 =
+        TokenSpec::parse_sha256(&raw.token_sha256).map_err(|message| format!("token_sha256: {message}"))?;
+    let mut scope = None;
+    for text in &raw.scopes {
+        let parsed = text.parse::<Scope>().map_err(|message| format!("scopes: {message}"))?;
+        scope = scope.max(Some(parsed));
+    }
+    let scope = scope.ok_or("scopes: empty; give one of read, trigger, admin")?;
+    if let Some(names) = &raw.backends
+        && let Some(unknown) = names.iter().find(|name| !backends.contains(name))
+    {
+        return Err(format!(
+            "backends: no backend is called {unknown:?}; configured backends: {}",
+            backends.names().join(", ")
+        ));
+    }
+    Ok(TokenSpec { name: raw.name, sha256, scope, backends: raw.backends })
 }
 
 type EntryError = (Option<String>, String);
@@ -200,9 +263,19 @@ mod tests {
             backend = "shell"
             input_schema = { type = "object", required = ["code"], properties = { code = { type = "string" } } }
             timeout_secs = 60
+
+            [[auth.tokens]]
+            name = "ci"
+            token_sha256 = "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3"
+            scopes = ["read", "trigger"]
+            backends = ["shell"]
             "#,
         )
         .expect("valid file");
+        let token = &loaded.tokens[0];
+        assert_eq!((token.name.as_str(), token.scope), ("ci", Scope::Trigger), "the widest scope counts");
+        assert_eq!(token.sha256, crate::auth::sha256("123"));
+        assert_eq!(token.backends.as_deref(), Some(&["shell".to_owned()][..]));
         assert_eq!(loaded.backends.names(), ["agentkit", "shell"]);
         assert_eq!(loaded.backends.get("agentkit").map(|backend| backend.kind()), Some("http"));
         assert_eq!(loaded.functions[0].timeout_secs, Some(60));
@@ -241,6 +314,24 @@ mod tests {
             "(\"x\"): retries: invalid type",
         );
         check_error("[server]\nport = 1", "unknown field `server`");
+        let hash = "a".repeat(64);
+        let token =
+            |fields: &str| format!("[[backends]]\nname = \"b\"\nkind = \"demo\"\n[[auth.tokens]]\n{fields}");
+        check_error(
+            &token("name = \"ci\"\ntoken_sha256 = \"abc\"\nscopes = [\"read\"]"),
+            "auth.tokens[0] (\"ci\"): token_sha256:",
+        );
+        check_error(
+            &token(&format!("name = \"ci\"\ntoken_sha256 = \"{hash}\"\nscopes = [\"root\"]")),
+            "auth.tokens[0] (\"ci\"): scopes: unknown scope \"root\"",
+        );
+        check_error(
+            &token(&format!(
+                "name = \"ci\"\ntoken_sha256 = \"{hash}\"\nscopes = [\"trigger\"]\nbackends = [\"x\"]"
+            )),
+            "auth.tokens[0] (\"ci\"): backends: no backend is called \"x\"",
+        );
+        check_error(&token("name = \"ci\"\nscopes = [\"read\"]"), "missing field `token_sha256`");
         check_error("[[backends]\n", "TOML parse error");
     }
 }

@@ -7,9 +7,11 @@
 
 pub mod config;
 pub mod config_file;
+pub mod routes;
 
 mod api;
 mod assets;
+mod auth;
 mod error;
 mod pages;
 mod seed;
@@ -27,8 +29,9 @@ use dashboard_engine::{Dashboard, RetentionPolicy};
 use dashboard_store::{DashboardStore, MemoryStore, SqliteOptions, SqliteStore, Synchronous};
 
 pub use assets::{Templates, WebSource};
+pub use auth::{ENV_TOKEN_NAME, TokenSpec};
 pub use config::{ConfigError, ServerConfig, StoreSpec};
-pub use config_file::ConfigFileError;
+pub use config_file::{ConfigFileError, FileConfig};
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -60,11 +63,10 @@ pub enum StartError {
 
 /// Opens the configured store and builds the engine: with the config file's backends and functions, or, without a
 /// file, with the demo backend and the example function.
-pub async fn build_dashboard(config: &ServerConfig) -> Result<Dashboard, StartError> {
-    let file = match &config.config_file {
-        Some(path) => Some((path, config_file::load(path)?)),
-        None => None,
-    };
+async fn build_dashboard(
+    config: &ServerConfig,
+    file: Option<(std::path::PathBuf, FileConfig)>,
+) -> Result<Dashboard, StartError> {
     let store: Arc<dyn DashboardStore> = match &config.store {
         StoreSpec::Memory => {
             log::info!("store: in memory (DASHBOARD_STORE=memory); everything is lost when the server stops");
@@ -118,12 +120,17 @@ pub fn configure(
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::FormConfig::default().limit(max_body_bytes))
             .app_data(api::query_config())
-            .route("/healthz", web::get().to(api::health::healthz))
-            .route("/metrics", web::get().to(api::metrics::metrics))
-            .route("/static/{path:.*}", web::get().to(assets::serve_static))
-            .service(web::scope("/api").configure(api::routes))
-            .configure(pages::routes)
-            .default_service(web::to(not_found));
+            .service(
+                // Every route of the table, behind the authentication middleware; each route checks its own access.
+                web::scope("")
+                    .wrap(actix_web::middleware::from_fn(auth::guard::authenticate))
+                    .configure(|config| {
+                        let mut router = routes::Router::default();
+                        routes::declare(&mut router);
+                        router.register(config);
+                    })
+                    .default_service(web::to(not_found)),
+            );
     }
 }
 
@@ -138,6 +145,35 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "same-origin"))
         .add(("X-Frame-Options", "DENY"))
+}
+
+/// With no token configured and an address others can reach, says what that exposes: with a backend that runs local
+/// programs (`command`, `codex`), anyone who can connect can run code on this machine.
+fn warn_when_exposed(config: &ServerConfig, tokens: &[TokenSpec], dashboard: &Dashboard) {
+    if config.is_loopback() || !tokens.is_empty() {
+        return;
+    }
+    let local_programs: Vec<String> = dashboard
+        .backends()
+        .iter()
+        .filter(|(_, backend)| matches!(backend.kind(), "command" | "codex"))
+        .map(|(name, backend)| format!("{name} ({})", backend.kind()))
+        .collect();
+    if local_programs.is_empty() {
+        log::warn!(
+            "listening on {} with no authentication: anyone who can reach this address can trigger executions; \
+             set DASHBOARD_AUTH_TOKEN or [[auth.tokens]] (docs/security.md)",
+            config.host
+        );
+    } else {
+        log::warn!(
+            "DANGER: listening on {} with no authentication while backends that run local programs are configured \
+             ({}): anyone who can reach this address can run commands on this machine as this user; set \
+             DASHBOARD_AUTH_TOKEN or [[auth.tokens]], or listen on 127.0.0.1 (docs/security.md)",
+            config.host,
+            local_programs.join(", ")
+        );
+    }
 }
 
 async fn not_found(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -191,7 +227,16 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let address = listener.local_addr().map_err(bind_error)?;
     config.public_url.get_or_insert_with(|| format!("http://127.0.0.1:{}", address.port()));
 
-    let dashboard = build_dashboard(&config).await?;
+    let mut file = match &config.config_file {
+        Some(path) => Some((path.clone(), config_file::load(path)?)),
+        None => None,
+    };
+    let mut tokens = config.auth_tokens.clone();
+    if let Some((_, file)) = &mut file {
+        tokens.append(&mut file.tokens);
+    }
+    let dashboard = build_dashboard(&config, file).await?;
+    warn_when_exposed(&config, &tokens, &dashboard);
     let report = dashboard.recover().await.map_err(|error| StartError::Store(error.to_string()))?;
     if report.interrupted + report.requeued > 0 {
         log::info!("recovery: {} interrupted, {} queued again", report.interrupted, report.requeued);
@@ -208,7 +253,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     }
     let web_source = WebSource::choose(config.web_dir.as_deref(), config.debug);
     let templates = Templates::load(&web_source)?;
-    let state = web::Data::new(AppState { dashboard: dashboard.clone(), templates, config });
+    let auth = auth::Auth::new(tokens);
+    let state = web::Data::new(AppState { dashboard: dashboard.clone(), templates, config, auth });
     let web_source = web::Data::new(web_source);
     let http_metrics = web::Data::new(api::metrics::HttpMetrics::default());
     let server = HttpServer::new(move || {

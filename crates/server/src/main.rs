@@ -82,12 +82,6 @@ async fn main() -> ExitCode {
     };
     let default_level = if config.debug { "debug" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
-    if !config.is_loopback() {
-        log::warn!(
-            "listening on {} with no authentication: anyone who can reach this address can trigger executions",
-            config.host
-        );
-    }
     let server = match start(config).await {
         Ok(server) => server,
         Err(error) => {

@@ -15,6 +15,8 @@ pub struct AppState {
     pub templates: Templates,
     /// The settings the server started with.
     pub config: ServerConfig,
+    /// The tokens and login sessions.
+    pub(crate) auth: crate::auth::Auth,
 }
 
 /// The handlers' view of the state.

@@ -5,47 +5,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, server};
+use common::{Answer, Browser, TestServer, server};
 use serde_json::json;
 
 const HOSTILE: &str = "<script>alert(1)</script>";
-const FORM: &str = "application/x-www-form-urlencoded";
 const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;&#x2F;script&gt;";
 
-/// Percent-encodes form fields the way a browser does.
-fn form(fields: &[(&str, &str)]) -> String {
-    let encode = |text: &str| {
-        text.bytes()
-            .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                    (byte as char).to_string()
-                }
-                b' ' => "+".to_owned(),
-                other => format!("%{other:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
+/// Posts a form as a browser that opened the dashboard; returns the status and the `Location`.
+async fn post_form(server: &TestServer, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+    let answer = post_form_answer(server, path, fields).await;
+    (answer.status, answer.location().to_owned())
 }
 
-/// Posts a form without following the redirect; returns the status and the `Location`.
-async fn post_form(server: &TestServer, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-    let client =
-        common::client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
-    let response = client
-        .post(format!("{}{path}", server.url))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(fields))
-        .send()
-        .await
-        .expect("the server answers");
-    let location =
-        response.headers().get("location").and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
-    (response.status().as_u16(), location)
+/// Posts a form as a browser that opened the dashboard; returns the whole answer.
+async fn post_form_answer(server: &TestServer, path: &str, fields: &[(&str, &str)]) -> Answer {
+    let mut browser = Browser::open(&server.url, None).await;
+    browser.post_form(path, fields).await
 }
 
 /// Gets a page and checks it is a 200 HTML page containing every one of `expected`.
@@ -143,7 +118,7 @@ async fn the_generated_trigger_form_types_its_fields_and_names_the_bad_ones() {
     let path = "/functions/hello-agent/trigger";
     let bad = [("mode", "fields"), ("input.name", "Ada"), ("input.steps", "two"), ("backend", "demo")];
     assert_eq!(post_form(&server, path, &bad).await.0, 422);
-    let html = server.post_raw(path, FORM, form(&bad)).await;
+    let html = post_form_answer(&server, path, &bad).await;
     assert!(html.text().contains("&quot;two&quot; is not a whole number"), "no message beside the field");
 
     let good = [("mode", "fields"), ("input.name", "Ada"), ("input.steps", "0"), ("input.delay_ms", "0")];
@@ -162,7 +137,7 @@ async fn the_builder_shows_a_bad_schema_beside_its_field() {
     let server = server().await;
     let fields = [("name", "x"), ("backend", "demo"), ("input_schema", "{not json")];
     assert_eq!(post_form(&server, "/functions", &fields).await.0, 422);
-    let html = server.post_raw("/functions", FORM, form(&fields)).await;
+    let html = post_form_answer(&server, "/functions", &fields).await;
     assert!(html.text().contains("id=\"f-schema-error\" data-json-error>input_schema: is not valid JSON"));
     server.stop().await;
 }

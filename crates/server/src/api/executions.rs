@@ -1,8 +1,8 @@
 //! `/api/executions`: trigger, list, read, cancel and retry executions.
 
+use crate::auth::Caller;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use dashboard_backends::Principal;
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus};
 use dashboard_engine::TriggerRequest;
 use dashboard_store::ExecutionQuery;
@@ -30,6 +30,7 @@ fn empty_object() -> Value {
 
 pub(crate) async fn trigger(
     state: State,
+    caller: Caller,
     request: HttpRequest,
     ApiJson(body): ApiJson<TriggerBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -53,7 +54,7 @@ pub(crate) async fn trigger(
     };
     let trigger =
         TriggerRequest { function: body.function, input: body.input, backend: body.backend, idempotency_key };
-    let triggered = state.dashboard.trigger(&Principal::anonymous(), trigger).await?;
+    let triggered = state.dashboard.trigger(&caller.principal, trigger).await?;
     let status = if triggered.created { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(created_at(status, &location(&triggered.execution), &triggered.execution))
 }
@@ -118,12 +119,20 @@ pub(crate) async fn get(state: State, id: web::Path<String>) -> Result<HttpRespo
     }
 }
 
-pub(crate) async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let execution = state.dashboard.cancel(&Principal::anonymous(), parse_id(&id)?).await?;
+pub(crate) async fn cancel(
+    state: State,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let execution = state.dashboard.cancel(&caller.principal, parse_id(&id)?).await?;
     Ok(HttpResponse::Accepted().json(execution))
 }
 
-pub(crate) async fn retry(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let execution = state.dashboard.retry(&Principal::anonymous(), parse_id(&id)?).await?;
+pub(crate) async fn retry(
+    state: State,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let execution = state.dashboard.retry(&caller.principal, parse_id(&id)?).await?;
     Ok(created_at(StatusCode::ACCEPTED, &location(&execution), &execution))
 }

@@ -2,14 +2,15 @@
 //! client mistake into the JSON error body rather than actix's default text answers.
 
 pub(crate) mod backends;
-mod callbacks;
+pub(crate) mod callbacks;
 pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod functions;
 pub(crate) mod health;
-mod logs;
+pub(crate) mod logs;
 pub(crate) mod metrics;
-mod streams;
+pub(crate) mod openapi;
+pub(crate) mod streams;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,46 +24,8 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
-/// Registers the API routes (mounted under `/api`).
-pub(crate) fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(
-            resource("/functions")
-                .route(web::get().to(functions::list))
-                .route(web::post().to(functions::create)),
-        )
-        .service(
-            resource("/functions/{key}")
-                .route(web::get().to(functions::get))
-                .route(web::put().to(functions::replace))
-                .route(web::delete().to(functions::delete)),
-        )
-        .service(
-            resource("/executions")
-                .route(web::get().to(executions::list))
-                .route(web::post().to(executions::trigger)),
-        )
-        .service(resource("/executions/{id}").route(web::get().to(executions::get)))
-        .service(resource("/executions/{id}/cancel").route(web::post().to(executions::cancel)))
-        .service(resource("/executions/{id}/retry").route(web::post().to(executions::retry)))
-        .service(
-            resource("/executions/{id}/logs")
-                .route(web::get().to(logs::read))
-                .route(web::post().to(callbacks::logs)),
-        )
-        .service(resource("/executions/{id}/status").route(web::post().to(callbacks::status)))
-        .service(resource("/events").route(web::get().to(events::list)))
-        .service(resource("/events/stream").route(web::get().to(streams::events)))
-        .service(resource("/executions/{id}/logs/stream").route(web::get().to(streams::logs)))
-        .service(resource("/backends").route(web::get().to(backends::list)));
-}
-
-/// A resource whose unsupported methods get a JSON 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+/// The JSON 405 of an API path asked with a method it does not have.
+pub(crate) async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",

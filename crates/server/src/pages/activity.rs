@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::view::EventView;
 use super::{base_context, error_page, newest_events};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -18,16 +19,16 @@ pub(crate) struct ActivityQuery {
     before: Option<String>,
 }
 
-pub(crate) async fn show(state: State, query: web::Query<ActivityQuery>) -> HttpResponse {
+pub(crate) async fn show(state: State, caller: Caller, query: web::Query<ActivityQuery>) -> HttpResponse {
     let before = match query.before.as_deref().filter(|before| !before.is_empty()).map(str::parse::<u64>) {
         None => None,
         Some(Ok(before)) => Some(before),
         Some(Err(_)) => return error_page(&state, &ApiError::bad_query("before", "is not an event id")),
     };
-    render(&state, before).await.unwrap_or_else(|error| error_page(&state, &error))
+    render(&state, &caller, before).await.unwrap_or_else(|error| error_page(&state, &error))
 }
 
-async fn render(state: &State, before: Option<u64>) -> Result<HttpResponse, ApiError> {
+async fn render(state: &State, caller: &Caller, before: Option<u64>) -> Result<HttpResponse, ApiError> {
     let store = state.dashboard.store();
     let last_event_id = store.last_event_id().await?;
     let newest = match before {
@@ -36,7 +37,7 @@ async fn render(state: &State, before: Option<u64>) -> Result<HttpResponse, ApiE
     };
     let page = newest_events(store.as_ref(), newest, PAGE_SIZE).await?;
 
-    let mut context = base_context("activity", "Activity");
+    let mut context = base_context(Some(caller), "activity", "Activity");
     context.insert("events", &page.events.iter().map(EventView::new).collect::<Vec<_>>());
     context.insert("older_before", &page.older_before);
     // Only the first page follows new events: an older page is a look at the past.

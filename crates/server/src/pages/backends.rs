@@ -6,11 +6,12 @@ use actix_web::http::StatusCode;
 
 use super::base_context;
 use crate::api::backends::views;
+use crate::auth::Caller;
 use crate::state::State;
 
-pub(crate) async fn show(state: State) -> HttpResponse {
+pub(crate) async fn show(state: State, caller: Caller) -> HttpResponse {
     let backends = views(&state).await;
-    let mut context = base_context("backends", "Backends");
+    let mut context = base_context(Some(&caller), "backends", "Backends");
     context.insert("backends", &backends);
     state.render(StatusCode::OK, "backends.html", &context)
 }

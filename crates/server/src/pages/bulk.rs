@@ -6,12 +6,12 @@
 
 use actix_web::HttpResponse;
 use actix_web::web;
-use dashboard_backends::Principal;
 use dashboard_core::{ExecutionId, ExecutionStatus};
 use serde::Serialize;
 
 use super::see_other;
 use super::view::query_string;
+use crate::auth::Caller;
 use crate::state::State;
 
 /// At most this many executions per post: one page of the list is 50.
@@ -59,7 +59,11 @@ fn back_url(back: &str) -> &str {
     if back == "/executions" || back.starts_with("/executions?") { back } else { "/executions" }
 }
 
-pub(crate) async fn apply(state: State, form: web::Form<Vec<(String, String)>>) -> HttpResponse {
+pub(crate) async fn apply(
+    state: State,
+    caller: Caller,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
     let mut action = String::new();
     let mut back = String::new();
     let mut ids = Vec::new();
@@ -76,7 +80,7 @@ pub(crate) async fn apply(state: State, form: web::Form<Vec<(String, String)>>) 
         return see_other(back);
     }
     let mut summary = BulkSummary { action: action.clone(), ..BulkSummary::default() };
-    let principal = Principal::anonymous();
+    let principal = &caller.principal;
     for text in &ids {
         let Ok(id) = text.parse::<ExecutionId>() else {
             summary.n_skipped += 1;
@@ -99,9 +103,9 @@ pub(crate) async fn apply(state: State, form: web::Form<Vec<(String, String)>>) 
             continue;
         }
         let outcome = if action == "cancel" {
-            state.dashboard.cancel(&principal, id).await.map(|_| ())
+            state.dashboard.cancel(principal, id).await.map(|_| ())
         } else {
-            state.dashboard.retry(&principal, id).await.map(|_| ())
+            state.dashboard.retry(principal, id).await.map(|_| ())
         };
         match outcome {
             Ok(()) => summary.n_done += 1,

@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use dashboard_backends::Principal;
 use dashboard_core::{ExecutionId, ExecutionStatus};
 use dashboard_store::ExecutionQuery;
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::bulk::BulkSummary;
 use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::{AppState, State};
 
@@ -93,6 +93,7 @@ impl BulkNotice {
 
 pub(crate) async fn list(
     state: State,
+    caller: Caller,
     filters: web::Query<Filters>,
     notice: Option<web::Query<BulkNotice>>,
 ) -> HttpResponse {
@@ -116,7 +117,7 @@ pub(crate) async fn list(
         Ok(functions) => functions.into_iter().map(|function| function.name).collect(),
         Err(_) => Vec::new(),
     };
-    let mut context = base_context("executions", "Executions");
+    let mut context = base_context(Some(&caller), "executions", "Executions");
     context.insert("executions", &rows);
     context.insert("filters", &filters);
     context.insert("statuses", &ExecutionStatus::ALL.map(ExecutionStatus::as_str));
@@ -135,9 +136,9 @@ fn parse_id(text: &str) -> Result<ExecutionId, ApiError> {
     text.parse().map_err(|_| ApiError::not_found("execution", text))
 }
 
-pub(crate) async fn detail(state: State, id: web::Path<String>) -> HttpResponse {
+pub(crate) async fn detail(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
     match parse_id(&id) {
-        Ok(id) => render_detail(&state, id, None, StatusCode::OK).await,
+        Ok(id) => render_detail(&state, &caller, id, None, StatusCode::OK).await,
         Err(error) => error_page(&state, &error),
     }
 }
@@ -145,6 +146,7 @@ pub(crate) async fn detail(state: State, id: web::Path<String>) -> HttpResponse 
 /// The status page; `action_error` says why a cancel or retry just failed.
 async fn render_detail(
     state: &AppState,
+    caller: &Caller,
     id: ExecutionId,
     action_error: Option<String>,
     status: StatusCode,
@@ -163,8 +165,11 @@ async fn render_detail(
     lines.truncate(PAGE_LOG_LINES);
     let last_seq = lines.last().map_or(0, |line| line.seq);
 
-    let mut context =
-        base_context("executions", &format!("{} · {}", execution.function, super::view::short_id(&id)));
+    let mut context = base_context(
+        Some(caller),
+        "executions",
+        &format!("{} · {}", execution.function, super::view::short_id(&id)),
+    );
     context.insert("execution", &ExecutionDetail::new(&execution));
     context.insert("log_lines", &lines.iter().map(LogLineView::new).collect::<Vec<_>>());
     context.insert("is_log_cut", &is_log_cut);
@@ -173,34 +178,34 @@ async fn render_detail(
     state.render(status, "execution.html", &context)
 }
 
-pub(crate) async fn cancel(state: State, id: web::Path<String>) -> HttpResponse {
+pub(crate) async fn cancel(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(error) => return error_page(&state, &error),
     };
-    match state.dashboard.cancel(&Principal::anonymous(), id).await {
+    match state.dashboard.cancel(&caller.principal, id).await {
         Ok(_) => see_other(&format!("/executions/{id}")),
-        Err(error) => action_failed(&state, id, ApiError::from(error)).await,
+        Err(error) => action_failed(&state, &caller, id, ApiError::from(error)).await,
     }
 }
 
-pub(crate) async fn retry(state: State, id: web::Path<String>) -> HttpResponse {
+pub(crate) async fn retry(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(error) => return error_page(&state, &error),
     };
-    match state.dashboard.retry(&Principal::anonymous(), id).await {
+    match state.dashboard.retry(&caller.principal, id).await {
         Ok(retried) => see_other(&format!("/executions/{}", retried.id)),
-        Err(error) => action_failed(&state, id, ApiError::from(error)).await,
+        Err(error) => action_failed(&state, &caller, id, ApiError::from(error)).await,
     }
 }
 
 /// A cancel or retry that could not be done: the 404 page for an unknown execution, else its status page with why.
-async fn action_failed(state: &AppState, id: ExecutionId, error: ApiError) -> HttpResponse {
+async fn action_failed(state: &AppState, caller: &Caller, id: ExecutionId, error: ApiError) -> HttpResponse {
     if error.status == StatusCode::NOT_FOUND {
         return error_page(state, &error);
     }
-    render_detail(state, id, Some(super::sentence(&error.message)), error.status).await
+    render_detail(state, caller, id, Some(super::sentence(&error.message)), error.status).await
 }
 
 #[cfg(test)]

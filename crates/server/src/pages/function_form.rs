@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::view::pretty_json;
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::{AppState, State};
 
@@ -122,6 +123,7 @@ enum Mode<'a> {
 
 fn render_form(
     state: &AppState,
+    caller: &Caller,
     mode: Mode<'_>,
     form: &FunctionForm,
     error: Option<FormError>,
@@ -138,7 +140,7 @@ fn render_form(
     if !form.backend.is_empty() && !backends.contains(&form.backend) {
         backends.push(form.backend.clone());
     }
-    let mut context = base_context("functions", &title);
+    let mut context = base_context(Some(caller), "functions", &title);
     context.insert("form", form);
     context.insert("is_edit", &matches!(mode, Mode::Edit { .. }));
     context.insert("action", &action);
@@ -149,14 +151,15 @@ fn render_form(
     state.render(status, "function_form.html", &context)
 }
 
-pub(crate) async fn new(state: State) -> HttpResponse {
-    render_form(&state, Mode::New, &FunctionForm::blank(&state), None, StatusCode::OK)
+pub(crate) async fn new(state: State, caller: Caller) -> HttpResponse {
+    render_form(&state, &caller, Mode::New, &FunctionForm::blank(&state), None, StatusCode::OK)
 }
 
-pub(crate) async fn edit(state: State, key: web::Path<String>) -> HttpResponse {
+pub(crate) async fn edit(state: State, caller: Caller, key: web::Path<String>) -> HttpResponse {
     match state.dashboard.store().get_function(&FunctionKey::parse(&key)).await {
         Ok(Some(function)) => render_form(
             &state,
+            &caller,
             Mode::Edit { name: &function.name },
             &FunctionForm::of(&function),
             None,
@@ -167,25 +170,33 @@ pub(crate) async fn edit(state: State, key: web::Path<String>) -> HttpResponse {
     }
 }
 
-pub(crate) async fn create(state: State, form: web::Form<FunctionForm>) -> HttpResponse {
+pub(crate) async fn create(state: State, caller: Caller, form: web::Form<FunctionForm>) -> HttpResponse {
     let base = FunctionSpec::new("", "");
     let spec = match form.to_spec(base) {
         Ok((spec, _)) => spec,
         Err(error) => {
-            return render_form(&state, Mode::New, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY);
+            return render_form(
+                &state,
+                &caller,
+                Mode::New,
+                &form,
+                Some(error),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            );
         }
     };
     match state.dashboard.create_function(spec).await {
         Ok(function) => see_other(&format!("/functions/{}", function.name)),
         Err(error) => {
             let error = ApiError::from(error);
-            render_form(&state, Mode::New, &form, Some(FormError::from(&error)), error.status)
+            render_form(&state, &caller, Mode::New, &form, Some(FormError::from(&error)), error.status)
         }
     }
 }
 
 pub(crate) async fn update(
     state: State,
+    caller: Caller,
     key: web::Path<String>,
     form: web::Form<FunctionForm>,
 ) -> HttpResponse {
@@ -197,7 +208,9 @@ pub(crate) async fn update(
     let mode = Mode::Edit { name: &current.name };
     let (spec, expected_version) = match form.to_spec(current.spec()) {
         Ok(parsed) => parsed,
-        Err(error) => return render_form(&state, mode, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY),
+        Err(error) => {
+            return render_form(&state, &caller, mode, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY);
+        }
     };
     match state.dashboard.update_function(&FunctionKey::Id(current.id), spec, expected_version).await {
         Ok(function) => see_other(&format!("/functions/{}", function.name)),
@@ -210,7 +223,7 @@ pub(crate) async fn update(
                     shown.message
                 );
             }
-            render_form(&state, mode, &form, Some(shown), error.status)
+            render_form(&state, &caller, mode, &form, Some(shown), error.status)
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use dashboard_backends::Principal;
 use dashboard_engine::TriggerRequest;
 use dashboard_store::{ExecutionQuery, FunctionKey};
 use serde::Serialize;
@@ -11,16 +10,17 @@ use serde_json::Value;
 use super::schema_form::{self, Posted};
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::State;
 
 /// How many of a function's executions its page lists.
 const RECENT_EXECUTIONS: usize = 10;
 
-pub(crate) async fn list(state: State) -> HttpResponse {
+pub(crate) async fn list(state: State, caller: Caller) -> HttpResponse {
     match state.dashboard.store().list_functions().await {
         Ok(functions) => {
-            let mut context = base_context("functions", "Functions");
+            let mut context = base_context(Some(&caller), "functions", "Functions");
             context.insert("functions", &functions.iter().map(FunctionRow::new).collect::<Vec<_>>());
             state.render(StatusCode::OK, "functions.html", &context)
         }
@@ -64,14 +64,15 @@ impl TriggerForm {
     }
 }
 
-pub(crate) async fn detail(state: State, key: web::Path<String>) -> HttpResponse {
-    render_detail(&state, &key, None, None, Posted::new(), StatusCode::OK).await
+pub(crate) async fn detail(state: State, caller: Caller, key: web::Path<String>) -> HttpResponse {
+    render_detail(&state, &caller, &key, None, None, Posted::new(), StatusCode::OK).await
 }
 
 /// The function's page; with a form and errors, the trigger form shows what was typed and what is wrong with it
 /// (`field_errors` beside the generated fields, `error` above the form).
 async fn render_detail(
     state: &State,
+    caller: &Caller,
     key: &str,
     typed: Option<TriggerForm>,
     error: Option<FormError>,
@@ -107,7 +108,7 @@ async fn render_detail(
         backend: function.backend.clone(),
         ..TriggerForm::default()
     });
-    let mut context = base_context("functions", &function.name);
+    let mut context = base_context(Some(caller), "functions", &function.name);
     context.insert("function", &FunctionDetail::new(&function));
     context.insert("backends", &state.dashboard.backends().names());
     context.insert("trigger", &trigger);
@@ -120,6 +121,7 @@ async fn render_detail(
 
 pub(crate) async fn trigger(
     state: State,
+    caller: Caller,
     key: web::Path<String>,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
@@ -129,8 +131,16 @@ pub(crate) async fn trigger(
         match parse_input(&form.input) {
             Ok(input) => input,
             Err(error) => {
-                return render_detail(&state, &key, Some(form), Some(error), Posted::new(), unprocessable)
-                    .await;
+                return render_detail(
+                    &state,
+                    &caller,
+                    &key,
+                    Some(form),
+                    Some(error),
+                    Posted::new(),
+                    unprocessable,
+                )
+                .await;
             }
         }
     } else {
@@ -146,7 +156,16 @@ pub(crate) async fn trigger(
                     message: "Some fields need another look: see the messages beside them.".to_owned(),
                     field: None,
                 };
-                return render_detail(&state, &key, Some(form), Some(summary), errors, unprocessable).await;
+                return render_detail(
+                    &state,
+                    &caller,
+                    &key,
+                    Some(form),
+                    Some(summary),
+                    errors,
+                    unprocessable,
+                )
+                .await;
             }
         }
     };
@@ -156,7 +175,7 @@ pub(crate) async fn trigger(
         backend: non_empty(&form.backend),
         idempotency_key: non_empty(&form.idempotency_key),
     };
-    match state.dashboard.trigger(&Principal::anonymous(), request).await {
+    match state.dashboard.trigger(&caller.principal, request).await {
         Ok(triggered) => see_other(&format!("/executions/{}", triggered.execution.id)),
         Err(error) => {
             let error = ApiError::from(error);
@@ -164,7 +183,7 @@ pub(crate) async fn trigger(
                 return error_page(&state, &error);
             }
             let shown = FormError::from(&error);
-            render_detail(&state, &key, Some(form), Some(shown), Posted::new(), error.status).await
+            render_detail(&state, &caller, &key, Some(form), Some(shown), Posted::new(), error.status).await
         }
     }
 }

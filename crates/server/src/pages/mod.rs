@@ -4,69 +4,54 @@
 //! structs (times and durations already formatted, see `view.rs`), and renders one template. Forms answer
 //! 303 See Other to the page they lead to, or re-render themselves with the error next to what the user typed.
 
-mod activity;
-mod backends;
-mod bulk;
+pub(crate) mod activity;
+pub(crate) mod backends;
+pub(crate) mod bulk;
 mod chart;
-mod executions;
-mod function_form;
-mod functions;
-mod overview;
+pub(crate) mod executions;
+pub(crate) mod function_form;
+pub(crate) mod functions;
+pub(crate) mod overview;
 mod schema_form;
 mod view;
 
+use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpResponse, web};
+use dashboard_backends::Scope;
 use dashboard_core::Event;
 use dashboard_store::{DashboardStore, StoreError};
 
+use crate::auth::{Caller, Via};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Registers every page route and form handler. `/functions/new` comes before `/functions/{key}` so that it wins.
-///
-/// The form posts (every `web::post()` here) carry no CSRF token yet: the token comes with the login session of
-/// DESIGN §9 (a later issue), and its check goes here, as one guard wrapped around exactly these post routes.
-pub(crate) fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/", web::get().to(overview::show))
-        .route("/functions", web::get().to(functions::list))
-        .route("/functions", web::post().to(function_form::create))
-        .route("/functions/new", web::get().to(function_form::new))
-        .route("/functions/{key}", web::get().to(functions::detail))
-        .route("/functions/{key}", web::post().to(function_form::update))
-        .route("/functions/{key}/edit", web::get().to(function_form::edit))
-        .route("/functions/{key}/edit", web::post().to(function_form::update))
-        .route("/functions/{key}/delete", web::post().to(functions::delete))
-        .route("/functions/{key}/trigger", web::post().to(functions::trigger))
-        .route("/executions", web::get().to(executions::list))
-        .route("/executions/bulk", web::post().to(bulk::apply))
-        .route("/executions/{id}", web::get().to(executions::detail))
-        .route("/executions/{id}/cancel", web::post().to(executions::cancel))
-        .route("/executions/{id}/retry", web::post().to(executions::retry))
-        .route("/activity", web::get().to(activity::show))
-        .route("/backends", web::get().to(backends::show));
-}
-
 /// The HTML 404 page.
 pub(crate) fn not_found_page(state: &AppState, path: &str) -> HttpResponse {
-    let mut context = base_context("", "Not found");
+    let mut context = base_context(None, "", "Not found");
     context.insert("message", &format!("There is no page at {path}."));
     state.render(StatusCode::NOT_FOUND, "error.html", &context)
 }
 
-/// The context every page starts from: the page title, which nav entry is current, the version for the footer.
-fn base_context(nav: &str, title: &str) -> tera::Context {
+/// The context every page starts from: the page title, which nav entry is current, the version for the footer, and
+/// the caller: its name and sign-out form when signed in, the CSRF token every form carries, and what it may do (the
+/// pages hide buttons its scope does not allow). Error pages have no caller.
+pub(crate) fn base_context(caller: Option<&Caller>, nav: &str, title: &str) -> tera::Context {
     let mut context = tera::Context::new();
     context.insert("nav", nav);
     context.insert("title", title);
     context.insert("version", env!("CARGO_PKG_VERSION"));
+    let may = |scope| caller.is_some_and(|caller| caller.may(scope));
+    context.insert("user", &caller.and_then(|caller| caller.principal.name.as_deref()));
+    context.insert("is_signed_in", &caller.is_some_and(|caller| caller.via == Via::Session));
+    context.insert("csrf_token", caller.map_or("", |caller| caller.csrf.as_str()));
+    context.insert("may_trigger", &may(Scope::Trigger));
+    context.insert("may_admin", &may(Scope::Admin));
     context
 }
 
 /// The error page for a failed read or action: an unknown function or execution gives the 404 page, anything else
 /// the status and sentence the JSON API would answer with.
-fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
+pub(crate) fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
     let title = match error.status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::CONFLICT => "Conflict",
@@ -74,7 +59,7 @@ fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
         status if status.is_server_error() => "Something went wrong",
         _ => "Cannot do that",
     };
-    let mut context = base_context("", title);
+    let mut context = base_context(None, "", title);
     context.insert("message", &sentence(&error.message));
     state.render(error.status, "error.html", &context)
 }

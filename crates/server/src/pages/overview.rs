@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::chart;
 use super::view::{EventView, ExecutionRow};
 use super::{base_context, error_page, newest_events};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -24,11 +25,11 @@ struct StatusCount {
     count: u64,
 }
 
-pub(crate) async fn show(state: State) -> HttpResponse {
-    render(&state).await.unwrap_or_else(|error| error_page(&state, &error))
+pub(crate) async fn show(state: State, caller: Caller) -> HttpResponse {
+    render(&state, &caller).await.unwrap_or_else(|error| error_page(&state, &error))
 }
 
-async fn render(state: &State) -> Result<HttpResponse, ApiError> {
+async fn render(state: &State, caller: &Caller) -> Result<HttpResponse, ApiError> {
     let store = state.dashboard.store();
     let counts = store.count_by_status().await?;
     let recent =
@@ -36,7 +37,7 @@ async fn render(state: &State) -> Result<HttpResponse, ApiError> {
     let last_event_id = store.last_event_id().await?;
     let feed = newest_events(store.as_ref(), last_event_id, RECENT_EVENTS).await?;
 
-    let mut context = base_context("overview", "Overview");
+    let mut context = base_context(Some(caller), "overview", "Overview");
     let tiles: Vec<StatusCount> = ExecutionStatus::ALL
         .into_iter()
         .map(|status| StatusCount { status, count: counts.get(status) })

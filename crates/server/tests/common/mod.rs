@@ -57,6 +57,102 @@ pub async fn answer(request: reqwest::RequestBuilder) -> Answer {
     Answer { status, body, headers }
 }
 
+/// Percent-encodes form fields the way a browser does.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (byte as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                other => format!("%{other:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A browser's side of the pages: the cookies the server gave it and the CSRF token its forms carry. It does not
+/// follow redirects, so a form post's `Location` can be checked.
+pub struct Browser {
+    pub url: String,
+    pub cookie: String,
+    pub csrf: String,
+    client: reqwest::Client,
+}
+
+impl Browser {
+    /// A browser that signs in with `token` first (when given), then opens the executions page and keeps its cookies
+    /// and the CSRF token of its forms.
+    pub async fn open(url: &str, token: Option<&str>) -> Self {
+        let client = client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+        let mut browser = Self { url: url.to_owned(), cookie: String::new(), csrf: String::new(), client };
+        if let Some(token) = token {
+            let answer = browser.post_form("/login", &[("token", token), ("next", "/")]).await;
+            assert_eq!(answer.status, 303, "login: {:?}", answer.body);
+        }
+        let page = browser.get("/executions").await;
+        assert_eq!(page.status, 200, "the executions page: {:?}", page.body);
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = page.text().find(marker).expect("a form with a CSRF token") + marker.len();
+        browser.csrf = page.text()[start..start + 64].to_owned();
+        browser
+    }
+
+    pub async fn get(&mut self, path: &str) -> Answer {
+        let request = self.client.get(format!("{}{path}", self.url)).header("Cookie", self.cookie.clone());
+        self.keep_cookies(request).await
+    }
+
+    /// Posts a form with the CSRF token added.
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut fields = fields.to_vec();
+        let csrf = self.csrf.clone();
+        fields.push(("csrf_token", &csrf));
+        self.post_form_as_is(path, &fields).await
+    }
+
+    /// Posts a form exactly as given (no CSRF token unless it is among the fields).
+    pub async fn post_form_as_is(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Cookie", self.cookie.clone())
+            .body(form(fields));
+        self.keep_cookies(request).await
+    }
+
+    async fn keep_cookies(&mut self, request: reqwest::RequestBuilder) -> Answer {
+        let answer = answer(request).await;
+        for set in answer.headers.get_all("set-cookie") {
+            let pair = set.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_owned();
+            let name = pair.split('=').next().unwrap_or("").to_owned();
+            let mut kept: Vec<String> = self
+                .cookie
+                .split("; ")
+                .filter(|old| !old.is_empty() && !old.starts_with(&format!("{name}=")))
+                .map(str::to_owned)
+                .collect();
+            kept.push(pair);
+            self.cookie = kept.join("; ");
+        }
+        answer
+    }
+}
+
+impl Answer {
+    /// The `Location` header.
+    pub fn location(&self) -> &str {
+        self.headers.get("location").and_then(|value| value.to_str().ok()).unwrap_or("")
+    }
+}
+
 /// Polls `GET /api/executions/{id}` through `get` until its status is `status`, for at most `limit`.
 pub async fn poll_status<F, Fut>(get: F, id: &str, status: &str, limit: Duration) -> Value
 where

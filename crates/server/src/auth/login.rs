@@ -1,0 +1,131 @@
+//! `/login` and `/logout`: the form that turns a token into a session cookie, and the post that ends it. A page asked
+//! for without a session answers 401 with this same form, which comes back to that page once signed in.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::Caller;
+use super::guard::{SESSION_COOKIE, cookie, expired_cookie};
+use crate::pages::base_context;
+use crate::state::{AppState, State};
+
+/// The login form as posted.
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `?next=` of `GET /login`.
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET /login`: the form; with auth off, or already signed in, straight on to the page asked for.
+pub(crate) async fn form(state: State, request: HttpRequest, query: web::Query<NextQuery>) -> HttpResponse {
+    let next = local_path(&query.next);
+    let is_signed_in = request
+        .cookie(SESSION_COOKIE)
+        .is_some_and(|session| state.auth.sessions.get(session.value()).is_some());
+    if !state.auth.is_on() || is_signed_in {
+        return see_other(next);
+    }
+    render(&state, next, StatusCode::OK, None)
+}
+
+/// `POST /login`: a valid token starts a session and goes on to `next`; anything else shows the form again, 401.
+pub(crate) async fn sign_in(state: State, request: HttpRequest, form: web::Form<LoginForm>) -> HttpResponse {
+    let next = local_path(&form.next);
+    if !state.auth.is_on() {
+        return see_other(next);
+    }
+    let Some(token) = state.auth.token(form.token.trim()) else {
+        log::warn!("login refused from {}: the token is not valid", peer(&request));
+        return render(&state, next, StatusCode::UNAUTHORIZED, Some("That token is not valid."));
+    };
+    let principal = super::TokenSpec::principal(token);
+    log::info!("login: {} ({} scope) from {}", principal.label(), principal.scope, peer(&request));
+    let session = state.auth.sessions.start(principal);
+    let mut response = see_other(next);
+    // Adding a cookie fails only for a value that is not a valid header, which a hex id never is.
+    let _ = response.add_cookie(&cookie(&request, &state, SESSION_COOKIE, session));
+    response
+}
+
+/// `POST /logout`: ends the session and removes its cookie.
+pub(crate) async fn sign_out(state: State, request: HttpRequest, caller: Caller) -> HttpResponse {
+    if let Some(session) = request.cookie(SESSION_COOKIE) {
+        state.auth.sessions.end(session.value());
+    }
+    log::info!("logout: {}", caller.principal.label());
+    let mut response = see_other(if state.auth.is_on() { "/login" } else { "/" });
+    let _ = response.add_cookie(&expired_cookie(&request, &state, SESSION_COOKIE));
+    response
+}
+
+/// The login form in place of a page that needs a session: answered with `status` (401), it signs in and comes
+/// back to the page asked for.
+pub(crate) fn page(
+    state: &AppState,
+    request: &HttpRequest,
+    status: StatusCode,
+    message: Option<&str>,
+) -> HttpResponse {
+    let next = match request.query_string() {
+        "" => request.path().to_owned(),
+        query => format!("{}?{query}", request.path()),
+    };
+    render(state, local_path(&next), status, message)
+}
+
+fn render(state: &AppState, next: &str, status: StatusCode, message: Option<&str>) -> HttpResponse {
+    let mut context = base_context(None, "", "Sign in");
+    context.insert("next", next);
+    context.insert("message", &message);
+    state.render(status, "login.html", &context)
+}
+
+/// `next` when it is a path on this site, else `/`: the login never sends a browser elsewhere.
+fn local_path(next: &str) -> &str {
+    let is_local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.chars().any(|char| char.is_control())
+        && !next.starts_with("/login");
+    if is_local { next } else { "/" }
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+/// The client's address, for the log.
+fn peer(request: &HttpRequest) -> String {
+    request.peer_addr().map_or_else(|| "an unknown address".to_owned(), |address| address.ip().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_goes_on_only_to_paths_of_this_site() {
+        for (next, expected) in [
+            ("/executions?status=failed", "/executions?status=failed"),
+            ("/", "/"),
+            ("", "/"),
+            ("https://evil.example/", "/"),
+            ("//evil.example/", "/"),
+            ("/\\evil.example", "/"),
+            ("/login?next=/", "/"),
+            ("/a\nb", "/"),
+        ] {
+            assert_eq!(local_path(next), expected, "{next:?}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Authentication: who is asking, from a bearer token or a login session, and the CSRF token their forms carry.
+//!
+//! Off by default. `DASHBOARD_AUTH_TOKEN` or `[[auth.tokens]]` in the config file turn it on for every route but
+//! the public ones of the route table. Tokens are kept only as their SHA-256 and compared in constant time; a login
+//! session lives in memory (lost at a restart: sign in again) behind an HttpOnly, SameSite=Strict cookie. The
+//! checks themselves (401, 403, CSRF) are in `guard.rs`, the login form in `login.rs`. docs/security.md says who can
+//! do what.
+
+pub(crate) mod guard;
+pub(crate) mod login;
+mod session;
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use dashboard_backends::{Principal, Scope};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+pub(crate) use session::Sessions;
+
+/// The name the token of `DASHBOARD_AUTH_TOKEN` is known by (and recorded as `triggered_by`).
+pub const ENV_TOKEN_NAME: &str = "admin";
+
+/// One token that may use the dashboard: its name, the SHA-256 of its secret, its scope and, optionally, the only
+/// backends it may use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// Shown as `triggered_by` and in the header of the pages.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// What it may do.
+    pub scope: Scope,
+    /// The backends it may trigger, cancel and retry on; `None` means all.
+    pub backends: Option<Vec<String>>,
+}
+
+impl TokenSpec {
+    /// A token from its secret (as `DASHBOARD_AUTH_TOKEN` gives it); only the hash is kept.
+    pub fn from_secret(name: impl Into<String>, secret: &str, scope: Scope) -> Self {
+        Self { name: name.into(), sha256: sha256(secret), scope, backends: None }
+    }
+
+    /// Parses the hex SHA-256 of a config file entry.
+    pub fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
+        let hex = hex.trim();
+        if hex.len() != 64 || !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(
+                "must be the SHA-256 of the token as 64 hex digits (`printf %s TOKEN | sha256sum`)".into()
+            );
+        }
+        let mut hash = [0; 32];
+        for (index, byte) in hash.iter_mut().enumerate() {
+            *byte =
+                u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16).map_err(|error| error.to_string())?;
+        }
+        Ok(hash)
+    }
+
+    fn principal(&self) -> Principal {
+        Principal::token(self.name.clone(), self.scope, self.backends.clone())
+    }
+}
+
+impl std::fmt::Debug for TokenSpec {
+    /// Never prints the hash: a log line shows the name and what the token may do.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSpec")
+            .field("name", &self.name)
+            .field("scope", &self.scope)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SHA-256 of a token.
+pub(crate) fn sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// How a caller proved who it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// Auth is off: anyone is everyone.
+    Open,
+    /// `Authorization: Bearer` with a configured token.
+    Bearer,
+    /// The login session cookie.
+    Session,
+}
+
+/// Who is asking, as the authentication middleware found out; handlers take it as an extractor.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// The name, scope and backends the engine checks.
+    pub principal: Principal,
+    /// How it proved it.
+    pub via: Via,
+    /// The CSRF token its form posts (and, with a session, its API writes) must carry; empty for a bearer token,
+    /// which a browser never sends by itself.
+    pub csrf: String,
+}
+
+impl Caller {
+    /// Whether the pages should offer what `scope` allows (buttons a token cannot use are hidden).
+    pub(crate) fn may(&self, scope: Scope) -> bool {
+        self.principal.scope >= scope
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    /// The caller the middleware recorded. A route that is not behind the middleware has none, and is refused rather
+    /// than served as anyone.
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(request.extensions().get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs a token")
+        }))
+    }
+}
+
+/// The tokens and sessions of a running server.
+pub(crate) struct Auth {
+    tokens: Vec<TokenSpec>,
+    pub(crate) sessions: Sessions,
+}
+
+impl Auth {
+    /// Auth with `tokens`; none means auth is off.
+    pub(crate) fn new(tokens: Vec<TokenSpec>) -> Self {
+        Self { tokens, sessions: Sessions::default() }
+    }
+
+    /// Whether any token is configured.
+    pub(crate) fn is_on(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// The token whose hash matches `secret`. Every configured token is compared, each in constant time, so the
+    /// answer's timing does not tell which one (or how much of one) matched.
+    pub(crate) fn token(&self, secret: &str) -> Option<&TokenSpec> {
+        let hash = sha256(secret);
+        let mut found = None;
+        for token in &self.tokens {
+            if bool::from(token.sha256.ct_eq(&hash)) {
+                found = Some(token);
+            }
+        }
+        found
+    }
+
+    /// The principal of a bearer token, when it is one of ours.
+    pub(crate) fn bearer(&self, request: &HttpRequest) -> Option<Principal> {
+        bearer_token(request).and_then(|secret| self.token(secret)).map(TokenSpec::principal)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer_token(request: &HttpRequest) -> Option<&str> {
+    let header = request.headers().get("Authorization")?.to_str().ok()?;
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// 32 random bytes as 64 hex digits: session ids and CSRF tokens.
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The kernel's random source does not fail on the systems this runs on; if it did, no secret could be made.
+    getrandom::fill(&mut bytes).expect("the system's random source is readable");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Two secrets compared in constant time.
+pub(crate) fn same_secret(left: &str, right: &str) -> bool {
+    !left.is_empty() && bool::from(left.as_bytes().ct_eq(right.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_found_by_its_hash_only() {
+        let auth = Auth::new(vec![
+            TokenSpec::from_secret("ci", "s3cret-ci", Scope::Trigger),
+            TokenSpec::from_secret("viewer", "s3cret-viewer", Scope::Read),
+        ]);
+        assert_eq!(auth.token("s3cret-viewer").map(|token| token.name.as_str()), Some("viewer"));
+        assert!(auth.token("s3cret").is_none());
+        assert!(auth.token("").is_none());
+        assert!(!format!("{:?}", auth.tokens).contains("sha256"), "Debug shows no hash");
+    }
+
+    #[test]
+    fn hashes_are_64_hex_digits() {
+        let hash = sha256("token");
+        let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(TokenSpec::parse_sha256(&hex), Ok(hash));
+        assert!(TokenSpec::parse_sha256("abc").is_err());
+        assert!(TokenSpec::parse_sha256(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn random_tokens_differ_and_secrets_compare_exactly() {
+        let (first, second) = (random_token(), random_token());
+        assert_eq!(first.len(), 64);
+        assert_ne!(first, second);
+        assert!(same_secret(&first, &first.clone()));
+        assert!(!same_secret(&first, &second));
+        assert!(!same_secret("", ""), "an empty token never matches");
+    }
+}

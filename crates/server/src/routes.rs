@@ -1,0 +1,204 @@
+//! The route table: every route of the dashboard, with who may use it, declared once in [`declare`]. The router is
+//! built from it (each route wrapped in the access check it declares), and the same declaration lists the routes for
+//! the OpenAPI document and the tests, so none of them can drift from what the server answers.
+
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder, web};
+use dashboard_backends::Scope;
+
+use crate::{api, assets, auth, pages};
+
+/// Who may use a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, also when auth is on: the health check, the static files, the login form.
+    Public,
+    /// A remote backend, with the execution's own callback token (checked by the handler, never a user's token).
+    Callback,
+    /// A user's token (or session) with at least this scope; with auth off, anyone.
+    Scope(Scope),
+}
+
+/// One route: its method, its path pattern (as actix-web writes it, `{name}` for a segment) and its access.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The HTTP method.
+    pub method: Method,
+    /// The full path pattern, such as `/api/executions/{id}/cancel`.
+    pub path: &'static str,
+    /// Who may use it.
+    pub access: Access,
+}
+
+impl RouteInfo {
+    /// Whether the route belongs to the JSON API (and `/metrics`, `/healthz`): errors there are JSON, never pages.
+    pub fn is_api(&self) -> bool {
+        is_api_path(self.path)
+    }
+}
+
+/// Whether a path is answered in JSON (or Prometheus text) rather than with pages.
+pub(crate) fn is_api_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/") || path == "/metrics" || path == "/healthz"
+}
+
+/// Every route of the dashboard, in registration order.
+pub fn table() -> Vec<RouteInfo> {
+    let mut table = Table(Vec::new());
+    declare(&mut table);
+    table.0
+}
+
+/// Where [`declare`] puts each route: the router, or the table.
+pub(crate) trait RouteSink {
+    /// Declares `handler` for `method` on `path`, usable by `access`.
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static;
+}
+
+/// The routes. `/functions/new` comes before `/functions/{key}` so that it wins.
+pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
+    use Access::{Callback, Public};
+    use Method as M;
+    const READ: Access = Access::Scope(Scope::Read);
+    const TRIGGER: Access = Access::Scope(Scope::Trigger);
+    const ADMIN: Access = Access::Scope(Scope::Admin);
+    routes
+        .add(M::GET, "/healthz", Public, api::health::healthz)
+        .add(M::GET, "/static/{path:.*}", Public, assets::serve_static)
+        .add(M::GET, "/login", Public, auth::login::form)
+        .add(M::POST, "/login", Public, auth::login::sign_in)
+        .add(M::POST, "/logout", READ, auth::login::sign_out)
+        .add(M::GET, "/metrics", READ, api::metrics::metrics)
+        // The JSON API.
+        .add(M::GET, "/api/openapi.json", READ, api::openapi::serve)
+        .add(M::GET, "/api/functions", READ, api::functions::list)
+        .add(M::POST, "/api/functions", ADMIN, api::functions::create)
+        .add(M::GET, "/api/functions/{key}", READ, api::functions::get)
+        .add(M::PUT, "/api/functions/{key}", ADMIN, api::functions::replace)
+        .add(M::DELETE, "/api/functions/{key}", ADMIN, api::functions::delete)
+        .add(M::GET, "/api/executions", READ, api::executions::list)
+        .add(M::POST, "/api/executions", TRIGGER, api::executions::trigger)
+        .add(M::GET, "/api/executions/{id}", READ, api::executions::get)
+        .add(M::POST, "/api/executions/{id}/cancel", TRIGGER, api::executions::cancel)
+        .add(M::POST, "/api/executions/{id}/retry", TRIGGER, api::executions::retry)
+        .add(M::GET, "/api/executions/{id}/logs", READ, api::logs::read)
+        .add(M::POST, "/api/executions/{id}/logs", Callback, api::callbacks::logs)
+        .add(M::POST, "/api/executions/{id}/status", Callback, api::callbacks::status)
+        .add(M::GET, "/api/executions/{id}/logs/stream", READ, api::streams::logs)
+        .add(M::GET, "/api/events", READ, api::events::list)
+        .add(M::GET, "/api/events/stream", READ, api::streams::events)
+        .add(M::GET, "/api/backends", READ, api::backends::list)
+        // The pages and their form posts.
+        .add(M::GET, "/", READ, pages::overview::show)
+        .add(M::GET, "/functions", READ, pages::functions::list)
+        .add(M::POST, "/functions", ADMIN, pages::function_form::create)
+        .add(M::GET, "/functions/new", READ, pages::function_form::new)
+        .add(M::GET, "/functions/{key}", READ, pages::functions::detail)
+        .add(M::POST, "/functions/{key}", ADMIN, pages::function_form::update)
+        .add(M::GET, "/functions/{key}/edit", READ, pages::function_form::edit)
+        .add(M::POST, "/functions/{key}/edit", ADMIN, pages::function_form::update)
+        .add(M::POST, "/functions/{key}/delete", ADMIN, pages::functions::delete)
+        .add(M::POST, "/functions/{key}/trigger", TRIGGER, pages::functions::trigger)
+        .add(M::GET, "/executions", READ, pages::executions::list)
+        .add(M::POST, "/executions/bulk", TRIGGER, pages::bulk::apply)
+        .add(M::GET, "/executions/{id}", READ, pages::executions::detail)
+        .add(M::POST, "/executions/{id}/cancel", TRIGGER, pages::executions::cancel)
+        .add(M::POST, "/executions/{id}/retry", TRIGGER, pages::executions::retry)
+        .add(M::GET, "/activity", READ, pages::activity::show)
+        .add(M::GET, "/backends", READ, pages::backends::show);
+}
+
+/// Collects the declarations without handlers.
+struct Table(Vec<RouteInfo>);
+
+impl RouteSink for Table {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, _handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.0.push(RouteInfo { method, path, access });
+        self
+    }
+}
+
+/// Builds one actix resource per path, each route wrapped in its access check; an API path answers a method it does
+/// not have with the JSON 405.
+#[derive(Default)]
+pub(crate) struct Router {
+    resources: Vec<(&'static str, actix_web::Resource)>,
+}
+
+impl Router {
+    /// Registers every resource, in declaration order.
+    pub(crate) fn register(self, config: &mut web::ServiceConfig) {
+        for (_, resource) in self.resources {
+            config.service(resource);
+        }
+    }
+}
+
+impl RouteSink for Router {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, handler: F) -> &mut Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let info = RouteInfo { method: method.clone(), path, access };
+        let mut route = web::method(method).to(handler);
+        if let Access::Scope(scope) = access {
+            let check = auth::guard::Check::new(scope, &info);
+            route = route.wrap(actix_web::middleware::from_fn(move |request, next| {
+                auth::guard::require(check, request, next)
+            }));
+        }
+        let index = match self.resources.iter().position(|(existing, _)| *existing == path) {
+            Some(index) => index,
+            None => {
+                let mut resource = web::resource(path);
+                if info.is_api() {
+                    resource = resource.default_service(web::to(api::method_not_allowed));
+                }
+                self.resources.push((path, resource));
+                self.resources.len() - 1
+            }
+        };
+        let (_, resource) = &mut self.resources[index];
+        *resource = std::mem::replace(resource, web::resource(path)).route(route);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_declared_once_and_writes_need_more_than_read() {
+        let table = table();
+        for (index, route) in table.iter().enumerate() {
+            assert!(
+                !table[..index].iter().any(|other| other.method == route.method && other.path == route.path),
+                "{} {} declared twice",
+                route.method,
+                route.path
+            );
+            let writes = route.method != Method::GET;
+            if writes && route.path != "/logout" && route.path != "/login" {
+                assert!(
+                    matches!(route.access, Access::Callback | Access::Scope(Scope::Trigger | Scope::Admin)),
+                    "{} {} changes something with only {:?}",
+                    route.method,
+                    route.path,
+                    route.access
+                );
+            }
+        }
+    }
+}
