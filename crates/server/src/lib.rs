@@ -147,33 +147,36 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
 }
 
-/// With no token configured and an address others can reach, says what that exposes: with a backend that runs local
+/// With no token configured and an address others can reach, what that exposes: with a backend that runs local
 /// programs (`command`, `codex`), anyone who can connect can run code on this machine.
-fn warn_when_exposed(config: &ServerConfig, tokens: &[TokenSpec], dashboard: &Dashboard) {
+fn exposure_warning(
+    config: &ServerConfig,
+    tokens: &[TokenSpec],
+    backends: &dashboard_backends::BackendRegistry,
+) -> Option<String> {
     if config.is_loopback() || !tokens.is_empty() {
-        return;
+        return None;
     }
-    let local_programs: Vec<String> = dashboard
-        .backends()
+    let local_programs: Vec<String> = backends
         .iter()
         .filter(|(_, backend)| matches!(backend.kind(), "command" | "codex"))
         .map(|(name, backend)| format!("{name} ({})", backend.kind()))
         .collect();
-    if local_programs.is_empty() {
-        log::warn!(
+    Some(if local_programs.is_empty() {
+        format!(
             "listening on {} with no authentication: anyone who can reach this address can trigger executions; \
              set DASHBOARD_AUTH_TOKEN or [[auth.tokens]] (docs/security.md)",
             config.host
-        );
+        )
     } else {
-        log::warn!(
+        format!(
             "DANGER: listening on {} with no authentication while backends that run local programs are configured \
              ({}): anyone who can reach this address can run commands on this machine as this user; set \
              DASHBOARD_AUTH_TOKEN or [[auth.tokens]], or listen on 127.0.0.1 (docs/security.md)",
             config.host,
             local_programs.join(", ")
-        );
-    }
+        )
+    })
 }
 
 async fn not_found(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -236,7 +239,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         tokens.append(&mut file.tokens);
     }
     let dashboard = build_dashboard(&config, file).await?;
-    warn_when_exposed(&config, &tokens, &dashboard);
+    if let Some(warning) = exposure_warning(&config, &tokens, dashboard.backends()) {
+        log::warn!("{warning}");
+    }
     let report = dashboard.recover().await.map_err(|error| StartError::Store(error.to_string()))?;
     if report.interrupted + report.requeued > 0 {
         log::info!("recovery: {} interrupted, {} queued again", report.interrupted, report.requeued);
@@ -272,4 +277,31 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let handle = server.handle();
     let task = tokio::spawn(server);
     Ok(RunningServer { address, dashboard, handle, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dashboard_backends::{BackendRegistry, CommandBackend, CommandConfig, DemoBackend, Scope};
+
+    use super::*;
+
+    #[test]
+    fn an_open_address_without_auth_is_a_warning_and_local_programs_a_danger() {
+        let mut backends = BackendRegistry::default();
+        backends.insert("demo", Arc::new(DemoBackend));
+        let exposed = ServerConfig::default();
+        let local = ServerConfig { host: [127, 0, 0, 1].into(), ..ServerConfig::default() };
+        let token = [TokenSpec::from_secret("admin", "a-long-enough-token", Scope::Admin)];
+        assert_eq!(exposure_warning(&local, &[], &backends), None);
+        assert_eq!(exposure_warning(&exposed, &token, &backends), None);
+        let warning = exposure_warning(&exposed, &[], &backends).expect("a warning");
+        assert!(warning.starts_with("listening on 0.0.0.0 with no authentication"), "{warning}");
+        let config: CommandConfig =
+            serde_json::from_value(serde_json::json!({"command": "sh"})).expect("a command config");
+        backends.insert("shell", Arc::new(CommandBackend::new(config)));
+        let danger = exposure_warning(&exposed, &[], &backends).expect("a warning");
+        assert!(danger.starts_with("DANGER") && danger.contains("shell (command)"), "{danger}");
+    }
 }

@@ -152,11 +152,15 @@ impl RouteSink for Router {
     {
         let info = RouteInfo { method: method.clone(), path, access };
         let mut route = web::method(method).to(handler);
-        if let Access::Scope(scope) = access {
-            let check = auth::guard::Check::new(scope, &info);
-            route = route.wrap(actix_web::middleware::from_fn(move |request, next| {
-                auth::guard::require(check, request, next)
-            }));
+        match access {
+            Access::Public => {}
+            Access::Callback => route = route.wrap(actix_web::middleware::from_fn(auth::guard::callback)),
+            Access::Scope(scope) => {
+                let check = auth::guard::Check::new(scope, &info);
+                route = route.wrap(actix_web::middleware::from_fn(move |request, next| {
+                    auth::guard::require(check, request, next)
+                }));
+            }
         }
         let index = match self.resources.iter().position(|(existing, _)| *existing == path) {
             Some(index) => index,

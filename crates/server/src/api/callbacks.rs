@@ -11,22 +11,27 @@ use serde_json::{Value, json};
 use crate::api::ApiJson;
 use crate::api::executions::parse_id;
 use crate::error::ApiError;
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// The most lines one report may carry.
 const MAX_LINES_PER_BATCH: usize = 1000;
 
 /// The body of a log report.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogsBody {
+    /// At most 1000 lines.
+    #[schema(max_items = 1000)]
     lines: Vec<LineBody>,
 }
 
-#[derive(Deserialize)]
+/// One line of a log report.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LineBody {
+    /// The text.
     message: String,
+    /// Where it came from (default `agent`).
     #[serde(default = "agent_stream")]
     stream: LogStream,
 }
@@ -36,22 +41,26 @@ fn agent_stream() -> LogStream {
 }
 
 /// The body of a status report.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StatusBody {
+    /// `running`, `succeeded` or `failed`.
     status: ExecutionStatus,
+    /// The result, with `succeeded`.
     #[serde(default)]
     output: Option<Value>,
+    /// What went wrong, with `failed`.
     #[serde(default)]
     error: Option<String>,
+    /// Token counts and the like.
     #[serde(default)]
     usage: Option<Value>,
 }
 
-/// Checks the bearer token against execution `id`: 401 without one, 403 when it belongs to no such execution.
-fn authorize(state: &State, request: &HttpRequest, id: ExecutionId) -> Result<(), ApiError> {
-    let header = request.headers().get("Authorization").and_then(|value| value.to_str().ok()).unwrap_or("");
-    let Some(token) = header.strip_prefix("Bearer ").map(str::trim).filter(|token| !token.is_empty()) else {
+/// Checks the bearer token against execution `id`: 401 without one, 403 when it belongs to no such execution. The
+/// route table runs it before the body is read (`auth::guard::callback`), and the handlers again.
+pub(crate) fn authorize(state: &AppState, request: &HttpRequest, id: ExecutionId) -> Result<(), ApiError> {
+    let Some(token) = crate::auth::bearer_token(request) else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -161,6 +161,27 @@ pub(crate) async fn require(
     next.call(request).await
 }
 
+/// Lets a callback through only with the execution's own callback token, checked before the body is read: 401
+/// without a token, 403 with another one (a user's token is never a callback token), 404 for a path that names no
+/// execution.
+pub(crate) async fn callback(
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs a token").into()
+        );
+    };
+    let text = request.match_info().get("id").unwrap_or_default().to_owned();
+    let checked = crate::api::executions::parse_id(&text)
+        .and_then(|id| crate::api::callbacks::authorize(&state, request.request(), id));
+    match checked {
+        Ok(()) => next.call(request).await,
+        Err(error) => Ok(refuse(request, &state, error, true)),
+    }
+}
+
 /// One field of a URL-encoded form body.
 fn form_field(body: &[u8], name: &str) -> Option<String> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;

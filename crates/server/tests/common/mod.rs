@@ -87,11 +87,16 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser that has opened nothing yet.
+    pub fn new(url: &str) -> Self {
+        let client = client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+        Self { url: url.to_owned(), cookie: String::new(), csrf: String::new(), client }
+    }
+
     /// A browser that signs in with `token` first (when given), then opens the executions page and keeps its cookies
     /// and the CSRF token of its forms.
     pub async fn open(url: &str, token: Option<&str>) -> Self {
-        let client = client_builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
-        let mut browser = Self { url: url.to_owned(), cookie: String::new(), csrf: String::new(), client };
+        let mut browser = Self::new(url);
         if let Some(token) = token {
             let answer = browser.post_form("/login", &[("token", token), ("next", "/")]).await;
             assert_eq!(answer.status, 303, "login: {:?}", answer.body);
@@ -203,6 +208,11 @@ impl TestServer {
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
         answer(request).await
+    }
+
+    /// The engine behind the server.
+    pub fn dashboard(&self) -> &dashboard_engine::Dashboard {
+        &self.server.dashboard
     }
 
     pub async fn get(&self, path: &str) -> Answer {
