@@ -175,9 +175,10 @@ async fn screenshot(browser: &Client, base: &str, path: &str, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is saved");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
-    let Some(chromedriver) = on_path("chromedriver") else {
+/// chromedriver, or `None` (and a printed reason) when the test should be skipped.
+fn chromedriver() -> Option<PathBuf> {
+    let found = on_path("chromedriver");
+    if found.is_none() {
         assert!(
             std::env::var("DASHBOARD_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "DASHBOARD_REQUIRE_BROWSER=1 but chromedriver is not on PATH"
@@ -185,6 +186,13 @@ async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
         println!(
             "skipped: chromedriver is not on PATH (install chromium and chromium-driver to run this test)"
         );
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
+    let Some(chromedriver) = chromedriver() else {
         return;
     };
     let started = Instant::now();
@@ -336,4 +344,65 @@ async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
     server.stop().await;
     drop(driver);
     println!("browser test took {:?}", started.elapsed());
+}
+
+/// With a token configured: the browser is shown the login form, signs in, triggers with the session (its form
+/// carries the CSRF token), sees who triggered, and signs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_triggering_and_signing_out_in_the_browser() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    const TOKEN: &str = "browser-token-0123456789abcdef";
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.session().await;
+    let server = common::server_with(|config| {
+        config.auth_tokens = vec![dashboard_server::TokenSpec::from_secret(
+            "alice",
+            TOKEN,
+            dashboard_backends::Scope::Trigger,
+        )];
+    })
+    .await;
+    let base = server.url.clone();
+    let limit = Duration::from_secs(15);
+
+    browser.goto(&format!("{base}/functions/hello-agent")).await.expect("the page loads");
+    assert!(browser.find(Locator::Css("#login-token")).await.is_ok(), "the login form in place of the page");
+    fill(&browser, "#login-token", TOKEN).await;
+    click(&browser, ".login button[type=submit]").await;
+    wait_until(
+        &browser,
+        "back on the page asked for",
+        "return location.pathname === '/functions/hello-agent';",
+        limit,
+    )
+    .await;
+    assert_eq!(text_of(&browser, ".signed-in .hint").await, "alice");
+    let cookies = browser.execute("return document.cookie;", Vec::new()).await.expect("the script runs");
+    assert_eq!(cookies, json!(""), "the session cookie is HttpOnly: scripts cannot read it");
+
+    fill(&browser, "#trigger-input", r#"{"steps": 1, "delay_ms": 0}"#).await;
+    click(&browser, "#mode-json").await;
+    click(&browser, "[data-trigger-form] button[type=submit]").await;
+    wait_until(&browser, "the status page", "return location.pathname.startsWith('/executions/');", limit)
+        .await;
+    wait_until(
+        &browser,
+        "succeeded",
+        "return document.querySelector('[data-execution-id]').dataset.status === 'succeeded';",
+        limit,
+    )
+    .await;
+    let meta = text_of(&browser, ".meta").await;
+    assert!(meta.contains("alice"), "the status page names who triggered: {meta}");
+
+    click(&browser, ".signed-in button[type=submit]").await;
+    wait_until(&browser, "signed out", "return location.pathname === '/login';", limit).await;
+    browser.goto(&format!("{base}/")).await.expect("the page loads");
+    assert!(browser.find(Locator::Css("#login-token")).await.is_ok(), "signed out: the login form again");
+
+    browser.close().await.expect("the session closes");
+    server.stop().await;
+    drop(driver);
 }
