@@ -49,15 +49,18 @@ pub(crate) async fn authenticate(
     }
     let mut new_csrf_cookie = None;
     let caller = if !state.auth.is_on() {
-        let csrf = request.cookie(CSRF_COOKIE).map(|cookie| cookie.value().to_owned());
-        let csrf = match csrf.filter(|value| value.len() == 64) {
-            Some(csrf) => csrf,
-            None => {
-                let csrf = super::random_token();
-                if !is_api_path(request.path()) {
+        // Only the pages' forms use the double-submit token; an API call with auth off needs none.
+        let csrf = if is_api_path(request.path()) {
+            String::new()
+        } else {
+            let csrf = request.cookie(CSRF_COOKIE).map(|cookie| cookie.value().to_owned());
+            match csrf.filter(|value| value.len() == 64) {
+                Some(csrf) => csrf,
+                None => {
+                    let csrf = super::random_token();
                     new_csrf_cookie = Some(cookie(request.request(), &state, CSRF_COOKIE, csrf.clone()));
+                    csrf
                 }
-                csrf
             }
         };
         Some(Caller { principal: Principal::anonymous(), via: Via::Open, csrf })

@@ -69,7 +69,7 @@ pub(crate) async fn sign_out(state: State, request: HttpRequest, caller: Caller)
 }
 
 /// The login form in place of a page that needs a session: answered with `status` (401), it signs in and comes
-/// back to the page asked for.
+/// back to the page asked for (to the overview after a form post, which a redirect cannot repeat).
 pub(crate) fn page(
     state: &AppState,
     request: &HttpRequest,
@@ -77,6 +77,7 @@ pub(crate) fn page(
     message: Option<&str>,
 ) -> HttpResponse {
     let next = match request.query_string() {
+        _ if request.method() != actix_web::http::Method::GET => "/".to_owned(),
         "" => request.path().to_owned(),
         query => format!("{}?{query}", request.path()),
     };
