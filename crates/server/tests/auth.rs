@@ -309,6 +309,18 @@ async fn with_auth_off_forms_still_need_the_csrf_token() {
     assert_eq!((cross_site.status, cross_site.code()), (403, "cross-site-request"));
     // A script or curl (no Origin, no Sec-Fetch-Site) uses the API as before.
     assert_eq!(server.post("/api/executions", json!({"function": "hello-agent"})).await.status, 202);
+    // A name that is not this machine's is refused (DNS rebinding), even for reads; localhost and IPs are fine.
+    let port = server.url.rsplit(':').next().expect("a port").to_owned();
+    for (host, expected) in [
+        (format!("rebound.evil.example:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (format!("[::1]:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+    ] {
+        let read =
+            answer(server.client.get(format!("{}/api/functions", server.url)).header("Host", &host)).await;
+        assert_eq!(read.status, expected, "Host: {host}");
+    }
     server.stop().await;
 }
 

@@ -39,6 +39,16 @@ pub(crate) async fn authenticate(
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
+    if !state.auth.is_on() && !is_local_host(request.request(), &state) {
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "host-not-allowed",
+            "without authentication this dashboard answers only to localhost, an IP address or the host of \
+             DASHBOARD_PUBLIC_URL (a defence against DNS rebinding); set DASHBOARD_PUBLIC_URL to use a name, or \
+             turn authentication on",
+        );
+        return Ok(refuse(request, &state, error, false));
+    }
     if is_write(request.method()) && is_cross_site(request.request()) {
         let error = ApiError::new(
             StatusCode::FORBIDDEN,
@@ -223,6 +233,36 @@ fn is_cross_site(request: &HttpRequest) -> bool {
     }
 }
 
+/// Whether the `Host` header names this machine: `localhost` (or a name under it), an IP address, or the host of
+/// `DASHBOARD_PUBLIC_URL`. Without authentication, a page of another site that made its own name resolve to
+/// 127.0.0.1 (DNS rebinding) would otherwise count as same-origin and could read and post the forms. The header is
+/// read as sent, never from `X-Forwarded-Host`, which such a page could set itself.
+fn is_local_host(request: &HttpRequest, state: &AppState) -> bool {
+    let header = request.headers().get(actix_web::http::header::HOST).and_then(|value| value.to_str().ok());
+    let Some(host) = header.map(host_name) else {
+        return true; // HTTP/1.0 without Host: not a browser.
+    };
+    let host = host.to_ascii_lowercase();
+    let public = state
+        .config
+        .public_url
+        .as_deref()
+        .and_then(|url| url.split_once("://"))
+        .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or_default()).to_ascii_lowercase());
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok()
+        || public.is_some_and(|public| public == host)
+}
+
+/// The name part of `host[:port]` (an IPv6 address keeps its brackets).
+fn host_name(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(authority, |(inside, _)| &authority[..inside.len() + 2]),
+        None => authority.split(':').next().unwrap_or(authority),
+    }
+}
+
 /// A cookie of ours: HttpOnly, SameSite=Strict, for the whole site, and Secure when the dashboard is served over
 /// HTTPS (directly, behind a proxy that says so in `X-Forwarded-Proto`/`Forwarded`, or by its public URL).
 pub(crate) fn cookie(
@@ -266,6 +306,13 @@ mod tests {
         assert!(is_cross_site(&request(&[("Origin", "null")])));
         assert!(is_cross_site(&request(&[("Sec-Fetch-Site", "cross-site")])));
         assert!(is_cross_site(&request(&[("Sec-Fetch-Site", "same-site")])));
+    }
+
+    #[test]
+    fn host_names_lose_their_port() {
+        assert_eq!(host_name("localhost:8000"), "localhost");
+        assert_eq!(host_name("[::1]:8000"), "[::1]");
+        assert_eq!(host_name("dash.example"), "dash.example");
     }
 
     #[test]
