@@ -9,6 +9,7 @@ use crate::{Execution, ExecutionId, ExecutionStatus, Function, Timestamp};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// A function was registered.
     #[serde(rename = "function.created")]
@@ -82,10 +83,12 @@ impl fmt::Display for EventKind {
 
 /// A recorded event of the activity feed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Global and strictly increasing: the cursor of the feed.
     pub id: u64,
     /// When it was recorded.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]
     pub ts: Timestamp,
     /// What happened.

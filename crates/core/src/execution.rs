@@ -13,6 +13,7 @@ use crate::{CoreError, EventKind, ExecutionId, FunctionId, Timestamp};
 /// `queued → running → succeeded | failed | timed_out | cancelled`, `queued → cancelled`, and `queued → failed`
 /// (it could not start). Terminal statuses never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Accepted and waiting for a free slot.
@@ -106,6 +107,7 @@ impl FromStr for ExecutionStatus {
 
 /// One run of a function on a backend.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Execution {
     /// Its id (UUID v7).
     pub id: ExecutionId,
@@ -136,12 +138,15 @@ pub struct Execution {
     /// Who triggered it (a token's name), when auth is on.
     pub triggered_by: Option<String>,
     /// When it was accepted.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     /// When it started running.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "time::serde::rfc3339::option")]
     pub started_at: Option<Timestamp>,
     /// When it reached a terminal status.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<Timestamp>,
 }

@@ -16,31 +16,39 @@ const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// What a client says a function is: the body of a create or a replace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
     /// A unique slug: `^[a-z0-9][a-z0-9._-]{0,63}$`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
     /// What it is for, in a sentence or two.
+    #[cfg_attr(feature = "openapi", schema(max_length = 10_000))]
     #[serde(default)]
     pub description: String,
     /// The backend its executions run on unless a trigger names another.
     pub backend: String,
     /// A tera template rendered with the input (`{{ input.issue_url }}`).
+    #[cfg_attr(feature = "openapi", schema(max_length = 100_000))]
     #[serde(default)]
     pub prompt: Option<String>,
     /// The JSON Schema every input must satisfy.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     #[serde(default = "default_input_schema")]
     pub input_schema: Value,
     /// Backend-specific settings.
     #[serde(default)]
     pub config: Map<String, Value>,
     /// How long an execution may run before it is stopped as `timed_out`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
     #[serde(default)]
     pub timeout_secs: Option<u64>,
     /// How many of its executions may run at once; more wait in `queued`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default)]
     pub max_concurrency: Option<u32>,
     /// Labels to find it by.
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     #[serde(default)]
     pub tags: Vec<String>,
     /// Free-form data for the owner's own use.
@@ -139,6 +147,7 @@ pub fn validate_name(name: &str) -> Result<(), CoreError> {
 
 /// A registered function.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Function {
     /// Its id (UUID v7), stable across updates.
     pub id: FunctionId,
@@ -151,6 +160,7 @@ pub struct Function {
     /// The prompt template.
     pub prompt: Option<String>,
     /// The JSON Schema of its input.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input_schema: Value,
     /// Backend-specific settings.
     pub config: Map<String, Value>,
@@ -165,9 +175,11 @@ pub struct Function {
     /// 1 when created, +1 on every update.
     pub version: u32,
     /// When it was created.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     /// When it was last updated.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
 }

@@ -9,6 +9,7 @@ use crate::{CoreError, Timestamp};
 
 /// Where a log line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// A program's standard output.
@@ -74,10 +75,12 @@ impl NewLogLine {
 
 /// A stored log line of one execution.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// 1 for the first line of the execution, then +1 for each line, with no gaps.
     pub seq: u64,
     /// When it was stored.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]
     pub ts: Timestamp,
     /// Where it came from.

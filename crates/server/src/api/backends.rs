@@ -12,11 +12,16 @@ use crate::state::State;
 const CHECK_LIMIT: Duration = Duration::from_secs(2);
 
 /// A backend as the API and the backends page show it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Backend)]
 pub(crate) struct BackendView {
+    /// The name functions and triggers use.
     pub(crate) name: String,
+    /// `demo`, `command`, `codex`, `http` or `openai`.
     pub(crate) kind: &'static str,
+    /// Whether its readiness check passed.
     pub(crate) ready: bool,
+    /// What the check found, in a sentence.
     pub(crate) detail: String,
 }
 

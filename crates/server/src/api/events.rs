@@ -8,9 +8,12 @@ use crate::api::limit;
 use crate::error::ApiError;
 use crate::state::State;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct EventsQuery {
+    /// The `next_after` of the previous answer: events after this id (default 0, from the first).
     after: Option<u64>,
+    /// How many events at most (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

@@ -14,13 +14,18 @@ use crate::error::ApiError;
 use crate::state::State;
 
 /// The body of `POST /api/executions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TriggerBody {
+    /// The function, by id or name.
     function: String,
+    /// The input, checked against the function's input schema.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     input: Value,
+    /// A backend other than the function's own.
     backend: Option<String>,
+    /// Makes repeating the trigger safe (or the `Idempotency-Key` header).
     idempotency_key: Option<String>,
 }
 
@@ -64,13 +69,22 @@ fn location(execution: &Execution) -> String {
 }
 
 /// Filters and page of `GET /api/executions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct ListQuery {
+    /// Only executions with this status.
+    #[param(value_type = Option<ExecutionStatus>)]
     status: Option<String>,
+    /// Only executions of this function (by name).
     function: Option<String>,
+    /// Only executions on this backend.
     backend: Option<String>,
+    /// Text anywhere in the input's JSON, case-insensitive.
     q: Option<String>,
+    /// How many executions per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     before: Option<String>,
 }
 

@@ -15,10 +15,15 @@ use crate::state::State;
 /// The most lines read from the store at once for the text download.
 const TEXT_CHUNK: usize = 5000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct LogsQuery {
+    /// The `next_after` of the previous answer: lines after this seq (default 0, from the first).
     after: Option<u64>,
+    /// How many lines at most (default 1000).
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<usize>,
+    /// `json` (the default) or `text` (the whole log as a text download).
+    #[param(pattern = "^(json|text)$")]
     format: Option<String>,
 }
 

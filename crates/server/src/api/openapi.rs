@@ -1,19 +1,689 @@
-//! `GET /api/openapi.json`: the OpenAPI document of the JSON API, generated from the route table and the types.
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document of the JSON API, made so that it cannot drift from the code. Its
+//! paths are the route table's ([`crate::routes::table`]); each operation is described once, in [`operations`] (a test
+//! fails when a route has no description or a description no route); its schemas are derived from the Rust types the
+//! handlers read and write (utoipa's `ToSchema` and `IntoParams`); and the errors every route can answer follow from
+//! its place in the table (its access, its path parameters, its body).
 
 use actix_web::HttpResponse;
-use serde_json::json;
+use actix_web::http::Method;
+use dashboard_core::{Event, Execution, ExecutionId, Function, FunctionSpec, LogLine};
+use serde_json::{Map, Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::Schema;
+use utoipa::{IntoParams, ToSchema};
 
-/// The document (a first outline: the paths of the route table).
-pub(crate) async fn serve() -> HttpResponse {
-    let mut paths = serde_json::Map::new();
-    for route in crate::routes::table().into_iter().filter(|route| route.path.starts_with("/api/")) {
-        let entry = paths.entry(route.path.to_owned()).or_insert_with(|| json!({}));
-        entry[route.method.as_str().to_lowercase()] =
-            json!({"responses": {"default": {"description": "see docs/api.md"}}});
+use crate::api::backends::BackendView;
+use crate::api::callbacks::{LogsBody, StatusBody};
+use crate::api::events::EventsQuery;
+use crate::api::executions::{ListQuery, TriggerBody};
+use crate::api::logs::LogsQuery;
+use crate::api::streams::StreamQuery;
+use crate::routes::{Access, RouteInfo};
+use crate::state::State;
+
+pub(crate) async fn serve(state: State) -> HttpResponse {
+    let backends = state.dashboard.backends().names();
+    HttpResponse::Ok().json(document(&backends))
+}
+
+/// The whole document: every API route of the table, with its description. `backends` are the names of the
+/// configured backends, the only ones a request body may name.
+pub(crate) fn document(backends: &[String]) -> Value {
+    let descriptions = operations();
+    let mut paths = Map::new();
+    for route in crate::routes::table().iter().filter(|route| route.is_api()) {
+        let operation = match descriptions.iter().find(|operation| operation.is_for(route)) {
+            Some(operation) => operation.to_json(route),
+            // The tests keep this from happening; should it, the route is still listed rather than hidden.
+            None => json!({"responses": {"default": {"description": "not described yet"}}}),
+        };
+        let item = paths.entry(route.path).or_insert_with(|| json!({}));
+        item[route.method.as_str().to_ascii_lowercase()] = operation;
     }
-    HttpResponse::Ok().json(json!({
+    json!({
         "openapi": "3.1.0",
-        "info": {"title": "Agent Dashboard", "version": env!("CARGO_PKG_VERSION")},
+        "info": {
+            "title": "Agent Dashboard",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The JSON API of Agent Dashboard, a self-hosted control plane for AI agents. With auth \
+                on (`DASHBOARD_AUTH_TOKEN` or `[[auth.tokens]]`), every route but `/healthz` needs a bearer token \
+                with the scope it names; the callback routes take only the execution's own callback token. Errors \
+                are always `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+        },
         "paths": paths,
-    }))
+        "components": {
+            "schemas": schemas(backends),
+            "responses": error_responses(),
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A user's token (`DASHBOARD_AUTH_TOKEN` or one of `[[auth.tokens]]`); its scope \
+                        (`read`, `trigger`, `admin`) decides what it may do. Not needed while auth is off.",
+                },
+                "callbackToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The callback token a remote backend received with its execution; it works for \
+                        that execution's callback routes only.",
+                },
+            },
+        },
+    })
+}
+
+/// The description of one operation: what the route does and answers beyond what its place in the table implies.
+struct Operation {
+    method: Method,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    parameters: Vec<Value>,
+    body: Option<Value>,
+    answers: Vec<(u16, Value)>,
+    errors: Vec<u16>,
+}
+
+fn operation(method: Method, path: &'static str, id: &'static str, summary: &'static str) -> Operation {
+    Operation {
+        method,
+        path,
+        id,
+        summary,
+        parameters: Vec::new(),
+        body: None,
+        answers: Vec::new(),
+        errors: Vec::new(),
+    }
+}
+
+impl Operation {
+    fn is_for(&self, route: &RouteInfo) -> bool {
+        self.method == route.method && self.path == route.path
+    }
+
+    /// The query parameters of `T`, the struct the handler reads the query into.
+    fn query<T: IntoParams>(mut self) -> Self {
+        for parameter in T::into_params(|| Some(ParameterIn::Query)) {
+            let mut parameter = to_json(&parameter);
+            without_null(&mut parameter["schema"]);
+            self.parameters.push(parameter);
+        }
+        self
+    }
+
+    fn header(mut self, name: &str, description: &str) -> Self {
+        self.parameters.push(json!({
+            "name": name, "in": "header", "required": false, "description": description, "schema": {"type": "string"},
+        }));
+        self
+    }
+
+    /// A JSON body of the schema `name` in the components.
+    fn body(mut self, name: &str) -> Self {
+        self.body =
+            Some(json!({"required": true, "content": {"application/json": {"schema": schema_ref(name)}}}));
+        self
+    }
+
+    /// A JSON answer of the schema `name`; `None` for an answer without a body.
+    fn answer(self, status: u16, description: &str, name: Option<&str>) -> Self {
+        let content = name.map(|name| json!({"application/json": {"schema": schema_ref(name)}}));
+        self.answer_with(status, description, content)
+    }
+
+    fn answer_with(mut self, status: u16, description: &str, content: Option<Value>) -> Self {
+        let mut answer = json!({"description": description});
+        if let Some(content) = content {
+            answer["content"] = content;
+        }
+        self.answers.push((status, answer));
+        self
+    }
+
+    /// Adds a `Location` header to the answer with `status`.
+    fn location(mut self, status: u16) -> Self {
+        if let Some((_, answer)) = self.answers.iter_mut().find(|(answered, _)| *answered == status) {
+            answer["headers"] = json!({"Location": {
+                "description": "The URL of the resource.", "schema": {"type": "string"},
+            }});
+        }
+        self
+    }
+
+    /// Links from the answer with `status` to the operations that take one of its fields as their path parameter:
+    /// `(operation id, parameter, field)`. Clients and fuzzers follow them from a created resource to its routes.
+    fn links(mut self, status: u16, targets: &[(&str, &str, &str)]) -> Self {
+        if let Some((_, answer)) = self.answers.iter_mut().find(|(answered, _)| *answered == status) {
+            for (operation_id, parameter, field) in targets {
+                answer["links"][*operation_id] = json!({
+                    "operationId": operation_id,
+                    "parameters": {*parameter: format!("$response.body#/{field}")},
+                });
+            }
+        }
+        self
+    }
+
+    /// Error answers particular to this operation.
+    fn errors(mut self, statuses: &[u16]) -> Self {
+        self.errors.extend_from_slice(statuses);
+        self
+    }
+
+    fn to_json(&self, route: &RouteInfo) -> Value {
+        let mut errors = self.errors.clone();
+        let (security, who) = match route.access {
+            Access::Public => (json!([]), "Open to anyone, also with auth on.".to_owned()),
+            Access::Callback => {
+                errors.extend([401, 403]);
+                (json!([{"callbackToken": []}]), "Only the execution's callback token works here.".to_owned())
+            }
+            Access::Scope(scope) => {
+                errors.extend([401, 403]);
+                let who =
+                    format!("Needs a token with the `{scope}` scope (or any caller while auth is off).");
+                (json!([{"bearerAuth": []}]), who)
+            }
+        };
+        if route.path.contains('{') {
+            errors.push(404);
+        }
+        if self.body.is_some() {
+            errors.extend([400, 413, 415, 422]);
+        }
+        if self.parameters.iter().any(|parameter| parameter["in"] != "path") {
+            errors.push(400);
+        }
+        if route.path.starts_with("/api/") {
+            errors.push(503);
+        }
+        errors.sort_unstable();
+        errors.dedup();
+        let mut responses = Map::new();
+        for (status, answer) in &self.answers {
+            responses.insert(status.to_string(), answer.clone());
+        }
+        for status in errors {
+            if let Some((_, name, _)) = ERRORS.iter().find(|(known, _, _)| *known == status) {
+                responses
+                    .insert(status.to_string(), json!({"$ref": format!("#/components/responses/{name}")}));
+            }
+        }
+        let mut parameters = path_parameters(route.path);
+        parameters.extend(self.parameters.iter().cloned());
+        let tag = match route.access {
+            Access::Callback => "callbacks",
+            _ => route.path.strip_prefix("/api/").and_then(|rest| rest.split('/').next()).unwrap_or("meta"),
+        };
+        let mut operation = json!({
+            "operationId": self.id,
+            "summary": self.summary,
+            "description": who,
+            "tags": [if tag == "openapi.json" { "meta" } else { tag }],
+            "security": security,
+            "responses": responses,
+        });
+        if !parameters.is_empty() {
+            operation["parameters"] = Value::Array(parameters);
+        }
+        if let Some(body) = &self.body {
+            operation["requestBody"] = body.clone();
+        }
+        operation
+    }
+}
+
+/// The `{name}` segments of a path, each a required string.
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            let description = match name {
+                "key" => "The function's id or name.",
+                "id" => "The execution's id.",
+                _ => "",
+            };
+            json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+        })
+        .collect()
+}
+
+/// The routes of a function, by its name.
+const FUNCTION_LINKS: &[(&str, &str, &str)] =
+    &[("getFunction", "key", "name"), ("replaceFunction", "key", "name"), ("deleteFunction", "key", "name")];
+/// The routes of an execution, by its id.
+const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
+    ("getExecution", "id", "id"),
+    ("cancelExecution", "id", "id"),
+    ("retryExecution", "id", "id"),
+    ("readLogs", "id", "id"),
+];
+
+/// Every operation of the API, described once.
+fn operations() -> Vec<Operation> {
+    use Method as M;
+    let text = |media: &str| Some(json!({media: {"schema": {"type": "string"}}}));
+    vec![
+        operation(M::GET, "/healthz", "health", "Whether the server and its store answer")
+            .answer(200, "The store answers.", Some("Health"))
+            .answer(503, "The store does not answer.", Some("Health")),
+        operation(M::GET, "/metrics", "metrics", "Prometheus metrics").answer_with(
+            200,
+            "The metrics in the Prometheus text format.",
+            text("text/plain"),
+        ),
+        operation(M::GET, "/api/openapi.json", "openapi", "This document").answer_with(
+            200,
+            "The OpenAPI document.",
+            Some(json!({"application/json": {"schema": {"type": "object"}}})),
+        ),
+        operation(M::GET, "/api/functions", "listFunctions", "Every function, sorted by name").answer(
+            200,
+            "The functions.",
+            Some("FunctionList"),
+        ),
+        operation(M::POST, "/api/functions", "createFunction", "Register a function")
+            .body("FunctionSpec")
+            .answer(201, "The new function (version 1).", Some("Function"))
+            .location(201)
+            .links(201, FUNCTION_LINKS)
+            .errors(&[409]),
+        operation(M::GET, "/api/functions/{key}", "getFunction", "A function, by id or name").answer(
+            200,
+            "The function.",
+            Some("Function"),
+        ),
+        operation(M::PUT, "/api/functions/{key}", "replaceFunction", "Replace a function (version + 1)")
+            .body("FunctionReplace")
+            .answer(200, "The function's new version.", Some("Function"))
+            .errors(&[409]),
+        operation(
+            M::DELETE,
+            "/api/functions/{key}",
+            "deleteFunction",
+            "Delete a function; its executions are kept",
+        )
+        .answer(204, "Deleted.", None),
+        operation(M::GET, "/api/executions", "listExecutions", "Executions, newest first, a page at a time")
+            .query::<ListQuery>()
+            .answer(200, "A page of executions.", Some("ExecutionPage")),
+        operation(M::POST, "/api/executions", "triggerExecution", "Trigger an execution of a function")
+            .header("Idempotency-Key", "Makes repeating the trigger safe (or `idempotency_key` in the body).")
+            .body("TriggerBody")
+            .answer(202, "The new execution, queued.", Some("Execution"))
+            .location(202)
+            .links(202, EXECUTION_LINKS)
+            .answer(200, "The first execution of a repeated idempotency key.", Some("Execution"))
+            .location(200)
+            .errors(&[404, 409]),
+        operation(M::GET, "/api/executions/{id}", "getExecution", "An execution").answer(
+            200,
+            "The execution.",
+            Some("Execution"),
+        ),
+        operation(M::POST, "/api/executions/{id}/cancel", "cancelExecution", "Cancel an execution")
+            .answer(
+                202,
+                "The execution as it is; it becomes `cancelled` once its backend stops.",
+                Some("Execution"),
+            )
+            .errors(&[409]),
+        operation(M::POST, "/api/executions/{id}/retry", "retryExecution", "Run a finished execution again")
+            .answer(202, "The new execution (`retry_of`, `attempt + 1`).", Some("Execution"))
+            .location(202)
+            .links(202, EXECUTION_LINKS)
+            .errors(&[409]),
+        operation(M::GET, "/api/executions/{id}/logs", "readLogs", "An execution's log, after a cursor")
+            .query::<LogsQuery>()
+            .answer_with(
+                200,
+                "A page of log lines; with `format=text`, the whole log as a text download.",
+                Some(json!({
+                    "application/json": {"schema": schema_ref("LogsPage")},
+                    "text/plain": {"schema": {"type": "string"}},
+                })),
+            ),
+        operation(M::POST, "/api/executions/{id}/logs", "reportLogs", "A remote agent reports log lines")
+            .body("LogsBody")
+            .answer(200, "The lines are stored.", Some("LogsReceived"))
+            .errors(&[409]),
+        operation(
+            M::POST,
+            "/api/executions/{id}/status",
+            "reportStatus",
+            "A remote agent reports its status",
+        )
+        .body("StatusBody")
+        .answer(200, "The execution; a report on a finished execution changes nothing.", Some("Execution"))
+        .errors(&[409]),
+        operation(
+            M::GET,
+            "/api/executions/{id}/logs/stream",
+            "streamLogs",
+            "An execution's status and log (SSE)",
+        )
+        .query::<StreamQuery>()
+        .header("Last-Event-ID", "Resume after this seq (a whole number).")
+        .answer_with(
+            200,
+            "`event: status` and `event: log` messages, until the terminal status.",
+            text("text/event-stream"),
+        ),
+        operation(M::GET, "/api/events", "listEvents", "The activity feed, oldest first, after a cursor")
+            .query::<EventsQuery>()
+            .answer(200, "A page of events.", Some("EventsPage")),
+        operation(M::GET, "/api/events/stream", "streamEvents", "The activity feed, live (SSE)")
+            .query::<StreamQuery>()
+            .header("Last-Event-ID", "Resume after this event id (a whole number).")
+            .answer_with(200, "An `event: event` message for every new event.", text("text/event-stream")),
+        operation(
+            M::GET,
+            "/api/backends",
+            "listBackends",
+            "The configured backends and whether they are ready",
+        )
+        .answer(200, "The backends; never a secret.", Some("BackendList")),
+    ]
+}
+
+/// Takes `null` out of a query parameter's schema: an absent parameter is `None`, and a query has no null to send.
+fn without_null(schema: &mut Value) {
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|name| name != "null");
+        if let [only] = types.as_slice() {
+            schema["type"] = only.clone();
+        }
+    }
+    let inner = schema.get("oneOf").and_then(Value::as_array).and_then(|choices| match choices.as_slice() {
+        [inner, null] | [null, inner] if null == &json!({"type": "null"}) => Some(inner.clone()),
+        _ => None,
+    });
+    if let Some(inner) = inner {
+        *schema = inner;
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn to_json(value: &impl serde::Serialize) -> Value {
+    serde_json::to_value(value).expect("utoipa's OpenAPI types serialize to JSON")
+}
+
+/// The error answers, each with the codes it carries.
+const ERRORS: [(u16, &str, &str); 9] = [
+    (
+        400,
+        "BadRequest",
+        "The body is not valid JSON (`malformed-json`), or a query parameter (`invalid-query`) or a header (`invalid-header`) cannot be understood.",
+    ),
+    (401, "Unauthorized", "No credentials, or wrong ones (`unauthorized`)."),
+    (
+        403,
+        "Forbidden",
+        "The token's scope or backends do not allow this, a callback token of another execution, or a cross-site write (`forbidden`, `cross-site-request`, `csrf-token-missing`).",
+    ),
+    (404, "NotFound", "No such function or execution (`not-found`; `details.entity`, `details.key`)."),
+    (
+        409,
+        "Conflict",
+        "A duplicate name, a version mismatch, a finished or unfinished execution, or an idempotency key reused with another request (`duplicate-name`, `version-mismatch`, `execution-finished`, `execution-not-finished`, `idempotency-key-reused`, `illegal-transition`, `status-changed`).",
+    ),
+    (413, "BodyTooLarge", "The body is over `DASHBOARD_MAX_BODY_BYTES` (`body-too-large`)."),
+    (415, "UnsupportedMediaType", "The body is not sent as JSON (`unsupported-media-type`)."),
+    (
+        422,
+        "Unprocessable",
+        "Valid JSON that breaks a rule: an unknown, missing or invalid field, or an input the function's schema refuses (`unknown-field`, `missing-field`, `invalid-field`, `invalid-input`; `details.field`).",
+    ),
+    (
+        503,
+        "Unavailable",
+        "The server is stopping, its store does not answer, or too many streams are open (`shutting-down`, `store-unavailable`, `too-many-streams`).",
+    ),
+];
+
+fn error_responses() -> Map<String, Value> {
+    ERRORS
+        .iter()
+        .map(|(_, name, description)| {
+            let answer = json!({"description": description, "content": {"application/json": {"schema": schema_ref("ErrorBody")}}});
+            ((*name).to_owned(), answer)
+        })
+        .collect()
+}
+
+/// Every schema the operations name, with the schemas those refer to.
+fn schemas(backends: &[String]) -> Map<String, Value> {
+    let mut found: Vec<(String, RefOr<Schema>)> = Vec::new();
+    collect::<Function>(&mut found);
+    collect::<FunctionSpec>(&mut found);
+    collect::<FunctionList>(&mut found);
+    collect::<Execution>(&mut found);
+    collect::<ExecutionPage>(&mut found);
+    collect::<TriggerBody>(&mut found);
+    collect::<LogsPage>(&mut found);
+    collect::<LogsBody>(&mut found);
+    collect::<LogsReceived>(&mut found);
+    collect::<StatusBody>(&mut found);
+    collect::<EventsPage>(&mut found);
+    collect::<BackendList>(&mut found);
+    collect::<ErrorBody>(&mut found);
+    collect::<Health>(&mut found);
+    let mut schemas: Map<String, Value> =
+        found.iter().map(|(name, schema)| (name.clone(), to_json(schema))).collect();
+    // A replace is a whole function spec plus an optional `expected_version`, which the handler takes out first.
+    let mut replace = schemas.get("FunctionSpec").cloned().unwrap_or_else(|| json!({"type": "object"}));
+    replace["description"] =
+        json!("A whole function spec, plus an optional `expected_version` (409 on mismatch).");
+    replace["properties"]["expected_version"] = json!({
+        "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX,
+        "description": "The version the client last saw; the replace is refused with 409 if it is not current.",
+    });
+    schemas.insert("FunctionReplace".to_owned(), replace);
+    // A request names a configured backend: the ones this server has.
+    for (schema, nullable) in [("FunctionSpec", false), ("FunctionReplace", false), ("TriggerBody", true)] {
+        if let Some(property) =
+            schemas.get_mut(schema).and_then(|schema| schema.pointer_mut("/properties/backend"))
+        {
+            let mut names: Vec<Value> = backends.iter().map(|name| json!(name)).collect();
+            if nullable {
+                names.push(Value::Null);
+            }
+            property["enum"] = Value::Array(names);
+        }
+    }
+    schemas
+}
+
+fn collect<T: ToSchema>(found: &mut Vec<(String, RefOr<Schema>)>) {
+    let name = T::name().into_owned();
+    if !found.iter().any(|(known, _)| *known == name) {
+        found.push((name, T::schema()));
+    }
+    let mut dependencies = Vec::new();
+    T::schemas(&mut dependencies);
+    for (name, schema) in dependencies {
+        if !found.iter().any(|(known, _)| *known == name) {
+            found.push((name, schema));
+        }
+    }
+}
+
+// The wrappers the handlers build with `json!` (or that another crate defines): described here by composition of
+// the derived types. The OpenAPI test checks real answers against them, which keeps them honest.
+
+/// `GET /api/functions`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct FunctionList {
+    /// Sorted by name.
+    items: Vec<Function>,
+}
+
+/// `GET /api/executions`: `dashboard_store::ExecutionPage`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct ExecutionPage {
+    /// Newest first.
+    items: Vec<Execution>,
+    /// The `before` of the next page; null on the last one.
+    next_cursor: Option<ExecutionId>,
+}
+
+/// `GET /api/executions/{id}/logs`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct LogsPage {
+    /// In seq order.
+    items: Vec<LogLine>,
+    /// The `after` of the next request.
+    next_after: u64,
+    /// Whether the execution has ended and this answer holds its last line.
+    finished: bool,
+}
+
+/// `POST /api/executions/{id}/logs`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct LogsReceived {
+    /// The seq of the last line stored.
+    last_seq: u64,
+}
+
+/// `GET /api/events`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct EventsPage {
+    /// Oldest first.
+    items: Vec<Event>,
+    /// The `after` of the next request.
+    next_after: u64,
+}
+
+/// `GET /api/backends`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct BackendList {
+    /// Sorted by name.
+    items: Vec<BackendView>,
+}
+
+/// Every error answer of the API (`crate::error::ApiError`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct ErrorBody {
+    /// What went wrong.
+    error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct ErrorDetail {
+    /// A stable kebab-case code clients can branch on.
+    #[schema(pattern = "^[a-z]+(-[a-z]+)*$")]
+    code: String,
+    /// One clear sentence.
+    message: String,
+    /// Structured details (the field, the path, the current status…); absent when there are none.
+    details: Option<Value>,
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Described, never built.
+struct Health {
+    /// `ok` or `unavailable`.
+    status: String,
+    /// Why it is unavailable.
+    detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_route_is_described_and_every_description_has_a_route() {
+        let table = crate::routes::table();
+        let routes: Vec<&RouteInfo> = table.iter().filter(|route| route.is_api()).collect();
+        let descriptions = operations();
+        for route in &routes {
+            let count = descriptions.iter().filter(|operation| operation.is_for(route)).count();
+            assert_eq!(count, 1, "{} {} needs one description in api/openapi.rs", route.method, route.path);
+        }
+        for operation in &descriptions {
+            assert!(
+                routes.iter().any(|route| operation.is_for(route)),
+                "{} {} is described in api/openapi.rs but is no API route of routes.rs",
+                operation.method,
+                operation.path
+            );
+        }
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let descriptions = operations();
+        for (index, operation) in descriptions.iter().enumerate() {
+            assert!(
+                !descriptions[..index].iter().any(|other| other.id == operation.id),
+                "{} twice",
+                operation.id
+            );
+        }
+    }
+
+    /// Every `$ref` of the document names something in its components.
+    #[test]
+    fn every_reference_resolves() {
+        fn walk(value: &Value, document: &Value, at: &str) {
+            match value {
+                Value::Object(fields) => {
+                    if let Some(Value::String(target)) = fields.get("$ref") {
+                        let pointer = target.strip_prefix('#').unwrap_or(target);
+                        assert!(document.pointer(pointer).is_some(), "{at}: {target} resolves to nothing");
+                    }
+                    for (name, field) in fields {
+                        walk(field, document, &format!("{at}/{name}"));
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|item| walk(item, document, at)),
+                _ => {}
+            }
+        }
+        let document = document(&["demo".to_owned()]);
+        walk(&document, &document, "");
+    }
+
+    #[test]
+    fn links_lead_to_operations_with_that_parameter() {
+        let descriptions = operations();
+        for targets in [FUNCTION_LINKS, EXECUTION_LINKS] {
+            for (operation_id, parameter, _) in targets {
+                let target = descriptions.iter().find(|operation| operation.id == *operation_id);
+                let target =
+                    target.unwrap_or_else(|| panic!("a link to {operation_id}, which is not described"));
+                assert!(
+                    target.path.contains(&format!("{{{parameter}}}")),
+                    "{operation_id} has no {parameter}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn writes_need_a_token_and_the_health_check_does_not() {
+        let document = document(&["demo".to_owned()]);
+        assert_eq!(document["paths"]["/healthz"]["get"]["security"], json!([]));
+        assert_eq!(document["paths"]["/api/functions"]["post"]["security"], json!([{"bearerAuth": []}]));
+        assert_eq!(
+            document["paths"]["/api/executions/{id}/status"]["post"]["security"],
+            json!([{"callbackToken": []}])
+        );
+    }
 }

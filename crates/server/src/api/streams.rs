@@ -36,8 +36,9 @@ const LOGS_PAGE: usize = 1000;
 const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
 /// `?after=`: where to start when the client cannot send `Last-Event-ID`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct StreamQuery {
+    /// Resume after this id (a `Last-Event-ID` header wins).
     after: Option<u64>,
 }
 
