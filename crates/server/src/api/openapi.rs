@@ -1,26 +1,23 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 document of the JSON API, made so that it cannot drift from the code. Its
-//! paths are the route table's ([`crate::routes::table`]); each operation is described once, in [`operations`] (a test
+//! paths are the route table's ([`crate::routes::table`]); each operation is described once, in [`operations`](operations) (a test
 //! fails when a route has no description or a description no route); its schemas are derived from the Rust types the
 //! handlers read and write (utoipa's `ToSchema` and `IntoParams`); and the errors every route can answer follow from
 //! its place in the table (its access, its path parameters, its body).
 
+mod operations;
+mod schemas;
+
 use actix_web::HttpResponse;
 use actix_web::http::Method;
-use dashboard_core::{Event, Execution, ExecutionId, Function, FunctionSpec, LogLine};
 use serde_json::{Map, Value, json};
-use utoipa::openapi::RefOr;
+use utoipa::IntoParams;
 use utoipa::openapi::path::ParameterIn;
-use utoipa::openapi::schema::Schema;
-use utoipa::{IntoParams, ToSchema};
 
-use crate::api::backends::BackendView;
-use crate::api::callbacks::{LogsBody, StatusBody};
-use crate::api::events::EventsQuery;
-use crate::api::executions::{ListQuery, TriggerBody};
-use crate::api::logs::LogsQuery;
-use crate::api::streams::StreamQuery;
 use crate::routes::{Access, RouteInfo};
 use crate::state::State;
+
+use operations::operations;
+use schemas::schemas;
 
 pub(crate) async fn serve(state: State) -> HttpResponse {
     let backends = state.dashboard.backends().names();
@@ -249,145 +246,6 @@ fn path_parameters(path: &str) -> Vec<Value> {
         })
         .collect()
 }
-
-/// The routes of a function, by its name.
-const FUNCTION_LINKS: &[(&str, &str, &str)] =
-    &[("getFunction", "key", "name"), ("replaceFunction", "key", "name"), ("deleteFunction", "key", "name")];
-/// The routes of an execution, by its id.
-const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
-    ("getExecution", "id", "id"),
-    ("cancelExecution", "id", "id"),
-    ("retryExecution", "id", "id"),
-    ("readLogs", "id", "id"),
-];
-
-/// Every operation of the API, described once.
-fn operations() -> Vec<Operation> {
-    use Method as M;
-    let text = |media: &str| Some(json!({media: {"schema": {"type": "string"}}}));
-    vec![
-        operation(M::GET, "/healthz", "health", "Whether the server and its store answer")
-            .answer(200, "The store answers.", Some("Health"))
-            .answer(503, "The store does not answer.", Some("Health")),
-        operation(M::GET, "/metrics", "metrics", "Prometheus metrics").answer_with(
-            200,
-            "The metrics in the Prometheus text format.",
-            text("text/plain"),
-        ),
-        operation(M::GET, "/api/openapi.json", "openapi", "This document").answer_with(
-            200,
-            "The OpenAPI document.",
-            Some(json!({"application/json": {"schema": {"type": "object"}}})),
-        ),
-        operation(M::GET, "/api/functions", "listFunctions", "Every function, sorted by name").answer(
-            200,
-            "The functions.",
-            Some("FunctionList"),
-        ),
-        operation(M::POST, "/api/functions", "createFunction", "Register a function")
-            .body("FunctionSpec")
-            .answer(201, "The new function (version 1).", Some("Function"))
-            .location(201)
-            .links(201, FUNCTION_LINKS)
-            .errors(&[409]),
-        operation(M::GET, "/api/functions/{key}", "getFunction", "A function, by id or name").answer(
-            200,
-            "The function.",
-            Some("Function"),
-        ),
-        operation(M::PUT, "/api/functions/{key}", "replaceFunction", "Replace a function (version + 1)")
-            .body("FunctionReplace")
-            .answer(200, "The function's new version.", Some("Function"))
-            .errors(&[409]),
-        operation(
-            M::DELETE,
-            "/api/functions/{key}",
-            "deleteFunction",
-            "Delete a function; its executions are kept",
-        )
-        .answer(204, "Deleted.", None),
-        operation(M::GET, "/api/executions", "listExecutions", "Executions, newest first, a page at a time")
-            .query::<ListQuery>()
-            .answer(200, "A page of executions.", Some("ExecutionPage")),
-        operation(M::POST, "/api/executions", "triggerExecution", "Trigger an execution of a function")
-            .header("Idempotency-Key", "Makes repeating the trigger safe (or `idempotency_key` in the body).")
-            .body("TriggerBody")
-            .answer(202, "The new execution, queued.", Some("Execution"))
-            .location(202)
-            .links(202, EXECUTION_LINKS)
-            .answer(200, "The first execution of a repeated idempotency key.", Some("Execution"))
-            .location(200)
-            .errors(&[404, 409]),
-        operation(M::GET, "/api/executions/{id}", "getExecution", "An execution").answer(
-            200,
-            "The execution.",
-            Some("Execution"),
-        ),
-        operation(M::POST, "/api/executions/{id}/cancel", "cancelExecution", "Cancel an execution")
-            .answer(
-                202,
-                "The execution as it is; it becomes `cancelled` once its backend stops.",
-                Some("Execution"),
-            )
-            .errors(&[409]),
-        operation(M::POST, "/api/executions/{id}/retry", "retryExecution", "Run a finished execution again")
-            .answer(202, "The new execution (`retry_of`, `attempt + 1`).", Some("Execution"))
-            .location(202)
-            .links(202, EXECUTION_LINKS)
-            .errors(&[409]),
-        operation(M::GET, "/api/executions/{id}/logs", "readLogs", "An execution's log, after a cursor")
-            .query::<LogsQuery>()
-            .answer_with(
-                200,
-                "A page of log lines; with `format=text`, the whole log as a text download.",
-                Some(json!({
-                    "application/json": {"schema": schema_ref("LogsPage")},
-                    "text/plain": {"schema": {"type": "string"}},
-                })),
-            ),
-        operation(M::POST, "/api/executions/{id}/logs", "reportLogs", "A remote agent reports log lines")
-            .body("LogsBody")
-            .answer(200, "The lines are stored.", Some("LogsReceived"))
-            .errors(&[409]),
-        operation(
-            M::POST,
-            "/api/executions/{id}/status",
-            "reportStatus",
-            "A remote agent reports its status",
-        )
-        .body("StatusBody")
-        .answer(200, "The execution; a report on a finished execution changes nothing.", Some("Execution"))
-        .errors(&[409]),
-        operation(
-            M::GET,
-            "/api/executions/{id}/logs/stream",
-            "streamLogs",
-            "An execution's status and log (SSE)",
-        )
-        .query::<StreamQuery>()
-        .header("Last-Event-ID", "Resume after this seq (a whole number).")
-        .answer_with(
-            200,
-            "`event: status` and `event: log` messages, until the terminal status.",
-            text("text/event-stream"),
-        ),
-        operation(M::GET, "/api/events", "listEvents", "The activity feed, oldest first, after a cursor")
-            .query::<EventsQuery>()
-            .answer(200, "A page of events.", Some("EventsPage")),
-        operation(M::GET, "/api/events/stream", "streamEvents", "The activity feed, live (SSE)")
-            .query::<StreamQuery>()
-            .header("Last-Event-ID", "Resume after this event id (a whole number).")
-            .answer_with(200, "An `event: event` message for every new event.", text("text/event-stream")),
-        operation(
-            M::GET,
-            "/api/backends",
-            "listBackends",
-            "The configured backends and whether they are ready",
-        )
-        .answer(200, "The backends; never a secret.", Some("BackendList")),
-    ]
-}
-
 /// Takes `null` out of a query parameter's schema: an absent parameter is `None`, and a query has no null to send.
 fn without_null(schema: &mut Value) {
     if let Some(Value::Array(types)) = schema.get_mut("type") {
@@ -456,153 +314,6 @@ fn error_responses() -> Map<String, Value> {
         .collect()
 }
 
-/// Every schema the operations name, with the schemas those refer to.
-fn schemas(backends: &[String]) -> Map<String, Value> {
-    let mut found: Vec<(String, RefOr<Schema>)> = Vec::new();
-    collect::<Function>(&mut found);
-    collect::<FunctionSpec>(&mut found);
-    collect::<FunctionList>(&mut found);
-    collect::<Execution>(&mut found);
-    collect::<ExecutionPage>(&mut found);
-    collect::<TriggerBody>(&mut found);
-    collect::<LogsPage>(&mut found);
-    collect::<LogsBody>(&mut found);
-    collect::<LogsReceived>(&mut found);
-    collect::<StatusBody>(&mut found);
-    collect::<EventsPage>(&mut found);
-    collect::<BackendList>(&mut found);
-    collect::<ErrorBody>(&mut found);
-    collect::<Health>(&mut found);
-    let mut schemas: Map<String, Value> =
-        found.iter().map(|(name, schema)| (name.clone(), to_json(schema))).collect();
-    // A replace is a whole function spec plus an optional `expected_version`, which the handler takes out first.
-    let mut replace = schemas.get("FunctionSpec").cloned().unwrap_or_else(|| json!({"type": "object"}));
-    replace["description"] =
-        json!("A whole function spec, plus an optional `expected_version` (409 on mismatch).");
-    replace["properties"]["expected_version"] = json!({
-        "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX,
-        "description": "The version the client last saw; the replace is refused with 409 if it is not current.",
-    });
-    schemas.insert("FunctionReplace".to_owned(), replace);
-    // A request names a configured backend: the ones this server has.
-    for (schema, nullable) in [("FunctionSpec", false), ("FunctionReplace", false), ("TriggerBody", true)] {
-        if let Some(property) =
-            schemas.get_mut(schema).and_then(|schema| schema.pointer_mut("/properties/backend"))
-        {
-            let mut names: Vec<Value> = backends.iter().map(|name| json!(name)).collect();
-            if nullable {
-                names.push(Value::Null);
-            }
-            property["enum"] = Value::Array(names);
-        }
-    }
-    schemas
-}
-
-fn collect<T: ToSchema>(found: &mut Vec<(String, RefOr<Schema>)>) {
-    let name = T::name().into_owned();
-    if !found.iter().any(|(known, _)| *known == name) {
-        found.push((name, T::schema()));
-    }
-    let mut dependencies = Vec::new();
-    T::schemas(&mut dependencies);
-    for (name, schema) in dependencies {
-        if !found.iter().any(|(known, _)| *known == name) {
-            found.push((name, schema));
-        }
-    }
-}
-
-// The wrappers the handlers build with `json!` (or that another crate defines): described here by composition of
-// the derived types. The OpenAPI test checks real answers against them, which keeps them honest.
-
-/// `GET /api/functions`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct FunctionList {
-    /// Sorted by name.
-    items: Vec<Function>,
-}
-
-/// `GET /api/executions`: `dashboard_store::ExecutionPage`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct ExecutionPage {
-    /// Newest first.
-    items: Vec<Execution>,
-    /// The `before` of the next page; null on the last one.
-    next_cursor: Option<ExecutionId>,
-}
-
-/// `GET /api/executions/{id}/logs`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct LogsPage {
-    /// In seq order.
-    items: Vec<LogLine>,
-    /// The `after` of the next request.
-    next_after: u64,
-    /// Whether the execution has ended and this answer holds its last line.
-    finished: bool,
-}
-
-/// `POST /api/executions/{id}/logs`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct LogsReceived {
-    /// The seq of the last line stored.
-    last_seq: u64,
-}
-
-/// `GET /api/events`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct EventsPage {
-    /// Oldest first.
-    items: Vec<Event>,
-    /// The `after` of the next request.
-    next_after: u64,
-}
-
-/// `GET /api/backends`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct BackendList {
-    /// Sorted by name.
-    items: Vec<BackendView>,
-}
-
-/// Every error answer of the API (`crate::error::ApiError`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct ErrorBody {
-    /// What went wrong.
-    error: ErrorDetail,
-}
-
-/// The error itself.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct ErrorDetail {
-    /// A stable kebab-case code clients can branch on.
-    #[schema(pattern = "^[a-z]+(-[a-z]+)*$")]
-    code: String,
-    /// One clear sentence.
-    message: String,
-    /// Structured details (the field, the path, the current status…); absent when there are none.
-    details: Option<Value>,
-}
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct Health {
-    /// `ok` or `unavailable`.
-    status: String,
-    /// Why it is unavailable.
-    detail: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,6 +373,7 @@ mod tests {
 
     #[test]
     fn links_lead_to_operations_with_that_parameter() {
+        use operations::{EXECUTION_LINKS, FUNCTION_LINKS};
         let descriptions = operations();
         for targets in [FUNCTION_LINKS, EXECUTION_LINKS] {
             for (operation_id, parameter, _) in targets {

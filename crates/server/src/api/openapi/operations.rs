@@ -1,0 +1,149 @@
+//! The description of every operation of the API: what it does, what it reads, what it answers. Listed once, here;
+//! the route table decides which of them the document holds.
+
+use actix_web::http::Method;
+use serde_json::json;
+
+use super::{Operation, operation, schema_ref};
+use crate::api::events::EventsQuery;
+use crate::api::executions::ListQuery;
+use crate::api::logs::LogsQuery;
+use crate::api::streams::StreamQuery;
+
+/// The routes of a function, by its name.
+pub(super) const FUNCTION_LINKS: &[(&str, &str, &str)] =
+    &[("getFunction", "key", "name"), ("replaceFunction", "key", "name"), ("deleteFunction", "key", "name")];
+/// The routes of an execution, by its id.
+pub(super) const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
+    ("getExecution", "id", "id"),
+    ("cancelExecution", "id", "id"),
+    ("retryExecution", "id", "id"),
+    ("readLogs", "id", "id"),
+];
+
+/// Every operation of the API, described once.
+pub(super) fn operations() -> Vec<Operation> {
+    use Method as M;
+    let text = |media: &str| Some(json!({media: {"schema": {"type": "string"}}}));
+    vec![
+        operation(M::GET, "/healthz", "health", "Whether the server and its store answer")
+            .answer(200, "The store answers.", Some("Health"))
+            .answer(503, "The store does not answer.", Some("Health")),
+        operation(M::GET, "/metrics", "metrics", "Prometheus metrics").answer_with(
+            200,
+            "The metrics in the Prometheus text format.",
+            text("text/plain"),
+        ),
+        operation(M::GET, "/api/openapi.json", "openapi", "This document").answer_with(
+            200,
+            "The OpenAPI document.",
+            Some(json!({"application/json": {"schema": {"type": "object"}}})),
+        ),
+        operation(M::GET, "/api/functions", "listFunctions", "Every function, sorted by name").answer(
+            200,
+            "The functions.",
+            Some("FunctionList"),
+        ),
+        operation(M::POST, "/api/functions", "createFunction", "Register a function")
+            .body("FunctionSpec")
+            .answer(201, "The new function (version 1).", Some("Function"))
+            .location(201)
+            .links(201, FUNCTION_LINKS)
+            .errors(&[409]),
+        operation(M::GET, "/api/functions/{key}", "getFunction", "A function, by id or name").answer(
+            200,
+            "The function.",
+            Some("Function"),
+        ),
+        operation(M::PUT, "/api/functions/{key}", "replaceFunction", "Replace a function (version + 1)")
+            .body("FunctionReplace")
+            .answer(200, "The function's new version.", Some("Function"))
+            .errors(&[409]),
+        operation(
+            M::DELETE,
+            "/api/functions/{key}",
+            "deleteFunction",
+            "Delete a function; its executions are kept",
+        )
+        .answer(204, "Deleted.", None),
+        operation(M::GET, "/api/executions", "listExecutions", "Executions, newest first, a page at a time")
+            .query::<ListQuery>()
+            .answer(200, "A page of executions.", Some("ExecutionPage")),
+        operation(M::POST, "/api/executions", "triggerExecution", "Trigger an execution of a function")
+            .header("Idempotency-Key", "Makes repeating the trigger safe (or `idempotency_key` in the body).")
+            .body("TriggerBody")
+            .answer(202, "The new execution, queued.", Some("Execution"))
+            .location(202)
+            .links(202, EXECUTION_LINKS)
+            .answer(200, "The first execution of a repeated idempotency key.", Some("Execution"))
+            .location(200)
+            .errors(&[404, 409]),
+        operation(M::GET, "/api/executions/{id}", "getExecution", "An execution").answer(
+            200,
+            "The execution.",
+            Some("Execution"),
+        ),
+        operation(M::POST, "/api/executions/{id}/cancel", "cancelExecution", "Cancel an execution")
+            .answer(
+                202,
+                "The execution as it is; it becomes `cancelled` once its backend stops.",
+                Some("Execution"),
+            )
+            .errors(&[409]),
+        operation(M::POST, "/api/executions/{id}/retry", "retryExecution", "Run a finished execution again")
+            .answer(202, "The new execution (`retry_of`, `attempt + 1`).", Some("Execution"))
+            .location(202)
+            .links(202, EXECUTION_LINKS)
+            .errors(&[409]),
+        operation(M::GET, "/api/executions/{id}/logs", "readLogs", "An execution's log, after a cursor")
+            .query::<LogsQuery>()
+            .answer_with(
+                200,
+                "A page of log lines; with `format=text`, the whole log as a text download.",
+                Some(json!({
+                    "application/json": {"schema": schema_ref("LogsPage")},
+                    "text/plain": {"schema": {"type": "string"}},
+                })),
+            ),
+        operation(M::POST, "/api/executions/{id}/logs", "reportLogs", "A remote agent reports log lines")
+            .body("LogsBody")
+            .answer(200, "The lines are stored.", Some("LogsReceived"))
+            .errors(&[409]),
+        operation(
+            M::POST,
+            "/api/executions/{id}/status",
+            "reportStatus",
+            "A remote agent reports its status",
+        )
+        .body("StatusBody")
+        .answer(200, "The execution; a report on a finished execution changes nothing.", Some("Execution"))
+        .errors(&[409]),
+        operation(
+            M::GET,
+            "/api/executions/{id}/logs/stream",
+            "streamLogs",
+            "An execution's status and log (SSE)",
+        )
+        .query::<StreamQuery>()
+        .header("Last-Event-ID", "Resume after this seq (a whole number).")
+        .answer_with(
+            200,
+            "`event: status` and `event: log` messages, until the terminal status.",
+            text("text/event-stream"),
+        ),
+        operation(M::GET, "/api/events", "listEvents", "The activity feed, oldest first, after a cursor")
+            .query::<EventsQuery>()
+            .answer(200, "A page of events.", Some("EventsPage")),
+        operation(M::GET, "/api/events/stream", "streamEvents", "The activity feed, live (SSE)")
+            .query::<StreamQuery>()
+            .header("Last-Event-ID", "Resume after this event id (a whole number).")
+            .answer_with(200, "An `event: event` message for every new event.", text("text/event-stream")),
+        operation(
+            M::GET,
+            "/api/backends",
+            "listBackends",
+            "The configured backends and whether they are ready",
+        )
+        .answer(200, "The backends; never a secret.", Some("BackendList")),
+    ]
+}
