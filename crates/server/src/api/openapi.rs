@@ -38,7 +38,7 @@ pub(crate) fn document(backends: &[String]) -> Value {
         let item = paths.entry(route.path).or_insert_with(|| json!({}));
         item[route.method.as_str().to_ascii_lowercase()] = operation;
     }
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Agent Dashboard",
@@ -67,7 +67,9 @@ pub(crate) fn document(backends: &[String]) -> Value {
                 },
             },
         },
-    })
+    });
+    unsigned_bounds(&mut document);
+    document
 }
 
 /// The description of one operation: what the route does and answers beyond what its place in the table implies.
@@ -246,6 +248,27 @@ fn path_parameters(path: &str) -> Vec<Value> {
         })
         .collect()
 }
+/// utoipa writes `u32` and `u64` as `int32` and `int64` with a `minimum` of 0 (or more), which validators and fuzzers
+/// read as the signed ranges: this gives them their real upper bound instead. (The API has no signed integers.)
+fn unsigned_bounds(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            let maximum = match (fields.get("format").and_then(Value::as_str), fields.get("minimum")) {
+                (Some("int32"), Some(minimum)) if minimum.as_u64().is_some() => Some(json!(u32::MAX)),
+                (Some("int64"), Some(minimum)) if minimum.as_u64().is_some() => Some(json!(u64::MAX)),
+                _ => None,
+            };
+            if let Some(maximum) = maximum {
+                fields.remove("format");
+                fields.entry("maximum").or_insert(maximum);
+            }
+            fields.values_mut().for_each(unsigned_bounds);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_bounds),
+        _ => {}
+    }
+}
+
 /// Takes `null` out of a query parameter's schema: an absent parameter is `None`, and a query has no null to send.
 fn without_null(schema: &mut Value) {
     if let Some(Value::Array(types)) = schema.get_mut("type") {
@@ -386,6 +409,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn unsigned_integers_have_their_real_range() {
+        let document = document(&["demo".to_owned()]);
+        let seq = &document["components"]["schemas"]["LogLine"]["properties"]["seq"];
+        assert_eq!(
+            (&seq["minimum"], &seq["maximum"], &seq["format"]),
+            (&json!(0), &json!(u64::MAX), &Value::Null)
+        );
+        let limit = &document["paths"]["/api/executions"]["get"]["parameters"][4];
+        assert_eq!((&limit["name"], &limit["schema"]["maximum"]), (&json!("limit"), &json!(500)));
     }
 
     #[test]
