@@ -151,3 +151,27 @@ async fn the_check_refuses_an_answer_that_breaks_its_schema() {
         Answer { status: 200, body: json!({"id": 5, "status": "done"}), headers: Default::default() };
     check(&document, "get", "/api/executions/{id}", &answer);
 }
+
+/// With auth on, the document itself needs a token, and the refusals are the documented ones.
+#[tokio::test]
+async fn with_auth_on_refusals_are_documented() {
+    const READER: &str = "openapi-reader-token-0123456789abcdef";
+    let server = common::server_with(|config| {
+        config.auth_tokens =
+            vec![dashboard_server::TokenSpec::from_secret("viewer", READER, dashboard_backends::Scope::Read)];
+    })
+    .await;
+    let url = |path: &str| format!("{}{path}", server.url);
+    let no_token = server.get("/api/openapi.json").await;
+    assert_eq!(no_token.status, 401, "{:?}", no_token.body);
+    let fetched = server.send(server.client.get(url("/api/openapi.json")).bearer_auth(READER)).await;
+    assert_eq!(fetched.status, 200, "{:?}", fetched.body);
+    let document = fetched.body;
+    check(&document, "get", "/api/openapi.json", &no_token);
+    check(&document, "get", "/healthz", &server.get("/healthz").await);
+    let request = server.client.post(url("/api/functions")).bearer_auth(READER).json(&json!({"name": "x"}));
+    let read_only = server.send(request).await;
+    assert_eq!(read_only.status, 403, "{:?}", read_only.body);
+    check(&document, "post", "/api/functions", &read_only);
+    server.stop().await;
+}

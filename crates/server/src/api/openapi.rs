@@ -174,7 +174,11 @@ impl Operation {
     fn to_json(&self, route: &RouteInfo) -> Value {
         let mut errors = self.errors.clone();
         let (security, who) = match route.access {
-            Access::Public => (json!([]), "Open to anyone, also with auth on.".to_owned()),
+            Access::Public => {
+                // With auth off, a request for another Host is refused everywhere (DNS rebinding).
+                errors.push(403);
+                (json!([]), "Open to anyone, also with auth on.".to_owned())
+            }
             Access::Callback => {
                 errors.extend([401, 403]);
                 (json!([{"callbackToken": []}]), "Only the execution's callback token works here.".to_owned())
@@ -299,13 +303,13 @@ const ERRORS: [(u16, &str, &str); 9] = [
     (
         400,
         "BadRequest",
-        "The body is not valid JSON (`malformed-json`), or a query parameter (`invalid-query`) or a header (`invalid-header`) cannot be understood.",
+        "The body is not valid JSON or cannot be read (`malformed-json`, `bad-body`), or a query parameter (`invalid-query`) or a header (`invalid-header`) cannot be understood.",
     ),
     (401, "Unauthorized", "No credentials, or wrong ones (`unauthorized`)."),
     (
         403,
         "Forbidden",
-        "The token's scope or backends do not allow this, a callback token of another execution, or a cross-site write (`forbidden`, `cross-site-request`, `csrf-token-missing`).",
+        "The token's scope or backends do not allow this, a callback token of another execution, a cross-site write, or (with auth off) a Host that is not this server's (`forbidden`, `cross-site-request`, `csrf-token-missing`, `host-not-allowed`).",
     ),
     (404, "NotFound", "No such function or execution (`not-found`; `details.entity`, `details.key`)."),
     (
