@@ -1,8 +1,8 @@
-//! `GET /api/openapi.json`: the OpenAPI 3.1 document of the JSON API, made so that it cannot drift from the code. Its
-//! paths are the route table's ([`crate::routes::table`]); each operation is described once, in [`operations`](operations) (a test
-//! fails when a route has no description or a description no route); its schemas are derived from the Rust types the
-//! handlers read and write (utoipa's `ToSchema` and `IntoParams`); and the errors every route can answer follow from
-//! its place in the table (its access, its path parameters, its body).
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document of the JSON API, made so that it cannot drift from the code.
+//! Its paths are the route table's ([`crate::routes::table`]); each operation is described once, in
+//! [`operations`](operations) (a test fails when a route has no description or a description no route); its schemas
+//! are derived from the Rust types the handlers read and write (utoipa's `ToSchema` and `IntoParams`); and the errors
+//! every route can answer follow from its place in the table (its access, its path parameters, its body).
 
 mod operations;
 mod schemas;
@@ -19,6 +19,7 @@ use crate::state::State;
 use operations::operations;
 use schemas::schemas;
 
+/// The document of this server: its request bodies may name only the backends it has.
 pub(crate) async fn serve(state: State) -> HttpResponse {
     let backends = state.dashboard.backends().names();
     HttpResponse::Ok().json(document(&backends))
@@ -57,7 +58,9 @@ pub(crate) fn document(backends: &[String]) -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "A user's token (`DASHBOARD_AUTH_TOKEN` or one of `[[auth.tokens]]`); its scope \
-                        (`read`, `trigger`, `admin`) decides what it may do. Not needed while auth is off.",
+                        (`read`, `trigger`, `admin`) decides what it may do. Not needed while auth is off. A \
+                        browser signed in through `/login` sends its session cookie instead, and then needs the \
+                        `X-CSRF-Token` header on writes.",
                 },
                 "callbackToken": {
                     "type": "http",
@@ -248,7 +251,8 @@ fn path_parameters(path: &str) -> Vec<Value> {
                 "id" => "The execution's id.",
                 _ => "",
             };
-            json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+            let schema = json!({"type": "string"});
+            json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
         })
         .collect()
 }
@@ -303,31 +307,38 @@ const ERRORS: [(u16, &str, &str); 9] = [
     (
         400,
         "BadRequest",
-        "The body is not valid JSON or cannot be read (`malformed-json`, `bad-body`), or a query parameter (`invalid-query`) or a header (`invalid-header`) cannot be understood.",
+        "The body is not valid JSON or cannot be read (`malformed-json`, `bad-body`), or a query parameter \
+         (`invalid-query`) or a header (`invalid-header`) cannot be understood.",
     ),
     (401, "Unauthorized", "No credentials, or wrong ones (`unauthorized`)."),
     (
         403,
         "Forbidden",
-        "The token's scope or backends do not allow this, a callback token of another execution, a cross-site write, or (with auth off) a Host that is not this server's (`forbidden`, `cross-site-request`, `csrf-token-missing`, `host-not-allowed`).",
+        "The token's scope or backends do not allow this, a callback token of another execution, a cross-site \
+         write, or (with auth off) a Host that is not this server's (`forbidden`, `cross-site-request`, \
+         `csrf-token-missing`, `host-not-allowed`).",
     ),
     (404, "NotFound", "No such function or execution (`not-found`; `details.entity`, `details.key`)."),
     (
         409,
         "Conflict",
-        "A duplicate name, a version mismatch, a finished or unfinished execution, or an idempotency key reused with another request (`duplicate-name`, `version-mismatch`, `execution-finished`, `execution-not-finished`, `idempotency-key-reused`, `illegal-transition`, `status-changed`).",
+        "A duplicate name, a version mismatch, a finished or unfinished execution, or an idempotency key reused \
+         with another request (`duplicate-name`, `version-mismatch`, `execution-finished`, \
+         `execution-not-finished`, `idempotency-key-reused`, `illegal-transition`, `status-changed`).",
     ),
     (413, "BodyTooLarge", "The body is over `DASHBOARD_MAX_BODY_BYTES` (`body-too-large`)."),
     (415, "UnsupportedMediaType", "The body is not sent as JSON (`unsupported-media-type`)."),
     (
         422,
         "Unprocessable",
-        "Valid JSON that breaks a rule: an unknown, missing or invalid field, or an input the function's schema refuses (`unknown-field`, `missing-field`, `invalid-field`, `invalid-input`; `details.field`).",
+        "Valid JSON that breaks a rule: an unknown, missing or invalid field, or an input the function's schema \
+         refuses (`unknown-field`, `missing-field`, `invalid-field`, `invalid-input`; `details.field`).",
     ),
     (
         503,
         "Unavailable",
-        "The server is stopping, its store does not answer, or too many streams are open (`shutting-down`, `store-unavailable`, `too-many-streams`).",
+        "The server is stopping, its store does not answer, or too many streams are open (`shutting-down`, \
+         `store-unavailable`, `too-many-streams`).",
     ),
 ];
 
@@ -335,7 +346,8 @@ fn error_responses() -> Map<String, Value> {
     ERRORS
         .iter()
         .map(|(_, name, description)| {
-            let answer = json!({"description": description, "content": {"application/json": {"schema": schema_ref("ErrorBody")}}});
+            let content = json!({"application/json": {"schema": schema_ref("ErrorBody")}});
+            let answer = json!({"description": description, "content": content});
             ((*name).to_owned(), answer)
         })
         .collect()
