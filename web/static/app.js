@@ -4,7 +4,7 @@
 // Data from the server is only ever put in the page as text (textContent), never parsed as HTML, except the
 // overview's fragments, which are the server's own escaped rendering of the same page.
 
-import { element, showRelativeTimes, timeElement } from "./dom.js";
+import { element, formatDuration, setText, showRelativeTimes, timeElement } from "./dom.js";
 import { followExecution } from "./execution.js";
 import { POLL_INTERVAL_MS, getJson, listen, pollUntilDone } from "./live.js";
 import { enhanceTriggerForm } from "./trigger.js";
@@ -12,6 +12,7 @@ import { enhanceTriggerForm } from "./trigger.js";
 function start() {
   showRelativeTimes(document);
   setInterval(() => showRelativeTimes(document), 10_000);
+  tickRunningDurations(document);
   askBeforeSubmitting(document);
   checkJsonEditors(document);
   offerSelectAll(document);
@@ -20,6 +21,22 @@ function start() {
   if (feed) followEvents(feed);
   const execution = document.querySelector("[data-execution-id]");
   if (execution) followExecution(execution);
+}
+
+/**
+ * The durations of running executions in a list keep counting, as the status page's does. The cells are looked up
+ * on every tick, since the overview replaces its rows as executions change.
+ */
+function tickRunningDurations(root) {
+  const tick = () => {
+    for (const cell of root.querySelectorAll("[data-running-since]")) {
+      const since = new Date(cell.dataset.runningSince);
+      if (!Number.isNaN(since.getTime())) setText(cell, formatDuration(Date.now() - since));
+    }
+  };
+  if (!root.querySelector("[data-running-since]") && !root.querySelector("[data-event-feed]")) return;
+  tick();
+  setInterval(tick, 1000);
 }
 
 // ---- Confirmations -----------------------------------------------------------------------------------------

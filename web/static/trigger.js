@@ -1,6 +1,6 @@
-// The generated trigger form: switching to "Raw JSON" fills the textarea with the input the fields describe, so
-// that the user can go on from there. Without this script both modes still work (the server reads whichever one is
-// chosen); the stylesheet alone shows the chosen one.
+// The generated trigger form: switching to "Raw JSON" fills the textarea with the input the fields describe, and
+// switching back to "Form" fills the fields from the JSON, so that the user can go on from either. Without this
+// script both modes still work (the server reads whichever one is chosen); the stylesheet alone shows the chosen one.
 
 /** The JSON value of one generated field (see `schema_field` in macros.html), or undefined when left empty. */
 function fieldValue(control) {
@@ -49,6 +49,37 @@ function inputFromFields(form) {
   return input;
 }
 
+/** Shows `value` in one generated field; a value the field cannot show (a wrong type) leaves it as it is. */
+function setFieldValue(control, value) {
+  const kind = control.dataset.kind;
+  if (kind === "boolean") {
+    control.checked = value === true;
+  } else if (kind === "enum") {
+    const wanted = JSON.stringify(value);
+    const option = [...control.options].find((candidate) => candidate.dataset.json === wanted);
+    control.value = option ? option.value : "";
+  } else if (value === undefined || value === null) {
+    control.value = "";
+  } else if (kind === "array" && Array.isArray(value)) {
+    control.value = value.map(String).join("\n");
+  } else if (kind === "json") {
+    control.value = JSON.stringify(value, null, 2);
+  } else if (typeof value !== "object") {
+    control.value = String(value);
+  }
+}
+
+/** Fills the generated fields from an input object, the inverse of `inputFromFields`. */
+function fillFields(form, input) {
+  for (const control of form.querySelectorAll(".fields-mode [data-kind]")) {
+    let value = input;
+    for (const key of control.name.split(".").slice(1)) {
+      value = value !== null && typeof value === "object" ? value[key] : undefined;
+    }
+    setFieldValue(control, value);
+  }
+}
+
 export function enhanceTriggerForm(form) {
   const toJson = form.querySelector("#mode-json");
   const textarea = form.querySelector('textarea[name="input"]');
@@ -62,5 +93,18 @@ export function enhanceTriggerForm(form) {
   toJson.addEventListener("change", () => {
     if (!toJson.checked || isEditedByHand) return;
     textarea.value = JSON.stringify(inputFromFields(form), null, 2);
+  });
+  const toFields = form.querySelector("#mode-fields");
+  toFields?.addEventListener("change", () => {
+    if (!toFields.checked) return;
+    let input;
+    try {
+      input = JSON.parse(textarea.value);
+    } catch {
+      return; // Not JSON (yet): the fields keep what they had, and the JSON stays for when Raw JSON is chosen again.
+    }
+    if (input === null || typeof input !== "object" || Array.isArray(input)) return;
+    fillFields(form, input);
+    isEditedByHand = false;
   });
 }

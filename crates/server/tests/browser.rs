@@ -293,6 +293,24 @@ async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
         .expect("the raw JSON box holds JSON");
     let expected = json!({"text": "wait forever", "steps": 3, "delay_ms": 300, "mood": "calm", "hang": true});
     assert_eq!(raw, expected);
+    // And back: the fields take what the JSON says.
+    let edited = r#"{"text": "from json", "steps": 7, "delay_ms": 300, "mood": "busy", "hang": true}"#;
+    fill(&browser, "#trigger-input", edited).await;
+    click(&browser, "#mode-fields").await;
+    let value_of = |css: &'static str| {
+        let browser = browser.clone();
+        async move {
+            let field = browser.find(Locator::Css(css)).await.expect(css);
+            field.prop("value").await.expect("a value").unwrap_or_default()
+        }
+    };
+    assert_eq!(value_of("#f-input-text").await, "from json");
+    assert_eq!(value_of("#f-input-steps").await, "7");
+    assert_eq!(value_of("#f-input-mood").await, "busy");
+    fill(&browser, "#f-input-text", "wait forever").await;
+    fill(&browser, "#f-input-steps", "3").await;
+    fill(&browser, "#f-input-mood", "calm").await;
+    click(&browser, "#mode-json").await;
     click(&browser, "[data-trigger-form] button[type=submit]").await;
     wait_until(&browser, "the status page", "return location.pathname.startsWith('/executions/');", limit)
         .await;

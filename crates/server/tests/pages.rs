@@ -151,6 +151,12 @@ async fn bulk_cancel_and_retry_act_on_the_fitting_executions_only() {
     ];
     let done = server.trigger("hello-agent", json!({"steps": 0})).await;
     server.wait_for(&done, "succeeded", Duration::from_secs(10)).await;
+    for id in &hanging {
+        server.wait_for(id, "running", Duration::from_secs(10)).await;
+    }
+    // Running rows carry their start, so that the page can keep their duration ticking; finished ones do not.
+    let list = check_page(&server, "/executions", &["data-running-since=\""]).await;
+    assert_eq!(list.matches("data-running-since=").count(), 2, "only the two running rows tick");
     let ids = [hanging[0].as_str(), hanging[1].as_str(), done.as_str()];
     let fields = |action| {
         let mut fields = vec![("action", action), ("back", "/executions?status=running")];

@@ -64,6 +64,8 @@ pub(super) struct ExecutionRow {
     attempt: u32,
     created_at: TimeView,
     duration: Option<String>,
+    /// When a running execution started (RFC 3339), so that the page can keep its duration ticking.
+    running_since: Option<String>,
 }
 
 impl ExecutionRow {
@@ -77,6 +79,10 @@ impl ExecutionRow {
             attempt: execution.attempt,
             created_at: time_view(execution.created_at),
             duration: execution.duration(now()).map(duration_text),
+            running_since: execution
+                .started_at
+                .filter(|_| execution.status == ExecutionStatus::Running)
+                .and_then(|started| started.format(&Rfc3339).ok()),
         }
     }
 }
