@@ -240,7 +240,9 @@ async fn bad_requests_get_json_errors_naming_the_problem() {
     assert_error(&server.get("/api/executions/not-an-id").await, 404, "not-found");
     assert_error(&server.get("/api/functions/missing").await, 404, "not-found");
     assert_error(&server.get("/api/nowhere").await, 404, "not-found");
-    assert_error(&server.delete("/api/executions").await, 405, "method-not-allowed");
+    let not_allowed = server.delete("/api/executions").await;
+    assert_error(&not_allowed, 405, "method-not-allowed");
+    assert_eq!(not_allowed.headers["allow"], "GET, POST", "405 names the methods the path has");
     assert_error(&server.get("/api/executions?limit=0").await, 400, "invalid-query");
     assert_error(&server.get("/api/executions?status=done").await, 400, "invalid-query");
     assert_error(&server.get("/api/events?after=-1").await, 400, "invalid-query");

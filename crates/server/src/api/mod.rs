@@ -24,14 +24,26 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
-/// The JSON 405 of an API path asked with a method it does not have.
+/// The JSON 405 of an API path asked with a method it does not have, with the `Allow` header listing those it has
+/// (from the route table).
 pub(crate) async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let pattern = request.match_pattern().unwrap_or_default();
+    let allowed: Vec<String> = crate::routes::table()
+        .into_iter()
+        .filter(|route| route.path == pattern)
+        .map(|route| route.method.to_string())
+        .collect();
     let error = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
-        format!("{} is not allowed on {}", request.method(), request.path()),
-    );
-    actix_web::ResponseError::error_response(&error)
+        format!("{} is not allowed on {}; allowed: {}", request.method(), request.path(), allowed.join(", ")),
+    )
+    .details(json!({"allowed": allowed}));
+    let mut response = actix_web::ResponseError::error_response(&error);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// Query strings that cannot be parsed are a 400 with the JSON body.
