@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_backends::{Action, Backend, BackendError, BackendRegistry, Principal};
-use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
+use dashboard_core::{
+    CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, NewLogLine,
+};
 use dashboard_store::{DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StoreError};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -456,6 +458,25 @@ impl Inner {
             other => other.into(),
         })?;
         let execution = self.publish(recorded);
+        self.metrics.record(&execution);
+        Ok(execution)
+    }
+
+    /// [`transition`](Self::transition) with log lines stored in the same store operation, so that the change and
+    /// the lines cost one write and a reader who sees the new status sees the lines. The bus hears of the lines, then
+    /// of the event. On any error, neither is stored.
+    pub(crate) async fn transition_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<Execution, EngineError> {
+        if lines.is_empty() {
+            return self.transition(id, update).await;
+        }
+        let logged = self.store.update_execution_with_logs(id, update, lines).await?;
+        let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
+        let execution = self.publish(logged.recorded);
         self.metrics.record(&execution);
         Ok(execution)
     }

@@ -19,8 +19,11 @@ use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
 const LOG_BUFFER_LINES: usize = 4096;
 /// The most lines stored in one append.
 const LOG_BATCH_LINES: usize = 512;
-/// How long the end of a run waits for its last log lines to be stored.
+/// How long the end of a run waits for a backend's tasks to drop their log sinks.
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long a batch of log lines may wait for more lines before it is stored: long enough that a fast backend's
+/// lines share one write (usually the final one), short enough that nobody watching the log notices.
+const LOG_GATHER: Duration = Duration::from_millis(5);
 
 /// Why a run was stopped from outside; the first reason wins.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,10 +96,10 @@ impl Inner {
                 .error(cancelled_message(by.as_deref()));
             return self.finish(id, update).await;
         }
-        match self
-            .transition(id, ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running))
-            .await
-        {
+        // The run's first line is stored with `running`, in one write.
+        let first_line = format!("running on backend {} (attempt {})", execution.backend, execution.attempt);
+        let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
+        match self.transition_with_logs(id, update, vec![self.system_line(first_line)]).await {
             Ok(_) => {}
             // Cancelled while it waited: nothing to run.
             Err(EngineError::Store(StoreError::StatusMismatch { .. })) => return Ok(()),
@@ -106,20 +109,17 @@ impl Inner {
         let timeout =
             prepared.function.timeout_secs.map(Duration::from_secs).or(self.settings.default_timeout);
         let (sink, receiver) = log_channel(LOG_BUFFER_LINES);
-        let log_writer = tokio::spawn(write_logs(
-            self.store.clone(),
-            self.bus.clone(),
-            id,
-            receiver,
-            self.settings.max_log_line_bytes,
-        ));
-        let engine_log = sink.clone();
-        engine_log
-            .log(
-                LogStream::System,
-                format!("running on backend {} (attempt {})", execution.backend, execution.attempt),
-            )
-            .await;
+        let run_ended = CancellationToken::new();
+        let log_writer = tokio::spawn(
+            LogWriter {
+                store: self.store.clone(),
+                bus: self.bus.clone(),
+                execution_id: id,
+                max_line_bytes: self.settings.max_log_line_bytes,
+                run_ended: run_ended.clone(),
+            }
+            .write(receiver),
+        );
 
         let mut context = RunContext::new(id, execution.function.clone(), execution.input.clone(), sink);
         context.prompt = prepared.prompt;
@@ -138,20 +138,49 @@ impl Inner {
             (status, Some(error)) => format!("{status}: {error}"),
             (status, None) => status.to_string(),
         };
-        engine_log.log(LogStream::System, closing_line).await;
-        drop(engine_log);
-        if tokio::time::timeout(LOG_DRAIN_LIMIT, log_writer).await.is_err() {
-            log::warn!("execution {id}: a backend task still held its log sink; later lines are dropped");
-        }
-        self.finish(id, update).await
+        // The backend has returned (and dropped its sink): the writer hands back the lines it has not stored yet, to
+        // be stored with the final status in one write.
+        run_ended.cancel();
+        let mut last_lines = log_writer.await.unwrap_or_else(|error| {
+            log::error!("execution {id}: the log writer failed: {error}");
+            Vec::new()
+        });
+        last_lines.push(self.system_line(closing_line));
+        self.finish_with_logs(id, update, last_lines).await
     }
 
     /// Records the final status; someone else finishing it first (a callback) is not an error.
     async fn finish(&self, id: ExecutionId, update: ExecutionUpdate) -> Result<(), EngineError> {
-        match self.transition(id, update).await {
-            Ok(_) | Err(EngineError::Store(StoreError::StatusMismatch { .. })) => Ok(()),
+        self.finish_with_logs(id, update, Vec::new()).await
+    }
+
+    /// Records the final status with the run's last log lines; if someone else finished it first, the lines are
+    /// stored all the same.
+    async fn finish_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<(), EngineError> {
+        let lines_if_refused = lines.clone();
+        match self.transition_with_logs(id, update, lines).await {
+            Ok(_) => Ok(()),
+            Err(EngineError::Store(StoreError::StatusMismatch { .. })) => {
+                if !lines_if_refused.is_empty() {
+                    let last_seq = self.store.append_logs(id, lines_if_refused).await?;
+                    let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq });
+                }
+                Ok(())
+            }
             Err(error) => Err(error),
         }
+    }
+
+    /// One of the engine's own lines, cut to the line limit like every other line.
+    fn system_line(&self, message: String) -> NewLogLine {
+        let mut line = NewLogLine::new(LogStream::System, message);
+        truncate_line(&mut line.message, self.settings.max_log_line_bytes);
+        line
     }
 
     /// Finds the function and backend and renders the prompt; the error is the reason the run cannot start.
@@ -251,24 +280,91 @@ fn conclude(result: Option<Result<RunOutcome, BackendError>>, reason: Option<Sto
 }
 
 /// Stores a run's log lines in batches as they come, and tells the bus after each batch.
-async fn write_logs(
+///
+/// A batch is gathered for at most [`LOG_GATHER`] after its first line (or until it is full), so that a backend that
+/// writes many lines at once costs one write, not one per wake-up. Lines still held when the backend has dropped its
+/// sink and the run has ended go back to the run, which stores them with the final status in one write.
+struct LogWriter {
     store: Arc<dyn dashboard_store::DashboardStore>,
     bus: tokio::sync::broadcast::Sender<BusMessage>,
     execution_id: ExecutionId,
-    mut receiver: mpsc::Receiver<NewLogLine>,
     max_line_bytes: usize,
-) {
-    let mut batch = Vec::with_capacity(LOG_BATCH_LINES);
-    while receiver.recv_many(&mut batch, LOG_BATCH_LINES).await > 0 {
-        for line in &mut batch {
-            truncate_line(&mut line.message, max_line_bytes);
-        }
-        match store.append_logs(execution_id, std::mem::take(&mut batch)).await {
-            Ok(last_seq) => {
-                let _ = bus.send(BusMessage::Logs { execution_id, last_seq });
+    /// Cancelled by the run once the backend has returned.
+    run_ended: CancellationToken,
+}
+
+impl LogWriter {
+    /// Runs until every sink is gone (or, after the run has ended, until [`LOG_DRAIN_LIMIT`]); returns the lines not
+    /// stored yet.
+    async fn write(self, mut receiver: mpsc::Receiver<NewLogLine>) -> Vec<NewLogLine> {
+        let mut batch: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH_LINES);
+        // When the batch held now must be stored; `None` while it is empty.
+        let mut store_by: Option<Instant> = None;
+        let drain_limit = async {
+            self.run_ended.cancelled().await;
+            tokio::time::sleep(LOG_DRAIN_LIMIT).await;
+        };
+        tokio::pin!(drain_limit);
+        loop {
+            let room = LOG_BATCH_LINES.saturating_sub(batch.len()).max(1);
+            tokio::select! {
+                received = receiver.recv_many(&mut batch, room) => {
+                    if received == 0 {
+                        break;
+                    }
+                    store_by.get_or_insert_with(|| Instant::now() + LOG_GATHER);
+                }
+                () = sleep_until_some(store_by) => {}
+                () = &mut drain_limit => {
+                    log::warn!(
+                        "execution {}: a backend task still held its log sink; later lines are dropped",
+                        self.execution_id
+                    );
+                    receiver.close();
+                    while let Ok(line) = receiver.try_recv() {
+                        batch.push(line);
+                    }
+                    break;
+                }
             }
-            Err(error) => log::error!("execution {execution_id}: could not store log lines: {error}"),
+            let is_due = store_by.is_some_and(|at| at <= Instant::now());
+            if batch.len() >= LOG_BATCH_LINES || is_due {
+                self.store(std::mem::take(&mut batch)).await;
+                store_by = None;
+            }
         }
+        // Every sink is gone. Held lines wait for the run's end to go with the final status, but no longer than they
+        // would have waited anyway (a detached run may wait hours for its report).
+        if let Some(at) = store_by {
+            tokio::select! {
+                () = self.run_ended.cancelled() => {}
+                () = tokio::time::sleep_until(at) => self.store(std::mem::take(&mut batch)).await,
+            }
+        }
+        for line in &mut batch {
+            truncate_line(&mut line.message, self.max_line_bytes);
+        }
+        batch
+    }
+
+    async fn store(&self, mut batch: Vec<NewLogLine>) {
+        for line in &mut batch {
+            truncate_line(&mut line.message, self.max_line_bytes);
+        }
+        match self.store.append_logs(self.execution_id, batch).await {
+            Ok(last_seq) => {
+                let _ = self.bus.send(BusMessage::Logs { execution_id: self.execution_id, last_seq });
+            }
+            Err(error) => log::error!("execution {}: could not store log lines: {error}", self.execution_id),
+        }
+    }
+}
+
+/// Sleeps until `at`, or for ever without it.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

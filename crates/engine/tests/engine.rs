@@ -199,3 +199,71 @@ async fn a_prompt_that_needs_a_missing_field_is_refused_at_trigger_time() {
         "{refused:?}"
     );
 }
+
+/// The stored log of an execution as (stream, message) pairs, after checking that its seqs are 1..=n.
+async fn log_lines(dashboard: &Dashboard, id: ExecutionId) -> Vec<(String, String)> {
+    let lines = dashboard.store().read_logs(id, 0, 1000).await.expect("the store answers");
+    let seqs: Vec<u64> = lines.iter().map(|line| line.seq).collect();
+    assert_eq!(seqs, (1..=lines.len() as u64).collect::<Vec<u64>>(), "seqs have gaps: {lines:?}");
+    lines.into_iter().map(|line| (line.stream.to_string(), line.message)).collect()
+}
+
+/// Triggers `input` on a new function and waits for `status`; the execution's log.
+async fn run_until(input: Value, status: ExecutionStatus) -> (Dashboard, ExecutionId, Vec<(String, String)>) {
+    let dashboard = dashboard_on(Arc::default(), 8);
+    function(&dashboard, "logged", None).await;
+    let id = trigger(&dashboard, "logged", input).await;
+    wait_for(&dashboard, id, status).await;
+    let lines = log_lines(&dashboard, id).await;
+    (dashboard, id, lines)
+}
+
+fn line(stream: &str, message: &str) -> (String, String) {
+    (stream.to_owned(), message.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stores_every_line_in_order_between_its_first_and_closing_lines() {
+    let (_, _, lines) = run_until(json!({"steps": 10, "delay_ms": 0}), ExecutionStatus::Succeeded).await;
+    assert_eq!(lines.len(), 12, "{lines:?}");
+    assert_eq!(lines[0], line("system", "running on backend demo (attempt 1)"));
+    for (step, (stream, message)) in (1..=10).zip(&lines[1..11]) {
+        assert_eq!(stream, "stdout");
+        assert!(message.starts_with(&format!("step {step} of 10")), "{message}");
+    }
+    assert_eq!(lines[11], line("system", "finished"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_ends_its_log_with_the_reason() {
+    let (_, _, lines) =
+        run_until(json!({"steps": 1, "delay_ms": 0, "fail": true}), ExecutionStatus::Failed).await;
+    let (stream, message) = lines.last().expect("a closing line");
+    assert_eq!(stream, "system");
+    assert!(message.starts_with("failed: "), "{message}");
+    assert!(lines.iter().any(|(stream, _)| stream == "stderr"), "the backend's own line: {lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_keeps_the_lines_it_wrote() {
+    let input = json!({"steps": 2, "delay_ms": 0, "hang": true});
+    let (dashboard, id, _) = run_until(input, ExecutionStatus::Running).await;
+    // The hang line comes after the steps; once it is stored, every earlier line is too.
+    tokio::time::timeout(SETTLE, async {
+        while !log_lines(&dashboard, id).await.iter().any(|(_, message)| message.starts_with("hanging")) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the hang line is stored while the run waits");
+    dashboard.cancel(&Principal::anonymous(), id).await.expect("cancel is accepted");
+    wait_for(&dashboard, id, ExecutionStatus::Cancelled).await;
+
+    let lines = log_lines(&dashboard, id).await;
+    let messages: Vec<&str> = lines.iter().map(|(_, message)| message.as_str()).collect();
+    assert_eq!(messages.len(), 5, "{messages:?}");
+    assert_eq!(messages[0], "running on backend demo (attempt 1)");
+    assert!(messages[1].starts_with("step 1 of 2") && messages[2].starts_with("step 2 of 2"), "{messages:?}");
+    assert_eq!(messages[3], "hanging until cancelled or timed out");
+    assert!(messages[4].starts_with("cancelled"), "{messages:?}");
+}

@@ -82,6 +82,8 @@ macro_rules! conformance_tests {
                 log_lines_are_numbered_without_gaps,
                 log_reads_respect_after_and_limit,
                 log_append_to_unknown_execution_is_not_found,
+                update_with_logs_changes_status_and_numbers_lines_after_the_stored_ones,
+                refused_update_with_logs_appends_nothing,
                 every_change_records_its_event_in_order,
                 events_are_listed_after_a_cursor_with_limit,
                 prune_deletes_old_finished_executions_with_their_logs_and_events,

@@ -19,7 +19,8 @@ pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous, UnknownSynchronous};
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
-    ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StatusCounts,
+    ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded,
+    StatusCounts,
 };
 
 use async_trait::async_trait;
@@ -92,6 +93,21 @@ pub trait DashboardStore: Send + Sync + 'static {
         id: ExecutionId,
         update: ExecutionUpdate,
     ) -> Result<Recorded<Execution>, StoreError>;
+
+    /// Appends `lines` to an execution's log and changes its status, in one atomic step: both happen or neither, and a
+    /// reader that sees the new status sees the lines too. The status change is exactly that of
+    /// [`update_execution`](Self::update_execution) (a compare-and-set, with its event); the lines are numbered as
+    /// [`append_logs`](Self::append_logs) numbers them. This is how a run stores its first line with `running` and its
+    /// last lines with its final status, in one write each. Returns the change and the seq of the last stored line
+    /// (of the last line before, when `lines` is empty).
+    ///
+    /// Errors: those of `update_execution`, in the same order; on any error no line is appended and no event recorded.
+    async fn update_execution_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<LoggedUpdate, StoreError>;
 
     /// Executions that are `queued` or `running`, oldest first: what recovery looks at after a restart.
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError>;

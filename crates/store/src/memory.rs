@@ -11,8 +11,8 @@ use dashboard_core::{
 };
 
 use crate::{
-    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded,
-    StatusCounts, StoreError, check_transition,
+    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
+    Recorded, StatusCounts, StoreError, check_transition,
 };
 
 /// A [`DashboardStore`] that keeps everything in memory: shared between tasks, and gone when the process ends.
@@ -48,6 +48,34 @@ impl State {
         let event = event.recorded(self.last_event_id, now());
         self.events.push(event.clone());
         event
+    }
+
+    /// The status compare-and-set of `update_execution`; checks everything before it changes anything.
+    fn update_execution(
+        &mut self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+    ) -> Result<Recorded<Execution>, StoreError> {
+        let execution = self.executions.get_mut(&id).ok_or_else(|| StoreError::execution_not_found(id))?;
+        if execution.status != update.from {
+            return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status });
+        }
+        check_transition(update.from, update.to)?;
+        update.apply_to(execution);
+        let execution = execution.clone();
+        let event = self.record(NewEvent::for_execution(&execution));
+        Ok(Recorded { value: execution, event })
+    }
+
+    /// Appends lines to the log of an execution the caller has found; the seq of the last stored line.
+    fn append_logs(&mut self, id: ExecutionId, lines: Vec<NewLogLine>) -> u64 {
+        let stored = self.logs.entry(id).or_default();
+        let ts = now();
+        for NewLogLine { stream, message } in lines {
+            let seq = stored.len() as u64 + 1;
+            stored.push(LogLine { seq, ts, stream, message });
+        }
+        stored.len() as u64
     }
 
     fn function_by_key(&self, key: &FunctionKey) -> Option<&Function> {
@@ -186,16 +214,21 @@ impl DashboardStore for MemoryStore {
         id: ExecutionId,
         update: ExecutionUpdate,
     ) -> Result<Recorded<Execution>, StoreError> {
+        self.state()?.update_execution(id, update)
+    }
+
+    async fn update_execution_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<LoggedUpdate, StoreError> {
         let mut state = self.state()?;
-        let execution = state.executions.get_mut(&id).ok_or_else(|| StoreError::execution_not_found(id))?;
-        if execution.status != update.from {
-            return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status });
-        }
-        check_transition(update.from, update.to)?;
-        update.apply_to(execution);
-        let execution = execution.clone();
-        let event = state.record(NewEvent::for_execution(&execution));
-        Ok(Recorded { value: execution, event })
+        // The update checks everything that can refuse the change before anything is written, so a refusal appends
+        // no line either.
+        let recorded = state.update_execution(id, update)?;
+        let last_seq = state.append_logs(id, lines);
+        Ok(LoggedUpdate { recorded, last_seq })
     }
 
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
@@ -218,13 +251,7 @@ impl DashboardStore for MemoryStore {
         if !state.executions.contains_key(&id) {
             return Err(StoreError::execution_not_found(id));
         }
-        let stored = state.logs.entry(id).or_default();
-        let ts = now();
-        for NewLogLine { stream, message } in lines {
-            let seq = stored.len() as u64 + 1;
-            stored.push(LogLine { seq, ts, stream, message });
-        }
-        Ok(stored.len() as u64)
+        Ok(state.append_logs(id, lines))
     }
 
     async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError> {

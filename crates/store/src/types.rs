@@ -41,6 +41,16 @@ pub struct Recorded<T> {
     pub event: Event,
 }
 
+/// A status change stored together with log lines in one atomic step (see
+/// [`DashboardStore::update_execution_with_logs`](crate::DashboardStore::update_execution_with_logs)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedUpdate {
+    /// The changed execution and the event of its new status.
+    pub recorded: Recorded<Execution>,
+    /// The seq of the execution's last stored log line after the append (0 when it has none).
+    pub last_seq: u64,
+}
+
 /// What a trigger stores: a new execution, always `queued`, attempt and retry link as given.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewExecution {

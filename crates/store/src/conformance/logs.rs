@@ -1,12 +1,13 @@
-//! Conformance cases for execution logs: gap-free numbering, also under concurrent appends, and paged reads.
+//! Conformance cases for execution logs: gap-free numbering, also under concurrent appends, paged reads, and lines
+//! stored in one step with a status change.
 
 use std::sync::Arc;
 
-use dashboard_core::{ExecutionId, LogLine, LogStream, NewLogLine, now};
+use dashboard_core::{ExecutionId, ExecutionStatus, LogLine, LogStream, NewEvent, NewLogLine, now};
 use serde_json::json;
 
-use super::fixtures::{function, queued};
-use crate::{DashboardStore, StoreError};
+use super::fixtures::{assert_no_event_after, function, in_status, last_event_id, queued};
+use crate::{DashboardStore, ExecutionUpdate, StoreError};
 
 fn batch(messages: &[&str]) -> Vec<NewLogLine> {
     messages.iter().map(|message| NewLogLine::new(LogStream::Stdout, *message)).collect()
@@ -101,6 +102,97 @@ pub async fn log_append_to_unknown_execution_is_not_found(store: &dyn DashboardS
     let unknown = ExecutionId::generate();
     let result = store.append_logs(unknown, batch(&["lost"])).await;
     assert!(matches!(result, Err(StoreError::NotFound { entity: "execution", .. })), "got {result:?}");
+}
+
+/// A status change with lines changes the status as `update_execution` does, records its event, and numbers the lines
+/// after those already stored, in the same sequence as plain appends.
+pub async fn update_with_logs_changes_status_and_numbers_lines_after_the_stored_ones(
+    store: &dyn DashboardStore,
+) {
+    use ExecutionStatus::*;
+    let alpha = function(store, "alpha").await;
+    let execution = queued(store, &alpha, json!({})).await;
+
+    let started = store
+        .update_execution_with_logs(execution.id, ExecutionUpdate::new(Queued, Running), batch(&["started"]))
+        .await
+        .expect("start with a line");
+    let running = started.recorded.value.clone();
+    assert_eq!(running.status, Running);
+    assert!(running.started_at.is_some(), "started_at is set on running, as update_execution sets it");
+    let event = &started.recorded.event;
+    assert_eq!(*event, NewEvent::for_execution(&running).recorded(event.id, event.ts));
+    assert_eq!(last_event_id(store).await, event.id);
+    assert_eq!(started.last_seq, 1);
+    assert_eq!(store.get_execution(execution.id).await.expect("get"), Some(running.clone()));
+
+    assert_eq!(store.append_logs(execution.id, batch(&["two", "three"])).await.expect("append"), 3);
+    let finished = store
+        .update_execution_with_logs(
+            execution.id,
+            ExecutionUpdate::new(Running, Succeeded).output(json!({"ok": true})),
+            batch(&["four", "five"]),
+        )
+        .await
+        .expect("finish with lines");
+    assert_eq!(finished.last_seq, 5);
+    let succeeded = finished.recorded.value;
+    assert_eq!((succeeded.status, succeeded.output), (Succeeded, Some(json!({"ok": true}))));
+    assert!(succeeded.finished_at.is_some(), "finished_at is set on a terminal status");
+    assert!(finished.recorded.event.id > event.id, "event ids increase");
+
+    let lines = read_all(store, execution.id).await;
+    let seen: Vec<(u64, &str)> = lines.iter().map(|line| (line.seq, line.message.as_str())).collect();
+    assert_eq!(seen, [(1, "started"), (2, "two"), (3, "three"), (4, "four"), (5, "five")]);
+
+    let other = in_status(store, &alpha, Running).await;
+    store.append_logs(other.id, batch(&["only"])).await.expect("append");
+    let without_lines = store
+        .update_execution_with_logs(other.id, ExecutionUpdate::new(Running, Failed).error("boom"), Vec::new())
+        .await
+        .expect("finish without lines");
+    assert_eq!(without_lines.last_seq, 1, "with no lines, the seq of the last stored line");
+    assert_eq!(without_lines.recorded.value.error.as_deref(), Some("boom"));
+}
+
+/// A status change with lines that is refused — unknown execution, wrong `from`, illegal transition — appends no line
+/// and records no event, and says why as `update_execution` would.
+pub async fn refused_update_with_logs_appends_nothing(store: &dyn DashboardStore) {
+    use ExecutionStatus::*;
+    let alpha = function(store, "alpha").await;
+    let execution = queued(store, &alpha, json!({})).await;
+    store.append_logs(execution.id, batch(&["before"])).await.expect("append");
+    let before = last_event_id(store).await;
+
+    let unknown = ExecutionId::generate();
+    let result = store
+        .update_execution_with_logs(unknown, ExecutionUpdate::new(Queued, Running), batch(&["lost"]))
+        .await;
+    assert!(matches!(result, Err(StoreError::NotFound { entity: "execution", .. })), "got {result:?}");
+    assert!(read_all(store, unknown).await.is_empty(), "lines of an unknown execution were stored");
+
+    let result = store
+        .update_execution_with_logs(execution.id, ExecutionUpdate::new(Running, Succeeded), batch(&["lost"]))
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::StatusMismatch { expected: Running, actual: Queued })),
+        "got {result:?}"
+    );
+    let result = store
+        .update_execution_with_logs(execution.id, ExecutionUpdate::new(Queued, Succeeded), batch(&["lost"]))
+        .await;
+    assert!(matches!(result, Err(StoreError::Invalid(_))), "got {result:?}");
+
+    let lines = read_all(store, execution.id).await;
+    assert_eq!(lines.iter().map(|line| line.message.as_str()).collect::<Vec<_>>(), ["before"]);
+    assert_no_event_after(store, before, "a refused update with lines").await;
+    let stored = store.get_execution(execution.id).await.expect("get").expect("the execution");
+    assert_eq!(stored.status, Queued, "a refused update changed the status");
+    assert_eq!(
+        store.append_logs(execution.id, batch(&["next"])).await.expect("append"),
+        2,
+        "no seq was used"
+    );
 }
 
 const N_TASKS: usize = 20;

@@ -12,6 +12,15 @@ pub(super) fn append(connection: &Connection, id: ExecutionId, lines: Vec<NewLog
     if !exists(connection, id)? {
         return Err(StoreError::execution_not_found(id).into());
     }
+    append_to_existing(connection, id, lines)
+}
+
+/// Appends `lines` to the log of an execution the caller has found in this transaction.
+pub(super) fn append_to_existing(
+    connection: &Connection,
+    id: ExecutionId,
+    lines: Vec<NewLogLine>,
+) -> OpResult<u64> {
     let execution_id = text(id);
     let last: u64 = connection
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = ?1")?

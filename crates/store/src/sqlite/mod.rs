@@ -31,8 +31,8 @@ pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
 use self::readers::Readers;
 use self::writer::Writer;
 use crate::{
-    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, Recorded,
-    StatusCounts, StoreError,
+    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
+    Recorded, StatusCounts, StoreError,
 };
 
 /// A [`DashboardStore`] in one SQLite file: durable, shared by every task, and safe under many concurrent writers.
@@ -229,6 +229,23 @@ impl DashboardStore for SqliteStore {
         update: ExecutionUpdate,
     ) -> Result<Recorded<Execution>, StoreError> {
         self.writer.run(move |connection| executions::update(connection, id, update)).await
+    }
+
+    async fn update_execution_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<LoggedUpdate, StoreError> {
+        self.writer
+            .run(move |connection| {
+                // The update reads and checks before it writes; should the append fail after it, the operation's
+                // savepoint undoes both.
+                let recorded = executions::update(connection, id, update)?;
+                let last_seq = logs::append_to_existing(connection, id, lines)?;
+                Ok(LoggedUpdate { recorded, last_seq })
+            })
+            .await
     }
 
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {

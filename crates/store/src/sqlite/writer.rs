@@ -192,8 +192,7 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>
 
 /// Runs every job of the group in one transaction and commits it.
 fn commit_group(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
-    connection
-        .execute_batch("BEGIN IMMEDIATE")
+    run_cached(connection, "BEGIN IMMEDIATE")
         .map_err(|error| GroupFailure::new("could not begin a write transaction", &error))?;
     let result = run_jobs(connection, group).and_then(|()| {
         if connection.is_autocommit() {
@@ -203,7 +202,7 @@ fn commit_group(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(
                 source: Arc::new(SqliteError("transaction rolled back".to_owned())),
             });
         }
-        connection.execute_batch("COMMIT").map_err(|error| GroupFailure::new("could not commit", &error))
+        run_cached(connection, "COMMIT").map_err(|error| GroupFailure::new("could not commit", &error))
     });
     if result.is_err()
         && !connection.is_autocommit()
@@ -216,19 +215,23 @@ fn commit_group(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(
 
 fn run_jobs(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
     for job in group.iter_mut() {
-        connection
-            .execute_batch("SAVEPOINT operation")
+        run_cached(connection, "SAVEPOINT operation")
             .map_err(|error| GroupFailure::new("could not begin a savepoint", &error))?;
         // A panicking operation is a bug; it is undone like a failed one, and the group goes on.
         let succeeded = panic::catch_unwind(AssertUnwindSafe(|| job.run(connection))).unwrap_or(false);
         if !succeeded {
-            connection
-                .execute_batch("ROLLBACK TO operation")
+            run_cached(connection, "ROLLBACK TO operation")
                 .map_err(|error| GroupFailure::new("could not undo a failed change", &error))?;
         }
-        connection
-            .execute_batch("RELEASE operation")
+        run_cached(connection, "RELEASE operation")
             .map_err(|error| GroupFailure::new("could not end a savepoint", &error))?;
     }
+    Ok(())
+}
+
+/// Runs one statement that returns no rows from the connection's statement cache: the transaction statements run a
+/// few times per change, and parsing them each time is work for nothing.
+fn run_cached(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
     Ok(())
 }
