@@ -99,6 +99,11 @@ impl RunContext {
 
     /// Sleeps for `duration`, or returns [`BackendError::Cancelled`] as soon as the run is cancelled.
     pub async fn sleep(&self, duration: Duration) -> Result<(), BackendError> {
+        // A zero wait only yields to the other tasks: tokio's timer would round it up to its next 1 ms tick.
+        if duration.is_zero() {
+            tokio::task::yield_now().await;
+            return if self.cancel.is_cancelled() { Err(BackendError::Cancelled) } else { Ok(()) };
+        }
         tokio::select! {
             () = self.cancel.cancelled() => Err(BackendError::Cancelled),
             () = tokio::time::sleep(duration) => Ok(()),
