@@ -320,6 +320,8 @@ async fn with_auth_off_forms_still_need_the_csrf_token() {
         let read =
             answer(server.client.get(format!("{}/api/functions", server.url)).header("Host", &host)).await;
         assert_eq!(read.status, expected, "Host: {host}");
+        let health = answer(server.client.get(format!("{}/healthz", server.url)).header("Host", &host)).await;
+        assert_eq!(health.status, 200, "the health check answers any name: {host}");
     }
     server.stop().await;
 }
