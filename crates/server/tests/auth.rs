@@ -424,3 +424,31 @@ impl TestServer {
         .await
     }
 }
+
+/// Every answer — a page, an API answer, a refusal — carries the security headers; the policy allows no inline script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers() {
+    let dir = TestDir::new("auth-headers");
+    let server = guarded_server(&dir).await;
+    for (path, token, status) in [
+        ("/", Some(ADMIN), 200),
+        ("/api/functions", Some(ADMIN), 200),
+        ("/api/functions", None, 401),
+        ("/", None, 401),
+    ] {
+        let answer = server.call(Method::GET, path, token, None).await;
+        assert_eq!(answer.status, status, "{path}");
+        let header =
+            |name: &str| answer.headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("");
+        let policy = header("content-security-policy");
+        for directive in
+            ["script-src 'self'", "frame-ancestors 'none'", "default-src 'self'", "form-action 'self'"]
+        {
+            assert!(policy.contains(directive), "{path}: {policy:?} lacks {directive}");
+        }
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"), "{path}: {policy}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+    }
+    server.stop().await;
+}
