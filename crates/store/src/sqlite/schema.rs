@@ -11,7 +11,10 @@ use crate::StoreError;
 
 /// Every migration, in order; `PRAGMA user_version` is how many of them the file has. Append only: a released
 /// migration is never edited, because files in the field have already run it.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_logs_without_rowid.sql"),
+];
 
 /// The schema version this build writes: the number of migrations.
 pub(super) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -125,6 +128,28 @@ mod tests {
         let version: u32 =
             connection.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("the version");
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_log_lines_when_they_move_to_a_table_without_rowid() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        connection.execute_batch(MIGRATIONS[0]).expect("the first migration");
+        connection.execute_batch("PRAGMA user_version = 1").expect("set the version");
+        connection
+            .execute_batch(
+                "INSERT INTO logs VALUES ('e1', 1, 't1', 'agent', 'first'), ('e1', 2, 't2', 'system', 'second')",
+            )
+            .expect("lines of version 1");
+        assert!(migrate(&mut connection).is_ok());
+        let lines: Vec<(u32, String)> = connection
+            .prepare("SELECT seq, message FROM logs WHERE execution_id = 'e1' ORDER BY seq")
+            .expect("a query")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("lines");
+        assert_eq!(lines, [(1, "first".to_owned()), (2, "second".to_owned())]);
+        assert!(connection.prepare("SELECT rowid FROM logs").is_err(), "logs has no rowid now");
     }
 
     #[test]
