@@ -86,6 +86,8 @@ pub enum Action {
     Cancel,
     /// Start an execution again on it.
     Retry,
+    /// Create, change or delete a function that runs on it.
+    ChangeFunction,
 }
 
 impl Action {
@@ -95,6 +97,7 @@ impl Action {
             Self::Trigger => "trigger",
             Self::Cancel => "cancel",
             Self::Retry => "retry",
+            Self::ChangeFunction => "change functions",
         }
     }
 }
@@ -140,11 +143,12 @@ impl BackendRegistry {
     /// Whether `principal` may do `action` on backend `name`: the single place every such decision is made, by the
     /// engine for triggers, cancels and retries, so embedders get the same checks as the HTTP API.
     ///
-    /// Triggering, cancelling and retrying need the `trigger` scope (or `admin`), and the backend among the
-    /// principal's backends when it has a list.
+    /// Triggering, cancelling and retrying need the `trigger` scope (or `admin`), changing functions `admin`; and
+    /// each needs the backend among the principal's backends when it has a list.
     pub fn authorize(&self, principal: &Principal, name: &str, action: Action) -> Result<(), BackendError> {
         let forbidden = |reason: String| Err(BackendError::Forbidden { backend: name.to_owned(), reason });
-        if principal.scope < Scope::Trigger {
+        let needed = if action == Action::ChangeFunction { Scope::Admin } else { Scope::Trigger };
+        if principal.scope < needed {
             return forbidden(format!(
                 "the token {} has the {} scope, which may not {}",
                 principal.label(),

@@ -126,6 +126,12 @@ fn token(table: toml::Table, backends: &BackendRegistry) -> Result<TokenSpec, St
     validate_name(&raw.name).map_err(|invalid| invalid.to_string())?;
     let sha256 =
         TokenSpec::parse_sha256(&raw.token_sha256).map_err(|message| format!("token_sha256: {message}"))?;
+    if sha256 == crate::auth::sha256("") {
+        return Err(
+            "token_sha256: is the SHA-256 of an empty token (was the variable unset when it was made?)"
+                .into(),
+        );
+    }
     let mut scope = None;
     for text in &raw.scopes {
         let parsed = text.parse::<Scope>().map_err(|message| format!("scopes: {message}"))?;
@@ -332,6 +338,11 @@ mod tests {
             "auth.tokens[0] (\"ci\"): backends: no backend is called \"x\"",
         );
         check_error(&token("name = \"ci\"\nscopes = [\"read\"]"), "missing field `token_sha256`");
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        check_error(
+            &token(&format!("name = \"ci\"\ntoken_sha256 = \"{empty}\"\nscopes = [\"read\"]")),
+            "token_sha256: is the SHA-256 of an empty token",
+        );
         check_error("[[backends]\n", "TOML parse error");
     }
 }

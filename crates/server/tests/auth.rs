@@ -18,6 +18,8 @@ const ADMIN: &str = "admin-token-0123456789abcdef";
 const READER: &str = "reader-token-0123456789abcdef";
 /// A trigger token granted backend `a` only.
 const CI: &str = "ci-token-0123456789abcdef";
+/// An admin token granted backend `a` only.
+const OPS: &str = "ops-token-0123456789abcdef";
 const SETTLE: Duration = Duration::from_secs(10);
 
 /// A server with auth on (an admin, a reader and a `ci` token limited to backend `a`), two demo backends `a` and
@@ -53,6 +55,10 @@ async fn guarded_server(dir: &TestDir) -> TestServer {
             TokenSpec {
                 backends: Some(vec!["a".into()]),
                 ..TokenSpec::from_secret("ci", CI, Scope::Trigger)
+            },
+            TokenSpec {
+                backends: Some(vec!["a".into()]),
+                ..TokenSpec::from_secret("ops", OPS, Scope::Admin)
             },
         ];
     })
@@ -190,6 +196,25 @@ async fn scopes_and_backend_grants_hold() {
         server.call(Method::POST, &format!("/api/executions/{b_id}/cancel"), Some(CI), None).await;
     assert_eq!(cancelled.status, 403, "{:?}", cancelled.body);
 
+    // An admin token limited to a changes only functions on a: not one on b, nor one moved from a to b.
+    let function = |name: &str, backend: &str| json!({"name": name, "backend": backend});
+    let call =
+        |method: Method, path: &'static str, body: Option<Value>| server.call(method, path, Some(OPS), body);
+    assert_eq!(call(Method::POST, "/api/functions", Some(function("new-on-b", "b"))).await.status, 403);
+    assert_eq!(call(Method::PUT, "/api/functions/on-b", Some(function("on-b", "b"))).await.status, 403);
+    assert_eq!(call(Method::PUT, "/api/functions/on-a", Some(function("on-a", "b"))).await.status, 403);
+    assert_eq!(call(Method::DELETE, "/api/functions/on-b", None).await.status, 403);
+    let described = json!({"name": "on-a", "backend": "a", "description": "changed by ops"});
+    assert_eq!(call(Method::PUT, "/api/functions/on-a", Some(described)).await.status, 200);
+    assert_eq!(call(Method::POST, "/api/functions", Some(function("new-on-a", "a"))).await.status, 201);
+    let mut ops = Browser::open(&server.url, Some(OPS)).await;
+    assert_eq!(ops.post_form("/functions/on-b/delete", &[]).await.status, 403);
+    assert_eq!(
+        server.call(Method::GET, "/api/functions/on-b", Some(READER), None).await.status,
+        200,
+        "still there"
+    );
+
     // The same through the pages: a signed-in reader's form post is refused, the ci session's on b too.
     let mut reader = Browser::open(&server.url, Some(READER)).await;
     let page = reader.get("/functions/on-a").await;
@@ -215,6 +240,7 @@ async fn a_login_session_is_a_strict_http_only_cookie_and_its_forms_need_the_csr
     let mut browser = Browser::new(&server.url);
     let wrong = browser.post_form_as_is("/login", &[("token", "guess"), ("next", "/")]).await;
     assert_eq!(wrong.status, 401);
+    assert_eq!(browser.post_form_as_is("/login", &[("token", ""), ("next", "/")]).await.status, 401);
     assert!(wrong.text().contains("That token is not valid."));
     let signed_in =
         browser.post_form_as_is("/login", &[("token", ADMIN), ("next", "/executions?status=failed")]).await;
@@ -303,6 +329,12 @@ async fn with_auth_off_forms_still_need_the_csrf_token() {
     let fields = [("mode", "json"), ("input", "{}")];
     assert_eq!(browser.post_form_as_is(path, &fields).await.status, 403);
     assert_eq!(browser.post_form(path, &fields).await.status, 303);
+    // A cookie planted by another site, repeated in the form, is no token: the token is the server's HMAC of it.
+    let planted = "a".repeat(64);
+    let mut forger = Browser::new(&server.url);
+    forger.cookie = format!("agent_dashboard_csrf={planted}");
+    let forged = [("mode", "json"), ("input", "{}"), ("csrf_token", planted.as_str())];
+    assert_eq!(forger.post_form_as_is(path, &forged).await.status, 403);
     let cross_site =
         server.client.post(format!("{}/api/executions", server.url)).header("Sec-Fetch-Site", "cross-site");
     let cross_site = answer(cross_site.json(&json!({"function": "hello-agent"}))).await;

@@ -7,6 +7,7 @@ use dashboard_store::FunctionKey;
 use serde_json::{Value, json};
 
 use crate::api::{ApiJson, created_at, parse_json};
+use crate::auth::{Caller, authorize_function_change};
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -17,8 +18,10 @@ pub(crate) async fn list(state: State) -> Result<HttpResponse, ApiError> {
 
 pub(crate) async fn create(
     state: State,
+    caller: Caller,
     ApiJson(spec): ApiJson<FunctionSpec>,
 ) -> Result<HttpResponse, ApiError> {
+    authorize_function_change(&state, &caller, &[&spec.backend])?;
     let function = state.dashboard.create_function(spec).await?;
     Ok(created_at(StatusCode::CREATED, &format!("/api/functions/{}", function.name), &function))
 }
@@ -34,6 +37,7 @@ pub(crate) async fn get(state: State, key: web::Path<String>) -> Result<HttpResp
 /// The body of a replace is a function spec plus an optional `expected_version`.
 pub(crate) async fn replace(
     state: State,
+    caller: Caller,
     key: web::Path<String>,
     ApiJson(mut body): ApiJson<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -50,11 +54,28 @@ pub(crate) async fn replace(
         ),
     };
     let spec: FunctionSpec = parse_json(body.to_string().as_bytes())?;
-    let function = state.dashboard.update_function(&FunctionKey::parse(&key), spec, expected_version).await?;
+    let key = FunctionKey::parse(&key);
+    let current = current_backend(&state, &key).await?;
+    authorize_function_change(&state, &caller, &[&current, &spec.backend])?;
+    let function = state.dashboard.update_function(&key, spec, expected_version).await?;
     Ok(HttpResponse::Ok().json(function))
 }
 
-pub(crate) async fn delete(state: State, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state.dashboard.delete_function(&FunctionKey::parse(&key)).await?;
+pub(crate) async fn delete(
+    state: State,
+    caller: Caller,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = FunctionKey::parse(&key);
+    authorize_function_change(&state, &caller, &[&current_backend(&state, &key).await?])?;
+    state.dashboard.delete_function(&key).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The backend of an existing function: a change must be allowed on it as well as on the new one.
+pub(crate) async fn current_backend(state: &State, key: &FunctionKey) -> Result<String, ApiError> {
+    match state.dashboard.store().get_function(key).await? {
+        Some(function) => Ok(function.backend),
+        None => Err(ApiError::not_found("function", &key.to_string())),
+    }
 }

@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// The cookie of a login session.
 pub(crate) const SESSION_COOKIE: &str = "agent_dashboard_session";
-/// With auth off, the cookie the pages' forms repeat as their CSRF token (double submit).
+/// With auth off, the cookie whose HMAC the pages' forms carry as their CSRF token.
 pub(crate) const CSRF_COOKIE: &str = "agent_dashboard_csrf";
 /// The form field that carries the CSRF token.
 pub(crate) const CSRF_FIELD: &str = "csrf_token";
@@ -64,15 +64,16 @@ pub(crate) async fn authenticate(
         let csrf = if is_api_path(request.path()) {
             String::new()
         } else {
-            let csrf = request.cookie(CSRF_COOKIE).map(|cookie| cookie.value().to_owned());
-            match csrf.filter(|value| value.len() == 64) {
-                Some(csrf) => csrf,
+            let nonce = request.cookie(CSRF_COOKIE).map(|cookie| cookie.value().to_owned());
+            let nonce = match nonce.filter(|value| value.len() == 64) {
+                Some(nonce) => nonce,
                 None => {
-                    let csrf = super::random_token();
-                    new_csrf_cookie = Some(cookie(request.request(), &state, CSRF_COOKIE, csrf.clone()));
-                    csrf
+                    let nonce = super::random_token();
+                    new_csrf_cookie = Some(cookie(request.request(), &state, CSRF_COOKIE, nonce.clone()));
+                    nonce
                 }
-            }
+            };
+            state.auth.csrf_for(&nonce)
         };
         Some(Caller { principal: Principal::anonymous(), via: Via::Open, csrf })
     } else if let Some(principal) = state.auth.bearer(request.request()) {

@@ -129,12 +129,25 @@ impl FromRequest for Caller {
 pub(crate) struct Auth {
     tokens: Vec<TokenSpec>,
     pub(crate) sessions: Sessions,
+    /// Drawn at start-up: the key of the CSRF tokens of browsers without a session.
+    csrf_key: String,
 }
 
 impl Auth {
     /// Auth with `tokens`; none means auth is off.
     pub(crate) fn new(tokens: Vec<TokenSpec>) -> Self {
-        Self { tokens, sessions: Sessions::default() }
+        Self { tokens, sessions: Sessions::default(), csrf_key: random_token() }
+    }
+
+    /// The CSRF token of a browser without a session, whose cookie holds `nonce`: the HMAC of the nonce under this
+    /// server's key. A cookie planted by another site (a sibling subdomain, another port) is of no use without the
+    /// token that goes with it, which only this server's pages show.
+    pub(crate) fn csrf_for(&self, nonce: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.csrf_key.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(nonce.as_bytes());
+        mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     /// Whether any token is configured.
@@ -143,8 +156,11 @@ impl Auth {
     }
 
     /// The token whose hash matches `secret`. Every configured token is compared, each in constant time, so the
-    /// answer's timing does not tell which one (or how much of one) matched.
+    /// answer's timing does not tell which one (or how much of one) matched. An empty secret matches nothing.
     pub(crate) fn token(&self, secret: &str) -> Option<&TokenSpec> {
+        if secret.trim().is_empty() {
+            return None;
+        }
         let hash = sha256(secret);
         let mut found = None;
         for token in &self.tokens {
@@ -159,6 +175,27 @@ impl Auth {
     pub(crate) fn bearer(&self, request: &HttpRequest) -> Option<Principal> {
         bearer_token(request).and_then(|secret| self.token(secret)).map(TokenSpec::principal)
     }
+}
+
+/// Whether `caller` may create, change or delete a function that runs (or is to run) on `backends`: a token with a
+/// list of backends may only touch functions on them, as `BackendRegistry::authorize` decides. The admin scope itself
+/// is checked by the route.
+pub(crate) fn authorize_function_change(
+    state: &crate::state::AppState,
+    caller: &Caller,
+    backends: &[&str],
+) -> Result<(), ApiError> {
+    for backend in backends {
+        state
+            .dashboard
+            .backends()
+            .authorize(&caller.principal, backend, dashboard_backends::Action::ChangeFunction)
+            .map_err(|error| {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
+                    .details(serde_json::json!({"backend": backend}))
+            })?;
+    }
+    Ok(())
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -195,6 +232,11 @@ mod tests {
         assert_eq!(auth.token("s3cret-viewer").map(|token| token.name.as_str()), Some("viewer"));
         assert!(auth.token("s3cret").is_none());
         assert!(auth.token("").is_none());
+        let empty = Auth::new(vec![TokenSpec {
+            sha256: sha256(""),
+            ..TokenSpec::from_secret("x", "y", Scope::Read)
+        }]);
+        assert!(empty.token("").is_none() && empty.token("  ").is_none(), "an empty token never signs in");
         assert!(!format!("{:?}", auth.tokens).contains("sha256"), "Debug shows no hash");
     }
 

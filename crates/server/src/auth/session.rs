@@ -11,6 +11,9 @@ use dashboard_backends::Principal;
 pub(crate) const SESSION_HOURS: u64 = 12;
 /// The most sessions kept; past it, the oldest make room (each login is one; a flood of logins needs tokens).
 const MAX_SESSIONS: usize = 10_000;
+/// The most sessions one token may hold: past it, that token's oldest makes room, so that no token's logins can push
+/// out the sessions of the others.
+const MAX_SESSIONS_PER_TOKEN: usize = 100;
 
 /// One signed-in browser.
 #[derive(Clone, Debug)]
@@ -40,6 +43,14 @@ impl Sessions {
         let mut sessions = self.by_id.lock().expect("sessions lock poisoned");
         let now = Instant::now();
         sessions.retain(|_, session| session.expires > now);
+        let name = session.principal.name.clone();
+        let of_this_token = || sessions.iter().filter(|(_, other)| other.principal.name == name);
+        if of_this_token().count() >= MAX_SESSIONS_PER_TOKEN
+            && let Some(oldest) =
+                of_this_token().min_by_key(|(_, other)| other.expires).map(|(id, _)| id.clone())
+        {
+            sessions.remove(&oldest);
+        }
         if sessions.len() >= MAX_SESSIONS
             && let Some(oldest) =
                 sessions.iter().min_by_key(|(_, session)| session.expires).map(|(id, _)| id.clone())
@@ -64,6 +75,8 @@ impl Sessions {
 
 #[cfg(test)]
 mod tests {
+    use dashboard_backends::Scope;
+
     use super::*;
 
     #[test]
@@ -76,5 +89,17 @@ mod tests {
         assert!(sessions.get("someone else's").is_none());
         sessions.end(&id);
         assert!(sessions.get(&id).is_none());
+    }
+
+    #[test]
+    fn one_token_cannot_push_out_the_sessions_of_another() {
+        let sessions = Sessions::default();
+        let admin = sessions.start(Principal::token("admin", Scope::Admin, None));
+        let flood: Vec<String> = (0..MAX_SESSIONS_PER_TOKEN + 5)
+            .map(|_| sessions.start(Principal::token("viewer", Scope::Read, None)))
+            .collect();
+        assert!(sessions.get(&admin).is_some(), "the admin's session outlived the viewer's logins");
+        assert!(sessions.get(&flood[0]).is_none(), "the viewer's oldest session made room");
+        assert!(sessions.get(&flood[flood.len() - 1]).is_some());
     }
 }

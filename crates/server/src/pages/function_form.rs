@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::view::pretty_json;
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::Caller;
+use crate::auth::{Caller, authorize_function_change};
 use crate::error::ApiError;
 use crate::state::{AppState, State};
 
@@ -185,6 +185,9 @@ pub(crate) async fn create(state: State, caller: Caller, form: web::Form<Functio
             );
         }
     };
+    if let Err(error) = authorize_function_change(&state, &caller, &[&spec.backend]) {
+        return render_form(&state, &caller, Mode::New, &form, Some(FormError::from(&error)), error.status);
+    }
     match state.dashboard.create_function(spec).await {
         Ok(function) => see_other(&format!("/functions/{}", function.name)),
         Err(error) => {
@@ -212,6 +215,9 @@ pub(crate) async fn update(
             return render_form(&state, &caller, mode, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
+    if let Err(error) = authorize_function_change(&state, &caller, &[&current.backend, &spec.backend]) {
+        return render_form(&state, &caller, mode, &form, Some(FormError::from(&error)), error.status);
+    }
     match state.dashboard.update_function(&FunctionKey::Id(current.id), spec, expected_version).await {
         Ok(function) => see_other(&format!("/functions/{}", function.name)),
         Err(error) => {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::schema_form::{self, Posted};
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::Caller;
+use crate::auth::{Caller, authorize_function_change};
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -188,8 +188,16 @@ pub(crate) async fn trigger(
     }
 }
 
-pub(crate) async fn delete(state: State, key: web::Path<String>) -> HttpResponse {
-    match state.dashboard.delete_function(&FunctionKey::parse(&key)).await {
+pub(crate) async fn delete(state: State, caller: Caller, key: web::Path<String>) -> HttpResponse {
+    let key = FunctionKey::parse(&key);
+    let allowed = match crate::api::functions::current_backend(&state, &key).await {
+        Ok(backend) => authorize_function_change(&state, &caller, &[&backend]),
+        Err(error) => Err(error),
+    };
+    if let Err(error) = allowed {
+        return error_page(&state, &error);
+    }
+    match state.dashboard.delete_function(&key).await {
         Ok(_) => see_other("/functions"),
         Err(error) => error_page(&state, &error.into()),
     }
