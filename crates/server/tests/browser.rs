@@ -175,6 +175,9 @@ async fn screenshot(browser: &Client, base: &str, path: &str, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is saved");
 }
 
+/// The browser tests take turns: two Chromiums at once on a small machine make both slow enough to time out.
+static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// chromedriver, or `None` (and a printed reason) when the test should be skipped.
 fn chromedriver() -> Option<PathBuf> {
     let found = on_path("chromedriver");
@@ -195,6 +198,7 @@ async fn a_function_is_built_triggered_followed_and_cancelled_in_the_browser() {
     let Some(chromedriver) = chromedriver() else {
         return;
     };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     let started = Instant::now();
     let driver = Driver::start(&chromedriver);
     let browser = driver.session().await;
@@ -371,6 +375,7 @@ async fn signing_in_triggering_and_signing_out_in_the_browser() {
     let Some(chromedriver) = chromedriver() else {
         return;
     };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
     const TOKEN: &str = "browser-token-0123456789abcdef";
     let driver = Driver::start(&chromedriver);
     let browser = driver.session().await;
