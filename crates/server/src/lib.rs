@@ -234,12 +234,12 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         Some(path) => Some((path.clone(), config_file::load(path)?)),
         None => None,
     };
-    let mut tokens = config.auth_tokens.clone();
+    // The file's tokens join those of the environment: from here on, `config.auth_tokens` is every token.
     if let Some((_, file)) = &mut file {
-        tokens.append(&mut file.tokens);
+        config.auth_tokens.append(&mut file.tokens);
     }
     let dashboard = build_dashboard(&config, file).await?;
-    if let Some(warning) = exposure_warning(&config, &tokens, dashboard.backends()) {
+    if let Some(warning) = exposure_warning(&config, &config.auth_tokens, dashboard.backends()) {
         log::warn!("{warning}");
     }
     let report = dashboard.recover().await.map_err(|error| StartError::Store(error.to_string()))?;
@@ -258,8 +258,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     }
     let web_source = WebSource::choose(config.web_dir.as_deref(), config.debug);
     let templates = Templates::load(&web_source)?;
-    let auth = auth::Auth::new(tokens);
-    let state = web::Data::new(AppState { dashboard: dashboard.clone(), templates, config, auth });
+    let state = web::Data::new(AppState::new(dashboard.clone(), templates, config));
     let web_source = web::Data::new(web_source);
     let http_metrics = web::Data::new(api::metrics::HttpMetrics::default());
     let server = HttpServer::new(move || {
@@ -286,6 +285,32 @@ mod tests {
     use dashboard_backends::{BackendRegistry, CommandBackend, CommandConfig, DemoBackend, Scope};
 
     use super::*;
+
+    /// An application of its own mounts the dashboard with `configure` and gets the same routes and checks.
+    #[actix_web::test]
+    async fn an_embedding_app_gets_the_routes_and_their_checks() {
+        use actix_web::test::{TestRequest, call_service, init_service};
+        let dashboard =
+            Dashboard::builder().store(Arc::new(MemoryStore::default())).backend("demo", DemoBackend).build();
+        let web_source = WebSource::choose(None, false);
+        let templates = Templates::load(&web_source).expect("the embedded templates load");
+        let config = ServerConfig {
+            auth_tokens: vec![TokenSpec::from_secret("embedder", "an-embedders-token-0123", Scope::Read)],
+            ..ServerConfig::default()
+        };
+        let state = web::Data::new(AppState::new(dashboard, templates, config));
+        let app = init_service(App::new().configure(configure(state, web::Data::new(web_source)))).await;
+        let status = |request: TestRequest| {
+            let app = &app;
+            async move { call_service(app, request.to_request()).await.status().as_u16() }
+        };
+        assert_eq!(status(TestRequest::get().uri("/api/functions")).await, 401);
+        let with_token = TestRequest::get()
+            .uri("/api/functions")
+            .insert_header(("Authorization", "Bearer an-embedders-token-0123"));
+        assert_eq!(status(with_token).await, 200);
+        assert_eq!(status(TestRequest::get().uri("/healthz")).await, 200);
+    }
 
     #[test]
     fn an_open_address_without_auth_is_a_warning_and_local_programs_a_danger() {

@@ -23,6 +23,13 @@ pub struct AppState {
 pub type State = web::Data<AppState>;
 
 impl AppState {
+    /// The state of a dashboard with these settings; `config.auth_tokens` decides whether auth is on. This is what an
+    /// actix-web application that mounts the dashboard with [`crate::configure`] builds.
+    pub fn new(dashboard: Dashboard, templates: Templates, config: ServerConfig) -> Self {
+        let auth = crate::auth::Auth::new(config.auth_tokens.clone());
+        Self { dashboard, templates, config, auth }
+    }
+
     /// Renders a page template with `context`; a template error is logged and answered with a plain 500 page.
     pub fn render(&self, status: StatusCode, template: &str, context: &tera::Context) -> HttpResponse {
         match self.templates.render(template, context) {
