@@ -26,7 +26,7 @@ impl AppState {
     /// The state of a dashboard with these settings; `config.auth_tokens` decides whether auth is on. This is what an
     /// actix-web application that mounts the dashboard with [`crate::configure`] builds.
     pub fn new(dashboard: Dashboard, templates: Templates, config: ServerConfig) -> Self {
-        let auth = crate::auth::Auth::new(config.auth_tokens.clone());
+        let auth = crate::auth::Auth::new(config.auth_tokens.clone(), config.public_url.as_deref());
         Self { dashboard, templates, config, auth }
     }
 

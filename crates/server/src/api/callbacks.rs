@@ -1,9 +1,9 @@
 //! The callback routes remote agents report through: `POST /api/executions/{id}/logs` and `.../status`, authorized
-//! by the execution's own callback token (`Authorization: Bearer …`), never by a user's credentials.
+//! by the execution's own callback token (`Authorization: Bearer …`), never by a user's credentials. The route table
+//! wraps both in that check (`auth::guard::callback`), before the body is read.
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
-use dashboard_core::{ExecutionId, ExecutionStatus, LogStream, NewLogLine};
+use actix_web::{HttpResponse, web};
+use dashboard_core::{ExecutionStatus, LogStream, NewLogLine};
 use dashboard_engine::StatusReport;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::api::ApiJson;
 use crate::api::executions::parse_id;
 use crate::error::ApiError;
-use crate::state::{AppState, State};
+use crate::state::State;
 
 /// The most lines one report may carry.
 const MAX_LINES_PER_BATCH: usize = 1000;
@@ -57,35 +57,12 @@ pub(crate) struct StatusBody {
     usage: Option<Value>,
 }
 
-/// Checks the bearer token against execution `id`: 401 without one, 403 when it belongs to no such execution. The
-/// route table runs it before the body is read (`auth::guard::callback`), and the handlers again.
-pub(crate) fn authorize(state: &AppState, request: &HttpRequest, id: ExecutionId) -> Result<(), ApiError> {
-    let Some(token) = crate::auth::bearer_token(request) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a callback needs the execution's callback token as `Authorization: Bearer <token>`",
-        ));
-    };
-    if state.dashboard.verify_callback_token(id, token) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this token does not authorize reports on this execution",
-        ))
-    }
-}
-
 pub(crate) async fn logs(
     state: State,
-    request: HttpRequest,
     id: web::Path<String>,
     ApiJson(body): ApiJson<LogsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    authorize(&state, &request, id)?;
     if body.lines.len() > MAX_LINES_PER_BATCH {
         return Err(ApiError::invalid_field(
             "lines",
@@ -99,12 +76,10 @@ pub(crate) async fn logs(
 
 pub(crate) async fn status(
     state: State,
-    request: HttpRequest,
     id: web::Path<String>,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    authorize(&state, &request, id)?;
     let report =
         StatusReport { status: body.status, output: body.output, error: body.error, usage: body.usage };
     let execution = state.dashboard.report_status(id, report).await?;

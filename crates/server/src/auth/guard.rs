@@ -9,6 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use dashboard_backends::{Principal, Scope};
+use dashboard_core::ExecutionId;
 
 use super::{Caller, Via, same_secret};
 use crate::error::ApiError;
@@ -190,10 +191,30 @@ pub(crate) async fn callback(
     };
     let text = request.match_info().get("id").unwrap_or_default().to_owned();
     let checked = crate::api::executions::parse_id(&text)
-        .and_then(|id| crate::api::callbacks::authorize(&state, request.request(), id));
+        .and_then(|id| callback_token_check(&state, request.request(), id));
     match checked {
         Ok(()) => next.call(request).await,
         Err(error) => Ok(refuse(request, &state, error, true)),
+    }
+}
+
+/// Checks the bearer token against execution `id`: 401 without one, 403 when it belongs to no such execution.
+fn callback_token_check(state: &AppState, request: &HttpRequest, id: ExecutionId) -> Result<(), ApiError> {
+    let Some(token) = super::bearer_token(request) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a callback needs the execution's callback token as `Authorization: Bearer <token>`",
+        ));
+    };
+    if state.dashboard.verify_callback_token(id, token) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token does not authorize reports on this execution",
+        ))
     }
 }
 
@@ -244,17 +265,16 @@ fn is_local_host(request: &HttpRequest, state: &AppState) -> bool {
     let Some(host) = header.map(host_name) else {
         return true; // HTTP/1.0 without Host: not a browser.
     };
-    let host = host.to_ascii_lowercase();
-    let public = state
-        .config
-        .public_url
-        .as_deref()
-        .and_then(|url| url.split_once("://"))
-        .map(|(_, rest)| host_name(rest.split('/').next().unwrap_or_default()).to_ascii_lowercase());
-    host == "localhost"
-        || host.ends_with(".localhost")
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
         || host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok()
-        || public.is_some_and(|public| public == host)
+        || state.auth.public_host().is_some_and(|public| public.eq_ignore_ascii_case(host))
+}
+
+/// The host name of a URL such as `DASHBOARD_PUBLIC_URL`.
+pub(crate) fn url_host(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    Some(host_name(rest.split('/').next().unwrap_or_default()))
 }
 
 /// The name part of `host[:port]` (an IPv6 address keeps its brackets).

@@ -1,13 +1,13 @@
 //! `/login` and `/logout`: the form that turns a token into a session cookie, and the post that ends it. A page asked
 //! for without a session answers 401 with this same form, which comes back to that page once signed in.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::Caller;
 use super::guard::{SESSION_COOKIE, cookie, expired_cookie};
-use crate::pages::base_context;
+use crate::pages::{base_context, see_other};
 use crate::state::{AppState, State};
 
 /// The login form as posted.
@@ -99,10 +99,6 @@ fn local_path(next: &str) -> &str {
         && !next.chars().any(|char| char.is_control())
         && !next.starts_with("/login");
     if is_local { next } else { "/" }
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
 /// The client's address, for the log.

@@ -131,12 +131,20 @@ pub(crate) struct Auth {
     pub(crate) sessions: Sessions,
     /// Drawn at start-up: the key of the CSRF tokens of browsers without a session.
     csrf_key: String,
+    /// The host of `DASHBOARD_PUBLIC_URL`, which a dashboard without auth answers to besides localhost and IPs.
+    public_host: Option<String>,
 }
 
 impl Auth {
-    /// Auth with `tokens`; none means auth is off.
-    pub(crate) fn new(tokens: Vec<TokenSpec>) -> Self {
-        Self { tokens, sessions: Sessions::default(), csrf_key: random_token() }
+    /// Auth with `tokens` (none means auth is off), for a server reached at `public_url`.
+    pub(crate) fn new(tokens: Vec<TokenSpec>, public_url: Option<&str>) -> Self {
+        let public_host = public_url.and_then(guard::url_host).map(str::to_owned);
+        Self { tokens, sessions: Sessions::default(), csrf_key: random_token(), public_host }
+    }
+
+    /// The host of the public URL, when there is one.
+    pub(crate) fn public_host(&self) -> Option<&str> {
+        self.public_host.as_deref()
     }
 
     /// The CSRF token of a browser without a session, whose cookie holds `nonce`: the HMAC of the nonce under this
@@ -147,7 +155,7 @@ impl Auth {
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.csrf_key.as_bytes())
             .expect("HMAC takes a key of any length");
         mac.update(nonce.as_bytes());
-        mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
+        hex(&mac.finalize().into_bytes())
     }
 
     /// Whether any token is configured.
@@ -211,6 +219,11 @@ pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     // The kernel's random source does not fail on the systems this runs on; if it did, no secret could be made.
     getrandom::fill(&mut bytes).expect("the system's random source is readable");
+    hex(&bytes)
+}
+
+/// Bytes as lowercase hex digits.
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -225,17 +238,20 @@ mod tests {
 
     #[test]
     fn a_token_is_found_by_its_hash_only() {
-        let auth = Auth::new(vec![
-            TokenSpec::from_secret("ci", "s3cret-ci", Scope::Trigger),
-            TokenSpec::from_secret("viewer", "s3cret-viewer", Scope::Read),
-        ]);
+        let auth = Auth::new(
+            vec![
+                TokenSpec::from_secret("ci", "s3cret-ci", Scope::Trigger),
+                TokenSpec::from_secret("viewer", "s3cret-viewer", Scope::Read),
+            ],
+            None,
+        );
         assert_eq!(auth.token("s3cret-viewer").map(|token| token.name.as_str()), Some("viewer"));
         assert!(auth.token("s3cret").is_none());
         assert!(auth.token("").is_none());
-        let empty = Auth::new(vec![TokenSpec {
-            sha256: sha256(""),
-            ..TokenSpec::from_secret("x", "y", Scope::Read)
-        }]);
+        let empty = Auth::new(
+            vec![TokenSpec { sha256: sha256(""), ..TokenSpec::from_secret("x", "y", Scope::Read) }],
+            None,
+        );
         assert!(empty.token("").is_none() && empty.token("  ").is_none(), "an empty token never signs in");
         assert!(!format!("{:?}", auth.tokens).contains("sha256"), "Debug shows no hash");
     }
@@ -243,10 +259,16 @@ mod tests {
     #[test]
     fn hashes_are_64_hex_digits() {
         let hash = sha256("token");
-        let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
-        assert_eq!(TokenSpec::parse_sha256(&hex), Ok(hash));
+        assert_eq!(TokenSpec::parse_sha256(&hex(&hash)), Ok(hash));
         assert!(TokenSpec::parse_sha256("abc").is_err());
         assert!(TokenSpec::parse_sha256(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn the_public_host_comes_from_the_public_url() {
+        let auth = Auth::new(Vec::new(), Some("https://Agents.example.com:8443/dashboard"));
+        assert_eq!(auth.public_host(), Some("Agents.example.com"));
+        assert_eq!(Auth::new(Vec::new(), Some("not a url")).public_host(), None);
     }
 
     #[test]

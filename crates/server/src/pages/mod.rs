@@ -78,7 +78,7 @@ fn sentence(message: &str) -> String {
 }
 
 /// 303 See Other: where a successful form post sends the browser.
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
