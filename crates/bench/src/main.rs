@@ -16,6 +16,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dashboard_server::{ServerConfig, StoreSpec};
+use dashboard_store::Synchronous;
+
+/// The allocator of the `agent-dashboard` binary, so that the server measured here is the one that ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The function every trigger names: on the demo backend, it finishes at once with `{"steps": 0}`.
 pub const QUICK_FUNCTION: &str = "bench-quick";
@@ -35,6 +40,23 @@ pub struct Options {
     pub subscribers: usize,
     /// Triggers whose delivery each subscriber times.
     pub sse_triggers: usize,
+    /// The in-memory store instead of SQLite (`--store memory`): not durable, so never the measured product; it
+    /// shows what the rest of the server costs when storing costs nothing.
+    pub memory_store: bool,
+    /// `synchronous = NORMAL` instead of FULL (`--sync normal`): no flush per commit, so not durable against a power
+    /// loss; like the in-memory store, a comparison only.
+    pub sync_normal: bool,
+}
+
+impl Options {
+    /// How the report names the store under test.
+    pub fn store_label(&self) -> &'static str {
+        match (self.memory_store, self.sync_normal) {
+            (true, _) => "in-memory store, not durable",
+            (false, true) => "SQLite with synchronous = NORMAL, not durable against a power loss",
+            (false, false) => "durable SQLite",
+        }
+    }
 }
 
 impl Default for Options {
@@ -46,12 +68,14 @@ impl Default for Options {
             seed_budget: Duration::from_secs(150),
             subscribers: 1000,
             sse_triggers: 20,
+            memory_store: false,
+            sync_normal: false,
         }
     }
 }
 
 const USAGE: &str = "dashboard-bench [--clients N] [--seconds S] [--list-sizes 10000,1000000] [--seed-budget S] \
-                     [--subscribers N] [--sse-triggers N]";
+                     [--subscribers N] [--sse-triggers N] [--store sqlite|memory] [--sync full|normal]";
 
 fn parse_options() -> Options {
     let mut options = Options::default();
@@ -75,6 +99,20 @@ fn parse_options() -> Options {
             "--seed-budget" => options.seed_budget = Duration::from_secs_f64(number(&value)),
             "--subscribers" => options.subscribers = number(&value) as usize,
             "--sse-triggers" => options.sse_triggers = (number(&value) as usize).max(1),
+            "--store" => {
+                options.memory_store = match value.as_str() {
+                    "sqlite" => false,
+                    "memory" => true,
+                    _ => panic!("--store: {value:?} is neither sqlite nor memory"),
+                }
+            }
+            "--sync" => {
+                options.sync_normal = match value.as_str() {
+                    "full" => false,
+                    "normal" => true,
+                    _ => panic!("--sync: {value:?} is neither full nor normal"),
+                }
+            }
             _ => panic!("unknown option {flag}; usage: {USAGE}"),
         }
     }
@@ -103,15 +141,20 @@ async fn run(options: &Options, database: PathBuf) -> String {
     let config = ServerConfig {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
-        store: StoreSpec::Sqlite(database.clone()),
+        store: if options.memory_store { StoreSpec::Memory } else { StoreSpec::Sqlite(database.clone()) },
         seed_example: false,
         retention_days: 0,
         max_sse_clients: options.subscribers + 64,
+        sqlite_sync: if options.sync_normal { Synchronous::Normal } else { Synchronous::Full },
         ..ServerConfig::default()
     };
     let sync = config.sqlite_sync;
     let server = dashboard_server::start(config).await.expect("the dashboard starts");
-    eprintln!("dashboard on {} (SQLite {}, synchronous = {sync})", server.url(), database.display());
+    if options.memory_store {
+        eprintln!("dashboard on {} (in-memory store)", server.url());
+    } else {
+        eprintln!("dashboard on {} (SQLite {}, synchronous = {sync})", server.url(), database.display());
+    }
     let report = phases::all(options, &server).await;
     server.stop().await;
     report

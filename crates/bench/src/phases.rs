@@ -83,6 +83,14 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
         eprintln!("(e) {} SSE subscribers…", options.subscribers);
         rows.extend(sse(options, &url, idle_rss).await);
         drain(server).await;
+        // The server learns that a subscriber left only when a write to it fails (a heartbeat at the latest), and
+        // until then its stream is live: wait for that, so the phases after do not share the machine with it.
+        let released = departed_streams_released(&setup, &url).await;
+        rows.push(row(
+            "(e′) time until the server has dropped the streams of the departed subscribers",
+            format!("{:.1} s", released.as_secs_f64()),
+            "",
+        ));
     }
 
     // The smallest list size is measured before the load phases fill the store past it.
@@ -110,8 +118,8 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
     })
     .await;
     let ratio = triggers.per_second() / ceiling.per_second().max(f64::EPSILON);
-    let mut trigger_row =
-        load_row("(a) `POST /api/executions` (durable SQLite)", &triggers, "req", 1.0, "≥ 50% of ceiling");
+    let trigger_label = format!("(a) `POST /api/executions` ({})", options.store_label());
+    let mut trigger_row = load_row(&trigger_label, &triggers, "req", 1.0, "≥ 50% of ceiling");
     trigger_row.result.push_str(&format!(" = {:.0}% of ceiling", ratio * 100.0));
     let drained = drain(server).await;
     trigger_row.writer = writer_note(server, &writer_before, phase_started.elapsed());
@@ -345,6 +353,25 @@ async fn drain(server: &RunningServer) -> Duration {
     started.elapsed()
 }
 
+/// How long until `GET /metrics` shows no SSE client (at most a minute).
+async fn departed_streams_released(client: &reqwest::Client, url: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let metrics = client.get(format!("{url}/metrics")).send().await.expect("GET /metrics");
+        let text = metrics.text().await.expect("the metrics text");
+        let streams = text
+            .lines()
+            .find_map(|line| line.strip_prefix("dashboard_sse_clients "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .expect("the dashboard_sse_clients gauge");
+        if streams == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed()
+}
+
 async fn wait_until_running(server: &RunningServer, id: ExecutionId) {
     for _ in 0..5_000 {
         let execution = server.dashboard.store().get_execution(id).await.expect("the store answers");
@@ -380,6 +407,10 @@ fn kib(value: u64) -> String {
 fn writer_note(server: &RunningServer, before: &StoreStats, elapsed: Duration) -> String {
     let after = server.dashboard.store().stats();
     let commits = after.commit_seconds.count.saturating_sub(before.commit_seconds.count);
+    if commits == 0 {
+        // The in-memory store has no writer.
+        return String::new();
+    }
     let busy = after.commit_seconds.sum - before.commit_seconds.sum;
     let changes = after.batch_size.sum - before.batch_size.sum;
     format!(

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, broadcast};
 
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
+use crate::functions::FunctionCache;
 use crate::metrics::EngineMetrics;
 use crate::run::{RunHandle, StopReason};
 use crate::scheduler::{QueuedRun, Scheduler};
@@ -126,6 +127,7 @@ impl DashboardBuilder {
                 backends: self.backends,
                 bus,
                 compiled: CompiledCache::default(),
+                functions: FunctionCache::default(),
                 scheduler: Mutex::new(Scheduler::new(self.max_concurrency)),
                 runs: Mutex::new(HashMap::new()),
                 runs_ended: Notify::new(),
@@ -145,6 +147,7 @@ pub(crate) struct Inner {
     pub(crate) backends: BackendRegistry,
     pub(crate) bus: broadcast::Sender<BusMessage>,
     pub(crate) compiled: CompiledCache,
+    pub(crate) functions: FunctionCache,
     pub(crate) scheduler: Mutex<Scheduler>,
     pub(crate) runs: Mutex<HashMap<ExecutionId, Arc<RunHandle>>>,
     pub(crate) runs_ended: Notify,
@@ -233,6 +236,7 @@ impl Dashboard {
         let function = Function::create(spec)?;
         self.check_function(&function)?;
         let recorded = self.inner.store.create_function(function).await?;
+        self.inner.functions.changed(&recorded.value);
         Ok(self.inner.publish(recorded))
     }
 
@@ -243,16 +247,19 @@ impl Dashboard {
         spec: FunctionSpec,
         expected_version: Option<u32>,
     ) -> Result<Function, EngineError> {
-        let current = self.function(key).await?;
+        let current = self.stored_function(key).await?;
         self.check_function(&current.replaced_by(spec.clone())?)?;
         let recorded = self.inner.store.update_function(current.id, spec, expected_version).await?;
+        self.inner.functions.changed(&current);
+        self.inner.functions.changed(&recorded.value);
         Ok(self.inner.publish(recorded))
     }
 
     /// Deletes a function; its executions are kept.
     pub async fn delete_function(&self, key: &FunctionKey) -> Result<Function, EngineError> {
-        let current = self.function(key).await?;
+        let current = self.stored_function(key).await?;
         let recorded = self.inner.store.delete_function(current.id).await?;
+        self.inner.functions.changed(&current);
         Ok(self.inner.publish(recorded))
     }
 
@@ -429,7 +436,14 @@ impl Dashboard {
         })
     }
 
-    async fn function(&self, key: &FunctionKey) -> Result<Function, EngineError> {
+    /// The function to trigger: as read recently (see `functions.rs`), else from the store.
+    async fn function(&self, key: &FunctionKey) -> Result<Arc<Function>, EngineError> {
+        let function = self.inner.functions.get(self.inner.store.as_ref(), key).await?;
+        function.ok_or_else(|| EngineError::function_not_found(key))
+    }
+
+    /// The function to change: always read from the store.
+    async fn stored_function(&self, key: &FunctionKey) -> Result<Function, EngineError> {
         self.inner.store.get_function(key).await?.ok_or_else(|| EngineError::function_not_found(key))
     }
 

@@ -11,6 +11,7 @@ mod callbacks;
 mod compiled;
 mod dashboard;
 mod error;
+mod functions;
 mod metrics;
 mod retention;
 mod run;

@@ -62,7 +62,7 @@ impl RunHandle {
 
 /// What a run needs besides the execution.
 struct Prepared {
-    function: Function,
+    function: Arc<Function>,
     backend: Arc<dyn Backend>,
     prompt: Option<String>,
 }
@@ -186,8 +186,8 @@ impl Inner {
     /// Finds the function and backend and renders the prompt; the error is the reason the run cannot start.
     async fn prepare(&self, execution: &Execution) -> Result<Prepared, String> {
         let function = self
-            .store
-            .get_function(&FunctionKey::Id(execution.function_id))
+            .functions
+            .get(self.store.as_ref(), &FunctionKey::Id(execution.function_id))
             .await
             .map_err(|error| format!("could not start: {error}"))?
             .ok_or_else(|| format!("could not start: function {} was deleted", execution.function))?;

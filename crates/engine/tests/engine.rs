@@ -267,3 +267,66 @@ async fn a_cancelled_run_keeps_the_lines_it_wrote() {
     assert_eq!(messages[3], "hanging until cancelled or timed out");
     assert!(messages[4].starts_with("cancelled"), "{messages:?}");
 }
+
+/// A spec whose schema requires `field`.
+fn requiring(name: &str, field: &str) -> FunctionSpec {
+    let mut spec = FunctionSpec::new(name, "demo");
+    spec.input_schema = json!({"type": "object", "required": [field]});
+    spec
+}
+
+async fn try_trigger(
+    dashboard: &Dashboard,
+    function: &str,
+    input: Value,
+) -> Result<ExecutionId, EngineError> {
+    let request = TriggerRequest { function: function.into(), input, backend: None, idempotency_key: None };
+    dashboard.trigger(&Principal::anonymous(), request).await.map(|triggered| triggered.execution.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_changed_through_the_engine_is_triggered_as_changed_at_once() {
+    let dashboard = dashboard_on(Arc::default(), 8);
+    dashboard.create_function(requiring("f", "a")).await.expect("created");
+    try_trigger(&dashboard, "f", json!({"a": 1})).await.expect("version 1 takes `a`");
+
+    let key = dashboard_store::FunctionKey::Name("f".into());
+    dashboard.update_function(&key, requiring("f", "b"), None).await.expect("updated");
+    let refused = try_trigger(&dashboard, "f", json!({"a": 1})).await;
+    assert!(matches!(refused, Err(EngineError::Invalid(_))), "version 2 needs `b`: {refused:?}");
+    let id = try_trigger(&dashboard, "f", json!({"b": 1})).await.expect("version 2 takes `b`");
+    let execution = dashboard.store().get_execution(id).await.expect("the store").expect("the execution");
+    assert_eq!(execution.function_version, 2);
+
+    dashboard.update_function(&key, requiring("g", "b"), None).await.expect("renamed to g");
+    assert!(matches!(
+        try_trigger(&dashboard, "f", json!({"b": 1})).await,
+        Err(EngineError::NotFound { entity: "function", .. })
+    ));
+    try_trigger(&dashboard, "g", json!({"b": 1})).await.expect("the new name");
+
+    dashboard.delete_function(&dashboard_store::FunctionKey::Name("g".into())).await.expect("deleted");
+    assert!(matches!(
+        try_trigger(&dashboard, "g", json!({"b": 1})).await,
+        Err(EngineError::NotFound { entity: "function", .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_changed_in_the_store_behind_the_engines_back_is_seen_within_a_second() {
+    let store: Arc<MemoryStore> = Arc::default();
+    let dashboard = dashboard_on(store.clone(), 8);
+    let function = dashboard.create_function(requiring("f", "a")).await.expect("created");
+    try_trigger(&dashboard, "f", json!({"a": 1})).await.expect("version 1 takes `a`");
+
+    store.update_function(function.id, requiring("f", "b"), None).await.expect("updated in the store");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    try_trigger(&dashboard, "f", json!({"b": 1})).await.expect("version 2 is read again");
+
+    store.delete_function(function.id).await.expect("deleted in the store");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(
+        try_trigger(&dashboard, "f", json!({"b": 1})).await,
+        Err(EngineError::NotFound { entity: "function", .. })
+    ));
+}

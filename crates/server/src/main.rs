@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use dashboard_server::{ServerConfig, start};
 
+/// mimalloc rather than the system's malloc: the store's one writer thread is the bottleneck under load, and it spent
+/// a tenth of its time in glibc's malloc and free (docs/benchmarks.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 Usage: agent-dashboard [--config FILE] [--host ADDRESS] [--port PORT] [--store memory|sqlite:PATH]
 

@@ -22,14 +22,19 @@ const TIME_FORMAT: &[BorrowedFormatItem<'static>] =
 #[derive(Clone, Copy, Debug)]
 pub(super) struct SqlTime(pub(super) Timestamp);
 
-impl ToSql for SqlTime {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let text = self
-            .0
+impl SqlTime {
+    /// The column's text; worth keeping when one time is bound many times (every line of a log batch).
+    pub(super) fn text(self) -> rusqlite::Result<String> {
+        self.0
             .to_offset(UtcOffset::UTC)
             .format(TIME_FORMAT)
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-        Ok(ToSqlOutput::from(text))
+            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+    }
+}
+
+impl ToSql for SqlTime {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.text()?))
     }
 }
 

@@ -25,14 +25,15 @@ pub(super) fn append_to_existing(
     let last: u64 = connection
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = ?1")?
         .query_row([&execution_id], |row| row.get(0))?;
-    let ts = SqlTime(now());
+    // One time for the whole batch, formatted once rather than per line.
+    let ts = SqlTime(now()).text()?;
     let mut insert = connection.prepare_cached(
         "INSERT INTO logs (execution_id, seq, ts, stream, message) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut seq = last;
     for NewLogLine { stream, message } in lines {
         seq += 1;
-        insert.execute(params![execution_id, seq, ts, stream.as_str(), message])?;
+        insert.execute(params![execution_id, seq, &ts, stream.as_str(), message])?;
     }
     Ok(seq)
 }

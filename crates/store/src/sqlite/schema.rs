@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::codec::unavailable;
@@ -14,6 +15,7 @@ use crate::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_logs_without_rowid.sql"),
+    include_str!("../../migrations/0003_executions_without_rowid.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -82,8 +84,20 @@ fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> 
     connection.busy_timeout(options.busy_timeout).map_err(|error| {
         unavailable(&error, format!("{}: could not set the busy timeout: {error}", path.display()))
     })?;
-    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    tune(&connection).map_err(|error| {
+        unavailable(&error, format!("{}: could not set up the connection: {error}", path.display()))
+    })?;
     Ok(connection)
+}
+
+/// The statement cache, and the query planner's stability guarantee: a plan never depends on the values bound to it.
+/// Without that guarantee SQLite marks a statement whose plan could change with a bound value (`LIMIT ?`, among
+/// others) and prepares it anew whenever such a value changes — a cached statement parsed again on most runs. Every
+/// query here has one right index whatever the values, so nothing is lost.
+fn tune(connection: &Connection) -> rusqlite::Result<()> {
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 enum MigrationError {
@@ -163,36 +177,133 @@ mod tests {
         );
     }
 
+    /// A migrated in-memory database, with the settings of the store's own connections.
+    fn migrated() -> Connection {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        tune(&connection).expect("the connection's settings");
+        assert!(migrate(&mut connection).is_ok());
+        connection
+    }
+
+    #[test]
+    fn a_version_2_file_keeps_its_executions_and_their_idempotency_keys_without_a_rowid() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        connection.execute_batch(MIGRATIONS[0]).expect("the first migration");
+        connection.execute_batch(MIGRATIONS[1]).expect("the second migration");
+        connection.execute_batch("PRAGMA user_version = 2").expect("set the version");
+        let columns = "(id, function, function_id, function_version, backend, input, status, output, error, usage, \
+                       attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at)";
+        connection
+            .execute_batch(&format!(
+                "INSERT INTO executions {columns} VALUES \
+                 ('e1', 'f', 'f1', 2, 'demo', '{{\"a\":1}}', 'succeeded', '{{\"b\":2}}', NULL, NULL, 1, NULL, \
+                  'key-1', 'ci', 't1', 't2', 't3'), \
+                 ('e2', 'f', 'f1', 2, 'demo', '{{}}', 'queued', NULL, NULL, NULL, 2, 'e1', NULL, NULL, 't4', NULL, NULL), \
+                 ('e3', 'f', 'f1', 2, 'demo', '{{}}', 'queued', NULL, NULL, NULL, 1, NULL, NULL, NULL, 't5', NULL, NULL)"
+            ))
+            .expect("executions of version 2");
+        assert!(migrate(&mut connection).is_ok());
+
+        // id, input, output, idempotency key, finished at
+        type Kept = (String, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Kept> = connection
+            .prepare("SELECT id, input, output, idempotency_key, finished_at FROM executions ORDER BY id")
+            .expect("a query")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("executions");
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0],
+            (
+                "e1".to_owned(),
+                r#"{"a":1}"#.to_owned(),
+                Some(r#"{"b":2}"#.to_owned()),
+                Some("key-1".to_owned()),
+                Some("t3".to_owned())
+            )
+        );
+        assert!(connection.prepare("SELECT rowid FROM executions").is_err(), "executions has no rowid now");
+
+        // Keys stay unique; any number of executions may have none; only keys are indexed.
+        let insert = |id: &str, key: Option<&str>| {
+            connection.execute(
+                "INSERT INTO executions (id, function, function_id, function_version, backend, input, status, \
+                 attempt, idempotency_key, created_at) VALUES (?1, 'f', 'f1', 2, 'demo', '{}', 'queued', 1, ?2, 't')",
+                rusqlite::params![id, key],
+            )
+        };
+        assert!(insert("e4", Some("key-1")).is_err(), "a second execution with key-1");
+        assert!(insert("e4", None).is_ok());
+        assert!(insert("e1", None).is_err(), "a second execution with id e1");
+        let indexed: u32 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM executions INDEXED BY executions_by_idempotency_key \
+                        WHERE idempotency_key IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the index's entries");
+        assert_eq!(indexed, 1);
+    }
+
+    #[test]
+    fn a_statement_is_not_prepared_again_when_its_values_change() {
+        let connection = migrated();
+        let mut statement = connection
+            .prepare("SELECT id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .expect("a statement");
+        for limit in 1..=5_i64 {
+            statement
+                .query_map([limit, limit * 10], |row| row.get::<_, i64>(0))
+                .expect("rows")
+                .for_each(drop);
+        }
+        assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
     #[test]
     fn every_list_query_uses_an_index() {
-        let mut connection = Connection::open_in_memory().expect("an in-memory database");
-        assert!(migrate(&mut connection).is_ok());
+        let connection = migrated();
         // The unfinished executions are few (what runs and waits), so sorting the two statuses' ids is cheap.
         let sorts_a_few = "SELECT id FROM executions WHERE status IN ('queued', 'running') ORDER BY id";
+        // The newest first page walks the table itself, which is kept in id order (no rowid), and stops at the limit.
+        let walks_the_key = "SELECT id FROM executions ORDER BY id DESC LIMIT ?1";
+        // Bound values, as the store runs them: with the planner's stability guarantee a plan cannot depend on them.
         let queries = [
-            "SELECT id FROM executions ORDER BY id DESC LIMIT 10",
-            "SELECT id FROM executions WHERE status = 'queued' AND id < 'x' ORDER BY id DESC LIMIT 10",
-            "SELECT id FROM executions WHERE function = 'f' ORDER BY id DESC LIMIT 10",
-            "SELECT id FROM executions WHERE backend = 'b' ORDER BY id DESC LIMIT 10",
+            "SELECT id FROM executions WHERE id = ?1",
+            "SELECT id FROM executions WHERE idempotency_key = ?1",
+            walks_the_key,
+            "SELECT id FROM executions WHERE status = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            "SELECT id FROM executions WHERE function = ?1 ORDER BY id DESC LIMIT ?2",
+            "SELECT id FROM executions WHERE backend = ?1 ORDER BY id DESC LIMIT ?2",
             sorts_a_few,
-            "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < 'x' ORDER BY finished_at, id LIMIT 10",
-            "SELECT seq FROM logs WHERE execution_id = 'x' AND seq > 3 ORDER BY seq LIMIT 10",
-            "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = 'x'",
-            "SELECT id FROM events WHERE id > 3 ORDER BY id LIMIT 10",
-            "SELECT id FROM events WHERE execution_id = 'x'",
-            "SELECT id FROM events WHERE execution_id IS NULL AND ts < 'x'",
+            "SELECT id FROM executions WHERE finished_at IS NOT NULL AND finished_at < ?1 ORDER BY finished_at, id \
+             LIMIT ?2",
+            "SELECT seq FROM logs WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = ?1",
+            "SELECT id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id FROM events WHERE execution_id = ?1",
+            "SELECT id FROM events WHERE execution_id IS NULL AND ts < ?1",
             "SELECT name FROM functions ORDER BY name",
             "SELECT status, COUNT(*) FROM executions GROUP BY status",
         ];
         for query in queries {
             let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {query}")).expect("a plan");
-            let plan: Vec<String> = statement
-                .query_map([], |row| row.get::<_, String>(3))
-                .expect("plan rows")
-                .collect::<Result<_, _>>()
-                .expect("plan text");
+            // Unbound parameters are NULL, which is all a plan may know of them.
+            let mut rows = statement.raw_query();
+            let mut plan: Vec<String> = Vec::new();
+            while let Some(row) = rows.next().expect("a plan row") {
+                plan.push(row.get(3).expect("plan text"));
+            }
             let plan = plan.join("; ");
-            assert!(!plan.contains("SCAN") || plan.contains("USING"), "{query}: {plan}");
+            assert!(
+                !plan.contains("SCAN")
+                    || plan.contains("USING")
+                    || (query == walks_the_key && plan == "SCAN executions"),
+                "{query}: {plan}"
+            );
             assert!(
                 query == sorts_a_few || !plan.contains("TEMP B-TREE"),
                 "{query} sorts without an index: {plan}"
