@@ -269,6 +269,10 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
             .wrap(Logger::new("%r %s %Dms").log_target("agent_dashboard::http"))
             .configure(configure(state.clone(), web_source.clone()))
     })
+    // A client that closes its side of the connection is gone: the server stops there (as hyper does by default)
+    // instead of serving a half-closed connection. Without this a live stream whose client left kept running, and
+    // kept its place under the SSE cap, until a heartbeat found the connection dead, up to 30 s later.
+    .h1_allow_half_closed(false)
     .listen(listener)
     .map_err(bind_error)?
     .shutdown_timeout(5)
