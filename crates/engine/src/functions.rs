@@ -13,7 +13,7 @@ use dashboard_core::{Function, FunctionId};
 use dashboard_store::{DashboardStore, FunctionKey, StoreError};
 
 /// How long a function read from the store is used without reading it again.
-pub(crate) const FRESH_FOR: Duration = Duration::from_secs(1);
+const FRESH_FOR: Duration = Duration::from_secs(1);
 /// The most functions kept; past it the cache starts over.
 const MAX_CACHED: usize = 1024;
 
