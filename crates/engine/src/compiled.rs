@@ -1,53 +1,42 @@
-//! Compiled forms of a function version — its input validator and prompt template — cached so a trigger does not
-//! recompile them.
+//! Compiled forms of a function version — its input validator and sandboxed prompt template — cached so a trigger
+//! does not recompile them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use dashboard_core::{CoreError, Function, FunctionId, InputValidator, error_chain};
+use dashboard_core::{CoreError, Function, FunctionId, InputValidator};
 use serde_json::Value;
 
-/// The name of the prompt template inside its own `Tera` instance.
-const PROMPT: &str = "prompt";
+use crate::prompt::PromptTemplate;
+
 /// How many compiled function versions are kept before the cache starts over.
 const MAX_CACHED: usize = 1024;
 
 /// A function version ready to check inputs and render prompts.
 pub(crate) struct CompiledFunction {
     validator: InputValidator,
-    prompt: Option<tera::Tera>,
+    prompt: Option<Arc<PromptTemplate>>,
 }
 
 impl CompiledFunction {
     /// Compiles the schema and the prompt template; errors name `input_schema` or `prompt`.
     pub(crate) fn compile(function: &Function) -> Result<Self, CoreError> {
         let validator = InputValidator::new(&function.input_schema)?;
-        let prompt = match &function.prompt {
-            Some(template) => {
-                let mut tera = tera::Tera::default();
-                tera.autoescape_on(Vec::new());
-                tera.add_raw_template(PROMPT, template)
-                    .map_err(|error| CoreError::invalid_field("prompt", error_chain(&error)))?;
-                Some(tera)
-            }
-            None => None,
-        };
+        let prompt = function.prompt.as_deref().map(PromptTemplate::compile).transpose()?.map(Arc::new);
         Ok(Self { validator, prompt })
     }
 
-    /// Checks `input` against the schema and renders the prompt with it (`{{ input.field }}`).
-    pub(crate) fn prepare(&self, input: &Value) -> Result<Option<String>, CoreError> {
+    /// Checks `input` against the schema and renders the prompt with it (`{{ input.field }}`), on a blocking thread:
+    /// a render may take up to the sandbox's time limit, and must not hold up the thread that called.
+    pub(crate) async fn prepare(&self, input: &Value) -> Result<Option<String>, CoreError> {
         self.validator.validate(input)?;
-        let Some(tera) = &self.prompt else { return Ok(None) };
-        let mut context = tera::Context::new();
-        context.insert("input", input);
-        tera.render(PROMPT, &context).map(Some).map_err(|error| CoreError::InputRejected {
-            path: String::new(),
-            message: format!(
-                "the prompt template cannot be rendered with this input: {}",
-                error_chain(&error)
-            ),
-        })
+        let Some(prompt) = &self.prompt else { return Ok(None) };
+        let (prompt, input) = (prompt.clone(), input.clone());
+        let rendered =
+            tokio::task::spawn_blocking(move || prompt.render(&input)).await.unwrap_or_else(|_| {
+                Err("the prompt template could not be rendered: its render stopped".to_owned())
+            });
+        rendered.map(Some).map_err(|message| CoreError::InputRejected { path: String::new(), message })
     }
 }
 
@@ -86,17 +75,17 @@ mod tests {
         Function::create(spec).expect("valid spec")
     }
 
-    #[test]
-    fn prompt_is_rendered_from_the_input_without_escaping() {
+    #[tokio::test]
+    async fn prompt_is_rendered_from_the_input_without_escaping() {
         let compiled = CompiledFunction::compile(&function("Fix {{ input.url }} <now>")).expect("compiles");
-        let prompt = compiled.prepare(&json!({"url": "a&b"})).expect("renders");
+        let prompt = compiled.prepare(&json!({"url": "a&b"})).await.expect("renders");
         assert_eq!(prompt.as_deref(), Some("Fix a&b <now>"));
     }
 
-    #[test]
-    fn a_missing_field_names_it() {
+    #[tokio::test]
+    async fn a_missing_field_names_it() {
         let compiled = CompiledFunction::compile(&function("Fix {{ input.url }}")).expect("compiles");
-        let error = compiled.prepare(&json!({})).expect_err("rendered without the field");
+        let error = compiled.prepare(&json!({})).await.expect_err("rendered without the field");
         assert!(error.to_string().contains("input.url"), "{error}");
     }
 

@@ -384,7 +384,7 @@ impl Dashboard {
             return Err(EngineError::ShuttingDown);
         }
         let compiled = self.inner.compiled.get(function)?;
-        compiled.prepare(&new.input)?;
+        compiled.prepare(&new.input).await?;
         let (key, backend, input) = (new.idempotency_key.clone(), new.backend.clone(), new.input.clone());
         match self.inner.store.create_execution(new).await {
             Ok(recorded) => {

@@ -13,6 +13,7 @@ mod dashboard;
 mod error;
 mod functions;
 mod metrics;
+mod prompt;
 mod retention;
 mod run;
 mod scheduler;
@@ -22,6 +23,9 @@ pub use callbacks::StatusReport;
 pub use dashboard::{Dashboard, DashboardBuilder, RecoveryReport, TriggerRequest, Triggered};
 pub use error::EngineError;
 pub use metrics::{DURATION_SECONDS_BOUNDS, EngineMetrics, StatusCount};
+pub use prompt::{
+    MAX_LOOP_ITERATIONS, MAX_PROMPT_BYTES, MAX_RENDER_TIME, MAX_VALUE_BYTES, MAX_VALUES_PER_EXPRESSION,
+};
 pub use retention::RetentionPolicy;
 
 /// The error of an execution that was running when the server stopped.

@@ -197,7 +197,7 @@ impl Inner {
             })?;
         let compiled = self.compiled.get(&function).map_err(|error| format!("could not start: {error}"))?;
         let prompt =
-            compiled.prepare(&execution.input).map_err(|error| format!("could not start: {error}"))?;
+            compiled.prepare(&execution.input).await.map_err(|error| format!("could not start: {error}"))?;
         Ok(Prepared { function, backend, prompt })
     }
 

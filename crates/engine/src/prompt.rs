@@ -1,0 +1,687 @@
+//! Prompt templates in a sandbox: a template sees the input and nothing of the server, and rendering one is bounded
+//! in time, in loop iterations, in the size of every value it makes and in the size of what it writes.
+//!
+//! Tera offers more than a prompt needs — `get_env` reads the server's environment, `now` and `get_random` are side
+//! channels, macros recurse, `set` lets a value double itself until memory runs out. A template is therefore checked
+//! when its function is created or updated, against an allow-list of tags, functions, filters and tests
+//! ([`PromptTemplate::compile`]); anything else is refused with an error naming it. What remains is bounded at render
+//! time by a [`Budget`] that the allowed filters, `range`, every `for` loop and the output writer all charge:
+//! - every `for` loop's container passes through a guard (added to the parsed template) that counts its items against
+//!   [`MAX_LOOP_ITERATIONS`] for the whole render, so nested loops cannot multiply without bound;
+//! - `range` refuses a range longer than what is left of that count before making it;
+//! - every filter's result is at most [`MAX_VALUE_BYTES`] (the ones that can grow by more than a constant factor —
+//!   `replace`, `join`, `indent` — are checked before they run), and an expression names at most
+//!   [`MAX_VALUES_PER_EXPRESSION`] variables, so no expression can build a value much larger than the input;
+//! - the rendered prompt is at most [`MAX_PROMPT_BYTES`], and the writer stops the render when it would grow past it;
+//! - the render stops at [`MAX_RENDER_TIME`], checked at every filter, loop and write.
+//!
+//! The engine renders on a blocking thread (`tokio::task::spawn_blocking`), never on the thread that serves a request.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashboard_core::{CoreError, error_chain};
+use serde_json::Value;
+use tera::ast::{Expr, ExprVal, FunctionCall, Node};
+
+/// The longest rendered prompt, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 1024 * 1024;
+/// The most loop iterations one render may run, all loops together (nested loops count every inner iteration).
+pub const MAX_LOOP_ITERATIONS: u64 = 100_000;
+/// The largest value a filter may make (an estimate of its JSON size, in bytes).
+pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+/// The most variables one expression may name: with [`MAX_VALUE_BYTES`] it bounds what one expression can build.
+pub const MAX_VALUES_PER_EXPRESSION: usize = 16;
+/// The longest one render may take.
+pub const MAX_RENDER_TIME: Duration = Duration::from_secs(1);
+
+/// The template's name inside its own `Tera` instance.
+const NAME: &str = "prompt";
+/// The filter the sandbox adds to every `for` loop's container; its name is not one a template can write.
+const LOOP_GUARD: &str = "loop guard";
+
+/// The global functions a prompt may call: `range` (bounded) and `throw` (fails the render with a message).
+const FUNCTIONS: &[&str] = &["range", "throw"];
+/// The filters a prompt may use: each computes on its arguments alone (no clock, no randomness, no environment).
+/// `default` and `safe` are tera's own, handled by its renderer rather than registered as filters.
+const FILTERS: &[&str] = &[
+    "abs",
+    "addslashes",
+    "as_str",
+    "capitalize",
+    "concat",
+    "default",
+    "escape",
+    "escape_xml",
+    "filesizeformat",
+    "filter",
+    "first",
+    "float",
+    "get",
+    "group_by",
+    "indent",
+    "int",
+    "join",
+    "json_encode",
+    "last",
+    "length",
+    "linebreaksbr",
+    "lower",
+    "map",
+    "nth",
+    "pluralize",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "slice",
+    "slugify",
+    "sort",
+    "spaceless",
+    "split",
+    "striptags",
+    "title",
+    "trim",
+    "trim_end",
+    "trim_end_matches",
+    "trim_start",
+    "trim_start_matches",
+    "truncate",
+    "unique",
+    "upper",
+    "urlencode",
+    "urlencode_strict",
+    "wordcount",
+];
+/// The tests (`is …`) a prompt may use. `matching` is left out: it compiles a regular expression at every use.
+const TESTS: &[&str] = &[
+    "containing",
+    "defined",
+    "divisibleby",
+    "ending_with",
+    "even",
+    "iterable",
+    "number",
+    "object",
+    "odd",
+    "starting_with",
+    "string",
+    "undefined",
+];
+
+/// A prompt template that passed the sandbox's checks, ready to render.
+pub(crate) struct PromptTemplate {
+    tera: tera::Tera,
+}
+
+impl PromptTemplate {
+    /// Parses `source` and checks it against the allow-lists; the error names the field `prompt` and the refused
+    /// tag, function, filter or test.
+    pub(crate) fn compile(source: &str) -> Result<Self, CoreError> {
+        let refuse = |message: String| CoreError::invalid_field("prompt", message);
+        // Checked as parsed, before tera resolves `extends` and `include`, so that those are refused by name too.
+        let parsed = tera::Template::new(NAME, None, source).map_err(|error| refuse(error_chain(&error)))?;
+        check_nodes(&parsed.ast).map_err(refuse)?;
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(Vec::new());
+        tera.add_raw_template(NAME, source).map_err(|error| refuse(error_chain(&error)))?;
+        let template = tera.templates.get_mut(NAME).expect("the template was just added");
+        guard_loops(&mut template.ast);
+        sandbox(&mut tera);
+        Ok(Self { tera })
+    }
+
+    /// Renders the prompt with `input` as `{{ input }}`, within the budget; blocks for at most about
+    /// [`MAX_RENDER_TIME`]. The error is one sentence for the person who triggered.
+    pub(crate) fn render(&self, input: &Value) -> Result<String, String> {
+        let mut context = tera::Context::new();
+        context.insert("input", input);
+        BUDGET.with(|budget| *budget.borrow_mut() = Some(Budget::new()));
+        let mut output = LimitedWriter::default();
+        let rendered = self.tera.render_to(NAME, &context, &mut output);
+        let exceeded = BUDGET.with(|budget| budget.borrow_mut().take()).and_then(|budget| budget.exceeded);
+        match (rendered, exceeded) {
+            (_, Some(limit)) => Err(limit),
+            (Err(error), None) => Err(format!(
+                "the prompt template cannot be rendered with this input: {}",
+                error_chain(&error)
+            )),
+            (Ok(()), None) => String::from_utf8(output.bytes)
+                .map_err(|_| "the prompt template rendered text that is not UTF-8".to_owned()),
+        }
+    }
+}
+
+/// Refuses every node the sandbox does not allow, naming it.
+fn check_nodes(nodes: &[Node]) -> Result<(), String> {
+    for node in nodes {
+        match node {
+            Node::Text(_) | Node::Raw(..) | Node::Comment(..) | Node::Break(_) | Node::Continue(_) => {}
+            Node::VariableBlock(_, expr) => check_expr_and_size(expr)?,
+            Node::Forloop(_, for_loop, _) => {
+                check_expr_and_size(&for_loop.container)?;
+                check_nodes(&for_loop.body)?;
+                if let Some(empty_body) = &for_loop.empty_body {
+                    check_nodes(empty_body)?;
+                }
+            }
+            Node::If(if_node, _) => {
+                for (_, condition, body) in &if_node.conditions {
+                    check_expr_and_size(condition)?;
+                    check_nodes(body)?;
+                }
+                if let Some((_, body)) = &if_node.otherwise {
+                    check_nodes(body)?;
+                }
+            }
+            Node::Set(_, set) => {
+                let tag = if set.global { "set_global" } else { "set" };
+                return Err(format!(
+                    "the tag `{{% {tag} %}}` is not allowed in prompts: write the expression where it is used"
+                ));
+            }
+            Node::MacroDefinition(..) | Node::ImportMacro(..) => {
+                return Err("macros are not allowed in prompts".to_owned());
+            }
+            Node::Extends(..) | Node::Include(..) | Node::Block(..) | Node::Super => {
+                return Err(
+                    "a prompt is one template: `extends`, `include`, `block` and `super` are not allowed"
+                        .to_owned(),
+                );
+            }
+            Node::FilterSection(_, section, _) => {
+                return Err(format!(
+                    "the tag `{{% filter {} %}}` is not allowed in prompts: apply the filter to a value instead",
+                    section.filter.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks one top-level expression and how many variables it names.
+fn check_expr_and_size(expr: &Expr) -> Result<(), String> {
+    let mut n_values = 0;
+    check_expr(expr, &mut n_values)?;
+    if n_values > MAX_VALUES_PER_EXPRESSION {
+        return Err(format!(
+            "an expression names {n_values} variables; a prompt's expressions may name at most {MAX_VALUES_PER_EXPRESSION} each"
+        ));
+    }
+    Ok(())
+}
+
+fn check_expr(expr: &Expr, n_values: &mut usize) -> Result<(), String> {
+    check_value(&expr.val, n_values)?;
+    expr.filters.iter().try_for_each(|filter| check_call(filter, "filter", FILTERS, n_values))
+}
+
+fn check_value(value: &ExprVal, n_values: &mut usize) -> Result<(), String> {
+    match value {
+        ExprVal::String(_) | ExprVal::Int(_) | ExprVal::Float(_) | ExprVal::Bool(_) => Ok(()),
+        ExprVal::Ident(_) => {
+            *n_values += 1;
+            Ok(())
+        }
+        ExprVal::Math(math) => {
+            check_expr(&math.lhs, n_values)?;
+            check_expr(&math.rhs, n_values)
+        }
+        ExprVal::Logic(logic) => {
+            check_expr(&logic.lhs, n_values)?;
+            check_expr(&logic.rhs, n_values)
+        }
+        ExprVal::In(contains) => {
+            check_expr(&contains.lhs, n_values)?;
+            check_expr(&contains.rhs, n_values)
+        }
+        ExprVal::Test(test) => {
+            *n_values += 1;
+            if !TESTS.contains(&test.name.as_str()) {
+                return Err(refusal("test", &test.name, TESTS));
+            }
+            test.args.iter().try_for_each(|arg| check_expr(arg, n_values))
+        }
+        ExprVal::MacroCall(call) => {
+            Err(format!("macros are not allowed in prompts (`{}::{}`)", call.namespace, call.name))
+        }
+        ExprVal::FunctionCall(call) => check_call(call, "function", FUNCTIONS, n_values),
+        ExprVal::Array(items) => items.iter().try_for_each(|item| check_expr(item, n_values)),
+        ExprVal::StringConcat(concat) => {
+            concat.values.iter().try_for_each(|value| check_value(value, n_values))
+        }
+    }
+}
+
+fn check_call(call: &FunctionCall, kind: &str, allowed: &[&str], n_values: &mut usize) -> Result<(), String> {
+    if !allowed.contains(&call.name.as_str()) {
+        return Err(refusal(kind, &call.name, allowed));
+    }
+    call.args.values().try_for_each(|arg| check_expr(arg, n_values))
+}
+
+fn refusal(kind: &str, name: &str, allowed: &[&str]) -> String {
+    format!("the {kind} `{name}` is not allowed in prompts (they may use: {})", allowed.join(", "))
+}
+
+/// Adds the loop guard as the last filter of every `for` loop's container.
+fn guard_loops(nodes: &mut [Node]) {
+    for node in nodes {
+        match node {
+            Node::Forloop(_, for_loop, _) => {
+                for_loop
+                    .container
+                    .filters
+                    .push(FunctionCall { name: LOOP_GUARD.to_owned(), args: HashMap::new() });
+                guard_loops(&mut for_loop.body);
+                if let Some(empty_body) = &mut for_loop.empty_body {
+                    guard_loops(empty_body);
+                }
+            }
+            Node::If(if_node, _) => {
+                for (_, _, body) in &mut if_node.conditions {
+                    guard_loops(body);
+                }
+                if let Some((_, body)) = &mut if_node.otherwise {
+                    guard_loops(body);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Leaves `tera` with the allowed functions, filters and tests only, each charging the budget.
+fn sandbox(tera: &mut tera::Tera) {
+    let allowed_filters: BTreeSet<&str> = FILTERS.iter().copied().collect();
+    let builtins = std::mem::take(&mut tera.filters);
+    for (name, filter) in builtins {
+        if let Some(name) = allowed_filters.get(name.as_str()) {
+            tera.filters.insert((*name).to_owned(), Arc::new(Guarded { name, inner: filter }));
+        }
+    }
+    tera.register_filter(LOOP_GUARD, guard_loop);
+    tera.testers.retain(|name, _| TESTS.contains(&name.as_str()));
+    let (throw, range) = (tera.functions.remove("throw"), tera.functions.remove("range"));
+    tera.functions.clear();
+    if let Some(throw) = throw {
+        tera.functions.insert("throw".to_owned(), throw);
+    }
+    if let Some(range) = range {
+        tera.functions.insert("range".to_owned(), Arc::new(BoundedRange { inner: range }));
+    }
+}
+
+/// One filter of tera's, with the budget's checks around it.
+struct Guarded {
+    name: &'static str,
+    inner: Arc<dyn tera::Filter>,
+}
+
+impl tera::Filter for Guarded {
+    fn filter(&self, value: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
+        Budget::check_time()?;
+        if let Some(size) = grown_size(self.name, value, args) {
+            Budget::check_value_size(size)?;
+        }
+        let result = self.inner.filter(value, args)?;
+        Budget::check_value_size(json_size(&result))?;
+        Ok(result)
+    }
+
+    fn is_safe(&self) -> bool {
+        self.inner.is_safe()
+    }
+}
+
+/// For the filters whose result can outgrow their input by more than a constant factor, the size of the result,
+/// computed before making it.
+fn grown_size(filter: &str, value: &Value, args: &HashMap<String, Value>) -> Option<usize> {
+    let text_arg = |name: &str| args.get(name).and_then(Value::as_str).map_or(0, str::len);
+    match (filter, value) {
+        ("replace", Value::String(text)) => {
+            let from = args.get("from").and_then(Value::as_str)?;
+            let n_matches =
+                if from.is_empty() { text.chars().count() + 1 } else { text.matches(from).count() };
+            Some(text.len() + n_matches.saturating_mul(text_arg("to")))
+        }
+        ("join", Value::Array(items)) => {
+            let items_size: usize = items.iter().map(json_size).sum();
+            Some(items_size + items.len().saturating_mul(text_arg("sep")))
+        }
+        ("indent", Value::String(text)) => {
+            let width = args.get("width").and_then(Value::as_u64).unwrap_or(4);
+            let prefix =
+                args.get("prefix").and_then(Value::as_str).map_or(width, |prefix| prefix.len() as u64);
+            let n_lines = text.lines().count() as u64 + 1;
+            Some(
+                text.len()
+                    .saturating_add(usize::try_from(n_lines.saturating_mul(prefix)).unwrap_or(usize::MAX)),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Counts a loop's items against the budget and passes the container through.
+fn guard_loop(container: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    Budget::check_time()?;
+    let n_items = match container {
+        Value::Array(items) => items.len(),
+        Value::Object(fields) => fields.len(),
+        Value::String(text) => text.chars().count(),
+        _ => 0,
+    };
+    Budget::charge_iterations(n_items as u64)?;
+    Ok(container.clone())
+}
+
+/// tera's `range(start, end, step_by)`, refusing a range longer than the iterations left before making it.
+struct BoundedRange {
+    inner: Arc<dyn tera::Function>,
+}
+
+impl tera::Function for BoundedRange {
+    fn call(&self, args: &HashMap<String, Value>) -> tera::Result<Value> {
+        Budget::check_time()?;
+        let number = |name: &str, default: f64| args.get(name).and_then(Value::as_f64).unwrap_or(default);
+        let (start, end, step) = (number("start", 0.0), number("end", 0.0), number("step_by", 1.0));
+        if step < 1.0 {
+            return Err(tera::Error::msg("Function `range` needs a `step_by` of at least 1"));
+        }
+        if end > start {
+            Budget::check_iterations(((end - start) / step).ceil() as u64)?;
+        }
+        self.inner.call(args)
+    }
+}
+
+/// An estimate of a value's size as JSON, in bytes.
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(text) => text.len() + 2,
+        Value::Array(items) => items.iter().map(json_size).sum::<usize>() + items.len() + 2,
+        Value::Object(fields) => {
+            fields.iter().map(|(key, value)| key.len() + 4 + json_size(value)).sum::<usize>() + 2
+        }
+    }
+}
+
+thread_local! {
+    /// The budget of the render running on this thread; set and taken back by [`PromptTemplate::render`].
+    static BUDGET: RefCell<Option<Budget>> = const { RefCell::new(None) };
+}
+
+/// What is left to one render, and the limit it ran into, if any.
+struct Budget {
+    deadline: Instant,
+    iterations_left: u64,
+    /// The sentence to answer when a limit was hit (tera's own error would only say which filter failed).
+    exceeded: Option<String>,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            deadline: Instant::now() + MAX_RENDER_TIME,
+            iterations_left: MAX_LOOP_ITERATIONS,
+            exceeded: None,
+        }
+    }
+
+    /// Runs `check` on this thread's budget; a render outside [`PromptTemplate::render`] has none, and fails.
+    fn with(check: impl FnOnce(&mut Budget) -> Result<(), String>) -> tera::Result<()> {
+        BUDGET.with(|budget| {
+            let mut budget = budget.borrow_mut();
+            let Some(budget) = budget.as_mut() else {
+                return Err(tera::Error::msg("a prompt is rendered only within its budget"));
+            };
+            check(budget).map_err(|limit| {
+                budget.exceeded.get_or_insert(limit.clone());
+                tera::Error::msg(limit)
+            })
+        })
+    }
+
+    fn check_time() -> tera::Result<()> {
+        Budget::with(|budget| {
+            if Instant::now() > budget.deadline {
+                return Err(format!(
+                    "the prompt took longer than {} ms to render, the limit",
+                    MAX_RENDER_TIME.as_millis()
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn check_iterations(n_iterations: u64) -> tera::Result<()> {
+        Budget::with(|budget| budget.iterations(n_iterations, false))
+    }
+
+    fn charge_iterations(n_iterations: u64) -> tera::Result<()> {
+        Budget::with(|budget| budget.iterations(n_iterations, true))
+    }
+
+    fn iterations(&mut self, n_iterations: u64, is_charged: bool) -> Result<(), String> {
+        if n_iterations > self.iterations_left {
+            return Err(format!(
+                "the prompt's loops would run more than {MAX_LOOP_ITERATIONS} times over this input, the limit"
+            ));
+        }
+        if is_charged {
+            self.iterations_left -= n_iterations;
+        }
+        Ok(())
+    }
+
+    fn check_value_size(size: usize) -> tera::Result<()> {
+        Budget::with(|_| {
+            if size > MAX_VALUE_BYTES {
+                return Err(format!(
+                    "the prompt makes a value of about {size} bytes, over the limit of {MAX_VALUE_BYTES} bytes"
+                ));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The rendered prompt, refusing to grow past [`MAX_PROMPT_BYTES`] and checking the clock at every write.
+#[derive(Default)]
+struct LimitedWriter {
+    bytes: Vec<u8>,
+}
+
+impl Write for LimitedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let over = Budget::with(|_| {
+            if self.bytes.len() + buf.len() > MAX_PROMPT_BYTES {
+                return Err(format!("the rendered prompt is over the limit of {MAX_PROMPT_BYTES} bytes"));
+            }
+            Ok(())
+        });
+        over.and_then(|()| Budget::check_time()).map_err(io::Error::other)?;
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Compiles `source`, expecting a refusal of the field `prompt` whose message contains `named`.
+    fn check_refused(source: &str, named: &str) {
+        match PromptTemplate::compile(source) {
+            Ok(_) => panic!("{source:?} was allowed"),
+            Err(CoreError::InvalidField { field, message }) => {
+                assert_eq!(field, "prompt", "{source:?}");
+                assert!(message.contains(named), "{source:?}: {message:?} does not name {named:?}");
+            }
+            Err(other) => panic!("{source:?}: {other}"),
+        }
+    }
+
+    /// Renders `source` with `input`, expecting an error that contains `reason`.
+    fn check_stopped(source: &str, input: Value, reason: &str) {
+        let template = PromptTemplate::compile(source).expect("compiles");
+        let error = template.render(&input).expect_err("rendered past a limit");
+        assert!(error.contains(reason), "{source:?}: {error:?} does not say {reason:?}");
+    }
+
+    fn render(source: &str, input: Value) -> String {
+        PromptTemplate::compile(source).expect("compiles").render(&input).expect("renders")
+    }
+
+    #[test]
+    fn every_global_function_of_tera_is_refused_unless_allowed() {
+        let tera = tera::Tera::default();
+        for name in tera.functions.keys() {
+            let source = format!("{{{{ {name}(name=\"DASHBOARD_AUTH_TOKEN\") }}}}");
+            if FUNCTIONS.contains(&name.as_str()) {
+                PromptTemplate::compile(&source).unwrap_or_else(|error| panic!("{name}: {error}"));
+            } else {
+                check_refused(&source, &format!("`{name}`"));
+            }
+        }
+        // The ones that reach outside the template, whether or not this build of tera has them.
+        for name in ["get_env", "now", "get_random"] {
+            check_refused(&format!("{{{{ {name}(name=\"HOME\") }}}}"), &format!("the function `{name}`"));
+        }
+    }
+
+    #[test]
+    fn every_filter_of_tera_is_allowed_or_refused_by_name() {
+        let tera = tera::Tera::default();
+        for name in tera.filters.keys() {
+            let source = format!("{{{{ input.text | {name} }}}}");
+            if FILTERS.contains(&name.as_str()) {
+                PromptTemplate::compile(&source).unwrap_or_else(|error| panic!("{name}: {error}"));
+            } else {
+                check_refused(&source, &format!("the filter `{name}`"));
+            }
+        }
+        // `date` formats the clock's time with no argument; unknown filters are refused when the function is saved.
+        check_refused("{{ 0 | date }}", "the filter `date`");
+        check_refused("{{ input.text | no_such_filter }}", "the filter `no_such_filter`");
+    }
+
+    #[test]
+    fn tests_that_compile_patterns_are_refused() {
+        check_refused("{% if input.text is matching(\"a+\") %}x{% endif %}", "the test `matching`");
+        assert_eq!(
+            render("{% if input.text is starting_with(\"a\") %}yes{% endif %}", json!({"text": "ab"})),
+            "yes"
+        );
+    }
+
+    #[test]
+    fn tags_beyond_one_template_of_expressions_are_refused() {
+        check_refused("{% set x = input.text %}{{ x }}", "`{% set %}`");
+        check_refused("{% for i in input.items %}{% set_global x = i %}{% endfor %}", "`{% set_global %}`");
+        check_refused("{% macro f() %}{{ self::f() }}{% endmacro %}", "macros");
+        check_refused("{% include \"other\" %}", "`include`");
+        check_refused("{% extends \"base\" %}", "`extends`");
+        check_refused("{% block body %}x{% endblock %}", "`block`");
+        check_refused("{% filter upper %}{{ input.text }}{% endfilter %}", "`{% filter upper %}`");
+    }
+
+    #[test]
+    fn an_expression_names_a_bounded_number_of_variables() {
+        let seventeen = vec!["input.text"; 17].join(" ~ ");
+        check_refused(&format!("{{{{ {seventeen} }}}}"), "at most 16");
+        let sixteen = vec!["input.text"; 16].join(" ~ ");
+        assert_eq!(render(&format!("{{{{ {sixteen} }}}}"), json!({"text": "a"})), "a".repeat(16));
+    }
+
+    #[test]
+    fn allowed_templates_render_as_before() {
+        let source = "Review {{ input.repo | upper }}:\n{% for file in input.files %}- {{ loop.index }}. {{ file }}\n\
+                      {% endfor %}{% if input.urgent %}Urgent.{% else %}When you can.{% endif %} \
+                      {{ input.files | join(sep=\", \") }} {{ range(end=3) | length }}";
+        let input = json!({"repo": "ab", "files": ["x.rs", "y.rs"], "urgent": false});
+        assert_eq!(render(source, input), "Review AB:\n- 1. x.rs\n- 2. y.rs\nWhen you can. x.rs, y.rs 3");
+    }
+
+    #[test]
+    fn a_long_range_is_refused_before_it_is_made() {
+        check_stopped("{% for i in range(end=30000000) %}{% endfor %}", json!({}), "more than 100000 times");
+        check_stopped(
+            "{% for i in range(end=input.times) %}{% endfor %}",
+            json!({"times": 3e8}),
+            "more than 100000 times",
+        );
+        check_stopped("{{ range(end=5, step_by=0) | length }}", json!({}), "step_by");
+    }
+
+    #[test]
+    fn nested_loops_count_every_inner_iteration() {
+        let source = "{% for i in range(end=1000) %}{% for j in input.items %}{% endfor %}{% endfor %}";
+        check_stopped(source, json!({"items": vec![0; 1000]}), "more than 100000 times");
+        // Within the limit, the same loops run.
+        render(source, json!({"items": vec![0; 99]}));
+    }
+
+    #[test]
+    fn the_rendered_prompt_is_bounded() {
+        let source = "{% for i in range(end=20000) %}{{ input.text }}{% endfor %}";
+        check_stopped(source, json!({"text": "x".repeat(100)}), "over the limit of 1048576 bytes");
+    }
+
+    #[test]
+    fn filters_cannot_grow_a_value_past_the_limit() {
+        let text = "a".repeat(1024 * 1024);
+        check_stopped(
+            "{{ input.text | replace(from=\"a\", to=\"aaaaaaaa\") | length }}",
+            json!({"text": text}),
+            "over the limit",
+        );
+        check_stopped(
+            "{{ input.text | replace(from=\"\", to=\"bbbbbbbb\") | length }}",
+            json!({"text": text}),
+            "over the limit",
+        );
+        let ampersands = "&".repeat(1024 * 1024);
+        check_stopped(
+            "{{ input.text | escape | escape | length }}",
+            json!({"text": ampersands}),
+            "over the limit",
+        );
+        check_stopped(
+            "{{ input.items | join(sep=input.text) | length }}",
+            json!({"items": vec![1; 100], "text": text}),
+            "over the limit",
+        );
+        check_stopped(
+            "{{ input.text | indent(width=100000000) | length }}",
+            json!({"text": "a\n".repeat(1000)}),
+            "over the limit",
+        );
+    }
+
+    #[test]
+    fn a_render_stops_at_its_time_limit() {
+        // 100,000 iterations each counting the characters of a 1 MiB string: far beyond a second.
+        let source = "{% for i in range(end=99999) %}{% if input.text | length > 5 %}{% endif %}{% endfor %}";
+        check_stopped(source, json!({"text": "x".repeat(1024 * 1024)}), "longer than 1000 ms");
+    }
+
+    #[test]
+    fn a_render_outside_the_budget_fails_instead_of_running_unbounded() {
+        let template = PromptTemplate::compile("{% for i in range(end=3) %}{% endfor %}").expect("compiles");
+        let rendered = template.tera.render(NAME, &tera::Context::new());
+        assert!(rendered.is_err(), "rendered without a budget");
+    }
+}
