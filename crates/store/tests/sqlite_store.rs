@@ -100,6 +100,24 @@ fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
     drop(open(&path));
 }
 
+#[test]
+fn a_second_store_through_a_symlink_or_a_hard_link_is_refused() {
+    let dir = TestDir::new("links");
+    let path = dir.0.join("dashboard.db");
+    let first = open(&path);
+    let symlink = dir.0.join("symlink.db");
+    std::os::unix::fs::symlink(&path, &symlink).expect("a symlink");
+    let hard_link = dir.0.join("elsewhere").join("hard-link.db");
+    std::fs::create_dir_all(hard_link.parent().expect("a folder")).expect("another folder");
+    std::fs::hard_link(&path, &hard_link).expect("a hard link");
+    for other_name in [&symlink, &hard_link] {
+        let error = SqliteStore::open(other_name).expect_err("a second store on the same file");
+        assert!(error.to_string().contains("in use by another Agent Dashboard"), "{error}");
+    }
+    drop(first);
+    drop(open(&hard_link));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schema_version_is_recorded_and_a_newer_one_refused() {
     let dir = TestDir::new("schema");
@@ -178,6 +196,8 @@ async fn a_lock_held_by_another_process_is_an_error_then_writes_resume() {
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     assert!(error.to_string().contains("locked"), "{error}");
     assert!(store.get_function(&FunctionKey::Id(alpha.id)).await.expect("reads go on").is_some());
+    let error = store.ping().await.expect_err("a store that cannot write is not healthy");
+    assert!(error.to_string().contains("locked"), "{error}");
 
     intruder.execute_batch("ROLLBACK").expect("the intruder lets go");
     store.create_execution(trigger(&alpha, None)).await.expect("writes resume");

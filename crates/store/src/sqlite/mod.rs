@@ -18,6 +18,7 @@ mod writer;
 
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,16 +48,21 @@ use crate::{
 ///
 /// Dropping the store lets the threads finish what is queued, closes the connections and joins the threads.
 ///
-/// One store owns a file at a time: opening takes an exclusive lock on `PATH.lock`, and a second open of the same
-/// file — from this process or another — is refused while the first is open. Two dashboards on one file would each
-/// take the other's running executions for interrupted ones.
+/// One store owns a file at a time: opening takes an exclusive lock (`flock`) on the database file itself, and a
+/// second open of the same file — from this process or another, by the same path, a symlink or a hard link — is
+/// refused while the first is open. The lock belongs to the file, not to the name it was opened by: two dashboards on
+/// one file would each take the other's running executions for interrupted ones.
+///
+/// A file the process cannot write is refused at open, saying why, rather than opened for reads that then fail
+/// every write; and [`ping`](DashboardStore::ping) commits a probe, so a health check sees a full disk or a file
+/// turned read-only.
 pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
     readers: Readers,
     writer: Writer,
-    /// Held while the store is open, so that a second process cannot open the same file; released after the
-    /// connections close (fields are dropped in order).
+    /// The database file itself, locked while the store is open so that no second store opens it by any name;
+    /// released after the connections close (fields are dropped in order).
     _lock: File,
     /// Declared last so that it is dropped last: the files go once every connection is closed.
     temporary: Option<TemporaryFiles>,
@@ -134,36 +140,40 @@ impl SqliteStore {
     }
 }
 
-/// The lock file beside the database: `dashboard.db` → `dashboard.db.lock`.
-fn lock_path(path: &Path) -> PathBuf {
-    let mut lock = path.as_os_str().to_owned();
-    lock.push(".lock");
-    PathBuf::from(lock)
-}
-
-/// Takes the lock that keeps every other store off the file at `path`; it is released when the returned file is
-/// closed, or by the system when the process dies (so a `kill -9` leaves no stale lock behind).
+/// Takes the lock that keeps every other store off the file at `path`: an exclusive `flock` on the database file
+/// itself (created empty if missing, which SQLite reads as an empty database). It is keyed by the file, not the path,
+/// so a symlink or a hard link to a file in use is refused too. SQLite's own locks are POSIX record locks, which
+/// `flock` neither sees nor disturbs. The lock goes when the returned file is closed, or with the process (so a
+/// `kill -9` leaves no stale lock behind).
+///
+/// The file is opened for writing: a file this process may only read is refused here, with the reason.
 fn lock_exclusively(path: &Path) -> Result<File, StoreError> {
-    let lock_path = lock_path(path);
-    let file =
-        OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|error| {
-            StoreError::unavailable(
-                format!("could not open the lock file {}: {error}", lock_path.display()),
-                error,
-            )
-        })?;
+    let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(|error| {
+        let hint = match error.kind() {
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                "; the dashboard writes its database: check the file's owner and mode, and that its file system is \
+                 not mounted read-only"
+            }
+            _ => "",
+        };
+        StoreError::unavailable(format!("cannot open {} for writing: {error}{hint}", path.display()), error)
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Unavailable {
-            message: format!(
-                "{} is in use by another Agent Dashboard (it holds {}); one server per database file",
-                path.display(),
-                lock_path.display()
-            ),
-            source: None,
-        }),
+        Err(TryLockError::WouldBlock) => {
+            let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            Err(StoreError::Unavailable {
+                message: format!(
+                    "{} is in use by another Agent Dashboard (the file {} is locked, whatever name it was opened \
+                     by); one server per database file",
+                    path.display(),
+                    shown.display()
+                ),
+                source: None,
+            })
+        }
         Err(TryLockError::Error(error)) => {
-            Err(StoreError::unavailable(format!("could not lock {}: {error}", lock_path.display()), error))
+            Err(StoreError::unavailable(format!("could not lock {}: {error}", path.display()), error))
         }
     }
 }
@@ -173,7 +183,7 @@ struct TemporaryFiles(PathBuf);
 
 impl Drop for TemporaryFiles {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut file = self.0.clone().into_os_string();
             file.push(suffix);
             // A file that is already gone (or was never made) is what we want.
@@ -280,6 +290,8 @@ impl DashboardStore for SqliteStore {
         self.writer.stats()
     }
 
+    /// Reads, then commits a probe through the writer (see `schema::probe`): a store that answers reads but cannot
+    /// write — a full disk, a file made read-only — is not healthy.
     async fn ping(&self) -> Result<(), StoreError> {
         if !self.writer.is_running() {
             return Err(StoreError::Unavailable {
@@ -292,6 +304,7 @@ impl DashboardStore for SqliteStore {
                 connection.query_row("SELECT 1", [], |_| Ok(()))?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.writer.run(|connection| Ok(schema::probe(connection)?)).await
     }
 }

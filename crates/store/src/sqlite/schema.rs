@@ -63,7 +63,31 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
             source: None,
         },
     })?;
+    check_writable(&connection).map_err(|message| StoreError::Unavailable {
+        message: format!("{}: {message}", path.display()),
+        source: None,
+    })?;
     Ok(connection)
+}
+
+/// Refuses a database this process cannot write, before anyone is told the store is open: SQLite opens a file it
+/// may only read for reading without a word, and every write would then fail.
+fn check_writable(connection: &Connection) -> Result<(), String> {
+    if connection.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return Err(
+            "the database is read-only for this process (the file's mode or owner, or a read-only file \
+                    system); the dashboard must be able to write it"
+                .to_owned(),
+        );
+    }
+    probe(connection).map_err(|error| format!("a test write failed: {error}"))
+}
+
+/// Commits one page: the schema version written back unchanged. A real write through the write-ahead log, so it
+/// fails as every write would (a full disk, a file made read-only) without a table of its own.
+pub(super) fn probe(connection: &Connection) -> rusqlite::Result<()> {
+    let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    connection.pragma_update(None, "user_version", version)
 }
 
 /// Opens a reader's connection: it may only read, so a bug can never write around the writer.
