@@ -85,6 +85,31 @@ async fn logs_are_read_by_cursor_without_gaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_download_is_streamed_whole_and_in_order() {
+    let server = server().await;
+    server.create_function("long-log", json!({})).await;
+    let id = server.trigger("long-log", json!({"steps": 2500, "delay_ms": 0})).await;
+    server.wait_for(&id, "succeeded", SETTLE).await;
+
+    let answer =
+        server.client.get(format!("{}/api/executions/{id}/logs?format=text", server.url)).send().await;
+    let answer = answer.expect("the download answers");
+    assert_eq!(answer.status(), 200);
+    // Streamed in chunks, not built whole first: no length is known when the answer starts.
+    assert!(answer.headers().get("content-length").is_none(), "{:?}", answer.headers());
+    assert_eq!(answer.headers()["transfer-encoding"], "chunked");
+    let text = answer.text().await.expect("the download is read");
+    let steps: Vec<&str> = text.lines().filter(|line| line.contains("[stdout] step ")).collect();
+    assert_eq!(steps.len(), 2500);
+    for (index, line) in steps.iter().enumerate() {
+        assert!(line.contains(&format!("step {} of 2500", index + 1)), "line {index}: {line}");
+    }
+    // The engine's opening and closing lines, around the steps.
+    assert_eq!(text.lines().count(), 2502);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_hanging_execution_ends_it_within_a_second() {
     let server = server().await;
     server.create_function("hanger", json!({})).await;

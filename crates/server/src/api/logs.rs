@@ -1,8 +1,11 @@
-//! `GET /api/executions/{id}/logs`: an execution's log by cursor, or whole as text.
+//! `GET /api/executions/{id}/logs`: an execution's log by cursor, or whole as text (streamed).
 
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use dashboard_core::{ExecutionId, LogLine};
+use dashboard_store::{DashboardStore, StoreError};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -12,8 +15,8 @@ use crate::api::limit;
 use crate::error::ApiError;
 use crate::state::State;
 
-/// The most lines read from the store at once for the text download.
-const TEXT_CHUNK: usize = 5000;
+/// The most lines read from the store at once for the text download: one chunk of the streamed answer.
+const TEXT_CHUNK: usize = 1000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct LogsQuery {
@@ -54,26 +57,44 @@ pub(crate) async fn read(
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_after": next_after, "finished": finished})))
 }
 
+/// Streams the whole log as text, a chunk of lines at a time, so a long log never sits in memory whole. The first
+/// chunk is read before answering: a store that fails then gets the JSON error, not a cut download.
 async fn download(state: &State, id: ExecutionId) -> Result<HttpResponse, ApiError> {
-    let mut text = String::new();
-    let mut after = 0;
-    loop {
-        let lines = state.dashboard.store().read_logs(id, after, TEXT_CHUNK).await?;
-        for line in &lines {
-            push_line(&mut text, line);
-        }
-        match lines.last() {
-            Some(last) if lines.len() == TEXT_CHUNK => after = last.seq,
-            _ => break,
-        }
-    }
+    let store = state.dashboard.store().clone();
+    let first = store.read_logs(id, 0, TEXT_CHUNK).await?;
+    let chunks = stream::try_unfold(Some(first), move |lines| {
+        let store = store.clone();
+        async move { next_text_chunk(store.as_ref(), id, lines).await }
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"execution-{id}.log\"")))
-        .body(text))
+        .streaming(chunks))
+}
+
+/// Turns `lines` into text and reads the chunk after them; `None` once the log has been sent.
+async fn next_text_chunk(
+    store: &dyn DashboardStore,
+    id: ExecutionId,
+    lines: Option<Vec<LogLine>>,
+) -> Result<Option<(Bytes, Option<Vec<LogLine>>)>, StoreError> {
+    let Some(lines) = lines else { return Ok(None) };
+    let mut text = String::new();
+    for line in &lines {
+        push_line(&mut text, line);
+    }
+    let next = match lines.last() {
+        Some(last) if lines.len() == TEXT_CHUNK => Some(store.read_logs(id, last.seq, TEXT_CHUNK).await?),
+        _ => None,
+    };
+    if text.is_empty() && next.is_none() {
+        return Ok(None);
+    }
+    Ok(Some((Bytes::from(text), next)))
 }
 
 fn push_line(text: &mut String, line: &LogLine) {
+    use std::fmt::Write as _;
     let ts = line.ts.format(&Rfc3339).unwrap_or_default();
-    text.push_str(&format!("{ts} [{}] {}\n", line.stream, line.message));
+    writeln!(text, "{ts} [{}] {}", line.stream, line.message).expect("writing to a String cannot fail");
 }
