@@ -9,10 +9,12 @@ pub mod config;
 pub mod config_file;
 pub mod routes;
 
+mod access_log;
 mod api;
 mod assets;
 mod auth;
 mod error;
+mod http1;
 mod pages;
 mod seed;
 mod state;
@@ -22,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::middleware::{DefaultHeaders, Logger};
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpRequest, HttpResponse, web};
 use dashboard_backends::DemoBackend;
 use dashboard_engine::{Dashboard, RetentionPolicy};
 use dashboard_store::{DashboardStore, MemoryStore, SqliteOptions, SqliteStore, Synchronous};
@@ -122,8 +124,10 @@ pub fn configure(
             .app_data(api::query_config())
             .service(
                 // Every route of the table, behind the authentication middleware; each route checks its own access.
+                // Before it, requests whose framing or host is ambiguous are refused.
                 web::scope("")
                     .wrap(actix_web::middleware::from_fn(auth::guard::authenticate))
+                    .wrap(actix_web::middleware::from_fn(http1::refuse_ambiguous_requests))
                     .configure(|config| {
                         let mut router = routes::Router::default();
                         routes::declare(&mut router);
@@ -261,22 +265,16 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let state = web::Data::new(AppState::new(dashboard.clone(), templates, config));
     let web_source = web::Data::new(web_source);
     let http_metrics = web::Data::new(api::metrics::HttpMetrics::default());
-    let server = HttpServer::new(move || {
+    let max_body_bytes = state.config.max_body_bytes;
+    let server = http1::serve(listener, max_body_bytes, move || {
         App::new()
             .app_data(http_metrics.clone())
             .wrap(api::metrics::CountRequests(http_metrics.clone()))
             .wrap(security_headers())
-            .wrap(Logger::new("%r %s %Dms").log_target("agent_dashboard::http"))
+            .wrap(access_log::logger())
             .configure(configure(state.clone(), web_source.clone()))
     })
-    // A client that closes its side of the connection is gone: the server stops there (as hyper does by default)
-    // instead of serving a half-closed connection. Without this a live stream whose client left kept running, and
-    // kept its place under the SSE cap, until a heartbeat found the connection dead, up to 30 s later.
-    .h1_allow_half_closed(false)
-    .listen(listener)
-    .map_err(bind_error)?
-    .shutdown_timeout(5)
-    .run();
+    .map_err(bind_error)?;
     let handle = server.handle();
     let task = tokio::spawn(server);
     Ok(RunningServer { address, dashboard, handle, task })

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use dashboard_core::ExecutionStatus;
 use dashboard_store::HistogramSnapshot;
@@ -17,20 +18,25 @@ use crate::state::State;
 /// The label of requests that matched no route: raw paths would let any client grow the label set without end.
 const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// HTTP requests served, by method, route pattern (`/api/executions/{id}`, never a raw path) and status.
+/// The label of a method HTTP does not define: a client may send any token as a method, and each would otherwise
+/// become a series of its own.
+const OTHER_METHOD: &str = "other";
+
+/// HTTP requests served, by method, route pattern (`/api/executions/{id}`, never a raw path) and status. Every label
+/// comes from a closed set — the methods HTTP defines, the route table's patterns, the statuses the server answers
+/// with — so no client can grow the page.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, String, u16), u64>>,
 }
 
 impl HttpMetrics {
-    fn record(&self, method: &str, route: &str, status: u16) {
+    fn record(&self, method: &'static str, route: String, status: u16) {
         let mut requests = self.requests.lock().expect("HTTP metrics lock poisoned");
-        let key = (method.to_owned(), route.to_owned(), status);
-        *requests.entry(key).or_insert(0) += 1;
+        *requests.entry((method, route, status)).or_insert(0) += 1;
     }
 
-    fn snapshot(&self) -> Vec<((String, String, u16), u64)> {
+    fn snapshot(&self) -> Vec<((&'static str, String, u16), u64)> {
         let requests = self.requests.lock().expect("HTTP metrics lock poisoned");
         requests.iter().map(|(key, count)| (key.clone(), *count)).collect()
     }
@@ -73,8 +79,9 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
+        // A pattern comes from the route table only; an unknown path matches none.
         let route = request.match_pattern().unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
-        let method = request.method().clone();
+        let method = method_label(request.method());
         let metrics = self.metrics.clone();
         let response = self.service.call(request);
         Box::pin(async move {
@@ -83,7 +90,7 @@ where
                 Ok(response) => response.status(),
                 Err(error) => error.as_response_error().status_code(),
             };
-            metrics.record(method.as_str(), &route, status.as_u16());
+            metrics.record(method, route, status.as_u16());
             response
         })
     }
@@ -170,13 +177,29 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
         let name = "dashboard_http_requests_total";
         header(&mut text, name, "counter", "HTTP requests served, by method, route pattern and status.");
         for ((method, route, status), count) in http.snapshot() {
-            let (method, route) = (escape(&method), escape(&route));
+            let (method, route) = (escape(method), escape(&route));
             let _ =
                 writeln!(text, "{name}{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
         }
     }
 
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+}
+
+/// The method's label: its name when HTTP defines it (RFC 9110 §9 and PATCH), else [`OTHER_METHOD`].
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    KNOWN.iter().find(|known| *known == method).map_or(OTHER_METHOD, |known| known.as_str())
 }
 
 fn header(text: &mut String, name: &str, kind: &str, help: &str) {
@@ -201,6 +224,15 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_http_does_not_define_share_one_label() {
+        let label = |name: &str| method_label(&Method::from_bytes(name.as_bytes()).expect("a method token"));
+        assert_eq!(label("GET"), "GET");
+        assert_eq!(label("PATCH"), "PATCH");
+        assert_eq!(label("FOOBARBAZ"), "other");
+        assert_eq!(label("get"), "other");
+    }
 
     #[test]
     fn label_values_are_escaped() {
