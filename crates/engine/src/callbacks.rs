@@ -9,7 +9,7 @@ use dashboard_store::ExecutionUpdate;
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
-use crate::run::truncate_line;
+use crate::run::{LogBudget, output_too_large, truncate_line};
 use crate::{BusMessage, Dashboard, EngineError};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -73,7 +73,8 @@ impl Dashboard {
     }
 
     /// Appends a remote agent's log lines; returns the seq of the last one. Refused once the execution has finished,
-    /// so that no line can follow its end.
+    /// so that no line can follow its end. The lines count against the execution's log limit, with those the run
+    /// itself stored: past it, one `system` line says so and later lines are dropped (the answer is still a success).
     pub async fn report_logs(&self, id: ExecutionId, mut lines: Vec<NewLogLine>) -> Result<u64, EngineError> {
         let execution = self.execution(id).await?;
         if execution.status.is_terminal() {
@@ -82,7 +83,12 @@ impl Dashboard {
         for line in &mut lines {
             truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
         }
-        let last_seq = self.inner.store.append_logs(id, lines).await?;
+        match self.inner.run_handle(id) {
+            Some(handle) => handle.log_budget.lock().expect("log budget lock poisoned").admit(&mut lines),
+            // No run holds the execution (a report racing its end): the report is limited on its own.
+            None => LogBudget::new(self.inner.settings.log_limit).admit(&mut lines),
+        }
+        let last_seq = self.inner.observe(self.inner.store.append_logs(id, lines).await)?;
         let _ = self.inner.bus.send(BusMessage::Logs { execution_id: id, last_seq });
         Ok(last_seq)
     }
@@ -97,7 +103,11 @@ impl Dashboard {
         let execution = self.execution(id).await?;
         let outcome = match report.status {
             ExecutionStatus::Succeeded => {
-                RunOutcome::Succeeded { output: report.output.unwrap_or(Value::Null), usage: report.usage }
+                let output = report.output.unwrap_or(Value::Null);
+                match output_too_large(&output, self.inner.settings.max_output_bytes) {
+                    None => RunOutcome::Succeeded { output, usage: report.usage },
+                    Some(error) => RunOutcome::Failed { error },
+                }
             }
             ExecutionStatus::Failed => RunOutcome::Failed {
                 error: report

@@ -18,7 +18,7 @@ use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
 use crate::metrics::EngineMetrics;
-use crate::run::{RunHandle, StopReason};
+use crate::run::{LogLimit, RunHandle, StopReason};
 use crate::scheduler::{QueuedRun, Scheduler};
 use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
 
@@ -31,8 +31,13 @@ pub(crate) struct Settings {
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) cancel_grace: Duration,
     pub(crate) max_log_line_bytes: usize,
+    pub(crate) log_limit: LogLimit,
+    pub(crate) max_output_bytes: usize,
     pub(crate) public_url: Option<String>,
 }
+
+/// The largest output, as JSON, that a run may store unless the builder says otherwise: 1 MiB.
+const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// Builds a [`Dashboard`].
 pub struct DashboardBuilder {
@@ -54,6 +59,8 @@ impl Default for DashboardBuilder {
                 default_timeout: None,
                 cancel_grace: Duration::from_secs(10),
                 max_log_line_bytes: 16 * 1024,
+                log_limit: LogLimit::default(),
+                max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
                 public_url: None,
             },
         }
@@ -102,6 +109,28 @@ impl DashboardBuilder {
     /// Log lines longer than this many bytes are cut (default 16 KiB).
     pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
         self.settings.max_log_line_bytes = bytes.max(64);
+        self
+    }
+
+    /// How many log lines one execution may keep (default 100,000): past it, one `system` line says so and the rest
+    /// of the execution's log is dropped, while the run goes on. The engine's own opening and closing lines are not
+    /// counted.
+    pub fn max_log_lines(mut self, lines: u64) -> Self {
+        self.settings.log_limit.max_lines = lines;
+        self
+    }
+
+    /// How many bytes of log text one execution may keep (default 64 MiB), counted like
+    /// [`max_log_lines`](Self::max_log_lines); whichever limit comes first applies.
+    pub fn max_log_bytes(mut self, bytes: u64) -> Self {
+        self.settings.log_limit.max_bytes = bytes;
+        self
+    }
+
+    /// The largest output a run may store, in bytes of JSON (default 1 MiB): a larger one fails the run with an
+    /// error that names the limit.
+    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_output_bytes = bytes;
         self
     }
 
@@ -231,11 +260,34 @@ impl Dashboard {
         self.inner.runs.lock().expect("runs lock poisoned").len()
     }
 
+    /// Whether the store takes writes now, for health checks: the store's own check (a probe write, for a store whose
+    /// writes can fail), and no execution held back by writes that keep failing. The error says why.
+    ///
+    /// A probe that gets through wakes the held writes to try again at once; it ends an episode of failing writes
+    /// only when no write is held (a small probe may fit where a run's log lines do not).
+    pub async fn check_store(&self) -> Result<(), EngineError> {
+        let writes = &self.inner.metrics.store_writes;
+        self.inner.observe(self.inner.store.ping().await)?;
+        let Some(trouble) = self.inner.metrics.store_write_trouble() else {
+            return Ok(());
+        };
+        let held = self.inner.metrics.held_executions();
+        if held <= 0 {
+            writes.succeeded();
+            return Ok(());
+        }
+        writes.wake_held();
+        Err(EngineError::Store(StoreError::Unavailable {
+            message: format!("writes are failing ({trouble}); {held} executions wait to store their changes"),
+            source: None,
+        }))
+    }
+
     /// Registers a function after checking its spec, its backend and its prompt template.
     pub async fn create_function(&self, spec: FunctionSpec) -> Result<Function, EngineError> {
         let function = Function::create(spec)?;
         self.check_function(&function)?;
-        let recorded = self.inner.store.create_function(function).await?;
+        let recorded = self.inner.observe(self.inner.store.create_function(function).await)?;
         self.inner.functions.changed(&recorded.value);
         Ok(self.inner.publish(recorded))
     }
@@ -249,7 +301,8 @@ impl Dashboard {
     ) -> Result<Function, EngineError> {
         let current = self.stored_function(key).await?;
         self.check_function(&current.replaced_by(spec.clone())?)?;
-        let recorded = self.inner.store.update_function(current.id, spec, expected_version).await?;
+        let recorded =
+            self.inner.observe(self.inner.store.update_function(current.id, spec, expected_version).await)?;
         self.inner.functions.changed(&current);
         self.inner.functions.changed(&recorded.value);
         Ok(self.inner.publish(recorded))
@@ -258,7 +311,7 @@ impl Dashboard {
     /// Deletes a function; its executions are kept.
     pub async fn delete_function(&self, key: &FunctionKey) -> Result<Function, EngineError> {
         let current = self.stored_function(key).await?;
-        let recorded = self.inner.store.delete_function(current.id).await?;
+        let recorded = self.inner.observe(self.inner.store.delete_function(current.id).await)?;
         self.inner.functions.changed(&current);
         Ok(self.inner.publish(recorded))
     }
@@ -386,7 +439,7 @@ impl Dashboard {
         let compiled = self.inner.compiled.get(function)?;
         compiled.prepare(&new.input).await?;
         let (key, backend, input) = (new.idempotency_key.clone(), new.backend.clone(), new.input.clone());
-        match self.inner.store.create_execution(new).await {
+        match self.inner.observe(self.inner.store.create_execution(new).await) {
             Ok(recorded) => {
                 let execution = self.inner.publish(recorded);
                 self.inner.metrics.record(&execution);
@@ -467,10 +520,11 @@ impl Inner {
         id: ExecutionId,
         update: ExecutionUpdate,
     ) -> Result<Execution, EngineError> {
-        let recorded = self.store.update_execution(id, update).await.map_err(|error| match error {
-            StoreError::StatusMismatch { .. } => EngineError::Store(error),
-            other => other.into(),
-        })?;
+        let recorded =
+            self.observe(self.store.update_execution(id, update).await).map_err(|error| match error {
+                StoreError::StatusMismatch { .. } => EngineError::Store(error),
+                other => other.into(),
+            })?;
         let execution = self.publish(recorded);
         self.metrics.record(&execution);
         Ok(execution)
@@ -488,11 +542,17 @@ impl Inner {
         if lines.is_empty() {
             return self.transition(id, update).await;
         }
-        let logged = self.store.update_execution_with_logs(id, update, lines).await?;
+        let logged = self.observe(self.store.update_execution_with_logs(id, update, lines).await)?;
         let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
         let execution = self.publish(logged.recorded);
         self.metrics.record(&execution);
         Ok(execution)
+    }
+
+    /// Notes how a store write ended (see `StoreWrites`) and hands the result on.
+    pub(crate) fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.metrics.store_writes.observe(&result);
+        result
     }
 
     pub(crate) fn run_handle(&self, id: ExecutionId) -> Option<Arc<RunHandle>> {
@@ -509,7 +569,7 @@ impl Inner {
     pub(crate) fn start_startable(self: &Arc<Self>) {
         let startable = self.scheduler.lock().expect("scheduler lock poisoned").take_startable();
         for run in startable {
-            let handle = Arc::new(RunHandle::default());
+            let handle = Arc::new(RunHandle::new(self.settings.log_limit));
             self.runs.lock().expect("runs lock poisoned").insert(run.execution.id, handle.clone());
             self.runtime.spawn(self.clone().run(run, handle));
         }

@@ -1,12 +1,15 @@
 //! The engine's own counters for `GET /metrics`: triggers, starts and finishes by backend and status, run durations,
-//! and a gauge of live-stream clients that the server keeps up to date.
+//! how the store takes the engine's writes (failures, and an episode of failing writes going on), and a gauge of
+//! live-stream clients that the server keeps up to date.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dashboard_core::{Execution, ExecutionStatus};
-use dashboard_store::{Histogram, HistogramSnapshot};
+use dashboard_store::{Histogram, HistogramSnapshot, StoreError};
+use tokio::sync::Notify;
 
 /// Upper bounds, in seconds, of the run duration buckets: from a demo run to an hour-long agent task.
 pub const DURATION_SECONDS_BOUNDS: &[f64] =
@@ -23,6 +26,8 @@ pub struct EngineMetrics {
     /// Clients connected to a live stream (SSE) now. The server increments it when a stream opens and decrements it
     /// when it closes; the engine never touches it.
     pub sse_clients: AtomicI64,
+    /// How the store takes the engine's writes.
+    pub(crate) store_writes: Arc<StoreWrites>,
 }
 
 impl Default for EngineMetrics {
@@ -31,6 +36,7 @@ impl Default for EngineMetrics {
             by_backend: Mutex::new(HashMap::new()),
             duration_seconds: Histogram::new(DURATION_SECONDS_BOUNDS),
             sse_clients: AtomicI64::new(0),
+            store_writes: Arc::default(),
         }
     }
 }
@@ -91,6 +97,144 @@ impl EngineMetrics {
     /// The run durations recorded so far.
     pub fn duration_seconds(&self) -> HistogramSnapshot {
         self.duration_seconds.snapshot()
+    }
+
+    /// Store writes of the engine that failed because the store could not take them (a full disk, a file made
+    /// read-only), retries included, since the engine started.
+    pub fn store_write_failures(&self) -> u64 {
+        self.store_writes.failures_total.load(Ordering::Relaxed)
+    }
+
+    /// While the engine's store writes fail: why (the last failure). `None` once a write has succeeded again.
+    pub fn store_write_trouble(&self) -> Option<String> {
+        self.store_writes
+            .episode
+            .lock()
+            .expect("store writes lock poisoned")
+            .as_ref()
+            .map(|episode| episode.reason.clone())
+    }
+
+    /// Executions whose change (their start, log lines or final status) waits for the store to take it: each is
+    /// retried until it lands.
+    pub fn held_executions(&self) -> i64 {
+        self.store_writes.held.load(Ordering::Relaxed)
+    }
+}
+
+/// How the store takes the engine's writes: a count of failures, the episode of failing writes going on now (logged
+/// once when it begins and once when it ends, not per attempt), and a wake-up for the writes waiting to retry.
+#[derive(Debug, Default)]
+pub(crate) struct StoreWrites {
+    failures_total: AtomicU64,
+    held: AtomicI64,
+    episode: Mutex<Option<Episode>>,
+    /// Woken when a write succeeds after failures, so that every held write tries again at once.
+    recovered: Notify,
+}
+
+/// A stretch of time in which the store refused the engine's writes.
+#[derive(Debug)]
+struct Episode {
+    began: Instant,
+    failures: u64,
+    reason: String,
+}
+
+impl StoreWrites {
+    /// Records how a store write ended. Only [`StoreError::Unavailable`] is the store failing; any other answer (a
+    /// refused compare-and-set, a missing row) means the store did its work.
+    pub(crate) fn observe<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Err(error @ StoreError::Unavailable { .. }) => self.failed(error),
+            _ => self.succeeded(),
+        }
+    }
+
+    fn failed(&self, error: &StoreError) {
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
+        let mut episode = self.episode.lock().expect("store writes lock poisoned");
+        match episode.as_mut() {
+            Some(episode) => {
+                episode.failures += 1;
+                episode.reason = error.to_string();
+            }
+            None => {
+                log::error!(
+                    "store writes fail: {error}; executions keep how they ended and retry until the store takes it \
+                     (GET /healthz answers 503 meanwhile)"
+                );
+                *episode = Some(Episode { began: Instant::now(), failures: 1, reason: error.to_string() });
+            }
+        }
+    }
+
+    /// Ends the episode, if one is going on, and wakes the held writes.
+    pub(crate) fn succeeded(&self) {
+        let ended = self.episode.lock().expect("store writes lock poisoned").take();
+        if let Some(episode) = ended {
+            log::warn!(
+                "store writes succeed again, after {} failed attempts in {:.1} s",
+                episode.failures,
+                episode.began.elapsed().as_secs_f64()
+            );
+            self.recovered.notify_waiters();
+        }
+    }
+
+    /// Wakes the held writes to try again now (a health check's probe got through).
+    pub(crate) fn wake_held(&self) {
+        self.recovered.notify_waiters();
+    }
+
+    /// Starts the retries of one held write.
+    pub(crate) fn retry(self: &Arc<Self>) -> Retry {
+        Retry { writes: Arc::clone(self), next_wait: RETRY_FIRST_WAIT, is_held: false }
+    }
+}
+
+/// How long a failed write waits before its first retry; each further wait is twice as long, up to
+/// [`RETRY_LONGEST_WAIT`]. Any write that succeeds meanwhile wakes every waiting retry at once.
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(50);
+/// The longest wait between two attempts of a held write.
+const RETRY_LONGEST_WAIT: Duration = Duration::from_secs(2);
+
+/// The retries of one held write: the waits between attempts, and the execution counted as held meanwhile.
+pub(crate) struct Retry {
+    writes: Arc<StoreWrites>,
+    next_wait: Duration,
+    is_held: bool,
+}
+
+impl Retry {
+    /// Waits before the next attempt: the back-off, cut short when another write gets through or when `stop`
+    /// (if given) is cancelled.
+    pub(crate) async fn wait(&mut self, stop: Option<&tokio_util::sync::CancellationToken>) {
+        if !self.is_held {
+            self.is_held = true;
+            self.writes.held.fetch_add(1, Ordering::Relaxed);
+        }
+        let recovered = self.writes.recovered.notified();
+        let stopped = async {
+            match stop {
+                Some(stop) => stop.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(self.next_wait) => {}
+            () = recovered => {}
+            () = stopped => {}
+        }
+        self.next_wait = (self.next_wait * 2).min(RETRY_LONGEST_WAIT);
+    }
+}
+
+impl Drop for Retry {
+    fn drop(&mut self) {
+        if self.is_held {
+            self.writes.held.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

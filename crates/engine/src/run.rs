@@ -1,5 +1,7 @@
 //! One run of one execution: start it, feed its logs to the store, stop it on cancel, timeout or shutdown, and record
-//! how it ended.
+//! how it ended — holding on to each change the store cannot take yet (a full disk) and retrying it until it lands.
+
+mod log_writer;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,23 +9,19 @@ use std::time::Duration;
 use dashboard_backends::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, LogStream, NewLogLine};
 use dashboard_store::{ExecutionUpdate, FunctionKey, StoreError};
-use tokio::sync::{Notify, mpsc};
+use serde_json::Value;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::log_writer::LogWriter;
+pub(crate) use self::log_writer::{LogBudget, LogLimit, append_until_stored, truncate_line};
 use crate::dashboard::{Inner, cancelled_message};
 use crate::scheduler::QueuedRun;
-use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
+use crate::{EngineError, INTERRUPTED_ERROR};
 
 /// How many log lines may wait between a backend and the store before the backend waits.
 const LOG_BUFFER_LINES: usize = 4096;
-/// The most lines stored in one append.
-const LOG_BATCH_LINES: usize = 512;
-/// How long the end of a run waits for a backend's tasks to drop their log sinks.
-const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(5);
-/// How long a batch of log lines may wait for more lines before it is stored: long enough that a fast backend's
-/// lines share one write (usually the final one), short enough that nobody watching the log notices.
-const LOG_GATHER: Duration = Duration::from_millis(5);
 
 /// Why a run was stopped from outside; the first reason wins.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,15 +32,27 @@ pub(crate) enum StopReason {
 }
 
 /// The handle by which a running execution is stopped, or told how a detached run ended.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RunHandle {
     token: CancellationToken,
     reason: Mutex<Option<StopReason>>,
     report: Mutex<Option<RunOutcome>>,
     reported: Notify,
+    /// What is left of the execution's log limit: shared by the run's log writer and a remote agent's reports.
+    pub(crate) log_budget: Arc<Mutex<LogBudget>>,
 }
 
 impl RunHandle {
+    pub(crate) fn new(log_limit: LogLimit) -> Self {
+        Self {
+            token: CancellationToken::new(),
+            reason: Mutex::default(),
+            report: Mutex::default(),
+            reported: Notify::new(),
+            log_budget: Arc::new(Mutex::new(LogBudget::new(log_limit))),
+        }
+    }
+
     /// Hands a remote agent's final report to the run task; a report that arrives before the backend has detached
     /// waits for it.
     pub(crate) fn deliver(&self, outcome: RunOutcome) {
@@ -88,22 +98,11 @@ impl Inner {
             Err(reason) => {
                 let update =
                     ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Failed).error(reason);
-                return self.finish(id, update).await;
+                return self.finish(id, update, None, handle).await;
             }
         };
-        if let Some(StopReason::Cancelled { by }) = handle.reason() {
-            let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Cancelled)
-                .error(cancelled_message(by.as_deref()));
-            return self.finish(id, update).await;
-        }
-        // The run's first line is stored with `running`, in one write.
-        let first_line = format!("running on backend {} (attempt {})", execution.backend, execution.attempt);
-        let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
-        match self.transition_with_logs(id, update, vec![self.system_line(first_line)]).await {
-            Ok(_) => {}
-            // Cancelled while it waited: nothing to run.
-            Err(EngineError::Store(StoreError::StatusMismatch { .. })) => return Ok(()),
-            Err(error) => return Err(error),
+        if !self.start(&execution, handle).await? {
+            return Ok(());
         }
 
         let timeout =
@@ -114,8 +113,10 @@ impl Inner {
             LogWriter {
                 store: self.store.clone(),
                 bus: self.bus.clone(),
+                writes: Arc::clone(&self.metrics.store_writes),
                 execution_id: id,
                 max_line_bytes: self.settings.max_log_line_bytes,
+                budget: Arc::clone(&handle.log_budget),
                 run_ended: run_ended.clone(),
             }
             .write(receiver),
@@ -132,47 +133,97 @@ impl Inner {
         });
         let result = self.drive(prepared.backend.as_ref(), context, handle, timeout).await;
 
-        let update = conclude(result, handle.reason());
-        let closing_line = match (&update.to, &update.error) {
-            (ExecutionStatus::Succeeded, _) => "finished".to_owned(),
-            (status, Some(error)) => format!("{status}: {error}"),
-            (status, None) => status.to_string(),
-        };
+        let update = conclude(result, handle.reason(), self.settings.max_output_bytes);
         // The backend has returned (and dropped its sink): the writer hands back the lines it has not stored yet, to
         // be stored with the final status in one write.
         run_ended.cancel();
-        let mut last_lines = log_writer.await.unwrap_or_else(|error| {
+        let last_lines = log_writer.await.unwrap_or_else(|error| {
             log::error!("execution {id}: the log writer failed: {error}");
             Vec::new()
         });
-        last_lines.push(self.system_line(closing_line));
-        self.finish_with_logs(id, update, last_lines).await
+        self.finish(id, update, Some(last_lines), handle).await
     }
 
-    /// Records the final status; someone else finishing it first (a callback) is not an error.
-    async fn finish(&self, id: ExecutionId, update: ExecutionUpdate) -> Result<(), EngineError> {
-        self.finish_with_logs(id, update, Vec::new()).await
+    /// Moves the execution to `running` together with its first line, retrying while the store cannot take it.
+    /// `false` when it must not run: it was cancelled while it waited (and is now recorded so), or the engine stops
+    /// before the store took the start (then it stays queued, to run after the next start).
+    async fn start(&self, execution: &Execution, handle: &RunHandle) -> Result<bool, EngineError> {
+        let id = execution.id;
+        let first_line = format!("running on backend {} (attempt {})", execution.backend, execution.attempt);
+        let mut retry = self.metrics.store_writes.retry();
+        let cancelled_by = loop {
+            if let Some(StopReason::Cancelled { by }) = handle.reason() {
+                break by;
+            }
+            let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
+            match self.transition_with_logs(id, update, vec![self.system_line(first_line.clone())]).await {
+                Ok(_) => return Ok(true),
+                // Cancelled while it waited: nothing to run.
+                Err(EngineError::Store(StoreError::StatusMismatch { .. })) => return Ok(false),
+                Err(EngineError::Store(StoreError::Unavailable { .. })) => {
+                    // A cancel cuts the wait short: it is recorded at the next attempt.
+                    retry.wait(Some(&handle.token).filter(|token| !token.is_cancelled())).await;
+                    if handle.reason() == Some(StopReason::Shutdown) {
+                        log::warn!(
+                            "execution {id}: the engine stops before its start was stored; it stays queued"
+                        );
+                        return Ok(false);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        // The execution is held by the write that follows, no longer by this one.
+        drop(retry);
+        let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Cancelled)
+            .error(cancelled_message(cancelled_by.as_deref()));
+        self.finish(id, update, None, handle).await?;
+        Ok(false)
     }
 
-    /// Records the final status with the run's last log lines; if someone else finished it first, the lines are
-    /// stored all the same.
-    async fn finish_with_logs(
+    /// Records the final status — with `last_lines` and the closing line when the run got as far as its backend —
+    /// retrying while the store cannot take it. Someone else finishing it first (a callback) is not an error; the
+    /// lines are stored all the same.
+    ///
+    /// A cancel that comes while the final status waits for the store decides it, as a cancel decides over the
+    /// backend's answer before the run has concluded: the execution still shows as unfinished, and the cancel was
+    /// answered as taken.
+    async fn finish(
         &self,
         id: ExecutionId,
-        update: ExecutionUpdate,
-        lines: Vec<NewLogLine>,
+        mut update: ExecutionUpdate,
+        last_lines: Option<Vec<NewLogLine>>,
+        handle: &RunHandle,
     ) -> Result<(), EngineError> {
-        let lines_if_refused = lines.clone();
-        match self.transition_with_logs(id, update, lines).await {
-            Ok(_) => Ok(()),
-            Err(EngineError::Store(StoreError::StatusMismatch { .. })) => {
-                if !lines_if_refused.is_empty() {
-                    let last_seq = self.store.append_logs(id, lines_if_refused).await?;
-                    let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq });
+        let has_run = last_lines.is_some();
+        let mut lines = last_lines.unwrap_or_default();
+        if has_run {
+            lines.push(self.system_line(closing_line(&update)));
+        }
+        let mut retry = self.metrics.store_writes.retry();
+        loop {
+            match self.transition_with_logs(id, update.clone(), lines.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(EngineError::Store(StoreError::StatusMismatch { .. })) => {
+                    let writes = &self.metrics.store_writes;
+                    append_until_stored(self.store.as_ref(), &self.bus, writes, id, lines).await?;
+                    return Ok(());
                 }
-                Ok(())
+                Err(EngineError::Store(StoreError::Unavailable { .. })) => {
+                    retry.wait(None).await;
+                    if let Some(StopReason::Cancelled { by }) = handle.reason()
+                        && update.to != ExecutionStatus::Cancelled
+                    {
+                        update = ExecutionUpdate::new(update.from, ExecutionStatus::Cancelled)
+                            .error(cancelled_message(by.as_deref()));
+                        if has_run {
+                            lines.pop();
+                            lines.push(self.system_line(closing_line(&update)));
+                        }
+                    }
+                }
+                Err(error) => return Err(error),
             }
-            Err(error) => Err(error),
         }
     }
 
@@ -249,8 +300,49 @@ impl Inner {
     }
 }
 
-/// The final status, from why the run was stopped if it was, else from what the backend answered.
-fn conclude(result: Option<Result<RunOutcome, BackendError>>, reason: Option<StopReason>) -> ExecutionUpdate {
+/// The closing line of a run's log: how it ended.
+fn closing_line(update: &ExecutionUpdate) -> String {
+    match (&update.to, &update.error) {
+        (ExecutionStatus::Succeeded, _) => "finished".to_owned(),
+        (status, Some(error)) => format!("{status}: {error}"),
+        (status, None) => status.to_string(),
+    }
+}
+
+/// Why `output` may not be stored: its JSON is longer than `max_bytes`. Measured as it is written out, without
+/// building the text, and only up to the limit.
+pub(crate) fn output_too_large(output: &Value, max_bytes: usize) -> Option<String> {
+    /// Counts the bytes written to it, and refuses more than the limit.
+    struct Counter {
+        n_bytes: usize,
+        max_bytes: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.n_bytes += bytes.len();
+            if self.n_bytes > self.max_bytes {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { n_bytes: 0, max_bytes };
+    serde_json::to_writer(&mut counter, output).err().map(|_| {
+        format!("the output is larger than the limit of {max_bytes} bytes of JSON, so it was not stored")
+    })
+}
+
+/// The final status, from why the run was stopped if it was, else from what the backend answered. An output over
+/// `max_output_bytes` fails the run.
+fn conclude(
+    result: Option<Result<RunOutcome, BackendError>>,
+    reason: Option<StopReason>,
+    max_output_bytes: usize,
+) -> ExecutionUpdate {
     let from = ExecutionStatus::Running;
     match (reason, result) {
         (Some(StopReason::Cancelled { by }), _) => {
@@ -262,7 +354,10 @@ fn conclude(result: Option<Result<RunOutcome, BackendError>>, reason: Option<Sto
             ExecutionUpdate::new(from, ExecutionStatus::Failed).error(INTERRUPTED_ERROR)
         }
         (None, Some(Ok(RunOutcome::Succeeded { output, usage }))) => {
-            ExecutionUpdate::new(from, ExecutionStatus::Succeeded).output(output).usage(usage)
+            match output_too_large(&output, max_output_bytes) {
+                None => ExecutionUpdate::new(from, ExecutionStatus::Succeeded).output(output).usage(usage),
+                Some(error) => ExecutionUpdate::new(from, ExecutionStatus::Failed).error(error).usage(usage),
+            }
         }
         (None, Some(Ok(RunOutcome::Failed { error }))) => {
             ExecutionUpdate::new(from, ExecutionStatus::Failed).error(error)
@@ -279,135 +374,42 @@ fn conclude(result: Option<Result<RunOutcome, BackendError>>, reason: Option<Sto
     }
 }
 
-/// Stores a run's log lines in batches as they come, and tells the bus after each batch.
-///
-/// A batch is gathered for at most [`LOG_GATHER`] after its first line (or until it is full), so that a backend that
-/// writes many lines at once costs one write, not one per wake-up. Lines still held when the backend has dropped its
-/// sink and the run has ended go back to the run, which stores them with the final status in one write.
-struct LogWriter {
-    store: Arc<dyn dashboard_store::DashboardStore>,
-    bus: tokio::sync::broadcast::Sender<BusMessage>,
-    execution_id: ExecutionId,
-    max_line_bytes: usize,
-    /// Cancelled by the run once the backend has returned.
-    run_ended: CancellationToken,
-}
-
-impl LogWriter {
-    /// Runs until every sink is gone (or, after the run has ended, until [`LOG_DRAIN_LIMIT`]); returns the lines not
-    /// stored yet.
-    async fn write(self, mut receiver: mpsc::Receiver<NewLogLine>) -> Vec<NewLogLine> {
-        let mut batch: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH_LINES);
-        // When the batch held now must be stored; `None` while it is empty.
-        let mut store_by: Option<Instant> = None;
-        let drain_limit = async {
-            self.run_ended.cancelled().await;
-            tokio::time::sleep(LOG_DRAIN_LIMIT).await;
-        };
-        tokio::pin!(drain_limit);
-        loop {
-            let room = LOG_BATCH_LINES.saturating_sub(batch.len()).max(1);
-            tokio::select! {
-                received = receiver.recv_many(&mut batch, room) => {
-                    if received == 0 {
-                        break;
-                    }
-                    store_by.get_or_insert_with(|| Instant::now() + LOG_GATHER);
-                }
-                () = sleep_until_some(store_by) => {}
-                () = &mut drain_limit => {
-                    log::warn!(
-                        "execution {}: a backend task still held its log sink; later lines are dropped",
-                        self.execution_id
-                    );
-                    receiver.close();
-                    while let Ok(line) = receiver.try_recv() {
-                        batch.push(line);
-                    }
-                    break;
-                }
-            }
-            let is_due = store_by.is_some_and(|at| at <= Instant::now());
-            if batch.len() >= LOG_BATCH_LINES || is_due {
-                self.store(std::mem::take(&mut batch)).await;
-                store_by = None;
-            }
-        }
-        // Every sink is gone. Held lines wait for the run's end to go with the final status, but no longer than they
-        // would have waited anyway (a detached run may wait hours for its report).
-        if let Some(at) = store_by {
-            tokio::select! {
-                () = self.run_ended.cancelled() => {}
-                () = tokio::time::sleep_until(at) => self.store(std::mem::take(&mut batch)).await,
-            }
-        }
-        for line in &mut batch {
-            truncate_line(&mut line.message, self.max_line_bytes);
-        }
-        batch
-    }
-
-    async fn store(&self, mut batch: Vec<NewLogLine>) {
-        for line in &mut batch {
-            truncate_line(&mut line.message, self.max_line_bytes);
-        }
-        match self.store.append_logs(self.execution_id, batch).await {
-            Ok(last_seq) => {
-                let _ = self.bus.send(BusMessage::Logs { execution_id: self.execution_id, last_seq });
-            }
-            Err(error) => log::error!("execution {}: could not store log lines: {error}", self.execution_id),
-        }
-    }
-}
-
-/// Sleeps until `at`, or for ever without it.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Cuts a line to at most `max_bytes` bytes on a character boundary, saying so at its end.
-pub(crate) fn truncate_line(message: &mut String, max_bytes: usize) {
-    const MARK: &str = " … [line cut]";
-    if message.len() <= max_bytes {
-        return;
-    }
-    let mut end = max_bytes.saturating_sub(MARK.len());
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    message.truncate(end);
-    message.push_str(MARK);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn long_lines_are_cut_on_a_char_boundary() {
-        let mut line = "é".repeat(100);
-        truncate_line(&mut line, 64);
-        assert!(line.len() <= 64 && line.ends_with("[line cut]"), "{line}");
-        let mut short = "short".to_owned();
-        truncate_line(&mut short, 64);
-        assert_eq!(short, "short");
-    }
-
-    #[test]
     fn a_stop_reason_decides_over_the_backend_answer() {
         let succeeded = Some(Ok(RunOutcome::Succeeded { output: serde_json::json!(1), usage: None }));
-        let update = conclude(succeeded, Some(StopReason::Cancelled { by: Some("ci".into()) }));
+        let update = conclude(succeeded, Some(StopReason::Cancelled { by: Some("ci".into()) }), 1024);
         assert_eq!(
             (update.to, update.error.as_deref()),
             (ExecutionStatus::Cancelled, Some("cancelled by ci"))
         );
-        let update = conclude(None, Some(StopReason::TimedOut { after: Duration::from_secs(2) }));
+        let update = conclude(None, Some(StopReason::TimedOut { after: Duration::from_secs(2) }), 1024);
         assert_eq!(
             (update.to, update.error.as_deref()),
             (ExecutionStatus::TimedOut, Some("timed out after 2 s"))
+        );
+    }
+
+    #[test]
+    fn an_output_over_the_limit_fails_the_run_naming_the_limit() {
+        let succeeded =
+            || Some(Ok(RunOutcome::Succeeded { output: serde_json::json!("x".repeat(100)), usage: None }));
+        assert_eq!(
+            conclude(succeeded(), None, 102).to,
+            ExecutionStatus::Succeeded,
+            "102 bytes with the quotes"
+        );
+        let update = conclude(succeeded(), None, 101);
+        assert_eq!(
+            (update.to, update.error.as_deref(), update.output),
+            (
+                ExecutionStatus::Failed,
+                Some("the output is larger than the limit of 101 bytes of JSON, so it was not stored"),
+                None
+            )
         );
     }
 }

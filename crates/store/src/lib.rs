@@ -6,6 +6,7 @@
 //! anywhere and prove itself with the conformance suite (the `testing` feature).
 
 mod error;
+mod faults;
 mod memory;
 mod sqlite;
 mod stats;
@@ -15,6 +16,7 @@ mod types;
 pub mod conformance;
 
 pub use error::StoreError;
+pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous, UnknownSynchronous};
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
@@ -137,7 +139,9 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// deleted; call again while it returns `limit`.
     async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError>;
 
-    /// Answers when the store is usable (the health check).
+    /// Answers when the store is usable for reads and for writes (the health check): an implementation whose writes
+    /// can fail while reads go on (a full disk, a file made read-only) checks a write too — `SqliteStore` commits a
+    /// probe — and says why it failed.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// What the store has recorded about its writes since it opened (commit latency, batch size), for metrics.

@@ -1,0 +1,281 @@
+//! A run's log on its way to the store: the writer that stores a backend's lines in batches, the per-execution log
+//! limit, and the append that is retried while the store cannot take it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashboard_core::{ExecutionId, LogStream, NewLogLine};
+use dashboard_store::{DashboardStore, StoreError};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::BusMessage;
+use crate::metrics::StoreWrites;
+
+/// The most lines stored in one append.
+pub(super) const LOG_BATCH_LINES: usize = 512;
+/// How long the end of a run waits for a backend's tasks to drop their log sinks.
+const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long a batch of log lines may wait for more lines before it is stored: long enough that a fast backend's
+/// lines share one write (usually the final one), short enough that nobody watching the log notices.
+const LOG_GATHER: Duration = Duration::from_millis(5);
+
+/// How much log one execution may keep: lines and bytes of text, counted over the lines its backend (or remote
+/// agent) writes. The engine's own opening and closing lines and the limit's marker are not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogLimit {
+    /// The most lines (default 100,000).
+    pub(crate) max_lines: u64,
+    /// The most bytes of text (default 64 MiB).
+    pub(crate) max_bytes: u64,
+}
+
+impl Default for LogLimit {
+    fn default() -> Self {
+        Self { max_lines: 100_000, max_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// What is left of one execution's [`LogLimit`]. Past it, one `system` line says so and every later line is dropped;
+/// the run goes on.
+#[derive(Debug)]
+pub(crate) struct LogBudget {
+    limit: LogLimit,
+    n_lines: u64,
+    n_bytes: u64,
+    is_spent: bool,
+}
+
+impl LogBudget {
+    pub(crate) fn new(limit: LogLimit) -> Self {
+        Self { limit, n_lines: 0, n_bytes: 0, is_spent: false }
+    }
+
+    /// Keeps the lines that fit, in order. The first line that does not fit is replaced by the marker line; it and
+    /// every line after it, now and later, are dropped.
+    pub(crate) fn admit(&mut self, lines: &mut Vec<NewLogLine>) {
+        if self.is_spent {
+            lines.clear();
+            return;
+        }
+        for index in 0..lines.len() {
+            let n_bytes = lines[index].message.len() as u64;
+            let is_over_lines = self.n_lines >= self.limit.max_lines;
+            let is_over_bytes = self.n_bytes.saturating_add(n_bytes) > self.limit.max_bytes;
+            if is_over_lines || is_over_bytes {
+                self.is_spent = true;
+                let limit = if is_over_lines {
+                    format!("{} lines", self.limit.max_lines)
+                } else {
+                    format!("{} bytes", self.limit.max_bytes)
+                };
+                lines.truncate(index);
+                lines.push(NewLogLine::new(
+                    LogStream::System,
+                    format!("log limit of {limit} reached: the rest of this execution's log is dropped"),
+                ));
+                return;
+            }
+            self.n_lines += 1;
+            self.n_bytes += n_bytes;
+        }
+    }
+}
+
+/// Stores a run's log lines in batches as they come, and tells the bus after each batch.
+///
+/// A batch is gathered for at most [`LOG_GATHER`] after its first line (or until it is full), so that a backend that
+/// writes many lines at once costs one write, not one per wake-up. Lines still held when the backend has dropped its
+/// sink and the run has ended go back to the run, which stores them with the final status in one write. A batch the
+/// store cannot take is retried until it can: meanwhile the backend waits on its full log channel.
+pub(super) struct LogWriter {
+    pub(super) store: Arc<dyn DashboardStore>,
+    pub(super) bus: broadcast::Sender<BusMessage>,
+    pub(super) writes: Arc<StoreWrites>,
+    pub(super) execution_id: ExecutionId,
+    pub(super) max_line_bytes: usize,
+    /// The execution's log limit, shared with the remote agent's reports.
+    pub(super) budget: Arc<Mutex<LogBudget>>,
+    /// Cancelled by the run once the backend has returned.
+    pub(super) run_ended: CancellationToken,
+}
+
+impl LogWriter {
+    /// Runs until every sink is gone (or, after the run has ended, until [`LOG_DRAIN_LIMIT`]); returns the lines not
+    /// stored yet.
+    pub(super) async fn write(self, mut receiver: mpsc::Receiver<NewLogLine>) -> Vec<NewLogLine> {
+        let mut batch: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH_LINES);
+        let mut incoming: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH_LINES);
+        // When the batch held now must be stored; `None` while it is empty.
+        let mut store_by: Option<Instant> = None;
+        let drain_limit = async {
+            self.run_ended.cancelled().await;
+            tokio::time::sleep(LOG_DRAIN_LIMIT).await;
+        };
+        tokio::pin!(drain_limit);
+        loop {
+            let room = LOG_BATCH_LINES.saturating_sub(batch.len()).max(1);
+            let mut is_drained = false;
+            tokio::select! {
+                received = receiver.recv_many(&mut incoming, room) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+                () = sleep_until_some(store_by) => {}
+                () = &mut drain_limit => {
+                    log::warn!(
+                        "execution {}: a backend task still held its log sink; later lines are dropped",
+                        self.execution_id
+                    );
+                    receiver.close();
+                    while let Ok(line) = receiver.try_recv() {
+                        incoming.push(line);
+                    }
+                    is_drained = true;
+                }
+            }
+            if !incoming.is_empty() {
+                self.admit(&mut incoming);
+                if !incoming.is_empty() {
+                    store_by.get_or_insert_with(|| Instant::now() + LOG_GATHER);
+                }
+                batch.append(&mut incoming);
+            }
+            if is_drained {
+                break;
+            }
+            let is_due = store_by.is_some_and(|at| at <= Instant::now());
+            if batch.len() >= LOG_BATCH_LINES || is_due {
+                self.store(std::mem::take(&mut batch)).await;
+                store_by = None;
+            }
+        }
+        // Every sink is gone. Held lines wait for the run's end to go with the final status, but no longer than they
+        // would have waited anyway (a detached run may wait hours for its report).
+        if let Some(at) = store_by
+            && !batch.is_empty()
+        {
+            tokio::select! {
+                () = self.run_ended.cancelled() => {}
+                () = tokio::time::sleep_until(at) => self.store(std::mem::take(&mut batch)).await,
+            }
+        }
+        batch
+    }
+
+    /// Cuts long lines and applies the execution's log limit.
+    fn admit(&self, lines: &mut Vec<NewLogLine>) {
+        for line in lines.iter_mut() {
+            truncate_line(&mut line.message, self.max_line_bytes);
+        }
+        self.budget.lock().expect("log budget lock poisoned").admit(lines);
+    }
+
+    async fn store(&self, batch: Vec<NewLogLine>) {
+        let appended =
+            append_until_stored(self.store.as_ref(), &self.bus, &self.writes, self.execution_id, batch).await;
+        if let Err(error) = appended {
+            log::error!("execution {}: could not store log lines: {error}", self.execution_id);
+        }
+    }
+}
+
+/// Appends `lines` to an execution's log and tells the bus; while the store cannot take them (a full disk), waits
+/// and tries again, for as long as it takes. Other errors are returned.
+pub(crate) async fn append_until_stored(
+    store: &dyn DashboardStore,
+    bus: &broadcast::Sender<BusMessage>,
+    writes: &Arc<StoreWrites>,
+    execution_id: ExecutionId,
+    lines: Vec<NewLogLine>,
+) -> Result<(), StoreError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut retry = writes.retry();
+    loop {
+        let appended = store.append_logs(execution_id, lines.clone()).await;
+        writes.observe(&appended);
+        match appended {
+            Ok(last_seq) => {
+                let _ = bus.send(BusMessage::Logs { execution_id, last_seq });
+                return Ok(());
+            }
+            Err(StoreError::Unavailable { .. }) => retry.wait(None).await,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Sleeps until `at`, or for ever without it.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Cuts a line to at most `max_bytes` bytes on a character boundary, saying so at its end.
+pub(crate) fn truncate_line(message: &mut String, max_bytes: usize) {
+    const MARK: &str = " … [line cut]";
+    if message.len() <= max_bytes {
+        return;
+    }
+    let mut end = max_bytes.saturating_sub(MARK.len());
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(MARK);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let mut line = "é".repeat(100);
+        truncate_line(&mut line, 64);
+        assert!(line.len() <= 64 && line.ends_with("[line cut]"), "{line}");
+        let mut short = "short".to_owned();
+        truncate_line(&mut short, 64);
+        assert_eq!(short, "short");
+    }
+
+    /// Feeds `batches` of lines of `n_bytes` bytes each through a budget; what is kept of each batch.
+    fn check(limit: LogLimit, n_bytes: usize, batches: &[usize], expected: &[&[&str]]) {
+        let mut budget = LogBudget::new(limit);
+        let kept: Vec<Vec<String>> = batches
+            .iter()
+            .map(|n_lines| {
+                let mut lines: Vec<NewLogLine> =
+                    (0..*n_lines).map(|_| NewLogLine::new(LogStream::Stdout, "x".repeat(n_bytes))).collect();
+                budget.admit(&mut lines);
+                lines
+                    .into_iter()
+                    .map(|line| match line.stream {
+                        LogStream::System => line.message,
+                        _ => "line".to_owned(),
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(kept, expected, "{limit:?}, lines of {n_bytes} bytes, batches {batches:?}");
+    }
+
+    #[test]
+    fn past_the_log_limit_one_marker_is_kept_and_the_rest_dropped() {
+        let lines = LogLimit { max_lines: 3, max_bytes: 1000 };
+        let marker = "log limit of 3 lines reached: the rest of this execution's log is dropped";
+        check(lines, 1, &[2, 2, 2], &[&["line", "line"], &["line", marker], &[]]);
+        check(lines, 1, &[3], &[&["line", "line", "line"]]);
+        check(lines, 1, &[3, 1, 1], &[&["line", "line", "line"], &[marker], &[]]);
+        let bytes = LogLimit { max_lines: 100, max_bytes: 25 };
+        let marker = "log limit of 25 bytes reached: the rest of this execution's log is dropped";
+        check(bytes, 10, &[2, 2], &[&["line", "line"], &[marker]]);
+        check(bytes, 30, &[1, 1], &[&[marker], &[]]);
+    }
+}

@@ -1,0 +1,220 @@
+//! The engine against a store whose writes fail for a while (a full disk, injected at the store trait over a real
+//! SQLite file), and the limits on what one execution may store: its log and its output.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashboard_backends::{Backend, BackendError, DemoBackend, Principal, Readiness, RunContext, RunOutcome};
+use dashboard_core::{Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream};
+use dashboard_engine::{Dashboard, EngineError, TriggerRequest};
+use dashboard_store::{DashboardStore, FailingWrites, SqliteStore};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+/// How long anything may take on a loaded machine before the test gives up on it (a fail-safe, not a measurement).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A backend that logs a line, waits until the test opens its gate, logs another and succeeds with the input as
+/// its output: a run that ends exactly when the test says.
+#[derive(Clone)]
+struct Gated {
+    gate: Arc<Semaphore>,
+}
+
+impl Default for Gated {
+    fn default() -> Self {
+        Self { gate: Arc::new(Semaphore::new(0)) }
+    }
+}
+
+impl Backend for Gated {
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+
+    fn check<'life0, 'async_trait>(
+        &'life0 self,
+    ) -> Pin<Box<dyn Future<Output = Readiness> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async { Readiness::ready("a gate") })
+    }
+
+    fn trigger<'life0, 'async_trait>(
+        &'life0 self,
+        run: RunContext,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, BackendError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            run.log(LogStream::Stdout, "waiting at the gate").await;
+            let permit = tokio::select! {
+                permit = self.gate.acquire() => permit,
+                () = run.cancel.cancelled() => return Err(BackendError::Cancelled),
+            };
+            permit.map_err(|_| BackendError::Cancelled)?.forget();
+            run.log(LogStream::Stdout, "through the gate").await;
+            Ok(RunOutcome::Succeeded { output: run.input.clone(), usage: None })
+        })
+    }
+}
+
+async fn trigger(dashboard: &Dashboard, function: &str, input: Value) -> Result<ExecutionId, EngineError> {
+    let request = TriggerRequest { function: function.into(), input, backend: None, idempotency_key: None };
+    Ok(dashboard.trigger(&Principal::anonymous(), request).await?.execution.id)
+}
+
+async fn execution(dashboard: &Dashboard, id: ExecutionId) -> Execution {
+    dashboard.store().get_execution(id).await.expect("reads go on").expect("the execution exists")
+}
+
+/// Waits until `condition` holds, checking whenever the bus says something changed (and every few ms besides).
+async fn wait_until<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "gave up waiting: {what}");
+}
+
+async fn wait_for_status(dashboard: &Dashboard, id: ExecutionId, wanted: ExecutionStatus) -> Execution {
+    let what = format!("execution {id} {wanted}");
+    wait_until(&what, || async { execution(dashboard, id).await.status == wanted }).await;
+    execution(dashboard, id).await
+}
+
+async fn messages(dashboard: &Dashboard, id: ExecutionId) -> Vec<String> {
+    let lines = dashboard.store().read_logs(id, 0, 100_000).await.expect("reads go on");
+    lines.into_iter().map(|line| line.message).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn executions_outlive_a_store_that_refuses_writes_and_end_as_they_truly_did() {
+    let store = Arc::new(FailingWrites::new(SqliteStore::open_temporary().expect("a store")));
+    let gated = Gated::default();
+    let dashboard = Dashboard::builder()
+        .store(store.clone() as Arc<dyn DashboardStore>)
+        .backend("demo", DemoBackend)
+        .backend("gated", gated.clone())
+        .build();
+    dashboard.create_function(FunctionSpec::new("hangs", "demo")).await.expect("a function");
+    dashboard.create_function(FunctionSpec::new("waits", "gated")).await.expect("a function");
+
+    // Running when the disk fills: one that never ends by itself, one that ends when the gate opens.
+    let hanging = trigger(&dashboard, "hangs", json!({"steps": 1, "hang": true})).await.expect("a trigger");
+    let finishing = trigger(&dashboard, "waits", json!({"answer": 42})).await.expect("a trigger");
+    wait_for_status(&dashboard, hanging, ExecutionStatus::Running).await;
+    wait_for_status(&dashboard, finishing, ExecutionStatus::Running).await;
+    let finishing_log =
+        || async { messages(&dashboard, finishing).await.contains(&"waiting at the gate".into()) };
+    wait_until("the gated run's first line is stored", finishing_log).await;
+    // The disk fills just as a third one starts: its start is not stored.
+    store.fail_from_next_start();
+    let unstarted = trigger(&dashboard, "waits", json!({"answer": 7})).await.expect("a trigger");
+    wait_until("the store refuses writes", || async { dashboard.metrics().store_write_failures() > 0 }).await;
+
+    let trouble = dashboard.check_store().await.expect_err("the store is not healthy while writes fail");
+    assert!(trouble.to_string().contains("disk is full"), "{trouble}");
+    assert!(dashboard.metrics().store_write_trouble().is_some());
+    let refused = trigger(&dashboard, "hangs", json!({})).await.expect_err("a trigger cannot be stored");
+    assert!(matches!(refused, EngineError::Store(_)), "{refused:?}");
+
+    // Cancel is taken while writes fail, for a running execution and for one whose start was not stored.
+    let principal = Principal::anonymous();
+    let cancelled = dashboard.cancel(&principal, hanging).await.expect("cancel is taken");
+    assert_eq!(cancelled.status, ExecutionStatus::Running, "the status changes once the store takes it");
+    dashboard.cancel(&principal, unstarted).await.expect("cancel is taken");
+    gated.gate.add_permits(1);
+    wait_until("three executions hold a change for the store", || async {
+        dashboard.metrics().held_executions() == 3
+    })
+    .await;
+    assert_eq!(execution(&dashboard, hanging).await.status, ExecutionStatus::Running);
+    assert_eq!(execution(&dashboard, finishing).await.status, ExecutionStatus::Running);
+    assert_eq!(execution(&dashboard, unstarted).await.status, ExecutionStatus::Queued);
+
+    // Space is back: every held change lands, without a restart.
+    store.fail_writes(false);
+    let hanging = wait_for_status(&dashboard, hanging, ExecutionStatus::Cancelled).await;
+    assert_eq!(hanging.error.as_deref(), Some("cancelled"));
+    let finishing_execution = wait_for_status(&dashboard, finishing, ExecutionStatus::Succeeded).await;
+    assert_eq!(finishing_execution.output, Some(json!({"answer": 42})));
+    assert_eq!(
+        messages(&dashboard, finishing).await,
+        ["running on backend gated (attempt 1)", "waiting at the gate", "through the gate", "finished"]
+    );
+    wait_for_status(&dashboard, unstarted, ExecutionStatus::Cancelled).await;
+    assert!(execution(&dashboard, unstarted).await.started_at.is_none(), "it never ran");
+    wait_until("nothing is held", || async { dashboard.metrics().held_executions() == 0 }).await;
+    dashboard.check_store().await.expect("the store is healthy again");
+    assert_eq!(dashboard.metrics().store_write_trouble(), None);
+    assert!(trigger(&dashboard, "hangs", json!({"steps": 0})).await.is_ok(), "triggers are stored again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_refuses_writes_with_nothing_held_is_unhealthy_until_a_probe_gets_through() {
+    let store = Arc::new(FailingWrites::new(SqliteStore::open_temporary().expect("a store")));
+    let dashboard = Dashboard::builder().store(store.clone() as Arc<dyn DashboardStore>).build();
+    dashboard.check_store().await.expect("healthy");
+    store.fail_writes(true);
+    let trouble = dashboard.check_store().await.expect_err("writes fail");
+    assert!(trouble.to_string().contains("disk is full"), "{trouble}");
+    assert_eq!(dashboard.metrics().store_write_failures(), 1);
+    store.fail_writes(false);
+    dashboard.check_store().await.expect("healthy again");
+    assert_eq!(dashboard.metrics().store_write_trouble(), None);
+}
+
+/// Runs the demo backend for `steps` lines on a dashboard built by `build`; the execution once finished, and its log.
+async fn run_demo(
+    build: impl FnOnce(dashboard_engine::DashboardBuilder) -> dashboard_engine::DashboardBuilder,
+    input: Value,
+) -> (Execution, Vec<String>) {
+    let store = Arc::new(SqliteStore::open_temporary().expect("a store"));
+    let dashboard = build(Dashboard::builder().store(store).backend("demo", DemoBackend)).build();
+    dashboard.create_function(FunctionSpec::new("chatty", "demo")).await.expect("a function");
+    let id = trigger(&dashboard, "chatty", input).await.expect("a trigger");
+    wait_until("the run ends", || async { execution(&dashboard, id).await.status.is_terminal() }).await;
+    (execution(&dashboard, id).await, messages(&dashboard, id).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_log_line_limit_one_marker_is_stored_and_the_run_goes_on() {
+    let (execution, lines) =
+        run_demo(|builder| builder.max_log_lines(5), json!({"steps": 50, "delay_ms": 0})).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded, "the run goes on to its end");
+    assert_eq!(lines.len(), 1 + 5 + 1 + 1, "{lines:?}");
+    assert!(lines[5].starts_with("step 5 of 50"), "{lines:?}");
+    assert_eq!(lines[6], "log limit of 5 lines reached: the rest of this execution's log is dropped");
+    assert_eq!(lines[7], "finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_log_byte_limit_one_marker_is_stored_and_the_run_goes_on() {
+    let (execution, lines) =
+        run_demo(|builder| builder.max_log_bytes(100), json!({"steps": 50, "delay_ms": 0})).await;
+    assert_eq!(execution.status, ExecutionStatus::Succeeded);
+    let marker = "log limit of 100 bytes reached: the rest of this execution's log is dropped";
+    assert_eq!(lines.iter().filter(|line| *line == marker).count(), 1, "{lines:?}");
+    let kept: usize = lines[1..lines.len() - 2].iter().map(String::len).sum();
+    assert!(kept <= 100 && lines.len() < 50, "{kept} bytes kept: {lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_over_the_limit_fails_the_run_and_names_the_limit() {
+    let (execution, lines) = run_demo(|builder| builder.max_output_bytes(20), json!({"steps": 1})).await;
+    let error = "the output is larger than the limit of 20 bytes of JSON, so it was not stored";
+    assert_eq!(
+        (execution.status, execution.error.as_deref(), execution.output),
+        (ExecutionStatus::Failed, Some(error), None)
+    );
+    assert_eq!(lines.last().map(String::as_str), Some(format!("failed: {error}").as_str()));
+}

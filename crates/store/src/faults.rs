@@ -1,0 +1,165 @@
+//! `FailingWrites`: a store wrapper that fails every write while switched on, as a full disk does — for tests and
+//! drills of how the engine and the server live through a store that answers reads but refuses writes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use dashboard_core::{
+    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, LogLine, NewLogLine,
+    Timestamp,
+};
+
+use crate::{
+    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
+    Recorded, StatusCounts, StoreError, StoreStats,
+};
+
+/// The message of an injected failure: the words SQLite uses for a full disk.
+pub const INJECTED_FAILURE: &str = "could not commit: database or disk is full (injected)";
+
+/// Wraps a store; while [switched on](Self::fail_writes), every write (and [`ping`](DashboardStore::ping)) fails
+/// with [`StoreError::Unavailable`] and changes nothing, while reads go on. [`fail_from_next_start`]
+/// (Self::fail_from_next_start) switches it on at the next write that starts an execution, to catch a run between
+/// its trigger and its start.
+#[derive(Debug, Default)]
+pub struct FailingWrites<S> {
+    inner: S,
+    is_failing: AtomicBool,
+    is_armed: AtomicBool,
+}
+
+impl<S: DashboardStore> FailingWrites<S> {
+    /// Wraps `inner`, with writes going through.
+    pub fn new(inner: S) -> Self {
+        Self { inner, is_failing: AtomicBool::new(false), is_armed: AtomicBool::new(false) }
+    }
+
+    /// Makes every write fail (`true`) or go through again (`false`).
+    pub fn fail_writes(&self, is_failing: bool) {
+        self.is_armed.store(false, Ordering::SeqCst);
+        self.is_failing.store(is_failing, Ordering::SeqCst);
+    }
+
+    /// Switches failing writes on at the next change of an execution to `running`, which fails as the first.
+    pub fn fail_from_next_start(&self) {
+        self.is_armed.store(true, Ordering::SeqCst);
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn check(&self, update: Option<&ExecutionUpdate>) -> Result<(), StoreError> {
+        let is_start = update.is_some_and(|update| update.to == ExecutionStatus::Running);
+        if is_start && self.is_armed.swap(false, Ordering::SeqCst) {
+            self.is_failing.store(true, Ordering::SeqCst);
+        }
+        if self.is_failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable { message: INJECTED_FAILURE.to_owned(), source: None });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
+    async fn create_function(&self, function: Function) -> Result<Recorded<Function>, StoreError> {
+        self.check(None)?;
+        self.inner.create_function(function).await
+    }
+
+    async fn get_function(&self, key: &FunctionKey) -> Result<Option<Function>, StoreError> {
+        self.inner.get_function(key).await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<Function>, StoreError> {
+        self.inner.list_functions().await
+    }
+
+    async fn update_function(
+        &self,
+        id: FunctionId,
+        spec: FunctionSpec,
+        expected_version: Option<u32>,
+    ) -> Result<Recorded<Function>, StoreError> {
+        self.check(None)?;
+        self.inner.update_function(id, spec, expected_version).await
+    }
+
+    async fn delete_function(&self, id: FunctionId) -> Result<Recorded<Function>, StoreError> {
+        self.check(None)?;
+        self.inner.delete_function(id).await
+    }
+
+    async fn create_execution(&self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError> {
+        self.check(None)?;
+        self.inner.create_execution(execution).await
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.inner.get_execution(id).await
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        self.inner.list_executions(query).await
+    }
+
+    async fn update_execution(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+    ) -> Result<Recorded<Execution>, StoreError> {
+        self.check(Some(&update))?;
+        self.inner.update_execution(id, update).await
+    }
+
+    async fn update_execution_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<LoggedUpdate, StoreError> {
+        self.check(Some(&update))?;
+        self.inner.update_execution_with_logs(id, update, lines).await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
+        self.inner.list_unfinished().await
+    }
+
+    async fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        self.inner.count_by_status().await
+    }
+
+    async fn append_logs(&self, id: ExecutionId, lines: Vec<NewLogLine>) -> Result<u64, StoreError> {
+        self.check(None)?;
+        self.inner.append_logs(id, lines).await
+    }
+
+    async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError> {
+        self.inner.read_logs(id, after, limit).await
+    }
+
+    async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.list_events(after, limit).await
+    }
+
+    async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.inner.last_event_id().await
+    }
+
+    async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError> {
+        self.check(None)?;
+        self.inner.prune_finished_before(cutoff, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check(None)?;
+        self.inner.ping().await
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
