@@ -267,20 +267,27 @@ impl Dashboard {
     /// only when no write is held (a small probe may fit where a run's log lines do not).
     pub async fn check_store(&self) -> Result<(), EngineError> {
         let writes = &self.inner.metrics.store_writes;
-        self.inner.observe(self.inner.store.ping().await)?;
-        let Some(trouble) = self.inner.metrics.store_write_trouble() else {
-            return Ok(());
-        };
         let held = self.inner.metrics.held_executions();
-        if held <= 0 {
-            writes.succeeded();
-            return Ok(());
-        }
-        writes.wake_held();
-        Err(EngineError::Store(StoreError::Unavailable {
-            message: format!("writes are failing ({trouble}); {held} executions wait to store their changes"),
-            source: None,
-        }))
+        let trouble = match self.inner.observe(self.inner.store.ping().await) {
+            Err(StoreError::Unavailable { message, .. }) => message,
+            Err(error) => error.to_string(),
+            Ok(()) => match self.inner.metrics.store_write_trouble() {
+                None => return Ok(()),
+                Some(_) if held <= 0 => {
+                    writes.succeeded();
+                    return Ok(());
+                }
+                Some(trouble) => {
+                    writes.wake_held();
+                    format!("writes are failing ({trouble})")
+                }
+            },
+        };
+        let message = match held {
+            0 => trouble,
+            _ => format!("{trouble}; {held} executions wait to store their changes"),
+        };
+        Err(EngineError::Store(StoreError::Unavailable { message, source: None }))
     }
 
     /// Registers a function after checking its spec, its backend and its prompt template.

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use dashboard_backends::Scope;
+use dashboard_engine::DashboardBuilder;
 use dashboard_store::Synchronous;
 
 use crate::auth::{ENV_TOKEN_NAME, TokenSpec};
@@ -64,6 +65,15 @@ pub struct ServerConfig {
     /// The config file with backends and functions (`DASHBOARD_CONFIG` or `--config`); without one, the dashboard
     /// runs the demo backend.
     pub config_file: Option<PathBuf>,
+    /// How many log lines one execution may keep (`DASHBOARD_MAX_LOG_LINES`; the engine's default, 100,000, when
+    /// unset). Past it one `system` line says so and the rest of the execution's log is dropped; the run goes on.
+    pub max_log_lines: Option<u64>,
+    /// How many bytes of log text one execution may keep (`DASHBOARD_MAX_LOG_BYTES`; the engine's default, 64 MiB,
+    /// when unset), counted like `max_log_lines`.
+    pub max_log_bytes: Option<u64>,
+    /// The largest output a run may store, in bytes of JSON (`DASHBOARD_MAX_OUTPUT_BYTES`; the engine's default,
+    /// 1 MiB, when unset); a larger one fails the run with an error naming the limit.
+    pub max_output_bytes: Option<usize>,
     /// The tokens that may use the dashboard, besides the config file's `[[auth.tokens]]`: `DASHBOARD_AUTH_TOKEN`
     /// becomes an `admin` token named "admin". No token at all leaves auth off.
     pub auth_tokens: Vec<TokenSpec>,
@@ -83,6 +93,9 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_sse_clients: 1000,
             seed_example: true,
+            max_log_lines: None,
+            max_log_bytes: None,
+            max_output_bytes: None,
             config_file: None,
             auth_tokens: Vec::new(),
         }
@@ -154,7 +167,27 @@ impl ServerConfig {
                     )
                 })?;
         }
+        config.max_log_lines = count(&var, "DASHBOARD_MAX_LOG_LINES", 1, "lines")?;
+        config.max_log_bytes = count(&var, "DASHBOARD_MAX_LOG_BYTES", 1024, "bytes")?;
+        config.max_output_bytes = count(&var, "DASHBOARD_MAX_OUTPUT_BYTES", 1024, "bytes")?
+            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
         Ok(config)
+    }
+
+    /// The engine's settings that come from here — the public URL and the limits on what one execution may store —
+    /// applied to `builder`.
+    pub fn configure_engine(&self, builder: DashboardBuilder) -> DashboardBuilder {
+        let mut builder = builder.public_url(self.public_url.clone());
+        if let Some(lines) = self.max_log_lines {
+            builder = builder.max_log_lines(lines);
+        }
+        if let Some(bytes) = self.max_log_bytes {
+            builder = builder.max_log_bytes(bytes);
+        }
+        if let Some(bytes) = self.max_output_bytes {
+            builder = builder.max_output_bytes(bytes);
+        }
+        builder
     }
 
     /// Whether the server listens on a loopback address only.
@@ -170,6 +203,22 @@ fn parse_store(text: &str) -> Result<StoreSpec, ConfigError> {
     match text.strip_prefix("sqlite:") {
         Some(path) if !path.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(path))),
         _ => Err(invalid("DASHBOARD_STORE", format!("{text:?}: expected `memory` or `sqlite:PATH`"))),
+    }
+}
+
+/// A count read from `variable`, at least `minimum`; `None` when it is not set.
+fn count(
+    var: &impl Fn(&str) -> Option<String>,
+    variable: &str,
+    minimum: u64,
+    unit: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = var(variable) else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(value) if value >= minimum => Ok(Some(value)),
+        _ => Err(invalid(variable, format!("{text:?} is not a number of {unit} of at least {minimum}"))),
     }
 }
 
@@ -196,6 +245,21 @@ mod tests {
         assert_eq!(config.store, StoreSpec::Sqlite(DEFAULT_SQLITE_PATH.into()), "durable by default");
         assert_eq!((config.sqlite_sync, config.retention_days), (Synchronous::Full, 30));
         assert_eq!(config.max_sse_clients, 1000);
+        assert_eq!((config.max_log_lines, config.max_log_bytes, config.max_output_bytes), (None, None, None));
+    }
+
+    #[test]
+    fn the_limits_of_one_execution_are_read() {
+        let config = config(&[
+            ("DASHBOARD_MAX_LOG_LINES", "500"),
+            ("DASHBOARD_MAX_LOG_BYTES", "65536"),
+            ("DASHBOARD_MAX_OUTPUT_BYTES", "2048"),
+        ])
+        .expect("valid settings");
+        assert_eq!(
+            (config.max_log_lines, config.max_log_bytes, config.max_output_bytes),
+            (Some(500), Some(65536), Some(2048))
+        );
     }
 
     #[test]
@@ -224,6 +288,10 @@ mod tests {
             ("DASHBOARD_RETENTION_DAYS", "a month"),
             ("DASHBOARD_RETENTION_DAYS", "99999999"),
             ("DASHBOARD_MAX_SSE_CLIENTS", "0"),
+            ("DASHBOARD_MAX_LOG_LINES", "0"),
+            ("DASHBOARD_MAX_LOG_LINES", "many"),
+            ("DASHBOARD_MAX_LOG_BYTES", "100"),
+            ("DASHBOARD_MAX_OUTPUT_BYTES", "-1"),
         ] {
             let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
             assert_eq!(error.variable, name);
