@@ -76,7 +76,7 @@ async fn build_dashboard(
         }
         StoreSpec::Sqlite(path) => Arc::new(open_sqlite(path, config.sqlite_sync).await?),
     };
-    let builder = Dashboard::builder().store(store).public_url(config.public_url.clone());
+    let builder = config.configure_engine(Dashboard::builder().store(store));
     let Some((path, file)) = file else {
         let dashboard = builder.backend("demo", DemoBackend).build();
         if config.seed_example {

@@ -85,6 +85,10 @@ async fn while_writes_fail_healthz_is_503_with_the_reason_and_a_cancel_lands_onc
     assert_eq!(health.status, 503, "{}", health.body);
     assert!(health.body["detail"].as_str().unwrap().contains("1 executions wait"), "{}", health.body);
     assert!(dashboard.metrics().store_write_failures() > 0);
+    let metrics = get("/metrics").await;
+    for series in ["dashboard_store_writes_failing 1", "dashboard_store_held_executions 1"] {
+        assert!(metrics.text().lines().any(|line| line == series), "{series} missing: {}", metrics.text());
+    }
 
     store.fail_writes(false);
     wait_until("the cancel lands", || async { get(&execution_path).await.body["status"] == "cancelled" })

@@ -145,6 +145,14 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
         &duration,
     );
 
+    header(
+        &mut text,
+        "dashboard_store_write_failures_total",
+        "counter",
+        "Store writes of the engine that failed (a full disk, a read-only file), retries included.",
+    );
+    let _ = writeln!(text, "dashboard_store_write_failures_total {}", engine.store_write_failures());
+
     let gauges = [
         ("dashboard_queue_depth", "Executions waiting for a free slot.", dashboard.queue_depth() as i64),
         ("dashboard_running_executions", "Executions running now.", dashboard.running_count() as i64),
@@ -152,6 +160,16 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
             "dashboard_sse_clients",
             "Clients connected to a live stream (SSE).",
             engine.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "dashboard_store_writes_failing",
+            "1 while the store refuses the engine's writes (a full disk, a read-only file), else 0.",
+            i64::from(engine.store_write_trouble().is_some()),
+        ),
+        (
+            "dashboard_store_held_executions",
+            "Executions holding a change the store has not taken yet; retried until it lands.",
+            engine.held_executions(),
         ),
     ];
     for (name, help, value) in gauges {
