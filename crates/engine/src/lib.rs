@@ -24,7 +24,8 @@ pub use dashboard::{Dashboard, DashboardBuilder, RecoveryReport, TriggerRequest,
 pub use error::EngineError;
 pub use metrics::{DURATION_SECONDS_BOUNDS, EngineMetrics, StatusCount};
 pub use prompt::{
-    MAX_LOOP_ITERATIONS, MAX_PROMPT_BYTES, MAX_RENDER_TIME, MAX_VALUE_BYTES, MAX_VALUES_PER_EXPRESSION,
+    MAX_LOOP_ITERATIONS, MAX_NESTING, MAX_OPERATORS_PER_TAG, MAX_PROMPT_BYTES, MAX_RENDER_TIME,
+    MAX_VALUE_BYTES, MAX_VALUES_PER_EXPRESSION,
 };
 pub use retention::RetentionPolicy;
 

@@ -15,6 +15,9 @@
 //! - the rendered prompt is at most [`MAX_PROMPT_BYTES`], and the writer stops the render when it would grow past it;
 //! - the render stops at [`MAX_RENDER_TIME`], checked at every filter, loop and write.
 //!
+//! Before tera parses a template, its text is checked for depth ([`MAX_NESTING`], [`MAX_OPERATORS_PER_TAG`]):
+//! tera's parser and renderer recurse once per level, and a deep enough template would overflow the stack.
+//!
 //! The engine renders on a blocking thread (`tokio::task::spawn_blocking`), never on the thread that serves a request.
 
 use std::collections::{BTreeSet, HashMap};
@@ -35,6 +38,10 @@ pub const MAX_LOOP_ITERATIONS: u64 = 100_000;
 pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// The most variables one expression may name: with [`MAX_VALUE_BYTES`] it bounds what one expression can build.
 pub const MAX_VALUES_PER_EXPRESSION: usize = 16;
+/// The deepest brackets may nest in one tag, and tags (`if`, `for`) in one another.
+pub const MAX_NESTING: usize = 16;
+/// The most operators (`+`, `~`, `and`, `|`, `,` …) one tag may hold: tera nests each in the one before.
+pub const MAX_OPERATORS_PER_TAG: usize = 100;
 /// The longest one render may take.
 pub const MAX_RENDER_TIME: Duration = Duration::from_secs(1);
 
@@ -122,6 +129,7 @@ impl PromptTemplate {
     /// tag, function, filter or test.
     pub(crate) fn compile(source: &str) -> Result<Self, CoreError> {
         let refuse = |message: String| CoreError::invalid_field("prompt", message);
+        shape::check_shape(source).map_err(refuse)?;
         // Checked as parsed, before tera resolves `extends` and `include`, so that those are refused by name too.
         let parsed = tera::Template::new(NAME, None, source).map_err(|error| refuse(error_chain(&error)))?;
         check_nodes(&parsed.ast).map_err(refuse)?;
@@ -413,5 +421,6 @@ fn json_size(value: &Value) -> usize {
 }
 
 mod budget;
+mod shape;
 #[cfg(test)]
 mod tests;

@@ -167,3 +167,63 @@ fn a_render_outside_the_budget_fails_instead_of_running_unbounded() {
     let rendered = template.tera.render(NAME, &tera::Context::new());
     assert!(rendered.is_err(), "rendered without a budget");
 }
+
+/// Compiles `source` on a thread with a 2 MiB stack (a tokio worker's or an actix worker's), so that a template
+/// deep enough to overflow the stack aborts the test instead of passing by luck on the main thread's 8 MiB.
+fn compile_on_small_stack(source: String) -> Result<(), String> {
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || PromptTemplate::compile(&source).map(|_| ()).map_err(|error| error.to_string()))
+        .expect("a thread")
+        .join()
+        .expect("compiling does not panic")
+}
+
+#[test]
+fn templates_nested_deeper_than_the_stack_holds_are_refused_before_parsing() {
+    let cases = [
+        (format!("{{{{ {}1{} }}}}", "(".repeat(50_000), ")".repeat(50_000)), "brackets nest more than 16"),
+        (format!("{{{{ {}1", "(".repeat(50_000)), "brackets nest more than 16"),
+        (format!("{{{{ {}1{} }}}}", "[".repeat(1000), "]".repeat(1000)), "brackets nest more than 16"),
+        (format!("{{{{ 1{} }}}}", " + 1".repeat(20_000)), "operators"),
+        (format!("{{{{ input.a{} }}}}", " ~ input.a".repeat(20_000)), "operators"),
+        (format!("{{% if {} %}}x{{% endif %}}", vec!["true"; 10_000].join(" and ")), "operators"),
+        (format!("{{{{ {}true }}}}", "not ".repeat(20_000)), "operators"),
+        (
+            format!("{}x{}", "{% if true %}".repeat(5000), "{% endif %}".repeat(5000)),
+            "tags nest more than 16",
+        ),
+        (
+            format!("{}x{}", "{% for i in input.a %}".repeat(5000), "{% endfor %}".repeat(5000)),
+            "tags nest more than 16",
+        ),
+    ];
+    for (source, reason) in cases {
+        let error = compile_on_small_stack(source.clone()).expect_err("a deep template compiled");
+        assert!(error.contains(reason), "{}…: {error:?} does not say {reason:?}", &source[..40]);
+    }
+}
+
+#[test]
+fn templates_at_the_nesting_limits_compile_and_render_on_a_small_stack() {
+    let brackets = format!("{{{{ {}1{} }}}}", "(".repeat(16), ")".repeat(16));
+    let operators = format!("{{{{ 1{} }}}}", " + 1".repeat(100));
+    let tags = format!("{}x{}", "{% if true %}".repeat(16), "{% endif %}".repeat(16));
+    for source in [brackets, operators, tags] {
+        let rendered = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || PromptTemplate::compile(&source).expect("compiles").render(&json!({})))
+            .expect("a thread")
+            .join()
+            .expect("rendering does not panic");
+        rendered.expect("renders");
+    }
+    // Brackets, operators and tag words inside strings, raw blocks and comments are text, not structure.
+    let text = format!(
+        "{{{{ \"{}\" }}}}{{% raw %}}{}{{% endraw %}}{{# {} #}}",
+        "((((+".repeat(100),
+        "{% if x %}".repeat(100),
+        "{{ ((((".repeat(100)
+    );
+    compile_on_small_stack(text).expect("text is not structure");
+}
