@@ -10,7 +10,8 @@ use dashboard_core::{LogStream, error_chain};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::process::{LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
+use crate::limits::LOG_LINE_BYTES;
+use crate::process::{Line, LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
 use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 
 /// How many of the last stdout and stderr lines are kept for the output and the error.
@@ -93,6 +94,7 @@ impl CommandBackend {
             workdir: self.config.workdir.clone(),
             env: environment(&self.config.env_passthrough, &fixed),
             kill_grace: Duration::from_secs(self.config.kill_grace_secs),
+            max_stdout_line_bytes: LOG_LINE_BYTES,
         })
     }
 }
@@ -150,7 +152,8 @@ impl Output<'_> {
 }
 
 impl LineHandler for Output<'_> {
-    async fn line(&mut self, pipe: Pipe, line: String) {
+    async fn line(&mut self, line: Line) {
+        let Line { pipe, text: line, .. } = line;
         let (stream, tail) = match pipe {
             Pipe::Stdout => (LogStream::Stdout, &mut self.stdout),
             Pipe::Stderr => (LogStream::Stderr, &mut self.stderr),

@@ -11,7 +11,8 @@ use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http_client::{client, error_message};
+use crate::http_client::{client, error_body, error_message, read_limited};
+use crate::limits::{default_max_response_bytes, over_limit};
 use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -50,6 +51,10 @@ pub struct HttpConfig {
     /// How long one request may take.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// The most a 2xx answer may hold (default 4 MiB); a longer one fails the run, naming this limit. The answer is
+    /// the run's output, so this bounds the output too. Of an error answer only the first 4 KiB are read.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
 }
 
 impl HttpConfig {
@@ -61,6 +66,7 @@ impl HttpConfig {
             retries: default_retries(),
             retry_backoff_ms: default_retry_backoff_ms(),
             request_timeout_secs: default_request_timeout_secs(),
+            max_response_bytes: default_max_response_bytes(),
         }
     }
 }
@@ -108,13 +114,23 @@ impl HttpBackend {
         }
         let response = request.send().await?;
         let status = response.status();
-        let text = response.text().await?;
         Ok(match status.as_u16() {
             202 => Attempt::Done(RunOutcome::Detached),
-            200..=299 => Attempt::Done(completed(&text)),
-            500..=599 => Attempt::Retry(error_message(status, &text)),
+            200..=299 => {
+                let limit = self.config.max_response_bytes;
+                let body = read_limited(response, limit).await?;
+                if body.is_over {
+                    let error = over_limit("the agent server's answer", limit, "max_response_bytes");
+                    return Ok(Attempt::Done(RunOutcome::Failed { error }));
+                }
+                Attempt::Done(completed(&String::from_utf8_lossy(&body.bytes)))
+            }
+            500..=599 => Attempt::Retry(error_message(status, &error_body(response).await)),
             _ => Attempt::Done(RunOutcome::Failed {
-                error: format!("the agent server refused the run: {}", error_message(status, &text)),
+                error: format!(
+                    "the agent server refused the run: {}",
+                    error_message(status, &error_body(response).await)
+                ),
             }),
         })
     }

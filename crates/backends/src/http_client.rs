@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::BackendError;
+use crate::limits::ERROR_BODY_BYTES;
 
 /// How long connecting to a server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +24,40 @@ pub(crate) fn client(request_timeout: Option<Duration>) -> Result<reqwest::Clien
         message: format!("could not build an HTTP client: {error}"),
         source: Some(Box::new(error)),
     })
+}
+
+/// A body read up to a limit.
+pub(crate) struct LimitedBody {
+    /// The bytes read: all of the body, or the first `limit` of it.
+    pub(crate) bytes: Vec<u8>,
+    /// Whether the body holds more than the limit; the rest was not read.
+    pub(crate) is_over: bool,
+}
+
+/// Reads a body, but no more than `limit` bytes of it: a longer body is cut there and the rest is never read (the
+/// connection is dropped with the response).
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<LimitedBody, reqwest::Error> {
+    let announced = response.content_length().and_then(|length| usize::try_from(length).ok());
+    let mut bytes = Vec::with_capacity(announced.unwrap_or(0).min(limit));
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(LimitedBody { bytes, is_over: true });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(LimitedBody { bytes, is_over: false })
+}
+
+/// The start of an error answer's body, as text: only the first few KiB are read, enough for a message; a body that
+/// cannot be read gives none (the status still speaks).
+pub(crate) async fn error_body(response: reqwest::Response) -> String {
+    let bytes = read_limited(response, ERROR_BODY_BYTES).await.map(|body| body.bytes).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The text of an error answer: the `error.message` of an OpenAI-style JSON body, else the body itself (cut short).

@@ -13,6 +13,7 @@ mod demo;
 mod error;
 mod http;
 mod http_client;
+mod limits;
 mod openai;
 mod process;
 mod registry;

@@ -14,10 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::BackendError;
-
-/// The longest piece of a line read at once; a longer line arrives in pieces of this size. It matches the engine's
-/// default cut of a stored line (16 KiB), so a long line is kept whole, as several lines.
-const MAX_LINE_BYTES: u64 = 16 * 1024;
+use crate::limits::LOG_LINE_BYTES;
 /// How long output may pause after the program has exited before the rest is given up (a background child of the
 /// program can hold its pipes open forever).
 const DRAIN_IDLE: Duration = Duration::from_millis(500);
@@ -34,6 +31,9 @@ pub(crate) struct ProgramSpec {
     pub(crate) env: Vec<(String, String)>,
     /// How long the program gets between SIGTERM and SIGKILL.
     pub(crate) kill_grace: Duration,
+    /// The longest piece of a stdout line read at once; a longer line arrives in pieces of this size. Stderr always
+    /// comes in pieces of at most a log line (16 KiB).
+    pub(crate) max_stdout_line_bytes: usize,
 }
 
 /// Which output a line came from.
@@ -43,9 +43,19 @@ pub(crate) enum Pipe {
     Stderr,
 }
 
+/// One line of a program's output, or one piece of a line longer than the pipe's limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub(crate) pipe: Pipe,
+    /// The text, without its line break. A piece ends on a character boundary: a character is never split.
+    pub(crate) text: String,
+    /// Whether the line goes on in the next piece (it was longer than the pipe's limit).
+    pub(crate) is_cut: bool,
+}
+
 /// Receives a program's output, a line at a time, in the order the lines were read.
 pub(crate) trait LineHandler: Send {
-    fn line(&mut self, pipe: Pipe, line: String) -> impl Future<Output = ()> + Send;
+    fn line(&mut self, line: Line) -> impl Future<Output = ()> + Send;
 }
 
 /// How a program run ended.
@@ -105,10 +115,10 @@ pub(crate) async fn run_program(
     let _group_guard = GroupGuard(group);
     let (sender, mut lines) = mpsc::channel(256);
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_lines(stdout, Pipe::Stdout, sender.clone()));
+        tokio::spawn(read_lines(stdout, Pipe::Stdout, spec.max_stdout_line_bytes, sender.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(read_lines(stderr, Pipe::Stderr, sender));
+        tokio::spawn(read_lines(stderr, Pipe::Stderr, LOG_LINE_BYTES, sender));
     }
 
     let mut exit = None;
@@ -120,7 +130,7 @@ pub(crate) async fn run_program(
                 return Ok(ProgramEnd::Stopped);
             }
             line = lines.recv() => match line {
-                Some((pipe, line)) => handler.line(pipe, line).await,
+                Some(line) => handler.line(line).await,
                 None => break,
             },
             status = child.wait() => {
@@ -130,8 +140,8 @@ pub(crate) async fn run_program(
         }
     }
     // Take what is left of the output: the pipes may still hold lines written just before the exit.
-    while let Ok(Some((pipe, line))) = tokio::time::timeout(DRAIN_IDLE, lines.recv()).await {
-        handler.line(pipe, line).await;
+    while let Ok(Some(line)) = tokio::time::timeout(DRAIN_IDLE, lines.recv()).await {
+        handler.line(line).await;
     }
     let status = match exit {
         Some(status) => status,
@@ -198,23 +208,57 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
     }
 }
 
-/// Reads lines (or pieces of overlong lines) from a pipe until it closes.
-async fn read_lines(pipe: impl AsyncRead + Unpin, kind: Pipe, sender: mpsc::Sender<(Pipe, String)>) {
+/// Reads lines (or pieces of overlong lines, each at most `max_bytes`) from a pipe until it closes. A piece is cut on a
+/// character boundary: the bytes of a character it would split begin the next piece.
+async fn read_lines(pipe: impl AsyncRead + Unpin, kind: Pipe, max_bytes: usize, sender: mpsc::Sender<Line>) {
+    // At least one whole character fits in a piece, so every piece makes progress.
+    let max_bytes = max_bytes.max(4);
     let mut reader = BufReader::new(pipe);
     let mut buffer = Vec::new();
+    let mut carried = Vec::new();
     loop {
         buffer.clear();
-        match (&mut reader).take(MAX_LINE_BYTES).read_until(b'\n', &mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        buffer.append(&mut carried);
+        let room = u64::try_from(max_bytes - buffer.len()).unwrap_or(u64::MAX);
+        let is_end = match (&mut reader).take(room).read_until(b'\n', &mut buffer).await {
+            Ok(0) | Err(_) => true,
+            Ok(_) => false,
+        };
+        if is_end && buffer.is_empty() {
+            return;
+        }
+        let is_cut = !is_end && buffer.len() == max_bytes && buffer.last() != Some(&b'\n');
+        if is_cut {
+            carried = buffer.split_off(buffer.len() - incomplete_char_len(&buffer));
         }
         while buffer.last().is_some_and(|byte| *byte == b'\n' || *byte == b'\r') {
             buffer.pop();
         }
-        if sender.send((kind, String::from_utf8_lossy(&buffer).into_owned())).await.is_err() {
+        let line = Line { pipe: kind, text: String::from_utf8_lossy(&buffer).into_owned(), is_cut };
+        if sender.send(line).await.is_err() || is_end {
             return;
         }
     }
+}
+
+/// How many bytes at the end of `bytes` begin a UTF-8 character that is not complete yet (0 to 3).
+fn incomplete_char_len(bytes: &[u8]) -> usize {
+    for back in 1..=bytes.len().min(4) {
+        let byte = bytes[bytes.len() - back];
+        // Continuation bytes (10xxxxxx) belong to a character that starts further back.
+        if byte & 0b1100_0000 == 0b1000_0000 {
+            continue;
+        }
+        let length = match byte {
+            0b1100_0000..=0b1101_1111 => 2,
+            0b1110_0000..=0b1110_1111 => 3,
+            0b1111_0000..=0b1111_0111 => 4,
+            // ASCII, or a byte that starts no character: nothing to wait for.
+            _ => 1,
+        };
+        return if length > back { back } else { 0 };
+    }
+    0
 }
 
 #[cfg(test)]
@@ -225,8 +269,8 @@ mod tests {
     struct Collect(Vec<(Pipe, String)>);
 
     impl LineHandler for Collect {
-        async fn line(&mut self, pipe: Pipe, line: String) {
-            self.0.push((pipe, line));
+        async fn line(&mut self, line: Line) {
+            self.0.push((line.pipe, line.text));
         }
     }
 
@@ -237,6 +281,7 @@ mod tests {
             workdir: None,
             env: environment(&[], &[("GREETING".into(), "hi".into())]),
             kill_grace: Duration::from_secs(5),
+            max_stdout_line_bytes: LOG_LINE_BYTES,
         }
     }
 

@@ -17,22 +17,36 @@ fn workdir() -> PathBuf {
 }
 
 fn backend(workdir: &std::path::Path) -> CodexBackend {
+    CodexBackend::new(config(workdir))
+}
+
+fn config(workdir: &std::path::Path) -> CodexConfig {
     let fake = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-codex");
-    CodexBackend::new(CodexConfig {
+    CodexConfig {
         command: fake.display().to_string(),
         args: vec!["--sandbox".into(), "workspace-write".into()],
         workdir: Some(workdir.to_owned()),
         kill_grace_secs: 1,
         ..CodexConfig::default()
-    })
+    }
 }
 
 async fn run(prompt: &str) -> (Result<RunOutcome, BackendError>, Vec<NewLogLine>, Vec<String>) {
+    run_with(prompt, |_| {}).await
+}
+
+/// Runs the fake with the test's config, changed by `adjust`.
+async fn run_with(
+    prompt: &str,
+    adjust: impl FnOnce(&mut CodexConfig),
+) -> (Result<RunOutcome, BackendError>, Vec<NewLogLine>, Vec<String>) {
     let dir = workdir();
+    let mut config = config(&dir);
+    adjust(&mut config);
     let (sink, mut receiver) = log_channel(4096);
     let mut context = RunContext::new(ExecutionId::generate(), "fix-bug", json!({}), sink);
     context.prompt = Some(prompt.to_owned());
-    let outcome = backend(&dir).trigger(context).await;
+    let outcome = CodexBackend::new(config).trigger(context).await;
     let mut lines = Vec::new();
     while let Ok(line) = receiver.try_recv() {
         lines.push(line);
@@ -69,6 +83,30 @@ async fn a_successful_session_gives_logs_usage_and_the_last_message() {
     assert!(argv.windows(2).any(|pair| pair == ["--sandbox", "workspace-write"]), "{argv:?}");
     assert_eq!(argv[argv.len() - 2..], ["--".to_owned(), "please succeed at fixing parse".to_owned()]);
     assert!(argv.contains(&"-C".to_owned()));
+}
+
+#[tokio::test]
+async fn an_event_longer_than_a_log_line_is_read_whole() {
+    let (outcome, _, _) = run("a long-message please").await;
+    let Ok(RunOutcome::Succeeded { output, .. }) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output, json!({"message": "x".repeat(20_000)}));
+}
+
+#[tokio::test]
+async fn an_event_over_max_event_bytes_is_skipped_with_a_line_naming_the_limit() {
+    let (outcome, lines, _) =
+        run_with("a long-message please", |config| config.max_event_bytes = 16 * 1024).await;
+    let Ok(RunOutcome::Succeeded { output, .. }) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output, json!({"message": null}));
+    let skipped = "an event of codex is over the limit of 16 KiB (max_event_bytes); it is skipped";
+    assert!(has_line(&lines, LogStream::Stderr, skipped), "{lines:?}");
+    // Nothing of the skipped event reaches the log.
+    assert!(lines.iter().all(|line| !line.message.contains("xxxx")), "{lines:?}");
+}
+
+#[test]
+fn max_event_bytes_defaults_to_1_mib() {
+    assert_eq!(CodexConfig::default().max_event_bytes, 1024 * 1024);
 }
 
 #[tokio::test]

@@ -70,6 +70,48 @@ async fn the_last_stdout_line_is_the_output_when_it_is_json() {
     assert_eq!(outcome, RunOutcome::Succeeded { output: json!({"answer": 42}), usage: None });
 }
 
+/// A line of 16 KiB and more comes as several log lines of at most 16 KiB each, cut between characters: a character
+/// whose bytes straddle the 16 KiB boundary begins the next line instead of being lost in two halves.
+#[tokio::test]
+async fn a_long_line_is_cut_between_characters() {
+    let check = |script: &'static str, expected: Vec<String>| async move {
+        let (run, mut receiver) = context(json!({}));
+        let outcome = shell(script).trigger(run).await.expect("runs");
+        assert!(matches!(outcome, RunOutcome::Succeeded { .. }), "{outcome:?}");
+        let lines: Vec<String> = drain(&mut receiver).into_iter().map(|line| line.message).collect();
+        assert_eq!(lines, expected, "{script}");
+    };
+    let a = |n: usize| "a".repeat(n);
+    // "é" is two bytes, the 16,384th and 16,385th.
+    check(
+        "head -c 16383 /dev/zero | tr '\\0' a; printf '\\303\\251tail\\n'",
+        vec![a(16383), "\u{e9}tail".into()],
+    )
+    .await;
+    // "€" is three bytes: its first two or its first one would end the first line.
+    check(
+        "head -c 16382 /dev/zero | tr '\\0' a; printf '\\342\\202\\254z\\n'",
+        vec![a(16382), "\u{20ac}z".into()],
+    )
+    .await;
+    check(
+        "head -c 16383 /dev/zero | tr '\\0' a; printf '\\342\\202\\254z\\n'",
+        vec![a(16383), "\u{20ac}z".into()],
+    )
+    .await;
+    // A character that fits is not moved; an invalid byte is still replaced, not carried.
+    check(
+        "head -c 16382 /dev/zero | tr '\\0' a; printf '\\303\\251tail\\n'",
+        vec![a(16382) + "\u{e9}", "tail".into()],
+    )
+    .await;
+    check(
+        "head -c 16383 /dev/zero | tr '\\0' a; printf '\\377tail\\n'",
+        vec![a(16383) + "\u{fffd}", "tail".into()],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_non_zero_exit_fails_naming_the_code_and_the_stderr_tail() {
     let (run, mut receiver) = context(json!({}));

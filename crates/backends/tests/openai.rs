@@ -20,17 +20,17 @@ struct Answer {
     content_type: &'static str,
     /// Body pieces, each written and flushed on its own with a pause between, so the answer really streams.
     chunks: Vec<String>,
-    /// After the chunks, keep sending lines of text until the client hangs up.
-    is_endless: bool,
+    /// After the chunks, keep sending this piece until the client hangs up.
+    endless: Option<String>,
 }
 
 impl Answer {
     fn events(chunks: Vec<String>) -> Self {
-        Self { status: 200, content_type: "text/event-stream", chunks, is_endless: false }
+        Self { status: 200, content_type: "text/event-stream", chunks, endless: None }
     }
 
     fn json(status: u16, body: Value) -> Self {
-        Self { status, content_type: "application/json", chunks: vec![body.to_string()], is_endless: false }
+        Self { status, content_type: "application/json", chunks: vec![body.to_string()], endless: None }
     }
 }
 
@@ -64,7 +64,7 @@ impl Server {
             while let Ok((socket, _)) = listener.accept().await {
                 let (answer, received, saw_hang_up) = (answer.clone(), received.clone(), saw_hang_up.clone());
                 tokio::spawn(async move {
-                    if handle(socket, &answer, &received).await.is_err() && answer.is_endless {
+                    if handle(socket, &answer, &received).await.is_err() && answer.endless.is_some() {
                         saw_hang_up.store(true, Ordering::SeqCst);
                     }
                 });
@@ -116,10 +116,10 @@ async fn handle(socket: TcpStream, answer: &Answer, received: &Mutex<Vec<Receive
     for chunk in &answer.chunks {
         write_chunk(&mut writer, chunk).await?;
     }
-    if answer.is_endless {
+    if let Some(piece) = &answer.endless {
         // Ends only when a write fails: the client hung up.
         loop {
-            write_chunk(&mut writer, &chat_delta("more\n")).await?;
+            write_chunk(&mut writer, piece).await?;
         }
     }
     writer.write_all(b"0\r\n\r\n").await?;
@@ -345,6 +345,77 @@ async fn an_answer_without_events_fails() {
     assert!(error.ends_with("answered without any events: is base_url an OpenAI-compatible API?"), "{error}");
 }
 
+/// Runs against an answer that never ends; answers the failure and whether the client hung up (it must, rather than
+/// read on).
+async fn failure_of_endless(answer: Answer, adjust: impl FnOnce(&mut OpenAiConfig)) -> (String, bool) {
+    let server = Server::start(answer).await;
+    let mut config = config(&server, OpenAiApi::Chat);
+    adjust(&mut config);
+    let (outcome, _) = run(&backend(config), Some("hi"), json!({})).await;
+    let RunOutcome::Failed { error } = outcome else { panic!("{outcome:?}") };
+    (error, hung_up(&server).await)
+}
+
+/// Whether the server sees the client hang up within a few seconds.
+async fn hung_up(server: &Server) -> bool {
+    for _ in 0..250 {
+        if server.saw_hang_up.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_endless_error_body_is_read_only_for_its_message() {
+    let answer = Answer {
+        status: 500,
+        content_type: "text/plain",
+        chunks: vec!["upstream exploded ".into()],
+        endless: Some("and then some more ".repeat(50)),
+    };
+    let (error, has_hung_up) = failure_of_endless(answer, |_| {}).await;
+    assert!(error.starts_with("HTTP 500 Internal Server Error: upstream exploded and then"), "{error}");
+    assert!(error.len() < 1000, "{error}");
+    assert!(has_hung_up);
+}
+
+#[tokio::test]
+async fn an_endless_answer_fails_at_max_response_bytes() {
+    let answer = Answer { endless: Some(chat_delta(&"more ".repeat(40))), ..Answer::events(vec![]) };
+    let (error, has_hung_up) = failure_of_endless(answer, |config| config.max_response_bytes = 1024).await;
+    assert_eq!(error, "the model's answer is over the limit of 1 KiB (max_response_bytes)");
+    assert!(has_hung_up);
+}
+
+#[tokio::test]
+async fn garbage_instead_of_events_fails_at_max_event_bytes() {
+    let over = "an event of the model server's answer is over the limit of 1 KiB (max_event_bytes)";
+    // No line break at all.
+    let answer = Answer { endless: Some("garbage ".repeat(32)), ..Answer::events(vec![]) };
+    let (error, has_hung_up) = failure_of_endless(answer, |config| config.max_event_bytes = 1024).await;
+    assert_eq!((error.as_str(), has_hung_up), (over, true));
+    // Lines, but never the blank line that would end an event.
+    let answer = Answer { endless: Some("data: garbage\n".repeat(16)), ..Answer::events(vec![]) };
+    let (error, has_hung_up) = failure_of_endless(answer, |config| config.max_event_bytes = 1024).await;
+    assert_eq!((error.as_str(), has_hung_up), (over, true));
+}
+
+/// A long answer in small deltas without a line break: the log gets it in lines of at most 16 KiB, the output whole.
+#[tokio::test]
+async fn a_long_line_in_small_deltas_is_logged_in_pieces_and_kept_whole() {
+    let deltas = vec!["abcd"; 10 * 1024];
+    // All the events in one write, so the test does not wait between them.
+    let server = Server::start(Answer::events(vec![chat_stream(&deltas).concat()])).await;
+    let (outcome, lines) = run(&backend(config(&server, OpenAiApi::Chat)), Some("hi"), json!({})).await;
+    let text = deltas.concat();
+    let RunOutcome::Succeeded { output, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output["text"], text);
+    assert_eq!(lines.iter().map(String::len).collect::<Vec<_>>(), [16 * 1024, 16 * 1024, 8 * 1024]);
+    assert_eq!(lines.concat(), text);
+}
+
 #[tokio::test]
 async fn an_unreachable_server_fails_naming_the_url() {
     let config = OpenAiConfig::new(format!("http://127.0.0.1:{}/v1", closed_port()), "tiny");
@@ -356,8 +427,11 @@ async fn an_unreachable_server_fails_naming_the_url() {
 
 #[tokio::test]
 async fn lines_arrive_while_the_stream_runs_and_cancel_stops_it_promptly() {
-    let server =
-        Server::start(Answer { is_endless: true, ..Answer::events(chat_stream(&[])[..1].to_vec()) }).await;
+    let server = Server::start(Answer {
+        endless: Some(chat_delta("more\n")),
+        ..Answer::events(chat_stream(&[])[..1].to_vec())
+    })
+    .await;
     let (context, mut receiver) = context(Some("go on forever"), json!({}));
     let cancel = context.cancel.clone();
     let backend = backend(config(&server, OpenAiApi::Chat));
@@ -422,6 +496,7 @@ fn the_toml_entry_has_defaults_and_refuses_unknown_keys() {
     let config: OpenAiConfig =
         serde_json::from_value(json!({"model": "gpt-4o-mini"})).expect("a valid config");
     assert_eq!(config, OpenAiConfig::new("https://api.openai.com/v1", "gpt-4o-mini"));
+    assert_eq!((config.max_response_bytes, config.max_event_bytes), (4 * 1024 * 1024, 1024 * 1024));
     let responses: OpenAiConfig =
         serde_json::from_value(json!({"model": "m", "api": "responses"})).expect("a valid config");
     assert_eq!(responses.api, OpenAiApi::Responses);

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use self::events::{Effect, interpret};
-use crate::process::{LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
+use crate::limits::{default_max_event_bytes, over_limit};
+use crate::process::{Line, LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
 use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 
 /// How many stderr lines are kept to explain a crash.
@@ -56,6 +57,10 @@ pub struct CodexConfig {
     /// Seconds between SIGTERM and SIGKILL when the run is stopped.
     #[serde(default = "default_kill_grace_secs")]
     pub kill_grace_secs: u64,
+    /// The most one line of Codex's JSONL output may hold (default 1 MiB). A longer event is skipped, with a log
+    /// line naming this limit; the agent's last message, the output, is bounded by it too.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 impl Default for CodexConfig {
@@ -67,6 +72,7 @@ impl Default for CodexConfig {
             api_key_env: None,
             env_passthrough: default_passthrough(),
             kill_grace_secs: default_kill_grace_secs(),
+            max_event_bytes: default_max_event_bytes(),
         }
     }
 }
@@ -121,6 +127,7 @@ impl CodexBackend {
             workdir: self.config.workdir.clone(),
             env: environment(&self.config.env_passthrough, &fixed),
             kill_grace: Duration::from_secs(self.config.kill_grace_secs),
+            max_stdout_line_bytes: self.config.max_event_bytes,
         }
     }
 }
@@ -165,6 +172,8 @@ impl Backend for CodexBackend {
             turn_failure: None,
             last_error: None,
             stderr: VecDeque::new(),
+            max_event_bytes: self.config.max_event_bytes,
+            is_skipping: false,
         };
         let end = match run_program(&spec, &run.cancel, &mut session).await {
             Err(BackendError::Unavailable(reason)) if reason.starts_with("program") => {
@@ -211,10 +220,24 @@ struct Session<'a> {
     /// The last `error` event not followed by a completed turn.
     last_error: Option<String>,
     stderr: VecDeque<String>,
+    max_event_bytes: usize,
+    /// Whether the pieces arriving belong to an event over the limit, which is skipped to its end.
+    is_skipping: bool,
 }
 
 impl LineHandler for Session<'_> {
-    async fn line(&mut self, pipe: Pipe, line: String) {
+    async fn line(&mut self, line: Line) {
+        let Line { pipe, text: line, is_cut } = line;
+        if pipe == Pipe::Stdout && (is_cut || self.is_skipping) {
+            if !self.is_skipping {
+                let what = "an event of codex";
+                let limit = over_limit(what, self.max_event_bytes, "max_event_bytes");
+                self.run.log(LogStream::Stderr, format!("{limit}; it is skipped")).await;
+            }
+            // The last piece of the line is the one that is not cut.
+            self.is_skipping = is_cut;
+            return;
+        }
         if pipe == Pipe::Stderr {
             self.run.log(LogStream::Stderr, &line).await;
             if self.stderr.len() == STDERR_TAIL_LINES {

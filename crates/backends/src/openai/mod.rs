@@ -2,6 +2,7 @@
 //! over streaming Chat Completions or the Responses API, turns the text deltas into log lines, and answers with the
 //! whole text and the usage.
 
+mod sse;
 mod stream;
 
 use std::time::Duration;
@@ -14,8 +15,10 @@ use reqwest::header::ACCEPT;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use self::sse::ReadError;
 use self::stream::{Effect, LineBuffer, interpret_chat, interpret_responses};
-use crate::http_client::{client, error_message};
+use crate::http_client::{client, error_body, error_message, read_limited};
+use crate::limits::{default_max_event_bytes, default_max_response_bytes, over_limit};
 use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 
 /// How long the readiness check waits for `GET {base_url}/models`.
@@ -60,6 +63,14 @@ pub struct OpenAiConfig {
     /// (Responses). They cannot replace `model`, the messages or `stream`.
     #[serde(default)]
     pub params: Map<String, Value>,
+    /// The most the answer's text, the run's output, may hold (default 4 MiB); a longer answer fails the run,
+    /// naming this limit. Of an error answer only the first 4 KiB are read.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// The most one server-sent event may hold, its lines up to the blank line that ends it (default 1 MiB); a
+    /// longer one, or bytes without line breaks past it, fails the run, naming this limit.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 impl OpenAiConfig {
@@ -72,6 +83,8 @@ impl OpenAiConfig {
             api: OpenAiApi::default(),
             system: None,
             params: Map::new(),
+            max_response_bytes: default_max_response_bytes(),
+            max_event_bytes: default_max_event_bytes(),
         }
     }
 }
@@ -177,7 +190,7 @@ impl OpenAiBackend {
         model: String,
         response: reqwest::Response,
     ) -> Result<RunOutcome, BackendError> {
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = sse::lines(response, self.config.max_event_bytes).eventsource();
         let mut lines = LineBuffer::default();
         let mut answer = Answer { text: String::new(), model, usage: None };
         let mut n_events = 0_usize;
@@ -198,6 +211,7 @@ impl OpenAiBackend {
                     n_events += 1;
                     event
                 }
+                Some(Err(EventStreamError::Transport(ReadError::OverLimit(message)))) => break Some(message),
                 Some(Err(error)) => {
                     break Some(format!("the stream from {url} broke off: {}", stream_cause(&error)));
                 }
@@ -209,6 +223,10 @@ impl OpenAiBackend {
             for effect in effects {
                 match effect {
                     Effect::Text(delta) => {
+                        let limit = self.config.max_response_bytes;
+                        if answer.text.len() + delta.len() > limit {
+                            break 'read Some(over_limit("the model's answer", limit, "max_response_bytes"));
+                        }
                         answer.text.push_str(&delta);
                         for line in lines.push(&delta) {
                             run.log(LogStream::Agent, line).await;
@@ -260,7 +278,14 @@ impl Backend for OpenAiBackend {
             Err(error) => return Readiness::not_ready(format!("not reachable: {url}: {}", cause(&error))),
         };
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = if status.is_success() {
+            read_limited(response, self.config.max_response_bytes)
+                .await
+                .map(|body| String::from_utf8_lossy(&body.bytes).into_owned())
+                .unwrap_or_default()
+        } else {
+            error_body(response).await
+        };
         if status == reqwest::StatusCode::NOT_FOUND {
             // Some servers answer chat requests without listing their models.
             return Readiness::ready(format!("reachable, model {model} (the server lists no models)"));
@@ -308,7 +333,7 @@ impl Backend for OpenAiBackend {
         if !status.is_success() {
             let body = tokio::select! {
                 () = run.cancel.cancelled() => return Err(BackendError::Cancelled),
-                body = response.text() => body.unwrap_or_default(),
+                body = error_body(response) => body,
             };
             return Ok(RunOutcome::Failed { error: error_message(status, &body) });
         }
@@ -336,9 +361,9 @@ fn cause(error: &reqwest::Error) -> String {
     innermost.to_string()
 }
 
-fn stream_cause(error: &EventStreamError<reqwest::Error>) -> String {
+fn stream_cause(error: &EventStreamError<ReadError>) -> String {
     match error {
-        EventStreamError::Transport(error) => cause(error),
+        EventStreamError::Transport(ReadError::Transport(error)) => cause(error),
         other => other.to_string(),
     }
 }
