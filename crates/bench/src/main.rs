@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dashboard_server::{ServerConfig, StoreSpec};
-use dashboard_store::Synchronous;
+use dashboard_store_sqlite::Synchronous;
 
 /// The allocator of the `agent-dashboard` binary, so that the server measured here is the one that ships.
 #[global_allocator]

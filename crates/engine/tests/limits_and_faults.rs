@@ -9,7 +9,8 @@ use std::time::Duration;
 use dashboard_backends::{Backend, BackendError, DemoBackend, Principal, Readiness, RunContext, RunOutcome};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream};
 use dashboard_engine::{Dashboard, EngineError, TriggerRequest};
-use dashboard_store::{DashboardStore, FailingWrites, SqliteStore};
+use dashboard_store::{DashboardStore, FailingWrites};
+use dashboard_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use dashboard_backends::Scope;
 use dashboard_engine::DashboardBuilder;
-use dashboard_store::Synchronous;
+use dashboard_store_sqlite::Synchronous;
 
 use crate::auth::{ENV_TOKEN_NAME, TokenSpec};
 

@@ -28,7 +28,8 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use dashboard_backends::DemoBackend;
 use dashboard_engine::{Dashboard, RetentionPolicy};
-use dashboard_store::{DashboardStore, MemoryStore, SqliteOptions, SqliteStore, Synchronous};
+use dashboard_store::{DashboardStore, MemoryStore};
+use dashboard_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub use assets::{Templates, WebSource};
 pub use auth::{ENV_TOKEN_NAME, TokenSpec};

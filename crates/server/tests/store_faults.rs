@@ -20,7 +20,8 @@ use dashboard_backends::DemoBackend;
 use dashboard_core::FunctionSpec;
 use dashboard_engine::Dashboard;
 use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
-use dashboard_store::{DashboardStore, FailingWrites, SqliteStore};
+use dashboard_store::{DashboardStore, FailingWrites};
+use dashboard_store_sqlite::SqliteStore;
 use serde_json::json;
 
 /// How long anything may take on a loaded machine before the test gives up on it (a fail-safe, not a measurement).

@@ -1,14 +1,16 @@
-//! Where Agent Dashboard keeps its state: the [`DashboardStore`] trait, [`MemoryStore`] and [`SqliteStore`] (the default).
+//! Where Agent Dashboard keeps its state: the [`DashboardStore`] trait and [`MemoryStore`].
 //!
 //! The store is the source of truth. Every change it makes to a function or an execution is recorded together with
 //! the activity event that describes it, in one atomic step, so the feed can never disagree with the data. The trait
 //! speaks only in `dashboard-core` types: no SQL, no HTTP, no backend appears in it, so an implementation can live
 //! anywhere and prove itself with the conformance suite (the `testing` feature).
+//!
+//! This crate never depends on a database library: the durable stores are crates of their own
+//! (`dashboard-store-sqlite`, the default), so the engine and embedders compile only the store they choose.
 
 mod error;
 mod faults;
 mod memory;
-mod sqlite;
 mod stats;
 mod types;
 
@@ -18,7 +20,6 @@ pub mod conformance;
 pub use error::StoreError;
 pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous, UnknownSynchronous};
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
     ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded,

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use dashboard_store::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, StoreError, StoreStats};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{OpResult, SqliteError};
-use crate::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, StoreError, StoreStats};
+use crate::codec::{OpResult, SqliteError};
 
 /// The most operations committed in one transaction, so that one group never holds the file for long.
 const MAX_GROUP: usize = 256;

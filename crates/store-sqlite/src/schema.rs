@@ -3,19 +3,19 @@
 use std::path::Path;
 use std::time::Duration;
 
+use dashboard_store::StoreError;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
-use super::codec::unavailable;
-use super::options::SqliteOptions;
-use crate::StoreError;
+use crate::codec::unavailable;
+use crate::options::SqliteOptions;
 
 /// Every migration, in order; `PRAGMA user_version` is how many of them the file has. Append only: a released
 /// migration is never edited, because files in the field have already run it.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_initial.sql"),
-    include_str!("../../migrations/0002_logs_without_rowid.sql"),
-    include_str!("../../migrations/0003_executions_without_rowid.sql"),
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_logs_without_rowid.sql"),
+    include_str!("../migrations/0003_executions_without_rowid.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, NewEvent, now};
+use dashboard_store::{
+    ExecutionPage, ExecutionQuery, ExecutionUpdate, NewExecution, Recorded, StatusCounts, StoreError,
+};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::codec::{Json, OpResult, SqlTime, parsed, parsed_option, text};
-use super::events::record;
-use crate::{
-    ExecutionPage, ExecutionQuery, ExecutionUpdate, NewExecution, Recorded, StatusCounts, StoreError,
-};
+use crate::codec::{Json, OpResult, SqlTime, parsed, parsed_option, text};
+use crate::events::record;
 
 const COLUMNS: &str = "id, function, function_id, function_version, backend, input, status, output, error, usage, \
                        attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at";
@@ -110,7 +110,7 @@ pub(super) fn update(
     if execution.status != update.from {
         return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status }.into());
     }
-    crate::check_transition(update.from, update.to)?;
+    dashboard_store::check_transition(update.from, update.to)?;
     update.apply_to(&mut execution);
     connection
         .prepare_cached(

@@ -1,11 +1,11 @@
 //! Execution logs in SQLite: appends numbered after the last stored line, and reads after a seq.
 
 use dashboard_core::{ExecutionId, LogLine, NewLogLine, now};
+use dashboard_store::StoreError;
 use rusqlite::{Connection, Row, params};
 
-use super::codec::{OpResult, SqlTime, parsed, sql_int, text};
-use super::executions::exists;
-use crate::StoreError;
+use crate::codec::{OpResult, SqlTime, parsed, sql_int, text};
+use crate::executions::exists;
 
 /// Appends `lines`; the writer runs one operation at a time, so the next seq read here is still next at the insert.
 pub(super) fn append(connection: &Connection, id: ExecutionId, lines: Vec<NewLogLine>) -> OpResult<u64> {

@@ -1,11 +1,11 @@
 //! Functions in SQLite: create, look up, list, replace with a version check, delete — each write with its event.
 
 use dashboard_core::{CoreError, EventKind, Function, FunctionId, NewEvent};
+use dashboard_store::{FunctionKey, Recorded, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::codec::{Json, OpResult, SqlTime, is_unique_violation, parsed, text};
-use super::events::record;
-use crate::{FunctionKey, Recorded, StoreError};
+use crate::codec::{Json, OpResult, SqlTime, is_unique_violation, parsed, text};
+use crate::events::record;
 
 const COLUMNS: &str = "id, name, description, backend, prompt, input_schema, config, timeout_secs, max_concurrency, \
                        tags, metadata, version, created_at, updated_at";

@@ -1,9 +1,18 @@
-//! `SqliteStore`: the durable store, one SQLite file in WAL mode with one writer thread and a few readers.
+//! `SqliteStore`: the durable store, one SQLite file in WAL mode with one writer thread and a few readers — the default
+//! store of Agent Dashboard, for one machine.
 //!
-//! Every change goes to the writer thread ([`writer`]), which commits whatever is queued in one transaction and only
-//! then answers, so an answered change is in the file. Reads go to reader threads ([`readers`]) that never wait for
-//! the writer. The schema is created and migrated at open ([`schema`]). No SQLite type leaves this module: errors
-//! become [`StoreError`]s where they enter ([`codec`]).
+//! Why a crate of its own: the trait crate (`dashboard-store`) holds no database library, so the engine and embedders
+//! compile rusqlite and the bundled SQLite only when they choose this store, and every other store is a sibling crate
+//! beside this one. It implements [`DashboardStore`] and runs the conformance suite unchanged (`tests/conformance.rs`).
+//!
+//! Every change goes to the writer thread (`writer.rs`), which commits whatever is queued in one transaction and only
+//! then answers, so an answered change is in the file. Reads go to reader threads (`readers.rs`) that never wait for
+//! the writer. The schema is created and migrated at open (`schema.rs`), from the append-only SQL files in
+//! `migrations/`.
+//!
+//! What it must never do: let a SQLite type out of this crate — errors become [`StoreError`]s where they enter
+//! (`codec.rs`), and no public item names rusqlite — or become a dependency of the trait crate or of the engine: only
+//! whoever picks the store (the server, the bench, tests) depends on it.
 
 mod codec;
 mod events;
@@ -31,7 +40,7 @@ pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
 
 use self::readers::Readers;
 use self::writer::Writer;
-use crate::{
+use dashboard_store::{
     DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
     Recorded, StatusCounts, StoreError,
 };
@@ -286,7 +295,7 @@ impl DashboardStore for SqliteStore {
         self.writer.run(move |connection| prune::finished_before(connection, cutoff, limit)).await
     }
 
-    fn stats(&self) -> crate::StoreStats {
+    fn stats(&self) -> dashboard_store::StoreStats {
         self.writer.stats()
     }
 

@@ -4,7 +4,7 @@ use dashboard_core::{Event, EventKind, NewEvent, now};
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
-use super::codec::{Json, OpResult, SqlTime, parsed_option, sql_int};
+use crate::codec::{Json, OpResult, SqlTime, parsed_option, sql_int};
 
 /// Records `event` with the next id; called by the operation whose change it describes, in the same transaction.
 pub(super) fn record(connection: &Connection, event: NewEvent) -> OpResult<Event> {

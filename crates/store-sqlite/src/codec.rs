@@ -4,6 +4,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use dashboard_core::{CoreError, Timestamp};
+use dashboard_store::StoreError;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Type, ValueRef};
 use rusqlite::{ErrorCode, Row, ToSql};
 use serde::Serialize;
@@ -11,8 +12,6 @@ use serde::de::DeserializeOwned;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{PrimitiveDateTime, UtcOffset};
-
-use crate::StoreError;
 
 /// Times are stored as UTC text of fixed width, so that text order is time order and `sqlite3` shows them readably.
 const TIME_FORMAT: &[BorrowedFormatItem<'static>] =

@@ -7,11 +7,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use dashboard_store::StoreError;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::OpResult;
-use crate::StoreError;
+use crate::codec::OpResult;
 
 /// How many reads may wait for a free reader before callers wait to send.
 const QUEUE: usize = 1024;

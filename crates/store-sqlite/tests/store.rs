@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use dashboard_core::{ExecutionId, ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, now};
 use dashboard_store::{
-    DashboardStore, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, SqliteOptions, SqliteStore,
-    StoreError,
+    DashboardStore, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, StoreError,
 };
+use dashboard_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
 /// A directory of its own for one test, removed at the end even when the test fails.

@@ -1,7 +1,7 @@
 //! Runs the store conformance suite against `SqliteStore`: each case on a fresh temporary file, deleted afterwards.
 
-use dashboard_store::SqliteStore;
 use dashboard_store::conformance::{CASES, run_all};
+use dashboard_store_sqlite::SqliteStore;
 
 dashboard_store::conformance_tests!(SqliteStore::open_temporary().expect("a temporary SQLite store"));
 

@@ -1,10 +1,10 @@
-//! The settings of a [`SqliteStore`](super::SqliteStore): how hard a commit works to reach the disk, how many readers.
+//! The settings of a [`SqliteStore`](crate::SqliteStore): how hard a commit works to reach the disk, how many readers.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::schema::DEFAULT_BUSY_TIMEOUT;
+use crate::schema::DEFAULT_BUSY_TIMEOUT;
 
 /// How far a commit goes before the store answers: SQLite's `synchronous` setting, in WAL mode.
 ///
@@ -66,7 +66,7 @@ impl FromStr for Synchronous {
     }
 }
 
-/// How a [`SqliteStore`](super::SqliteStore) is opened.
+/// How a [`SqliteStore`](crate::SqliteStore) is opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqliteOptions {
     /// How far a commit goes before the store answers (default [`Synchronous::Full`]).

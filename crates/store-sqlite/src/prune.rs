@@ -3,7 +3,7 @@
 use dashboard_core::Timestamp;
 use rusqlite::{Connection, params};
 
-use super::codec::{OpResult, SqlTime, sql_int};
+use crate::codec::{OpResult, SqlTime, sql_int};
 
 /// Deletes up to `limit` executions that finished before `cutoff` (oldest finished first), their logs and events,
 /// and the events about no execution older than `cutoff`. Event ids are never reused: the events table is
