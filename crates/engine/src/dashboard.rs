@@ -290,8 +290,14 @@ impl Dashboard {
         Err(EngineError::Store(StoreError::Unavailable { message, source: None }))
     }
 
-    /// Registers a function after checking its spec, its backend and its prompt template.
-    pub async fn create_function(&self, spec: FunctionSpec) -> Result<Function, EngineError> {
+    /// Registers a function after checking the principal's right to change functions on its backend (the `admin`
+    /// scope, and the backend among the principal's), its spec, its backend and its prompt template.
+    pub async fn create_function(
+        &self,
+        principal: &Principal,
+        spec: FunctionSpec,
+    ) -> Result<Function, EngineError> {
+        self.authorize(principal, &spec.backend, Action::ChangeFunction)?;
         let function = Function::create(spec)?;
         self.check_function(&function)?;
         let recorded = self.inner.observe(self.inner.store.create_function(function).await)?;
@@ -299,14 +305,18 @@ impl Dashboard {
         Ok(self.inner.publish(recorded))
     }
 
-    /// Replaces a function with a new version; with `expected_version`, only if it is still at that version.
+    /// Replaces a function with a new version; with `expected_version`, only if it is still at that version. The
+    /// principal must be allowed to change functions on the backend it runs on and on the one it is to run on.
     pub async fn update_function(
         &self,
+        principal: &Principal,
         key: &FunctionKey,
         spec: FunctionSpec,
         expected_version: Option<u32>,
     ) -> Result<Function, EngineError> {
         let current = self.stored_function(key).await?;
+        self.authorize(principal, &current.backend, Action::ChangeFunction)?;
+        self.authorize(principal, &spec.backend, Action::ChangeFunction)?;
         self.check_function(&current.replaced_by(spec.clone())?)?;
         let recorded =
             self.inner.observe(self.inner.store.update_function(current.id, spec, expected_version).await)?;
@@ -315,9 +325,14 @@ impl Dashboard {
         Ok(self.inner.publish(recorded))
     }
 
-    /// Deletes a function; its executions are kept.
-    pub async fn delete_function(&self, key: &FunctionKey) -> Result<Function, EngineError> {
+    /// Deletes a function, when the principal may change functions on its backend; its executions are kept.
+    pub async fn delete_function(
+        &self,
+        principal: &Principal,
+        key: &FunctionKey,
+    ) -> Result<Function, EngineError> {
         let current = self.stored_function(key).await?;
+        self.authorize(principal, &current.backend, Action::ChangeFunction)?;
         let recorded = self.inner.observe(self.inner.store.delete_function(current.id).await)?;
         self.inner.functions.changed(&current);
         Ok(self.inner.publish(recorded))

@@ -18,7 +18,7 @@ fn dashboard_on(store: Arc<MemoryStore>, max_concurrency: usize) -> Dashboard {
 async fn function(dashboard: &Dashboard, name: &str, max_concurrency: Option<u32>) {
     let mut spec = FunctionSpec::new(name, "demo");
     spec.max_concurrency = max_concurrency;
-    dashboard.create_function(spec).await.expect("the function is created");
+    dashboard.create_function(&Principal::anonymous(), spec).await.expect("the function is created");
 }
 
 async fn trigger(dashboard: &Dashboard, function: &str, input: Value) -> ExecutionId {
@@ -186,7 +186,7 @@ async fn a_prompt_that_needs_a_missing_field_is_refused_at_trigger_time() {
     let dashboard = dashboard_on(Arc::default(), 8);
     let mut spec = FunctionSpec::new("templated", "demo");
     spec.prompt = Some("Fix {{ input.issue_url }}".into());
-    dashboard.create_function(spec).await.expect("created");
+    dashboard.create_function(&Principal::anonymous(), spec).await.expect("created");
     let request = TriggerRequest {
         function: "templated".into(),
         input: json!({}),
@@ -287,25 +287,34 @@ async fn try_trigger(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_changed_through_the_engine_is_triggered_as_changed_at_once() {
     let dashboard = dashboard_on(Arc::default(), 8);
-    dashboard.create_function(requiring("f", "a")).await.expect("created");
+    dashboard.create_function(&Principal::anonymous(), requiring("f", "a")).await.expect("created");
     try_trigger(&dashboard, "f", json!({"a": 1})).await.expect("version 1 takes `a`");
 
     let key = dashboard_store::FunctionKey::Name("f".into());
-    dashboard.update_function(&key, requiring("f", "b"), None).await.expect("updated");
+    dashboard
+        .update_function(&Principal::anonymous(), &key, requiring("f", "b"), None)
+        .await
+        .expect("updated");
     let refused = try_trigger(&dashboard, "f", json!({"a": 1})).await;
     assert!(matches!(refused, Err(EngineError::Invalid(_))), "version 2 needs `b`: {refused:?}");
     let id = try_trigger(&dashboard, "f", json!({"b": 1})).await.expect("version 2 takes `b`");
     let execution = dashboard.store().get_execution(id).await.expect("the store").expect("the execution");
     assert_eq!(execution.function_version, 2);
 
-    dashboard.update_function(&key, requiring("g", "b"), None).await.expect("renamed to g");
+    dashboard
+        .update_function(&Principal::anonymous(), &key, requiring("g", "b"), None)
+        .await
+        .expect("renamed to g");
     assert!(matches!(
         try_trigger(&dashboard, "f", json!({"b": 1})).await,
         Err(EngineError::NotFound { entity: "function", .. })
     ));
     try_trigger(&dashboard, "g", json!({"b": 1})).await.expect("the new name");
 
-    dashboard.delete_function(&dashboard_store::FunctionKey::Name("g".into())).await.expect("deleted");
+    dashboard
+        .delete_function(&Principal::anonymous(), &dashboard_store::FunctionKey::Name("g".into()))
+        .await
+        .expect("deleted");
     assert!(matches!(
         try_trigger(&dashboard, "g", json!({"b": 1})).await,
         Err(EngineError::NotFound { entity: "function", .. })
@@ -316,7 +325,8 @@ async fn a_function_changed_through_the_engine_is_triggered_as_changed_at_once()
 async fn a_function_changed_in_the_store_behind_the_engines_back_is_seen_within_a_second() {
     let store: Arc<MemoryStore> = Arc::default();
     let dashboard = dashboard_on(store.clone(), 8);
-    let function = dashboard.create_function(requiring("f", "a")).await.expect("created");
+    let function =
+        dashboard.create_function(&Principal::anonymous(), requiring("f", "a")).await.expect("created");
     try_trigger(&dashboard, "f", json!({"a": 1})).await.expect("version 1 takes `a`");
 
     store.update_function(function.id, requiring("f", "b"), None).await.expect("updated in the store");
@@ -329,4 +339,44 @@ async fn a_function_changed_in_the_store_behind_the_engines_back_is_seen_within_
         try_trigger(&dashboard, "f", json!({"b": 1})).await,
         Err(EngineError::NotFound { entity: "function", .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_changing_functions_is_held_to_the_principals_scope_and_backends() {
+    let dashboard = Dashboard::builder()
+        .store(Arc::new(MemoryStore::default()))
+        .backend("a", DemoBackend)
+        .backend("b", DemoBackend)
+        .build();
+    let anyone = Principal::anonymous();
+    dashboard.create_function(&anyone, FunctionSpec::new("on-a", "a")).await.expect("created");
+    dashboard.create_function(&anyone, FunctionSpec::new("on-b", "b")).await.expect("created");
+    let key = |name: &str| dashboard_store::FunctionKey::Name(name.into());
+
+    let reader = Principal::token("dashboards", Scope::Read, None);
+    let trigger_only = Principal::token("ci", Scope::Trigger, None);
+    let ops_on_b = Principal::token("ops", Scope::Admin, Some(vec!["b".into()]));
+    let is_forbidden = |result: Result<dashboard_core::Function, EngineError>, backend: &str| matches!(&result, Err(EngineError::Forbidden { backend: refused, .. }) if refused == backend);
+    for principal in [&reader, &trigger_only, &ops_on_b] {
+        let update =
+            dashboard.update_function(principal, &key("on-a"), FunctionSpec::new("on-a", "a"), None).await;
+        assert!(is_forbidden(update, "a"), "{principal:?} updated a function on a");
+        let create = dashboard.create_function(principal, FunctionSpec::new("new-on-a", "a")).await;
+        assert!(is_forbidden(create, "a"), "{principal:?} created a function on a");
+        let delete = dashboard.delete_function(principal, &key("on-a")).await;
+        assert!(is_forbidden(delete, "a"), "{principal:?} deleted a function on a");
+    }
+    // Moving a function onto a backend the principal lacks, or off one, is refused too.
+    let onto_a =
+        dashboard.update_function(&ops_on_b, &key("on-b"), FunctionSpec::new("on-b", "a"), None).await;
+    assert!(is_forbidden(onto_a, "a"), "moved onto a");
+    let function =
+        dashboard.store().get_function(&key("on-a")).await.expect("the store").expect("still there");
+    assert_eq!((function.version, function.backend.as_str()), (1, "a"), "the refused changes left it alone");
+
+    // Within its grant the same principal changes what it may.
+    let updated =
+        dashboard.update_function(&ops_on_b, &key("on-b"), FunctionSpec::new("on-b", "b"), None).await;
+    assert_eq!(updated.expect("ops may change functions on b").version, 2);
+    dashboard.delete_function(&ops_on_b, &key("on-b")).await.expect("ops may delete functions on b");
 }

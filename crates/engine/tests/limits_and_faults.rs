@@ -106,8 +106,14 @@ async fn executions_outlive_a_store_that_refuses_writes_and_end_as_they_truly_di
         .backend("demo", DemoBackend)
         .backend("gated", gated.clone())
         .build();
-    dashboard.create_function(FunctionSpec::new("hangs", "demo")).await.expect("a function");
-    dashboard.create_function(FunctionSpec::new("waits", "gated")).await.expect("a function");
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("hangs", "demo"))
+        .await
+        .expect("a function");
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("waits", "gated"))
+        .await
+        .expect("a function");
 
     // Running when the disk fills: one that never ends by itself, one that ends when the gate opens.
     let hanging = trigger(&dashboard, "hangs", json!({"steps": 1, "hang": true})).await.expect("a trigger");
@@ -181,7 +187,10 @@ async fn run_demo(
 ) -> (Execution, Vec<String>) {
     let store = Arc::new(SqliteStore::open_temporary().expect("a store"));
     let dashboard = build(Dashboard::builder().store(store).backend("demo", DemoBackend)).build();
-    dashboard.create_function(FunctionSpec::new("chatty", "demo")).await.expect("a function");
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("chatty", "demo"))
+        .await
+        .expect("a function");
     let id = trigger(&dashboard, "chatty", input).await.expect("a trigger");
     wait_until("the run ends", || async { execution(&dashboard, id).await.status.is_terminal() }).await;
     (execution(&dashboard, id).await, messages(&dashboard, id).await)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dashboard_backends::{
     Backend, BackendRegistry, CodexBackend, CodexConfig, CommandBackend, CommandConfig, DemoBackend,
-    HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig, Scope,
+    HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig, Principal, Scope,
 };
 use dashboard_core::{FunctionSpec, validate_name};
 use dashboard_engine::Dashboard;
@@ -218,10 +218,13 @@ pub async fn sync_functions(dashboard: &Dashboard, specs: &[FunctionSpec]) -> Re
         let key = FunctionKey::Name(spec.name.clone());
         let existing = dashboard.store().get_function(&key).await.map_err(|error| error.to_string())?;
         let result = match existing {
-            None => dashboard.create_function(spec.clone()).await.map(|_| created += 1),
-            Some(function) if function.spec() != *spec => {
-                dashboard.update_function(&key, spec.clone(), None).await.map(|_| updated += 1)
+            None => {
+                dashboard.create_function(&Principal::anonymous(), spec.clone()).await.map(|_| created += 1)
             }
+            Some(function) if function.spec() != *spec => dashboard
+                .update_function(&Principal::anonymous(), &key, spec.clone(), None)
+                .await
+                .map(|_| updated += 1),
             Some(_) => Ok(()),
         };
         result.map_err(|error| format!("function {:?}: {error}", spec.name))?;

@@ -1,20 +1,23 @@
 //! `ApiError`: the one place where errors become HTTP answers — a status and the JSON body
-//! `{"error": {"code", "message", "details"}}`.
+//! `{"error": {"code", "message", "details"}}`, the code (and with it the status) from the table of [`ErrorCode`].
+
+mod codes;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use dashboard_core::CoreError;
 use dashboard_engine::EngineError;
 use dashboard_store::StoreError;
+use serde::Serialize;
 use serde_json::{Value, json};
+
+pub use self::codes::ErrorCode;
 
 /// An error answer of the JSON API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// A stable kebab-case code clients can branch on.
-    pub code: &'static str,
+    /// What went wrong, as a stable code clients can branch on; it decides the HTTP status.
+    pub code: ErrorCode,
     /// One clear sentence.
     pub message: String,
     /// Structured details (the field, the path, the current status…).
@@ -23,8 +26,13 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with no details.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Value::Null }
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), details: Value::Null }
+    }
+
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// With details.
@@ -35,50 +43,63 @@ impl ApiError {
 
     /// 400: a query parameter that cannot be understood.
     pub fn bad_query(parameter: &str, message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid-query", format!("{parameter}: {message}"))
+        Self::new(ErrorCode::InvalidQuery, format!("{parameter}: {message}"))
             .details(json!({"parameter": parameter}))
     }
 
     /// 404: no such resource.
     pub fn not_found(entity: &str, key: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", format!("{entity} {key} not found"))
+        Self::new(ErrorCode::NotFound, format!("{entity} {key} not found"))
             .details(json!({"entity": entity, "key": key}))
     }
 
     /// 422: a field breaks a rule.
     pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", format!("{field}: {message}"))
-            .details(json!({"field": field}))
+        Self::new(ErrorCode::InvalidField, format!("{field}: {message}")).details(json!({"field": field}))
     }
 
     /// 500: something failed inside; logged in full, answered with a generic sentence.
     pub fn internal(error: &dyn std::error::Error) -> Self {
         log::error!("internal error: {error}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "something went wrong inside the server; see its log",
-        )
+        Self::new(ErrorCode::Internal, "something went wrong inside the server; see its log")
     }
+}
+
+/// Every error answer of the API.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// What went wrong.
+    error: ErrorDetail<'a>,
+}
+
+/// The error itself.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail<'a> {
+    /// A stable kebab-case code clients can branch on (the OpenAPI document lists them).
+    code: &'static str,
+    /// One clear sentence.
+    message: &'a str,
+    /// Structured details (the field, the path, the current status…); absent when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    details: Option<&'a Value>,
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(f, "{} {}: {}", self.status().as_u16(), self.code, self.message)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if !self.details.is_null() {
-            body["details"] = self.details.clone();
-        }
-        HttpResponse::build(self.status).json(json!({"error": body}))
+        let details = (!self.details.is_null()).then_some(&self.details);
+        let error = ErrorDetail { code: self.code.as_str(), message: &self.message, details };
+        HttpResponse::build(self.status()).json(ErrorBody { error })
     }
 }
 
@@ -86,12 +107,10 @@ impl From<CoreError> for ApiError {
     fn from(error: CoreError) -> Self {
         match &error {
             CoreError::InvalidField { field, message } => Self::invalid_field(field, message),
-            CoreError::InputRejected { path, .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", error.to_string())
-                    .details(json!({"field": format!("input{}", path.replace('/', ".")), "path": path}))
-            }
+            CoreError::InputRejected { path, .. } => Self::new(ErrorCode::InvalidInput, error.to_string())
+                .details(json!({"field": format!("input{}", path.replace('/', ".")), "path": path})),
             CoreError::IllegalTransition { from, to } => {
-                Self::new(StatusCode::CONFLICT, "illegal-transition", error.to_string())
+                Self::new(ErrorCode::IllegalTransition, error.to_string())
                     .details(json!({"from": from, "to": to}))
             }
         }
@@ -110,41 +129,33 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::NotFound { entity, key } => Self::not_found(entity, &key),
             EngineError::Invalid(error) => error.into(),
-            EngineError::DuplicateName { name } => Self::new(StatusCode::CONFLICT, "duplicate-name", message)
-                .details(json!({"field": "name", "name": name})),
+            EngineError::DuplicateName { name } => {
+                Self::new(ErrorCode::DuplicateName, message).details(json!({"field": "name", "name": name}))
+            }
             EngineError::VersionMismatch { expected, actual } => {
-                Self::new(StatusCode::CONFLICT, "version-mismatch", message)
+                Self::new(ErrorCode::VersionMismatch, message)
                     .details(json!({"expected_version": expected, "version": actual}))
             }
             EngineError::AlreadyFinished { status, .. } => {
-                Self::new(StatusCode::CONFLICT, "execution-finished", message)
-                    .details(json!({"status": status}))
+                Self::new(ErrorCode::ExecutionFinished, message).details(json!({"status": status}))
             }
             EngineError::NotFinished { status, .. } => {
-                Self::new(StatusCode::CONFLICT, "execution-not-finished", message)
-                    .details(json!({"status": status}))
+                Self::new(ErrorCode::ExecutionNotFinished, message).details(json!({"status": status}))
             }
             EngineError::IdempotencyKeyReused { existing, .. } => {
-                Self::new(StatusCode::CONFLICT, "idempotency-key-reused", message)
-                    .details(json!({"execution_id": existing}))
+                Self::new(ErrorCode::IdempotencyKeyReused, message).details(json!({"execution_id": existing}))
             }
             EngineError::Forbidden { backend, .. } => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", message).details(json!({"backend": backend}))
+                Self::new(ErrorCode::Forbidden, message).details(json!({"backend": backend}))
             }
-            EngineError::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", message),
-            EngineError::Store(StoreError::StatusMismatch { actual, .. }) => Self::new(
-                StatusCode::CONFLICT,
-                "status-changed",
-                "the execution changed status meanwhile; try again",
-            )
-            .details(json!({"status": actual})),
+            EngineError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
+            EngineError::Store(StoreError::StatusMismatch { actual, .. }) => {
+                Self::new(ErrorCode::StatusChanged, "the execution changed status meanwhile; try again")
+                    .details(json!({"status": actual}))
+            }
             EngineError::Store(error @ StoreError::Unavailable { .. }) => {
                 log::error!("{error}");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store-unavailable",
-                    "the store cannot be reached; try again",
-                )
+                Self::new(ErrorCode::StoreUnavailable, "the store cannot be reached; try again")
             }
             EngineError::Store(error) => Self::internal(&error),
         }

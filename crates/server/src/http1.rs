@@ -32,15 +32,14 @@ use actix_http::{ConnectionType, Extensions, HttpService, KeepAlive, Request, Re
 use actix_service::{IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt, fn_service, map_config};
 use actix_web::ResponseError;
 use actix_web::dev::{AppConfig, Server, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use actix_web::middleware::Next;
 use actix_web::rt::net::TcpStream;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::ApiError;
 use crate::access_log;
+use crate::error::{ApiError, ErrorCode};
 
 /// How long a client may take to send a request's head, and to close after the server's close (`HttpServer`'s
 /// defaults).
@@ -179,8 +178,7 @@ fn expect_within_limit(request: Request, max_body_bytes: usize) -> Result<Reques
 /// The 413 of a body over the limit, the same as the body extractors' (`api::payload_error`).
 fn body_too_large() -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body-too-large",
+        ErrorCode::BodyTooLarge,
         "the body is larger than this server accepts (DASHBOARD_MAX_BODY_BYTES)",
     )
 }
@@ -203,8 +201,7 @@ pub(crate) async fn refuse_ambiguous_requests(
             connection.condemn();
         }
         let refusal = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-header",
+            ErrorCode::InvalidHeader,
             "a request may not carry both Content-Length and Transfer-Encoding; the connection is closed",
         )
         .details(json!({"header": "transfer-encoding"}));
@@ -213,9 +210,8 @@ pub(crate) async fn refuse_ambiguous_requests(
         return Ok(request.into_response(response));
     }
     if headers.get_all(HOST).nth(1).is_some() {
-        let refusal =
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid-header", "a request may carry one Host header")
-                .details(json!({"header": "host"}));
+        let refusal = ApiError::new(ErrorCode::InvalidHeader, "a request may carry one Host header")
+            .details(json!({"header": "host"}));
         return Ok(request.into_response(refusal.error_response()));
     }
     next.call(request).await.map(ServiceResponse::map_into_boxed_body)

@@ -35,7 +35,7 @@ pub use assets::{Templates, WebSource};
 pub use auth::{ENV_TOKEN_NAME, TokenSpec};
 pub use config::{ConfigError, ServerConfig, StoreSpec};
 pub use config_file::{ConfigFileError, FileConfig};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use state::AppState;
 
 /// Why the server could not start.
@@ -187,8 +187,7 @@ fn exposure_warning(
 async fn not_found(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if request.path().starts_with("/api/") || request.path() == "/api" {
         return actix_web::ResponseError::error_response(&ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "not-found",
+            ErrorCode::NotFound,
             format!("no route {} {}", request.method(), request.path()),
         ));
     }

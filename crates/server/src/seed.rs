@@ -1,5 +1,6 @@
 //! The example function a newcomer finds on first start, so there is something to trigger within a minute.
 
+use dashboard_backends::Principal;
 use dashboard_core::FunctionSpec;
 use dashboard_engine::{Dashboard, EngineError};
 use serde_json::json;
@@ -29,7 +30,7 @@ pub async fn example_function(dashboard: &Dashboard) -> Result<(), EngineError> 
     });
     spec.timeout_secs = Some(300);
     spec.tags = vec!["example".into()];
-    match dashboard.create_function(spec).await {
+    match dashboard.create_function(&Principal::anonymous(), spec).await {
         Ok(_) | Err(EngineError::DuplicateName { .. }) => Ok(()),
         Err(error) => Err(error),
     }

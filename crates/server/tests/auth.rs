@@ -234,6 +234,32 @@ async fn scopes_and_backend_grants_hold() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_count_what_the_token_may_not_do_as_refused() {
+    let dir = TestDir::new("auth-bulk");
+    let server = guarded_server(&dir).await;
+    let hanging = json!({"function": "on-b", "input": {"steps": 1, "hang": true}});
+    let on_b = server.call(Method::POST, "/api/executions", Some(ADMIN), Some(hanging)).await;
+    let id = on_b.body["id"].as_str().expect("an id").to_owned();
+    server.wait_for_with(&id, "running", ADMIN).await;
+
+    let mut ci = Browser::open(&server.url, Some(CI)).await;
+    let fields = [("action", "cancel"), ("back", "/executions"), ("ids", id.as_str())];
+    let posted = ci.post_form("/executions/bulk", &fields).await;
+    assert_eq!(posted.status, 303);
+    assert_eq!(posted.location(), "/executions?bulk=cancel&done=0&skipped=0&failed=0&refused=1");
+    let list = ci.get(posted.location()).await;
+    assert!(list.text().contains("refused 1 that you may not cancel"), "the list says so");
+    let execution = server.call(Method::GET, &format!("/api/executions/{id}"), Some(ADMIN), None).await;
+    assert_eq!(execution.body["status"], "running", "the refused cancel did nothing");
+
+    let cancelled =
+        server.call(Method::POST, &format!("/api/executions/{id}/cancel"), Some(ADMIN), None).await;
+    assert_eq!(cancelled.status, 202);
+    server.wait_for_with(&id, "cancelled", ADMIN).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_session_is_a_strict_http_only_cookie_and_its_forms_need_the_csrf_token() {
     let dir = TestDir::new("auth-session");
     let server = guarded_server(&dir).await;

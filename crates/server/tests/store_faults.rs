@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use common::{Answer, answer, client};
-use dashboard_backends::DemoBackend;
+use dashboard_backends::{DemoBackend, Principal};
 use dashboard_core::FunctionSpec;
 use dashboard_engine::Dashboard;
 use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
@@ -45,7 +45,10 @@ async fn while_writes_fail_healthz_is_503_with_the_reason_and_a_cancel_lands_onc
         .store(store.clone() as Arc<dyn DashboardStore>)
         .backend("demo", DemoBackend)
         .build();
-    dashboard.create_function(FunctionSpec::new("hangs", "demo")).await.expect("a function");
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("hangs", "demo"))
+        .await
+        .expect("a function");
     let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
     let web_source = WebSource::choose(None, false);
     let templates = Templates::load(&web_source).expect("the embedded templates");

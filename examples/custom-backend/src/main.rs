@@ -55,7 +55,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut spec = FunctionSpec::new("reverse-text", "reverse");
     spec.input_schema =
         json!({"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}});
-    dashboard.create_function(spec).await?;
+    dashboard.create_function(&Principal::anonymous(), spec).await?;
 
     let request = TriggerRequest {
         function: "reverse-text".into(),

@@ -45,6 +45,13 @@ pub(crate) async fn views(state: &State) -> Vec<BackendView> {
     views
 }
 
+/// `GET /api/backends`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct BackendList {
+    /// Sorted by name.
+    items: Vec<BackendView>,
+}
+
 pub(crate) async fn list(state: State) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"items": views(&state).await}))
+    HttpResponse::Ok().json(BackendList { items: views(&state).await })
 }

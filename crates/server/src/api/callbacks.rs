@@ -5,8 +5,8 @@
 use actix_web::{HttpResponse, web};
 use dashboard_core::{ExecutionStatus, LogStream, NewLogLine};
 use dashboard_engine::StatusReport;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::api::ApiJson;
 use crate::api::executions::parse_id;
@@ -71,7 +71,14 @@ pub(crate) async fn logs(
     }
     let lines = body.lines.into_iter().map(|line| NewLogLine::new(line.stream, line.message)).collect();
     let last_seq = state.dashboard.report_logs(id, lines).await?;
-    Ok(HttpResponse::Ok().json(json!({"last_seq": last_seq})))
+    Ok(HttpResponse::Ok().json(LogsReceived { last_seq }))
+}
+
+/// `POST /api/executions/{id}/logs`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct LogsReceived {
+    /// The seq of the last line stored.
+    last_seq: u64,
 }
 
 pub(crate) async fn status(

@@ -1,8 +1,8 @@
 //! `GET /api/events`: the activity feed, oldest first after a cursor.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use dashboard_core::Event;
+use serde::{Deserialize, Serialize};
 
 use crate::api::limit;
 use crate::error::ApiError;
@@ -22,5 +22,14 @@ pub(crate) async fn list(state: State, query: web::Query<EventsQuery>) -> Result
     let limit = limit(query.limit, 100, 1000)?;
     let items = state.dashboard.store().list_events(after, limit).await?;
     let next_after = items.last().map_or(after, |event| event.id);
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_after": next_after})))
+    Ok(HttpResponse::Ok().json(EventsPage { items, next_after }))
+}
+
+/// `GET /api/events`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct EventsPage {
+    /// Oldest first.
+    items: Vec<Event>,
+    /// The `after` of the next request.
+    next_after: u64,
 }

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus};
 use dashboard_engine::TriggerRequest;
 use dashboard_store::ExecutionQuery;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::{ApiJson, created_at, limit};
@@ -115,9 +115,18 @@ impl ListQuery {
     }
 }
 
+/// `GET /api/executions`: one page of the store's list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ExecutionPage {
+    /// Newest first.
+    items: Vec<Execution>,
+    /// The `before` of the next page; null on the last one.
+    next_cursor: Option<ExecutionId>,
+}
+
 pub(crate) async fn list(state: State, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let page = state.dashboard.store().list_executions(&query.to_store_query()?).await?;
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok().json(ExecutionPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
 /// An execution id from the URL; text that is not an id names no execution.

@@ -2,18 +2,26 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use dashboard_core::FunctionSpec;
+use dashboard_core::{Function, FunctionSpec};
 use dashboard_store::FunctionKey;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::api::{ApiJson, created_at, parse_json};
-use crate::auth::{Caller, authorize_function_change};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::State;
 
+/// `GET /api/functions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct FunctionList {
+    /// Sorted by name.
+    items: Vec<Function>,
+}
+
 pub(crate) async fn list(state: State) -> Result<HttpResponse, ApiError> {
     let items = state.dashboard.store().list_functions().await?;
-    Ok(HttpResponse::Ok().json(json!({"items": items})))
+    Ok(HttpResponse::Ok().json(FunctionList { items }))
 }
 
 pub(crate) async fn create(
@@ -21,8 +29,7 @@ pub(crate) async fn create(
     caller: Caller,
     ApiJson(spec): ApiJson<FunctionSpec>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize_function_change(&state, &caller, &[&spec.backend])?;
-    let function = state.dashboard.create_function(spec).await?;
+    let function = state.dashboard.create_function(&caller.principal, spec).await?;
     Ok(created_at(StatusCode::CREATED, &format!("/api/functions/{}", function.name), &function))
 }
 
@@ -55,9 +62,7 @@ pub(crate) async fn replace(
     };
     let spec: FunctionSpec = parse_json(body.to_string().as_bytes())?;
     let key = FunctionKey::parse(&key);
-    let current = current_backend(&state, &key).await?;
-    authorize_function_change(&state, &caller, &[&current, &spec.backend])?;
-    let function = state.dashboard.update_function(&key, spec, expected_version).await?;
+    let function = state.dashboard.update_function(&caller.principal, &key, spec, expected_version).await?;
     Ok(HttpResponse::Ok().json(function))
 }
 
@@ -67,15 +72,6 @@ pub(crate) async fn delete(
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = FunctionKey::parse(&key);
-    authorize_function_change(&state, &caller, &[&current_backend(&state, &key).await?])?;
-    state.dashboard.delete_function(&key).await?;
+    state.dashboard.delete_function(&caller.principal, &key).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// The backend of an existing function: a change must be allowed on it as well as on the new one.
-pub(crate) async fn current_backend(state: &State, key: &FunctionKey) -> Result<String, ApiError> {
-    match state.dashboard.store().get_function(key).await? {
-        Some(function) => Ok(function.backend),
-        None => Err(ApiError::not_found("function", &key.to_string())),
-    }
 }

@@ -6,8 +6,7 @@ use actix_web::{HttpResponse, web};
 use dashboard_core::{ExecutionId, LogLine};
 use dashboard_store::{DashboardStore, StoreError};
 use futures_util::stream;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
 use crate::api::executions::parse_id;
@@ -17,6 +16,17 @@ use crate::state::State;
 
 /// The most lines read from the store at once for the text download: one chunk of the streamed answer.
 const TEXT_CHUNK: usize = 1000;
+
+/// `GET /api/executions/{id}/logs`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct LogsPage {
+    /// In seq order.
+    items: Vec<LogLine>,
+    /// The `after` of the next request.
+    next_after: u64,
+    /// Whether the execution has ended and this answer holds its last line.
+    finished: bool,
+}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct LogsQuery {
@@ -54,7 +64,7 @@ pub(crate) async fn read(
     // Finished: the execution has ended and this answer holds its last lines. Status is read before the lines, and
     // the engine stores every line before the terminal status, so no line can follow a `finished: true`.
     let finished = execution.status.is_terminal() && items.len() < limit;
-    Ok(HttpResponse::Ok().json(json!({"items": items, "next_after": next_after, "finished": finished})))
+    Ok(HttpResponse::Ok().json(LogsPage { items, next_after, finished }))
 }
 
 /// Streams the whole log as text, a chunk of lines at a time, so a long log never sits in memory whole. The first

@@ -22,7 +22,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The JSON 405 of an API path asked with a method it does not have, with the `Allow` header listing those it has
 /// (from the route table).
@@ -34,8 +34,7 @@ pub(crate) async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
         .map(|route| route.method.to_string())
         .collect();
     let error = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}; allowed: {}", request.method(), request.path(), allowed.join(", ")),
     )
     .details(json!({"allowed": allowed}));
@@ -48,9 +47,8 @@ pub(crate) async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
 
 /// Query strings that cannot be parsed are a 400 with the JSON body.
 pub(crate) fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|error, _| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid-query", error.to_string()).into()
-    })
+    web::QueryConfig::default()
+        .error_handler(|error, _| ApiError::new(ErrorCode::InvalidQuery, error.to_string()).into())
 }
 
 /// A JSON request body. Unlike actix's `Json`, every failure is an [`ApiError`]: 415 when the body is not JSON,
@@ -70,8 +68,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         Box::pin(async move {
             if !is_json {
                 return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported-media-type",
+                    ErrorCode::UnsupportedMediaType,
                     "the body must be JSON, sent with Content-Type: application/json",
                 ));
             }
@@ -84,13 +81,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 fn payload_error(error: actix_web::Error) -> ApiError {
     match error.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
+            ErrorCode::BodyTooLarge,
             "the body is larger than this server accepts (DASHBOARD_MAX_BODY_BYTES)",
         ),
-        _ => {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad-body", format!("the body could not be read: {error}"))
-        }
+        _ => ApiError::new(ErrorCode::BadBody, format!("the body could not be read: {error}")),
     }
 }
 
@@ -103,7 +97,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 }
 
 fn malformed(error: &serde_json::Error) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", format!("the body is not valid JSON: {error}"))
+    ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {error}"))
 }
 
 fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -117,15 +111,14 @@ fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> ApiErro
     let join = |name: &str| if parent == "." { name.to_owned() } else { format!("{parent}.{name}") };
     // The path of an unknown field already ends with its name; a missing field's path is its parent's.
     let (code, field) = if message.starts_with("unknown field") {
-        ("unknown-field", if parent == "." { quoted.unwrap_or_default() } else { parent.clone() })
+        (ErrorCode::UnknownField, if parent == "." { quoted.unwrap_or_default() } else { parent.clone() })
     } else if message.starts_with("missing field") {
-        ("missing-field", quoted.map(|name| join(&name)).unwrap_or_else(|| parent.clone()))
+        (ErrorCode::MissingField, quoted.map(|name| join(&name)).unwrap_or_else(|| parent.clone()))
     } else {
-        ("invalid-field", parent.clone())
+        (ErrorCode::InvalidField, parent.clone())
     };
     let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, format!("{field}: {message}"))
-        .details(json!({"field": field}))
+    ApiError::new(code, format!("{field}: {message}")).details(json!({"field": field}))
 }
 
 /// Reads a limit parameter: `default` when absent, else 1 to `max`.
@@ -167,7 +160,7 @@ mod tests {
         let error = parse_json::<Body>(body.as_bytes()).expect_err("bad body accepted");
         let field = error.details["field"].as_str().unwrap_or("").to_owned();
         assert_eq!(
-            (error.status.as_u16(), error.code, field.as_str()),
+            (error.status().as_u16(), error.code.as_str(), field.as_str()),
             expected,
             "{body}: {}",
             error.message

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use dashboard_core::{ExecutionId, ExecutionStatus};
@@ -23,7 +23,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
 use crate::api::executions::parse_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::State;
 
 /// How long a stream stays silent before it sends a comment, so that proxies and clients see the connection alive.
@@ -101,8 +101,7 @@ fn resume_point(request: &HttpRequest, query: &StreamQuery) -> Result<Option<u64
     }
     text.parse().map(Some).map_err(|_| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-header",
+            ErrorCode::InvalidHeader,
             format!("Last-Event-ID: {text:?} is not an id this server sent (a whole number)"),
         )
         .details(json!({"header": "Last-Event-ID"}))
@@ -320,10 +319,7 @@ impl StreamSlot {
         let max = i64::try_from(state.config.max_sse_clients).unwrap_or(i64::MAX);
         let open = &state.dashboard.metrics().sse_clients;
         if open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).is_err() {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too-many-streams",
-                format!("{max} live streams are open, the most this server allows; try again later or poll instead"),
+            return Err(ApiError::new(ErrorCode::TooManyStreams, format!("{max} live streams are open, the most this server allows; try again later or poll instead"),
             )
             .details(json!({"max_streams": max})));
         }

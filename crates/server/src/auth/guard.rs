@@ -12,7 +12,7 @@ use dashboard_backends::{Principal, Scope};
 use dashboard_core::ExecutionId;
 
 use super::{Caller, Via, same_secret};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::routes::{RouteInfo, is_api_path};
 use crate::state::AppState;
 
@@ -43,8 +43,7 @@ pub(crate) async fn authenticate(
     // The health check answers any name: load balancers and probes ask by theirs, and it tells nothing.
     if !state.auth.is_on() && request.path() != "/healthz" && !is_local_host(request.request(), &state) {
         let error = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "host-not-allowed",
+            ErrorCode::HostNotAllowed,
             "without authentication this dashboard answers only to localhost, an IP address or the host of \
              DASHBOARD_PUBLIC_URL (a defence against DNS rebinding); set DASHBOARD_PUBLIC_URL to use a name, or \
              turn authentication on",
@@ -53,8 +52,7 @@ pub(crate) async fn authenticate(
     }
     if is_write(request.method()) && is_cross_site(request.request()) {
         let error = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cross-site-request",
+            ErrorCode::CrossSiteRequest,
             "a write from another site is refused (its Origin or Sec-Fetch-Site header says so)",
         );
         return Ok(refuse(request, &state, error, false));
@@ -118,9 +116,7 @@ pub(crate) async fn require(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs a token").into()
-        );
+        return Err(ApiError::new(ErrorCode::Unauthorized, "this route needs a token").into());
     };
     let Some(caller) = request.extensions().get::<Caller>().cloned() else {
         let message = if super::bearer_token(request.request()).is_some() {
@@ -130,13 +126,12 @@ pub(crate) async fn require(
         } else {
             "sign in to see this page"
         };
-        let error = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        let error = ApiError::new(ErrorCode::Unauthorized, message);
         return Ok(refuse(request, &state, error, check.api));
     };
     if caller.principal.scope < check.scope {
         let error = ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!(
                 "the token {} has the {} scope; this needs {}",
                 caller.principal.label(),
@@ -166,8 +161,7 @@ pub(crate) async fn require(
             && !same_secret(&presented, &caller.csrf)
         {
             let error = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf-token-missing",
+                ErrorCode::CsrfTokenMissing,
                 "this form was not sent from this dashboard's own page (its CSRF token is missing or stale); \
                  reload the page and send it again",
             );
@@ -185,9 +179,7 @@ pub(crate) async fn callback(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs a token").into()
-        );
+        return Err(ApiError::new(ErrorCode::Unauthorized, "this route needs a token").into());
     };
     let text = request.match_info().get("id").unwrap_or_default().to_owned();
     let checked = crate::api::executions::parse_id(&text)
@@ -202,19 +194,14 @@ pub(crate) async fn callback(
 fn callback_token_check(state: &AppState, request: &HttpRequest, id: ExecutionId) -> Result<(), ApiError> {
     let Some(token) = super::bearer_token(request) else {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a callback needs the execution's callback token as `Authorization: Bearer <token>`",
         ));
     };
     if state.dashboard.verify_callback_token(id, token) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this token does not authorize reports on this execution",
-        ))
+        Err(ApiError::new(ErrorCode::Forbidden, "this token does not authorize reports on this execution"))
     }
 }
 
@@ -230,8 +217,8 @@ fn refuse(request: ServiceRequest, state: &AppState, error: ApiError, api: bool)
     let (request, _) = request.into_parts();
     let response = if api || is_api_path(request.path()) {
         error.error_response()
-    } else if error.status == StatusCode::UNAUTHORIZED {
-        super::login::page(state, &request, error.status, None)
+    } else if error.status() == StatusCode::UNAUTHORIZED {
+        super::login::page(state, &request, error.status(), None)
     } else {
         crate::pages::error_page(state, &error)
     };

@@ -13,13 +13,12 @@ mod session;
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use dashboard_backends::{Principal, Scope};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 pub(crate) use session::Sessions;
 
 /// The name the token of `DASHBOARD_AUTH_TOKEN` is known by (and recorded as `triggered_by`).
@@ -119,9 +118,13 @@ impl FromRequest for Caller {
     /// The caller the middleware recorded. A route that is not behind the middleware has none, and is refused rather
     /// than served as anyone.
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(request.extensions().get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs a token")
-        }))
+        ready(
+            request
+                .extensions()
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this route needs a token")),
+        )
     }
 }
 
@@ -183,27 +186,6 @@ impl Auth {
     pub(crate) fn bearer(&self, request: &HttpRequest) -> Option<Principal> {
         bearer_token(request).and_then(|secret| self.token(secret)).map(TokenSpec::principal)
     }
-}
-
-/// Whether `caller` may create, change or delete a function that runs (or is to run) on `backends`: a token with a
-/// list of backends may only touch functions on them, as `BackendRegistry::authorize` decides. The admin scope itself
-/// is checked by the route.
-pub(crate) fn authorize_function_change(
-    state: &crate::state::AppState,
-    caller: &Caller,
-    backends: &[&str],
-) -> Result<(), ApiError> {
-    for backend in backends {
-        state
-            .dashboard
-            .backends()
-            .authorize(&caller.principal, backend, dashboard_backends::Action::ChangeFunction)
-            .map_err(|error| {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
-                    .details(serde_json::json!({"backend": backend}))
-            })?;
-    }
-    Ok(())
 }
 
 /// The token of an `Authorization: Bearer …` header.

@@ -2,11 +2,13 @@
 //!
 //! Each execution goes through the engine one by one, exactly as its own Cancel or Retry button would; one that is
 //! not in a state for the action (a finished one to cancel, a running or succeeded one to retry) is skipped and
-//! counted, never an error for the whole batch.
+//! counted, never an error for the whole batch; one the engine refuses to the caller (its scope, its backends) is
+//! counted as refused, and the list says so.
 
 use actix_web::HttpResponse;
 use actix_web::web;
 use dashboard_core::{ExecutionId, ExecutionStatus};
+use dashboard_engine::EngineError;
 use serde::Serialize;
 
 use super::see_other;
@@ -23,6 +25,7 @@ pub(super) struct BulkSummary {
     pub(super) action: String,
     pub(super) n_done: usize,
     pub(super) n_skipped: usize,
+    pub(super) n_refused: usize,
     pub(super) n_failed: usize,
 }
 
@@ -37,6 +40,12 @@ impl BulkSummary {
         let mut text = format!("{done} {} {}", self.n_done, plural(self.n_done));
         if self.n_skipped > 0 {
             text.push_str(&format!("; skipped {} that cannot be {verb} in its state", self.n_skipped));
+        }
+        if self.n_refused > 0 {
+            text.push_str(&format!(
+                "; refused {} that you may not {} (your token's scope or backends)",
+                self.n_refused, self.action
+            ));
         }
         if self.n_failed > 0 {
             text.push_str(&format!("; {} failed (see the server log)", self.n_failed));
@@ -109,6 +118,10 @@ pub(crate) async fn apply(
         };
         match outcome {
             Ok(()) => summary.n_done += 1,
+            Err(error @ EngineError::Forbidden { .. }) => {
+                log::info!("bulk {action} of {id}: {error}");
+                summary.n_refused += 1;
+            }
             Err(error) => {
                 // It may have finished in between: that is a skip, not a failure worth a warning.
                 log::info!("bulk {action} of {id}: {error}");
@@ -116,13 +129,15 @@ pub(crate) async fn apply(
             }
         }
     }
-    let counts = [
-        ("bulk", action.as_str()),
-        ("done", &summary.n_done.to_string()),
-        ("skipped", &summary.n_skipped.to_string()),
-        ("failed", &summary.n_failed.to_string()),
-    ]
-    .map(|(name, value)| (name, value.to_owned()));
+    let mut counts = vec![
+        ("bulk", action.clone()),
+        ("done", summary.n_done.to_string()),
+        ("skipped", summary.n_skipped.to_string()),
+        ("failed", summary.n_failed.to_string()),
+    ];
+    if summary.n_refused > 0 {
+        counts.push(("refused", summary.n_refused.to_string()));
+    }
     let pairs: Vec<(&str, &str)> = counts.iter().map(|(name, value)| (*name, value.as_str())).collect();
     let separator = if back.contains('?') { "&" } else { "?" };
     let query = query_string(&pairs);
@@ -158,7 +173,8 @@ mod tests {
 
     #[test]
     fn the_summary_reads_as_a_sentence() {
-        let summary = BulkSummary { action: "cancel".into(), n_done: 1, n_skipped: 2, n_failed: 0 };
+        let summary =
+            BulkSummary { action: "cancel".into(), n_done: 1, n_skipped: 2, ..BulkSummary::default() };
         assert_eq!(
             summary.sentence(),
             "Cancelled 1 execution; skipped 2 that cannot be cancelled in its state."

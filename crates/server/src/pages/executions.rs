@@ -76,6 +76,7 @@ pub(crate) struct BulkNotice {
     bulk: String,
     done: usize,
     skipped: usize,
+    refused: usize,
     failed: usize,
 }
 
@@ -85,6 +86,7 @@ impl BulkNotice {
             action: self.bulk,
             n_done: self.done,
             n_skipped: self.skipped,
+            n_refused: self.refused,
             n_failed: self.failed,
         };
         matches!(summary.action.as_str(), "cancel" | "retry").then(|| summary.sentence())
@@ -202,10 +204,10 @@ pub(crate) async fn retry(state: State, caller: Caller, id: web::Path<String>) -
 
 /// A cancel or retry that could not be done: the 404 page for an unknown execution, else its status page with why.
 async fn action_failed(state: &AppState, caller: &Caller, id: ExecutionId, error: ApiError) -> HttpResponse {
-    if error.status == StatusCode::NOT_FOUND {
+    if error.status() == StatusCode::NOT_FOUND {
         return error_page(state, &error);
     }
-    render_detail(state, caller, id, Some(super::sentence(&error.message)), error.status).await
+    render_detail(state, caller, id, Some(super::sentence(&error.message)), error.status()).await
 }
 
 #[cfg(test)]

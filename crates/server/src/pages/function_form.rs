@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::view::pretty_json;
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::{Caller, authorize_function_change};
-use crate::error::ApiError;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::{AppState, State};
 
 /// The form as typed. Every field is text, so that a post never fails before it is checked here, and a form with
@@ -185,14 +185,11 @@ pub(crate) async fn create(state: State, caller: Caller, form: web::Form<Functio
             );
         }
     };
-    if let Err(error) = authorize_function_change(&state, &caller, &[&spec.backend]) {
-        return render_form(&state, &caller, Mode::New, &form, Some(FormError::from(&error)), error.status);
-    }
-    match state.dashboard.create_function(spec).await {
+    match state.dashboard.create_function(&caller.principal, spec).await {
         Ok(function) => see_other(&format!("/functions/{}", function.name)),
         Err(error) => {
             let error = ApiError::from(error);
-            render_form(&state, &caller, Mode::New, &form, Some(FormError::from(&error)), error.status)
+            render_form(&state, &caller, Mode::New, &form, Some(FormError::from(&error)), error.status())
         }
     }
 }
@@ -215,21 +212,22 @@ pub(crate) async fn update(
             return render_form(&state, &caller, mode, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY);
         }
     };
-    if let Err(error) = authorize_function_change(&state, &caller, &[&current.backend, &spec.backend]) {
-        return render_form(&state, &caller, mode, &form, Some(FormError::from(&error)), error.status);
-    }
-    match state.dashboard.update_function(&FunctionKey::Id(current.id), spec, expected_version).await {
+    match state
+        .dashboard
+        .update_function(&caller.principal, &FunctionKey::Id(current.id), spec, expected_version)
+        .await
+    {
         Ok(function) => see_other(&format!("/functions/{}", function.name)),
         Err(error) => {
             let error = ApiError::from(error);
             let mut shown = FormError::from(&error);
-            if error.code == "version-mismatch" {
+            if error.code == ErrorCode::VersionMismatch {
                 shown.message = format!(
                     "{}: someone saved this function since you opened the form; reload it to see their changes",
                     shown.message
                 );
             }
-            render_form(&state, &caller, mode, &form, Some(shown), error.status)
+            render_form(&state, &caller, mode, &form, Some(shown), error.status())
         }
     }
 }

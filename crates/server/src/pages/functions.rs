@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::schema_form::{self, Posted};
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
 use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::{Caller, authorize_function_change};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -179,25 +179,18 @@ pub(crate) async fn trigger(
         Ok(triggered) => see_other(&format!("/executions/{}", triggered.execution.id)),
         Err(error) => {
             let error = ApiError::from(error);
-            if error.status == StatusCode::NOT_FOUND {
+            if error.status() == StatusCode::NOT_FOUND {
                 return error_page(&state, &error);
             }
             let shown = FormError::from(&error);
-            render_detail(&state, &caller, &key, Some(form), Some(shown), Posted::new(), error.status).await
+            render_detail(&state, &caller, &key, Some(form), Some(shown), Posted::new(), error.status()).await
         }
     }
 }
 
 pub(crate) async fn delete(state: State, caller: Caller, key: web::Path<String>) -> HttpResponse {
     let key = FunctionKey::parse(&key);
-    let allowed = match crate::api::functions::current_backend(&state, &key).await {
-        Ok(backend) => authorize_function_change(&state, &caller, &[&backend]),
-        Err(error) => Err(error),
-    };
-    if let Err(error) = allowed {
-        return error_page(&state, &error);
-    }
-    match state.dashboard.delete_function(&key).await {
+    match state.dashboard.delete_function(&caller.principal, &key).await {
         Ok(_) => see_other("/functions"),
         Err(error) => error_page(&state, &error.into()),
     }

@@ -52,7 +52,7 @@ pub(crate) fn base_context(caller: Option<&Caller>, nav: &str, title: &str) -> t
 /// The error page for a failed read or action: an unknown function or execution gives the 404 page, anything else
 /// the status and sentence the JSON API would answer with.
 pub(crate) fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
-    let title = match error.status {
+    let title = match error.status() {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::CONFLICT => "Conflict",
         StatusCode::FORBIDDEN => "Not allowed",
@@ -61,7 +61,7 @@ pub(crate) fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
     };
     let mut context = base_context(None, "", title);
     context.insert("message", &sentence(&error.message));
-    state.render(error.status, "error.html", &context)
+    state.render(error.status(), "error.html", &context)
 }
 
 /// A message as a sentence: capitalised, ending with a full stop.

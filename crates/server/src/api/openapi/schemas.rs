@@ -1,16 +1,21 @@
-//! The schemas of the document: derived from the Rust types the handlers read and write (utoipa's `ToSchema`), and
-//! the wrappers the handlers build with `json!` (or that another crate defines), composed of those types.
+//! The schemas of the document: derived from the Rust types the handlers read and write (utoipa's `ToSchema`), the
+//! answers' wrappers included, so the document describes what is really sent.
 
-use dashboard_core::{Event, Execution, ExecutionId, Function, FunctionSpec, LogLine};
+use dashboard_core::{Execution, Function, FunctionSpec};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
 use super::to_json;
-use crate::api::backends::BackendView;
-use crate::api::callbacks::{LogsBody, StatusBody};
-use crate::api::executions::TriggerBody;
+use crate::api::backends::BackendList;
+use crate::api::callbacks::{LogsBody, LogsReceived, StatusBody};
+use crate::api::events::EventsPage;
+use crate::api::executions::{ExecutionPage, TriggerBody};
+use crate::api::functions::FunctionList;
+use crate::api::health::Health;
+use crate::api::logs::LogsPage;
+use crate::error::{ErrorBody, ErrorCode};
 
 /// The schemas of answers whose every field is always sent.
 const ANSWERS: &[&str] = &[
@@ -42,7 +47,7 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<StatusBody>(&mut found);
     collect::<EventsPage>(&mut found);
     collect::<BackendList>(&mut found);
-    collect::<ErrorBody>(&mut found);
+    collect::<ErrorBody<'static>>(&mut found);
     collect::<Health>(&mut found);
     let mut schemas: Map<String, Value> =
         found.iter().map(|(name, schema)| (name.clone(), to_json(schema))).collect();
@@ -61,6 +66,18 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
         if let Some(Value::Object(schema)) = schemas.get_mut(name) {
             schema.insert("additionalProperties".to_owned(), json!(false));
         }
+    }
+    // The error codes are a closed set: the table of `ErrorCode`, each described.
+    if let Some(code) =
+        schemas.get_mut("ErrorDetail").and_then(|detail| detail.pointer_mut("/properties/code"))
+    {
+        code["enum"] = ErrorCode::ALL.iter().map(|code| json!(code.as_str())).collect();
+        let rows: Vec<String> = ErrorCode::ALL
+            .iter()
+            .map(|code| format!("- `{code}` ({}): {}", code.status().as_u16(), code.description()))
+            .collect();
+        code["description"] =
+            json!(format!("A stable kebab-case code clients can branch on:\n{}", rows.join("\n")));
     }
     // A tag is 1 to 64 characters, not all blank (`FunctionSpec::validate`); utoipa has no attribute for the items of
     // a list.
@@ -109,99 +126,20 @@ fn collect<T: ToSchema>(found: &mut Vec<(String, RefOr<Schema>)>) {
     }
 }
 
-// The wrappers the handlers build with `json!` (or that another crate defines): described here by composition of
-// the derived types. The OpenAPI test checks real answers against them, which keeps them honest.
-
-/// `GET /api/functions`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct FunctionList {
-    /// Sorted by name.
-    items: Vec<Function>,
-}
-
-/// `GET /api/executions`: `dashboard_store::ExecutionPage`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct ExecutionPage {
-    /// Newest first.
-    items: Vec<Execution>,
-    /// The `before` of the next page; null on the last one.
-    next_cursor: Option<ExecutionId>,
-}
-
-/// `GET /api/executions/{id}/logs`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct LogsPage {
-    /// In seq order.
-    items: Vec<LogLine>,
-    /// The `after` of the next request.
-    next_after: u64,
-    /// Whether the execution has ended and this answer holds its last line.
-    finished: bool,
-}
-
-/// `POST /api/executions/{id}/logs`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct LogsReceived {
-    /// The seq of the last line stored.
-    last_seq: u64,
-}
-
-/// `GET /api/events`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct EventsPage {
-    /// Oldest first.
-    items: Vec<Event>,
-    /// The `after` of the next request.
-    next_after: u64,
-}
-
-/// `GET /api/backends`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct BackendList {
-    /// Sorted by name.
-    items: Vec<BackendView>,
-}
-
-/// Every error answer of the API (`crate::error::ApiError`).
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct ErrorBody {
-    /// What went wrong.
-    error: ErrorDetail,
-}
-
-/// The error itself.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct ErrorDetail {
-    /// A stable kebab-case code clients can branch on.
-    #[schema(pattern = "^[a-z]+(-[a-z]+)*$")]
-    code: String,
-    /// One clear sentence.
-    message: String,
-    /// Structured details (the field, the path, the current status…); absent when there are none.
-    details: Option<Value>,
-}
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Described, never built.
-struct Health {
-    /// `ok` or `unavailable`.
-    status: String,
-    /// Why it is unavailable.
-    detail: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_code_is_one_of_the_table() {
+        let schemas = schemas(&["demo".to_owned()]);
+        let codes = schemas["ErrorDetail"]["properties"]["code"]["enum"].as_array().expect("an enum").clone();
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+        assert!(
+            codes.contains(&json!("not-found")) && codes.contains(&json!("store-unavailable")),
+            "{codes:?}"
+        );
+    }
 
     #[test]
     fn every_schema_named_as_exact_exists() {
