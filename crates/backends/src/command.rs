@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 use dashboard_core::{LogStream, error_chain};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::limits::LOG_LINE_BYTES;
 use crate::process::{Line, LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
-use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
+
+/// The kind this module runs, as `[[backends]]` entries name it and the backends page shows it.
+pub(crate) const KIND: &str = "command";
 
 /// How many of the last stdout and stderr lines are kept for the output and the error.
 const TAIL_LINES: usize = 20;
@@ -102,7 +105,7 @@ impl CommandBackend {
 #[async_trait]
 impl Backend for CommandBackend {
     fn kind(&self) -> &'static str {
-        "command"
+        KIND
     }
 
     async fn check(&self) -> Readiness {

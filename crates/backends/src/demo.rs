@@ -3,15 +3,24 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 use dashboard_core::LogStream;
+use serde::Deserialize;
 use serde_json::json;
 
-use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
+/// The kind this module runs, as `[[backends]]` entries name it and the backends page shows it.
+pub(crate) const KIND: &str = "demo";
 
 /// The most steps a demo run may take, so one request cannot fill the store.
 const MAX_STEPS: u64 = 10_000;
 /// The default pause between two steps.
 const DEFAULT_DELAY_MS: u64 = 300;
+
+/// The settings of a `demo` backend: none, so any field in its `[[backends]]` entry (less `name` and `kind`) is a
+/// mistake.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {}
 
 /// A simulated agent. Input fields, all optional: `steps` (log lines, default 3; 0 finishes at once), `delay_ms`
 /// (between lines, default 300), `fail` (end as failed), `hang` (never end until cancelled or timed out).
@@ -21,7 +30,7 @@ pub struct DemoBackend;
 #[async_trait]
 impl Backend for DemoBackend {
     fn kind(&self) -> &'static str {
-        "demo"
+        KIND
     }
 
     async fn check(&self) -> Readiness {
@@ -67,11 +76,11 @@ impl Backend for DemoBackend {
 
 #[cfg(test)]
 mod tests {
+    use dashboard_backend_api::log_channel;
     use dashboard_core::ExecutionId;
     use serde_json::Value;
 
     use super::*;
-    use crate::log_channel;
 
     async fn run(input: Value) -> (Result<RunOutcome, BackendError>, Vec<String>) {
         let (sink, mut receiver) = log_channel(1024);

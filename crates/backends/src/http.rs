@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http_client::{client, error_body, error_message, read_limited};
 use crate::limits::{default_max_response_bytes, over_limit};
-use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
+
+/// The kind this module runs, as `[[backends]]` entries name it and the backends page shows it.
+pub(crate) const KIND: &str = "http";
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -174,7 +177,7 @@ fn sign(key: &[u8], message_id: &str, timestamp: u64, body: &[u8]) -> String {
 #[async_trait]
 impl Backend for HttpBackend {
     fn kind(&self) -> &'static str {
-        "http"
+        KIND
     }
 
     async fn check(&self) -> Readiness {

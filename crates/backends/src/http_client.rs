@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::BackendError;
+use dashboard_backend_api::BackendError;
+
 use crate::limits::ERROR_BODY_BYTES;
 
 /// How long connecting to a server may take.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use dashboard_backend_api::BackendError;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
@@ -13,8 +14,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::BackendError;
 use crate::limits::LOG_LINE_BYTES;
+
 /// How long output may pause after the program has exited before the rest is given up (a background child of the
 /// program can hold its pipes open forever).
 const DRAIN_IDLE: Duration = Duration::from_millis(500);

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dashboard_backends::{
-    Backend, BackendError, CodexBackend, CodexConfig, RunContext, RunOutcome, log_channel,
-};
+use dashboard_backend_api::{Backend, BackendError, RunContext, RunOutcome, log_channel};
+use dashboard_backends::{CodexBackend, CodexConfig};
 use dashboard_core::{ExecutionId, LogStream, NewLogLine};
 use serde_json::json;
 

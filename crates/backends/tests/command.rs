@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use dashboard_backends::{Backend, CommandBackend, CommandConfig, RunContext, RunOutcome, log_channel};
+use dashboard_backend_api::{Backend, RunContext, RunOutcome, log_channel};
+use dashboard_backends::{CommandBackend, CommandConfig};
 use dashboard_core::{ExecutionId, LogStream, NewLogLine};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -142,7 +143,7 @@ async fn a_cancelled_run_leaves_no_process_of_its_tree_alive() {
 
     cancel.cancel();
     let outcome = task.await.expect("no panic");
-    assert!(matches!(outcome, Err(dashboard_backends::BackendError::Cancelled)), "{outcome:?}");
+    assert!(matches!(outcome, Err(dashboard_backend_api::BackendError::Cancelled)), "{outcome:?}");
     // The group got SIGTERM then SIGKILL and the run waited for its leader; the orphaned child is reaped by init.
     for _ in 0..100 {
         if pids.iter().all(|pid| !is_alive(*pid)) {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dashboard_backends::{Backend, HttpBackend, HttpConfig, RunContext, RunOutcome, log_channel};
+use dashboard_backend_api::{Backend, RunContext, RunOutcome, log_channel};
+use dashboard_backends::{HttpBackend, HttpConfig};
 use dashboard_core::ExecutionId;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

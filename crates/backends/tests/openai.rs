@@ -5,9 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dashboard_backends::{
-    Backend, BackendError, OpenAiApi, OpenAiBackend, OpenAiConfig, RunContext, RunOutcome, log_channel,
-};
+use dashboard_backend_api::{Backend, BackendError, RunContext, RunOutcome, log_channel};
+use dashboard_backends::{OpenAiApi, OpenAiBackend, OpenAiConfig};
 use dashboard_core::{ExecutionId, LogStream, NewLogLine};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dashboard_backends::RunOutcome;
+use dashboard_backend_api::RunOutcome;
 use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, NewLogLine};
 use dashboard_store::ExecutionUpdate;
 use hmac::{KeyInit, Mac};

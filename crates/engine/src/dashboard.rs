@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashboard_backends::{Action, Backend, BackendError, BackendRegistry, Principal};
+use dashboard_backend_api::{Action, Backend, BackendError, BackendRegistry, Principal};
 use dashboard_core::{
     CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, NewLogLine,
 };

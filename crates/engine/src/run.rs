@@ -6,7 +6,7 @@ mod log_writer;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashboard_backends::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
+use dashboard_backend_api::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, LogStream, NewLogLine};
 use dashboard_store::{ExecutionUpdate, FunctionKey, StoreError};
 use serde_json::Value;

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_backends::{DemoBackend, Principal, Scope};
+use dashboard_backend_api::{Principal, Scope};
+use dashboard_backends::DemoBackend;
 use dashboard_core::{ExecutionId, ExecutionStatus, FunctionSpec};
 use dashboard_engine::{BusMessage, Dashboard, EngineError, INTERRUPTED_ERROR, TriggerRequest};
 use dashboard_store::{DashboardStore, ExecutionUpdate, MemoryStore, NewExecution};

@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_backends::{Backend, BackendError, DemoBackend, Principal, Readiness, RunContext, RunOutcome};
+use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
+use dashboard_backends::DemoBackend;
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream};
 use dashboard_engine::{Dashboard, EngineError, TriggerRequest};
 use dashboard_store::{DashboardStore, FailingWrites};

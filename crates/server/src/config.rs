@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use dashboard_backends::Scope;
+use dashboard_backend_api::Scope;
 use dashboard_engine::DashboardBuilder;
 use dashboard_store_sqlite::Synchronous;
 

@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dashboard_backends::{
-    Backend, BackendRegistry, CodexBackend, CodexConfig, CommandBackend, CommandConfig, DemoBackend,
-    HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig, Principal, Scope,
-};
+use dashboard_backend_api::{Backend, BackendRegistry, Principal, Scope};
+use dashboard_backends::BackendConfig;
 use dashboard_core::{FunctionSpec, validate_name};
 use dashboard_engine::Dashboard;
 use dashboard_store::FunctionKey;
@@ -16,9 +14,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::TokenSpec;
-
-/// The kinds a `[[backends]]` entry may name.
-pub const KNOWN_KINDS: &str = "demo, command, codex, http (or agentkit), openai";
 
 /// A config file that cannot be used; the message names the file, the entry and the field.
 #[derive(Debug, thiserror::Error)]
@@ -159,37 +154,26 @@ fn backend(mut table: toml::Table) -> Result<(String, Arc<dyn Backend>), EntryEr
     };
     let fail = |message: String| (Some(name.clone()), message);
     validate_name(&name).map_err(|invalid| fail(invalid.to_string()))?;
-    let kind = match table.remove("kind") {
-        Some(toml::Value::String(kind)) => kind,
+    // The kind is checked here, before the tagged enum reads it, so that its mistakes read like the others.
+    match table.get("kind") {
+        Some(toml::Value::String(kind)) if !BackendConfig::kinds().contains(&kind.as_str()) => {
+            return Err(fail(format!("kind: unknown kind {kind:?}; known kinds: {}", known_kinds())));
+        }
+        Some(toml::Value::String(_)) => {}
         Some(_) => return Err(fail("kind: must be a string".into())),
-        None => return Err(fail(format!("kind: missing; one of {KNOWN_KINDS}"))),
-    };
-    let backend: Arc<dyn Backend> = match kind.as_str() {
-        "demo" => {
-            settings::<Empty>(table).map_err(&fail)?;
-            Arc::new(DemoBackend)
-        }
-        "command" => Arc::new(CommandBackend::new(settings::<CommandConfig>(table).map_err(&fail)?)),
-        "codex" => Arc::new(CodexBackend::new(settings::<CodexConfig>(table).map_err(&fail)?)),
-        "http" | "agentkit" => {
-            let config = settings::<HttpConfig>(table).map_err(&fail)?;
-            Arc::new(HttpBackend::new(config).map_err(|error| fail(error.to_string()))?)
-        }
-        "openai" => {
-            let config = settings::<OpenAiConfig>(table).map_err(&fail)?;
-            Arc::new(OpenAiBackend::new(config).map_err(|error| fail(error.to_string()))?)
-        }
-        other => return Err(fail(format!("kind: unknown kind {other:?}; known kinds: {KNOWN_KINDS}"))),
-    };
+        None => return Err(fail(format!("kind: missing; one of {}", known_kinds()))),
+    }
+    let config = settings::<BackendConfig>(table).map_err(&fail)?;
+    let backend = config.build().map_err(|error| fail(error.to_string()))?;
     Ok((name, backend))
 }
 
-/// The settings of a kind that takes none.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
+/// The kinds a `[[backends]]` entry may name, for messages.
+fn known_kinds() -> String {
+    BackendConfig::kinds().join(", ")
+}
 
-/// A backend's settings from the rest of its entry; the error names the field.
+/// The settings of an entry (a backend's, a token's); the error names the field.
 fn settings<T: DeserializeOwned>(table: toml::Table) -> Result<T, String> {
     serde_path_to_error::deserialize(toml::Value::Table(table))
         .map_err(|error| at_path(error.path(), error.inner().message()))

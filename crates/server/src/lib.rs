@@ -157,7 +157,7 @@ fn security_headers() -> DefaultHeaders {
 fn exposure_warning(
     config: &ServerConfig,
     tokens: &[TokenSpec],
-    backends: &dashboard_backends::BackendRegistry,
+    backends: &dashboard_backend_api::BackendRegistry,
 ) -> Option<String> {
     if config.is_loopback() || !tokens.is_empty() {
         return None;
@@ -284,7 +284,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
 mod tests {
     use std::sync::Arc;
 
-    use dashboard_backends::{BackendRegistry, CommandBackend, CommandConfig, DemoBackend, Scope};
+    use dashboard_backend_api::{BackendRegistry, Scope};
+    use dashboard_backends::{CommandBackend, CommandConfig, DemoBackend};
 
     use super::*;
 

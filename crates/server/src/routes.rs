@@ -4,7 +4,7 @@
 
 use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, Responder, web};
-use dashboard_backends::Scope;
+use dashboard_backend_api::Scope;
 
 use crate::{api, assets, auth, pages};
 

@@ -1,6 +1,6 @@
 //! The example function a newcomer finds on first start, so there is something to trigger within a minute.
 
-use dashboard_backends::Principal;
+use dashboard_backend_api::Principal;
 use dashboard_core::FunctionSpec;
 use dashboard_engine::{Dashboard, EngineError};
 use serde_json::json;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::binary::{BinaryServer, TestDir};
 use common::{Answer, Browser, TestServer, answer, server_with};
-use dashboard_backends::Scope;
+use dashboard_backend_api::Scope;
 use dashboard_server::TokenSpec;
 use dashboard_server::routes::{Access, RouteInfo, table};
 use reqwest::Method;

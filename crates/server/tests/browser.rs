@@ -383,7 +383,7 @@ async fn signing_in_triggering_and_signing_out_in_the_browser() {
         config.auth_tokens = vec![dashboard_server::TokenSpec::from_secret(
             "alice",
             TOKEN,
-            dashboard_backends::Scope::Trigger,
+            dashboard_backend_api::Scope::Trigger,
         )];
     })
     .await;

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::binary::{BinaryServer, TestDir};
-use dashboard_backends::Scope;
+use dashboard_backend_api::Scope;
 use dashboard_server::TokenSpec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

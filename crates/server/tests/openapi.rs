@@ -158,7 +158,7 @@ async fn with_auth_on_refusals_are_documented() {
     const READER: &str = "openapi-reader-token-0123456789abcdef";
     let server = common::server_with(|config| {
         config.auth_tokens =
-            vec![dashboard_server::TokenSpec::from_secret("viewer", READER, dashboard_backends::Scope::Read)];
+            vec![dashboard_server::TokenSpec::from_secret("viewer", READER, dashboard_backend_api::Scope::Read)];
     })
     .await;
     let url = |path: &str| format!("{}{path}", server.url);

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use common::{Answer, answer, client};
-use dashboard_backends::{DemoBackend, Principal};
+use dashboard_backend_api::Principal;
+use dashboard_backends::DemoBackend;
 use dashboard_core::FunctionSpec;
 use dashboard_engine::Dashboard;
 use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dashboard_backends::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
+use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
 use dashboard_core::{ExecutionStatus, FunctionSpec, LogStream};
 use dashboard_engine::{Dashboard, TriggerRequest};
 use dashboard_store::MemoryStore;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 use dashboard_core::LogStream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,7 +16,9 @@ use serde_json::{Value, json};
 use self::events::{Effect, interpret};
 use crate::limits::{default_max_event_bytes, over_limit};
 use crate::process::{Line, LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
-use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
+
+/// The kind this module runs, as `[[backends]]` entries name it and the backends page shows it.
+pub(crate) const KIND: &str = "codex";
 
 /// How many stderr lines are kept to explain a crash.
 const STDERR_TAIL_LINES: usize = 10;
@@ -135,7 +138,7 @@ impl CodexBackend {
 #[async_trait]
 impl Backend for CodexBackend {
     fn kind(&self) -> &'static str {
-        "codex"
+        KIND
     }
 
     async fn check(&self) -> Readiness {

@@ -8,6 +8,7 @@ mod stream;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
 use dashboard_core::LogStream;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
@@ -19,7 +20,9 @@ use self::sse::ReadError;
 use self::stream::{Effect, LineBuffer, interpret_chat, interpret_responses};
 use crate::http_client::{client, error_body, error_message, read_limited};
 use crate::limits::{default_max_event_bytes, default_max_response_bytes, over_limit};
-use crate::{Backend, BackendError, Readiness, RunContext, RunOutcome};
+
+/// The kind this module runs, as `[[backends]]` entries name it and the backends page shows it.
+pub(crate) const KIND: &str = "openai";
 
 /// How long the readiness check waits for `GET {base_url}/models`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -262,7 +265,7 @@ struct Answer {
 #[async_trait]
 impl Backend for OpenAiBackend {
     fn kind(&self) -> &'static str {
-        "openai"
+        KIND
     }
 
     async fn check(&self) -> Readiness {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use actix_web::HttpResponse;
-use dashboard_backends::Readiness;
+use dashboard_backend_api::Readiness;
 use serde::Serialize;
 
 use crate::state::State;

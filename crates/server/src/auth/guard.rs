@@ -8,7 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
-use dashboard_backends::{Principal, Scope};
+use dashboard_backend_api::{Principal, Scope};
 use dashboard_core::ExecutionId;
 
 use super::{Caller, Via, same_secret};
@@ -129,7 +129,7 @@ pub(crate) async fn require(
         let error = ApiError::new(ErrorCode::Unauthorized, message);
         return Ok(refuse(request, &state, error, check.api));
     };
-    if caller.principal.scope < check.scope {
+    if !caller.principal.has_scope(check.scope) {
         let error = ApiError::new(
             ErrorCode::Forbidden,
             format!(

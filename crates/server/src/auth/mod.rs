@@ -14,7 +14,7 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use dashboard_backends::{Principal, Scope};
+use dashboard_backend_api::{Principal, Scope};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

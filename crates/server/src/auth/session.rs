@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dashboard_backends::Principal;
+use dashboard_backend_api::Principal;
 
 /// How long a login lasts.
 pub(crate) const SESSION_HOURS: u64 = 12;
@@ -75,7 +75,7 @@ impl Sessions {
 
 #[cfg(test)]
 mod tests {
-    use dashboard_backends::Scope;
+    use dashboard_backend_api::Scope;
 
     use super::*;
 

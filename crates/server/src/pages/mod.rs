@@ -17,7 +17,7 @@ mod view;
 
 use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
-use dashboard_backends::Scope;
+use dashboard_backend_api::Scope;
 use dashboard_core::Event;
 use dashboard_store::{DashboardStore, StoreError};
 

@@ -75,6 +75,12 @@ impl Principal {
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or("anyone")
     }
+
+    /// Whether the principal's scope includes `needed` (each scope includes the ones before it). The one comparison
+    /// of scopes: [`BackendRegistry::authorize`] and the server's route guard both ask it.
+    pub fn has_scope(&self, needed: Scope) -> bool {
+        self.scope >= needed
+    }
 }
 
 /// What a principal wants to do with a backend.
@@ -141,14 +147,15 @@ impl BackendRegistry {
     }
 
     /// Whether `principal` may do `action` on backend `name`: the single place every such decision is made, by the
-    /// engine for triggers, cancels and retries, so embedders get the same checks as the HTTP API.
+    /// engine for triggers, cancels, retries and changes of functions, so embedders get the same checks as the HTTP
+    /// API.
     ///
     /// Triggering, cancelling and retrying need the `trigger` scope (or `admin`), changing functions `admin`; and
     /// each needs the backend among the principal's backends when it has a list.
     pub fn authorize(&self, principal: &Principal, name: &str, action: Action) -> Result<(), BackendError> {
         let forbidden = |reason: String| Err(BackendError::Forbidden { backend: name.to_owned(), reason });
         let needed = if action == Action::ChangeFunction { Scope::Admin } else { Scope::Trigger };
-        if principal.scope < needed {
+        if !principal.has_scope(needed) {
             return forbidden(format!(
                 "the token {} has the {} scope, which may not {}",
                 principal.label(),
@@ -164,5 +171,23 @@ impl BackendRegistry {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_scope_includes_the_ones_before_it() {
+        let check = |has: Scope, needed: Scope, expected: bool| {
+            assert_eq!(Principal::token("t", has, None).has_scope(needed), expected, "{has} needs {needed}");
+        };
+        check(Scope::Read, Scope::Read, true);
+        check(Scope::Read, Scope::Trigger, false);
+        check(Scope::Trigger, Scope::Read, true);
+        check(Scope::Trigger, Scope::Admin, false);
+        check(Scope::Admin, Scope::Trigger, true);
+        assert!(Principal::anonymous().has_scope(Scope::Admin), "anyone may do anything when auth is off");
     }
 }
