@@ -10,7 +10,7 @@ use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
 use crate::run::{LogBudget, output_too_large, truncate_line};
-use crate::{BusMessage, Dashboard, EngineError};
+use crate::{Dashboard, EngineError};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -81,6 +81,7 @@ impl Dashboard {
             return Err(EngineError::AlreadyFinished { id, status: execution.status });
         }
         for line in &mut lines {
+            // Cut before the limit counts them, as the run's own lines are.
             truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
         }
         match self.inner.run_handle(id) {
@@ -88,9 +89,7 @@ impl Dashboard {
             // No run holds the execution (a report racing its end): the report is limited on its own.
             None => LogBudget::new(self.inner.settings.log_limit).admit(&mut lines),
         }
-        let last_seq = self.inner.observe(self.inner.store.append_logs(id, lines).await)?;
-        let _ = self.inner.bus.send(BusMessage::Logs { execution_id: id, last_seq });
-        Ok(last_seq)
+        self.inner.append_logs(id, lines, false).await
     }
 
     /// Records a remote agent's status report. `running` changes nothing; `succeeded` or `failed` ends the run (its

@@ -1,16 +1,27 @@
 //! Compiled forms of a function version — its input validator and sandboxed prompt template — cached so a trigger
-//! does not recompile them.
+//! does not recompile them. Compiling runs on a thread of its own with a large stack and rendering on the blocking
+//! pool, a few renders at a time: neither holds up the thread that asked.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use dashboard_core::{CoreError, Function, FunctionId, InputValidator};
 use serde_json::Value;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::prompt::PromptTemplate;
 
 /// How many compiled function versions are kept before the cache starts over.
 const MAX_CACHED: usize = 1024;
+/// The stack of the thread that compiles a function: tera's parser recurses once per level of a template, and the
+/// sandbox's depth limits keep that far below this.
+const COMPILE_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Renders running at once, all functions together: as many as the machine has cores, so that triggers of prompts
+/// that run up to the time limit cannot take every thread.
+static RENDERS: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+});
 
 /// A function version ready to check inputs and render prompts.
 pub(crate) struct CompiledFunction {
@@ -32,6 +43,7 @@ impl CompiledFunction {
         self.validator.validate(input)?;
         let Some(prompt) = &self.prompt else { return Ok(None) };
         let (prompt, input) = (prompt.clone(), input.clone());
+        let _permit = RENDERS.acquire().await.expect("the render semaphore is never closed");
         let rendered =
             tokio::task::spawn_blocking(move || prompt.render(&input)).await.unwrap_or_else(|_| {
                 Err("the prompt template could not be rendered: its render stopped".to_owned())
@@ -47,12 +59,13 @@ pub(crate) struct CompiledCache {
 }
 
 impl CompiledCache {
-    pub(crate) fn get(&self, function: &Function) -> Result<Arc<CompiledFunction>, CoreError> {
+    /// The compiled form of `function`, compiled now unless it is cached.
+    pub(crate) async fn get(&self, function: &Function) -> Result<Arc<CompiledFunction>, CoreError> {
         let key = (function.id, function.version);
         if let Some(compiled) = self.entries.lock().expect("cache lock poisoned").get(&key) {
             return Ok(compiled.clone());
         }
-        let compiled = Arc::new(CompiledFunction::compile(function)?);
+        let compiled = Arc::new(compile_on_own_thread(function.clone()).await?);
         let mut entries = self.entries.lock().expect("cache lock poisoned");
         if entries.len() >= MAX_CACHED {
             entries.clear();
@@ -60,6 +73,23 @@ impl CompiledCache {
         entries.insert(key, compiled.clone());
         Ok(compiled)
     }
+}
+
+/// Compiles `function` on a new thread with a [`COMPILE_STACK_BYTES`] stack and waits for it.
+async fn compile_on_own_thread(function: Function) -> Result<CompiledFunction, CoreError> {
+    let failed = |reason: &str| {
+        CoreError::invalid_field("prompt", format!("the template could not be compiled: {reason}"))
+    };
+    let (sender, receiver) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("compile function".to_owned())
+        .stack_size(COMPILE_STACK_BYTES)
+        .spawn(move || {
+            let _ = sender.send(CompiledFunction::compile(&function));
+        })
+        .map_err(|error| failed(&error.to_string()))?;
+    // A compile that panicked dropped its sender.
+    receiver.await.unwrap_or_else(|_| Err(failed("the compiler stopped")))
 }
 
 #[cfg(test)]

@@ -1,191 +1,38 @@
 //! `Dashboard`: the public face of the engine — functions, triggers, cancel, retry, the bus, recovery, shutdown.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dashboard_backend_api::{Action, Backend, BackendError, BackendRegistry, Principal};
-use dashboard_core::{
-    CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, NewLogLine,
-};
-use dashboard_store::{DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, Recorded, StoreError};
+use dashboard_backend_api::{Action, BackendError, BackendRegistry, Principal, Readiness};
+use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
+use dashboard_store::{DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, StoreError};
 use serde_json::Value;
-use tokio::runtime::Handle;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 
-use crate::callbacks::CallbackKey;
-use crate::compiled::CompiledCache;
-use crate::functions::FunctionCache;
+use crate::builder::DashboardBuilder;
+use crate::inner::{Inner, cancelled_message};
 use crate::metrics::EngineMetrics;
-use crate::run::{LogLimit, RunHandle, StopReason};
-use crate::scheduler::{QueuedRun, Scheduler};
+use crate::run::StopReason;
+use crate::scheduler::QueuedRun;
 use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
+
+/// How long one backend's readiness check may take before the backend shows as not answering.
+pub const READINESS_CHECK_LIMIT: Duration = Duration::from_secs(2);
+
+/// One backend and what its readiness check found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendReadiness {
+    /// The name functions and triggers use.
+    pub name: String,
+    /// Its kind: `demo`, `command`, `codex`, `http`, `openai`.
+    pub kind: &'static str,
+    /// Whether it is ready, and what the check found.
+    pub readiness: Readiness,
+}
 
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-
-/// Settings of the run loop.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) default_timeout: Option<Duration>,
-    pub(crate) cancel_grace: Duration,
-    pub(crate) max_log_line_bytes: usize,
-    pub(crate) log_limit: LogLimit,
-    pub(crate) max_output_bytes: usize,
-    pub(crate) public_url: Option<String>,
-}
-
-/// The largest output, as JSON, that a run may store unless the builder says otherwise: 1 MiB.
-const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
-
-/// Builds a [`Dashboard`].
-pub struct DashboardBuilder {
-    store: Option<Arc<dyn DashboardStore>>,
-    backends: BackendRegistry,
-    max_concurrency: usize,
-    bus_capacity: usize,
-    settings: Settings,
-}
-
-impl Default for DashboardBuilder {
-    fn default() -> Self {
-        Self {
-            store: None,
-            backends: BackendRegistry::default(),
-            max_concurrency: 32,
-            bus_capacity: 4096,
-            settings: Settings {
-                default_timeout: None,
-                cancel_grace: Duration::from_secs(10),
-                max_log_line_bytes: 16 * 1024,
-                log_limit: LogLimit::default(),
-                max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
-                public_url: None,
-            },
-        }
-    }
-}
-
-impl DashboardBuilder {
-    /// The store (required).
-    pub fn store(mut self, store: Arc<dyn DashboardStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Adds a backend under `name`.
-    pub fn backend(mut self, name: impl Into<String>, backend: impl Backend) -> Self {
-        self.backends.insert(name, Arc::new(backend));
-        self
-    }
-
-    /// Adds every backend of a registry.
-    pub fn backends(mut self, registry: BackendRegistry) -> Self {
-        for (name, backend) in registry.iter() {
-            self.backends.insert(name, backend.clone());
-        }
-        self
-    }
-
-    /// How many executions may run at once in all (default 32); more wait in `queued`.
-    pub fn max_concurrency(mut self, limit: usize) -> Self {
-        self.max_concurrency = limit.max(1);
-        self
-    }
-
-    /// The timeout of functions that set none (default: none).
-    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.settings.default_timeout = timeout;
-        self
-    }
-
-    /// How long a stopped backend gets to clean up before the engine stops waiting for it (default 10 s).
-    pub fn cancel_grace(mut self, grace: Duration) -> Self {
-        self.settings.cancel_grace = grace;
-        self
-    }
-
-    /// Log lines longer than this many bytes are cut (default 16 KiB).
-    pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_log_line_bytes = bytes.max(64);
-        self
-    }
-
-    /// How many log lines one execution may keep (default 100,000): past it, one `system` line says so and the rest
-    /// of the execution's log is dropped, while the run goes on. The engine's own opening and closing lines are not
-    /// counted.
-    pub fn max_log_lines(mut self, lines: u64) -> Self {
-        self.settings.log_limit.max_lines = lines;
-        self
-    }
-
-    /// How many bytes of log text one execution may keep (default 64 MiB), counted like
-    /// [`max_log_lines`](Self::max_log_lines); whichever limit comes first applies.
-    pub fn max_log_bytes(mut self, bytes: u64) -> Self {
-        self.settings.log_limit.max_bytes = bytes;
-        self
-    }
-
-    /// The largest output a run may store, in bytes of JSON (default 1 MiB): a larger one fails the run with an
-    /// error that names the limit.
-    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_output_bytes = bytes;
-        self
-    }
-
-    /// How remote backends reach the server for callbacks (`http://host:port`, no trailing slash); without it, runs
-    /// get no callback URL.
-    pub fn public_url(mut self, url: Option<String>) -> Self {
-        self.settings.public_url = url.map(|url| url.trim_end_matches('/').to_owned());
-        self
-    }
-
-    /// Builds the dashboard. Must be called inside a tokio runtime: runs are spawned on it.
-    ///
-    /// # Panics
-    /// Without a store, or outside a tokio runtime: both are programming errors of the embedder.
-    pub fn build(self) -> Dashboard {
-        let store = self.store.expect("Dashboard::builder() needs a store: call .store(...)");
-        let runtime =
-            Handle::try_current().expect("Dashboard::build() must be called inside a tokio runtime");
-        let (bus, _) = broadcast::channel(self.bus_capacity);
-        Dashboard {
-            inner: Arc::new(Inner {
-                store,
-                backends: self.backends,
-                bus,
-                compiled: CompiledCache::default(),
-                functions: FunctionCache::default(),
-                scheduler: Mutex::new(Scheduler::new(self.max_concurrency)),
-                runs: Mutex::new(HashMap::new()),
-                runs_ended: Notify::new(),
-                is_accepting: AtomicBool::new(true),
-                callback_key: CallbackKey::generate(),
-                settings: self.settings,
-                metrics: EngineMetrics::default(),
-                runtime,
-            }),
-        }
-    }
-}
-
-/// The state shared by the dashboard handle and its run tasks.
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn DashboardStore>,
-    pub(crate) backends: BackendRegistry,
-    pub(crate) bus: broadcast::Sender<BusMessage>,
-    pub(crate) compiled: CompiledCache,
-    pub(crate) functions: FunctionCache,
-    pub(crate) scheduler: Mutex<Scheduler>,
-    pub(crate) runs: Mutex<HashMap<ExecutionId, Arc<RunHandle>>>,
-    pub(crate) runs_ended: Notify,
-    pub(crate) is_accepting: AtomicBool,
-    pub(crate) callback_key: CallbackKey,
-    pub(crate) settings: Settings,
-    pub(crate) metrics: EngineMetrics,
-    runtime: Handle,
-}
 
 /// What a trigger asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -240,6 +87,34 @@ impl Dashboard {
         &self.inner.backends
     }
 
+    /// Every backend with a fresh readiness check, sorted by name: the checks run at once, each for at most
+    /// [`READINESS_CHECK_LIMIT`], after which the backend shows as not answering.
+    pub async fn backend_readiness(&self) -> Vec<BackendReadiness> {
+        let checks: Vec<_> = self
+            .inner
+            .backends
+            .iter()
+            .map(|(name, backend)| {
+                let (name, backend) = (name.to_owned(), backend.clone());
+                tokio::spawn(async move {
+                    let readiness =
+                        tokio::time::timeout(READINESS_CHECK_LIMIT, backend.check()).await.unwrap_or_else(
+                            |_| Readiness::not_ready("the readiness check did not answer within 2 s"),
+                        );
+                    BackendReadiness { name, kind: backend.kind(), readiness }
+                })
+            })
+            .collect();
+        let mut found = Vec::with_capacity(checks.len());
+        for check in checks {
+            match check.await {
+                Ok(readiness) => found.push(readiness),
+                Err(error) => log::warn!("a backend's readiness check failed: {error}"),
+            }
+        }
+        found
+    }
+
     /// A receiver of everything published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
         self.inner.bus.subscribe()
@@ -287,7 +162,7 @@ impl Dashboard {
             0 => trouble,
             _ => format!("{trouble}; {held} executions wait to store their changes"),
         };
-        Err(EngineError::Store(StoreError::Unavailable { message, source: None }))
+        Err(EngineError::StoreUnavailable(StoreError::Unavailable { message, source: None }))
     }
 
     /// Registers a function after checking the principal's right to change functions on its backend (the `admin`
@@ -299,7 +174,7 @@ impl Dashboard {
     ) -> Result<Function, EngineError> {
         self.authorize(principal, &spec.backend, Action::ChangeFunction)?;
         let function = Function::create(spec)?;
-        self.check_function(&function)?;
+        self.check_function(&function).await?;
         let recorded = self.inner.observe(self.inner.store.create_function(function).await)?;
         self.inner.functions.changed(&recorded.value);
         Ok(self.inner.publish(recorded))
@@ -317,7 +192,7 @@ impl Dashboard {
         let current = self.stored_function(key).await?;
         self.authorize(principal, &current.backend, Action::ChangeFunction)?;
         self.authorize(principal, &spec.backend, Action::ChangeFunction)?;
-        self.check_function(&current.replaced_by(spec.clone())?)?;
+        self.check_function(&current.replaced_by(spec.clone())?).await?;
         let recorded =
             self.inner.observe(self.inner.store.update_function(current.id, spec, expected_version).await)?;
         self.inner.functions.changed(&current);
@@ -389,7 +264,7 @@ impl Dashboard {
                     self.inner.scheduler.lock().expect("scheduler lock poisoned").remove(id);
                     return Ok(cancelled);
                 }
-                Err(EngineError::Store(StoreError::StatusMismatch { .. })) => continue,
+                Err(EngineError::StatusChanged { .. }) => continue,
                 Err(error) => return Err(error),
             }
         }
@@ -433,7 +308,7 @@ impl Dashboard {
                     let function =
                         self.inner.store.get_function(&FunctionKey::Id(execution.function_id)).await?;
                     let max_concurrency = function.and_then(|function| function.max_concurrency);
-                    self.inner.schedule(QueuedRun { execution, max_concurrency });
+                    self.inner.schedule(QueuedRun { execution, max_concurrency, prompt: None });
                     report.requeued += 1;
                 }
             }
@@ -458,15 +333,19 @@ impl Dashboard {
         if !self.inner.is_accepting.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
-        let compiled = self.inner.compiled.get(function)?;
-        compiled.prepare(&new.input).await?;
+        let compiled = self.inner.compiled.get(function).await?;
+        let prompt = compiled.prepare(&new.input).await?;
         let (key, backend, input) = (new.idempotency_key.clone(), new.backend.clone(), new.input.clone());
         match self.inner.observe(self.inner.store.create_execution(new).await) {
             Ok(recorded) => {
                 let execution = self.inner.publish(recorded);
                 self.inner.metrics.record(&execution);
                 let max_concurrency = function.max_concurrency;
-                self.inner.schedule(QueuedRun { execution: execution.clone(), max_concurrency });
+                self.inner.schedule(QueuedRun {
+                    execution: execution.clone(),
+                    max_concurrency,
+                    prompt: Some(prompt),
+                });
                 Ok(Triggered { execution, created: true })
             }
             Err(StoreError::IdempotencyKeyExists { existing }) => {
@@ -486,9 +365,9 @@ impl Dashboard {
         }
     }
 
-    fn check_function(&self, function: &Function) -> Result<(), EngineError> {
+    async fn check_function(&self, function: &Function) -> Result<(), EngineError> {
         self.check_backend("backend", &function.backend)?;
-        self.inner.compiled.get(function)?;
+        self.inner.compiled.get(function).await?;
         Ok(())
     }
 
@@ -525,96 +404,5 @@ impl Dashboard {
     /// An execution that must exist.
     pub(crate) async fn execution(&self, id: ExecutionId) -> Result<Execution, EngineError> {
         self.inner.store.get_execution(id).await?.ok_or_else(|| EngineError::execution_not_found(id))
-    }
-}
-
-impl Inner {
-    /// Publishes a recorded change on the bus and returns the changed value.
-    pub(crate) fn publish<T>(&self, recorded: Recorded<T>) -> T {
-        // No receiver is fine: the bus only wakes listeners.
-        let _ = self.bus.send(BusMessage::Event(recorded.event));
-        recorded.value
-    }
-
-    /// The one place an execution's status changes: a compare-and-set in the store, then the bus.
-    pub(crate) async fn transition(
-        &self,
-        id: ExecutionId,
-        update: ExecutionUpdate,
-    ) -> Result<Execution, EngineError> {
-        let recorded =
-            self.observe(self.store.update_execution(id, update).await).map_err(|error| match error {
-                StoreError::StatusMismatch { .. } => EngineError::Store(error),
-                other => other.into(),
-            })?;
-        let execution = self.publish(recorded);
-        self.metrics.record(&execution);
-        Ok(execution)
-    }
-
-    /// [`transition`](Self::transition) with log lines stored in the same store operation, so that the change and
-    /// the lines cost one write and a reader who sees the new status sees the lines. The bus hears of the lines, then
-    /// of the event. On any error, neither is stored.
-    pub(crate) async fn transition_with_logs(
-        &self,
-        id: ExecutionId,
-        update: ExecutionUpdate,
-        lines: Vec<NewLogLine>,
-    ) -> Result<Execution, EngineError> {
-        if lines.is_empty() {
-            return self.transition(id, update).await;
-        }
-        let logged = self.observe(self.store.update_execution_with_logs(id, update, lines).await)?;
-        let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
-        let execution = self.publish(logged.recorded);
-        self.metrics.record(&execution);
-        Ok(execution)
-    }
-
-    /// Notes how a store write ended (see `StoreWrites`) and hands the result on.
-    pub(crate) fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.metrics.store_writes.observe(&result);
-        result
-    }
-
-    pub(crate) fn run_handle(&self, id: ExecutionId) -> Option<Arc<RunHandle>> {
-        self.runs.lock().expect("runs lock poisoned").get(&id).cloned()
-    }
-
-    /// Queues a run and starts whatever may start.
-    fn schedule(self: &Arc<Self>, run: QueuedRun) {
-        self.scheduler.lock().expect("scheduler lock poisoned").push(run);
-        self.start_startable();
-    }
-
-    /// Starts every queued run that the limits allow.
-    pub(crate) fn start_startable(self: &Arc<Self>) {
-        let startable = self.scheduler.lock().expect("scheduler lock poisoned").take_startable();
-        for run in startable {
-            let handle = Arc::new(RunHandle::new(self.settings.log_limit));
-            self.runs.lock().expect("runs lock poisoned").insert(run.execution.id, handle.clone());
-            self.runtime.spawn(self.clone().run(run, handle));
-        }
-    }
-
-    /// Waits until no execution runs, at most `limit`; whether none runs.
-    async fn wait_for_runs(&self, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let ended = self.runs_ended.notified();
-            if self.runs.lock().expect("runs lock poisoned").is_empty() {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, ended).await.is_err() {
-                return false;
-            }
-        }
-    }
-}
-
-pub(crate) fn cancelled_message(by: Option<&str>) -> String {
-    match by {
-        Some(name) => format!("cancelled by {name}"),
-        None => "cancelled".to_owned(),
     }
 }

@@ -66,7 +66,16 @@ pub enum EngineError {
     /// The engine is shutting down and takes no new work.
     #[error("the dashboard is shutting down and takes no new executions")]
     ShuttingDown,
-    /// The store failed.
+    /// The execution's status changed meanwhile (another change came first): the change asked for was not made.
+    #[error("the execution changed status meanwhile: it is {actual} now")]
+    StatusChanged {
+        /// The status it has now.
+        actual: ExecutionStatus,
+    },
+    /// The store cannot be reached, or refuses writes (a full disk, a read-only file); worth trying again later.
+    #[error(transparent)]
+    StoreUnavailable(StoreError),
+    /// The store failed otherwise.
     #[error(transparent)]
     Store(StoreError),
 }
@@ -88,6 +97,8 @@ impl From<StoreError> for EngineError {
             StoreError::DuplicateName { name } => Self::DuplicateName { name },
             StoreError::VersionMismatch { expected, actual } => Self::VersionMismatch { expected, actual },
             StoreError::Invalid(error) => Self::Invalid(error),
+            StoreError::StatusMismatch { actual, .. } => Self::StatusChanged { actual },
+            error @ StoreError::Unavailable { .. } => Self::StoreUnavailable(error),
             other => Self::Store(other),
         }
     }

@@ -6,26 +6,31 @@
 //! limit, stops them on cancel, timeout and shutdown, and recovers after a restart. It knows nothing of HTTP, so
 //! another Rust service can embed it: `Dashboard::builder().store(...).backend("demo", ...).build()`.
 
+mod builder;
 mod bus;
 mod callbacks;
 mod compiled;
 mod dashboard;
 mod error;
 mod functions;
+mod inner;
 mod metrics;
 mod prompt;
 mod retention;
 mod run;
 mod scheduler;
 
+pub use builder::DashboardBuilder;
 pub use bus::BusMessage;
 pub use callbacks::StatusReport;
-pub use dashboard::{Dashboard, DashboardBuilder, RecoveryReport, TriggerRequest, Triggered};
+pub use dashboard::{
+    BackendReadiness, Dashboard, READINESS_CHECK_LIMIT, RecoveryReport, TriggerRequest, Triggered,
+};
 pub use error::EngineError;
 pub use metrics::{DURATION_SECONDS_BOUNDS, EngineMetrics, StatusCount};
 pub use prompt::{
-    MAX_LOOP_ITERATIONS, MAX_NESTING, MAX_OPERATORS_PER_TAG, MAX_PROMPT_BYTES, MAX_RENDER_TIME,
-    MAX_VALUE_BYTES, MAX_VALUES_PER_EXPRESSION,
+    MAX_BRACKET_DEPTH, MAX_LOOP_ITERATIONS, MAX_NESTING, MAX_OPERATORS_PER_TAG, MAX_PROMPT_BYTES,
+    MAX_RENDER_TIME, MAX_VALUE_BYTES, MAX_VALUES_PER_EXPRESSION,
 };
 pub use retention::RetentionPolicy;
 

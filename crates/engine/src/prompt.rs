@@ -13,20 +13,24 @@
 //!   `replace`, `join`, `indent` — are checked before they run), and an expression names at most
 //!   [`MAX_VALUES_PER_EXPRESSION`] variables, so no expression can build a value much larger than the input;
 //! - the rendered prompt is at most [`MAX_PROMPT_BYTES`], and the writer stops the render when it would grow past it;
-//! - the render stops at [`MAX_RENDER_TIME`], checked at every filter, loop and write.
+//! - the render stops at [`MAX_RENDER_TIME`], checked at every filter, test, loop iteration and write;
+//! - at most as many renders run at once as the machine has cores; more wait their turn.
 //!
-//! Before tera parses a template, its text is checked for depth ([`MAX_NESTING`], [`MAX_OPERATORS_PER_TAG`]):
-//! tera's parser and renderer recurse once per level, and a deep enough template would overflow the stack.
+//! Before tera parses a template, its text is checked for depth ([`MAX_BRACKET_DEPTH`], [`MAX_NESTING`],
+//! [`MAX_OPERATORS_PER_TAG`]): tera's parser and renderer recurse once per level (a deep enough template would
+//! overflow the stack), and its parser's time grows fourfold with every level of nested calls. The parse itself runs
+//! on a thread of its own with a large stack, off the thread that serves a request.
 //!
 //! The engine renders on a blocking thread (`tokio::task::spawn_blocking`), never on the thread that serves a request.
 
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashboard_core::{CoreError, error_chain};
 use serde_json::Value;
-use tera::ast::{Expr, ExprVal, FunctionCall, Node};
+use tera::ast::{Expr, ExprVal, FunctionCall, Node, WS};
 
 use self::budget::{BUDGET, Budget, LimitedWriter};
 
@@ -38,7 +42,10 @@ pub const MAX_LOOP_ITERATIONS: u64 = 100_000;
 pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 /// The most variables one expression may name: with [`MAX_VALUE_BYTES`] it bounds what one expression can build.
 pub const MAX_VALUES_PER_EXPRESSION: usize = 16;
-/// The deepest brackets may nest in one tag, and tags (`if`, `for`) in one another.
+/// The deepest brackets (calls, arguments, parentheses, arrays) may nest in one tag: tera's parser takes about four
+/// times as long for every level of nested calls, so this stays small.
+pub const MAX_BRACKET_DEPTH: usize = 5;
+/// The deepest tags (`if`, `for`) may nest in one another.
 pub const MAX_NESTING: usize = 16;
 /// The most operators (`+`, `~`, `and`, `|`, `,` …) one tag may hold: tera nests each in the one before.
 pub const MAX_OPERATORS_PER_TAG: usize = 100;
@@ -49,6 +56,8 @@ pub const MAX_RENDER_TIME: Duration = Duration::from_secs(1);
 const NAME: &str = "prompt";
 /// The filter the sandbox adds to every `for` loop's container; its name is not one a template can write.
 const LOOP_GUARD: &str = "loop guard";
+/// The function the sandbox calls at the start of every loop iteration, to check the clock; it writes nothing.
+const CLOCK_CHECK: &str = "clock check";
 
 /// The global functions a prompt may call: `range` (bounded) and `throw` (fails the render with a message).
 const FUNCTIONS: &[&str] = &["range", "throw"];
@@ -63,7 +72,6 @@ const FILTERS: &[&str] = &[
     "default",
     "escape",
     "escape_xml",
-    "filesizeformat",
     "filter",
     "first",
     "float",
@@ -85,7 +93,6 @@ const FILTERS: &[&str] = &[
     "round",
     "safe",
     "slice",
-    "slugify",
     "sort",
     "spaceless",
     "split",
@@ -149,15 +156,21 @@ impl PromptTemplate {
         context.insert("input", input);
         BUDGET.with(|budget| *budget.borrow_mut() = Some(Budget::new()));
         let mut output = LimitedWriter::default();
-        let rendered = self.tera.render_to(NAME, &context, &mut output);
+        // tera's arithmetic panics on numbers out of range (`1e308 + 1e308`): the input's fault, answered as such.
+        let rendered =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.tera.render_to(NAME, &context, &mut output)));
         let exceeded = BUDGET.with(|budget| budget.borrow_mut().take()).and_then(|budget| budget.exceeded);
         match (rendered, exceeded) {
             (_, Some(limit)) => Err(limit),
-            (Err(error), None) => Err(format!(
+            (Err(_), None) => {
+                Err("the prompt template failed on this input (a number out of range in its arithmetic?)"
+                    .to_owned())
+            }
+            (Ok(Err(error)), None) => Err(format!(
                 "the prompt template cannot be rendered with this input: {}",
                 error_chain(&error)
             )),
-            (Ok(()), None) => String::from_utf8(output.bytes)
+            (Ok(Ok(())), None) => String::from_utf8(output.bytes)
                 .map_err(|_| "the prompt template rendered text that is not UTF-8".to_owned()),
         }
     }
@@ -276,15 +289,18 @@ fn refusal(kind: &str, name: &str, allowed: &[&str]) -> String {
     format!("the {kind} `{name}` is not allowed in prompts (they may use: {})", allowed.join(", "))
 }
 
-/// Adds the loop guard as the last filter of every `for` loop's container.
+/// Adds the loop guard as the last filter of every `for` loop's container, and a clock check at the start of every
+/// loop body (a body of conditions alone would otherwise never look at the clock).
 fn guard_loops(nodes: &mut [Node]) {
     for node in nodes {
         match node {
             Node::Forloop(_, for_loop, _) => {
-                for_loop
-                    .container
-                    .filters
-                    .push(FunctionCall { name: LOOP_GUARD.to_owned(), args: HashMap::new() });
+                let guard = FunctionCall { name: LOOP_GUARD.to_owned(), args: HashMap::new() };
+                for_loop.container.filters.push(guard);
+                let clock_check = FunctionCall { name: CLOCK_CHECK.to_owned(), args: HashMap::new() };
+                let clock_check =
+                    Node::VariableBlock(WS::default(), Expr::new(ExprVal::FunctionCall(clock_check)));
+                for_loop.body.insert(0, clock_check);
                 guard_loops(&mut for_loop.body);
                 if let Some(empty_body) = &mut for_loop.empty_body {
                     guard_loops(empty_body);
@@ -313,7 +329,12 @@ fn sandbox(tera: &mut tera::Tera) {
         }
     }
     tera.register_filter(LOOP_GUARD, guard_loop);
-    tera.testers.retain(|name, _| TESTS.contains(&name.as_str()));
+    let builtin_tests = std::mem::take(&mut tera.testers);
+    for (name, test) in builtin_tests {
+        if TESTS.contains(&name.as_str()) {
+            tera.testers.insert(name, Arc::new(GuardedTest { inner: test }));
+        }
+    }
     let (throw, range) = (tera.functions.remove("throw"), tera.functions.remove("range"));
     tera.functions.clear();
     if let Some(throw) = throw {
@@ -321,6 +342,22 @@ fn sandbox(tera: &mut tera::Tera) {
     }
     if let Some(range) = range {
         tera.functions.insert("range".to_owned(), Arc::new(BoundedRange { inner: range }));
+    }
+    tera.register_function(CLOCK_CHECK, |_: &HashMap<String, Value>| {
+        Budget::check_time()?;
+        Ok(Value::String(String::new()))
+    });
+}
+
+/// One test of tera's (`is …`), checking the clock first.
+struct GuardedTest {
+    inner: Arc<dyn tera::Test>,
+}
+
+impl tera::Test for GuardedTest {
+    fn test(&self, value: Option<&Value>, args: &[Value]) -> tera::Result<bool> {
+        Budget::check_time()?;
+        self.inner.test(value, args)
     }
 }
 
@@ -360,6 +397,17 @@ fn grown_size(filter: &str, value: &Value, args: &HashMap<String, Value>) -> Opt
         ("join", Value::Array(items)) => {
             let items_size: usize = items.iter().map(json_size).sum();
             Some(items_size + items.len().saturating_mul(text_arg("sep")))
+        }
+        ("split", Value::String(text)) => {
+            // Each piece costs its text and a string of its own (about 32 bytes as a JSON value).
+            let pattern = args.get("pat").and_then(Value::as_str)?;
+            let n_pieces =
+                if pattern.is_empty() { text.chars().count() + 2 } else { text.matches(pattern).count() + 1 };
+            Some(text.len() + n_pieces.saturating_mul(32))
+        }
+        ("json_encode", value) => {
+            let is_pretty = args.get("pretty").and_then(Value::as_bool).unwrap_or(false);
+            Some(encoded_size(value, is_pretty))
         }
         ("indent", Value::String(text)) => {
             let width = args.get("width").and_then(Value::as_u64).unwrap_or(4);
@@ -406,6 +454,17 @@ impl tera::Function for BoundedRange {
         }
         self.inner.call(args)
     }
+}
+
+/// The size of `value` as JSON text, counted while it is written out and only up to just past [`MAX_VALUE_BYTES`].
+fn encoded_size(value: &Value, is_pretty: bool) -> usize {
+    let mut counter = budget::SizeCounter::default();
+    let _ = if is_pretty {
+        serde_json::to_writer_pretty(&mut counter, value)
+    } else {
+        serde_json::to_writer(&mut counter, value)
+    };
+    counter.n_bytes
 }
 
 /// An estimate of a value's size as JSON, in bytes.

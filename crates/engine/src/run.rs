@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use dashboard_backend_api::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, LogStream, NewLogLine};
-use dashboard_store::{ExecutionUpdate, FunctionKey, StoreError};
+use dashboard_store::{ExecutionUpdate, FunctionKey};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::log_writer::LogWriter;
-pub(crate) use self::log_writer::{LogBudget, LogLimit, append_until_stored, truncate_line};
-use crate::dashboard::{Inner, cancelled_message};
+pub(crate) use self::log_writer::{LogBudget, LogLimit, truncate_line};
+use crate::inner::{Inner, cancelled_message};
 use crate::scheduler::QueuedRun;
 use crate::{EngineError, INTERRUPTED_ERROR};
 
@@ -80,9 +80,9 @@ struct Prepared {
 impl Inner {
     /// Runs a queued execution to its end, then frees its slot and starts the next.
     pub(crate) async fn run(self: Arc<Self>, queued: QueuedRun, handle: Arc<RunHandle>) {
-        let execution = queued.execution;
+        let (execution, prompt) = (queued.execution, queued.prompt);
         let (id, function_id) = (execution.id, execution.function_id);
-        if let Err(error) = self.run_to_end(execution, &handle).await {
+        if let Err(error) = self.run_to_end(execution, prompt, &handle).await {
             log::error!("execution {id}: {error}");
         }
         self.runs.lock().expect("runs lock poisoned").remove(&id);
@@ -91,9 +91,14 @@ impl Inner {
         self.start_startable();
     }
 
-    async fn run_to_end(&self, execution: Execution, handle: &RunHandle) -> Result<(), EngineError> {
+    async fn run_to_end(
+        self: &Arc<Self>,
+        execution: Execution,
+        prompt: Option<Option<String>>,
+        handle: &RunHandle,
+    ) -> Result<(), EngineError> {
         let id = execution.id;
-        let prepared = match self.prepare(&execution).await {
+        let prepared = match self.prepare(&execution, prompt).await {
             Ok(prepared) => prepared,
             Err(reason) => {
                 let update =
@@ -111,11 +116,8 @@ impl Inner {
         let run_ended = CancellationToken::new();
         let log_writer = tokio::spawn(
             LogWriter {
-                store: self.store.clone(),
-                bus: self.bus.clone(),
-                writes: Arc::clone(&self.metrics.store_writes),
+                inner: Arc::clone(self),
                 execution_id: id,
-                max_line_bytes: self.settings.max_log_line_bytes,
                 budget: Arc::clone(&handle.log_budget),
                 run_ended: run_ended.clone(),
             }
@@ -159,8 +161,8 @@ impl Inner {
             match self.transition_with_logs(id, update, vec![self.system_line(first_line.clone())]).await {
                 Ok(_) => return Ok(true),
                 // Cancelled while it waited: nothing to run.
-                Err(EngineError::Store(StoreError::StatusMismatch { .. })) => return Ok(false),
-                Err(EngineError::Store(StoreError::Unavailable { .. })) => {
+                Err(EngineError::StatusChanged { .. }) => return Ok(false),
+                Err(EngineError::StoreUnavailable(_)) => {
                     // A cancel cuts the wait short: it is recorded at the next attempt.
                     retry.wait(Some(&handle.token).filter(|token| !token.is_cancelled())).await;
                     if handle.reason() == Some(StopReason::Shutdown) {
@@ -204,12 +206,13 @@ impl Inner {
         loop {
             match self.transition_with_logs(id, update.clone(), lines.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(EngineError::Store(StoreError::StatusMismatch { .. })) => {
-                    let writes = &self.metrics.store_writes;
-                    append_until_stored(self.store.as_ref(), &self.bus, writes, id, lines).await?;
+                Err(EngineError::StatusChanged { .. }) => {
+                    if !lines.is_empty() {
+                        self.append_logs(id, lines, true).await?;
+                    }
                     return Ok(());
                 }
-                Err(EngineError::Store(StoreError::Unavailable { .. })) => {
+                Err(EngineError::StoreUnavailable(_)) => {
                     retry.wait(None).await;
                     if let Some(StopReason::Cancelled { by }) = handle.reason()
                         && update.to != ExecutionStatus::Cancelled
@@ -234,8 +237,13 @@ impl Inner {
         line
     }
 
-    /// Finds the function and backend and renders the prompt; the error is the reason the run cannot start.
-    async fn prepare(&self, execution: &Execution) -> Result<Prepared, String> {
+    /// Finds the function and backend, and renders the prompt unless the trigger did; the error is the reason the run
+    /// cannot start.
+    async fn prepare(
+        &self,
+        execution: &Execution,
+        prompt: Option<Option<String>>,
+    ) -> Result<Prepared, String> {
         let function = self
             .functions
             .get(self.store.as_ref(), &FunctionKey::Id(execution.function_id))
@@ -246,9 +254,20 @@ impl Inner {
             self.backends.get(&execution.backend).cloned().ok_or_else(|| {
                 format!("could not start: backend {:?} is not configured", execution.backend)
             })?;
-        let compiled = self.compiled.get(&function).map_err(|error| format!("could not start: {error}"))?;
-        let prompt =
-            compiled.prepare(&execution.input).await.map_err(|error| format!("could not start: {error}"))?;
+        let prompt = match prompt {
+            Some(rendered) => rendered,
+            None => {
+                let compiled = self
+                    .compiled
+                    .get(&function)
+                    .await
+                    .map_err(|error| format!("could not start: {error}"))?;
+                compiled
+                    .prepare(&execution.input)
+                    .await
+                    .map_err(|error| format!("could not start: {error}"))?
+            }
+        };
         Ok(Prepared { function, backend, prompt })
     }
 

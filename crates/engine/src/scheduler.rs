@@ -9,6 +9,9 @@ use dashboard_core::{Execution, ExecutionId, FunctionId};
 pub(crate) struct QueuedRun {
     pub(crate) execution: Execution,
     pub(crate) max_concurrency: Option<u32>,
+    /// The prompt as rendered when it was triggered (`Some(None)`: its function has none), so that a run renders its
+    /// prompt once; `None` for an execution queued again after a restart, whose prompt is rendered at its start.
+    pub(crate) prompt: Option<Option<String>>,
 }
 
 /// What is waiting and what is running, in memory; the store holds the same facts durably, so recovery can
@@ -114,7 +117,7 @@ mod tests {
             started_at: None,
             finished_at: None,
         };
-        QueuedRun { execution, max_concurrency }
+        QueuedRun { execution, max_concurrency, prompt: None }
     }
 
     #[test]

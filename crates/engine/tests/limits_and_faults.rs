@@ -133,7 +133,7 @@ async fn executions_outlive_a_store_that_refuses_writes_and_end_as_they_truly_di
     assert!(trouble.to_string().contains("disk is full"), "{trouble}");
     assert!(dashboard.metrics().store_write_trouble().is_some());
     let refused = trigger(&dashboard, "hangs", json!({})).await.expect_err("a trigger cannot be stored");
-    assert!(matches!(refused, EngineError::Store(_)), "{refused:?}");
+    assert!(matches!(refused, EngineError::StoreUnavailable(_)), "{refused:?}");
 
     // Cancel is taken while writes fail, for a running execution and for one whose start was not stored.
     let principal = Principal::anonymous();

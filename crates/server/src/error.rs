@@ -149,11 +149,11 @@ impl From<EngineError> for ApiError {
                 Self::new(ErrorCode::Forbidden, message).details(json!({"backend": backend}))
             }
             EngineError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
-            EngineError::Store(StoreError::StatusMismatch { actual, .. }) => {
+            EngineError::StatusChanged { actual } => {
                 Self::new(ErrorCode::StatusChanged, "the execution changed status meanwhile; try again")
                     .details(json!({"status": actual}))
             }
-            EngineError::Store(error @ StoreError::Unavailable { .. }) => {
+            EngineError::StoreUnavailable(error) => {
                 log::error!("{error}");
                 Self::new(ErrorCode::StoreUnavailable, "the store cannot be reached; try again")
             }

@@ -3,7 +3,7 @@
 //! overflow the stack and abort the whole server. Within the prompt's length (100,000 characters) that depth is
 //! reachable; these limits keep it far below what a thread's stack holds, in debug builds too.
 
-use super::{MAX_NESTING, MAX_OPERATORS_PER_TAG};
+use super::{MAX_BRACKET_DEPTH, MAX_NESTING, MAX_OPERATORS_PER_TAG};
 
 /// The tags that open a block closed by an `end…` tag.
 const OPENING_TAGS: &[&str] = &["if", "for", "filter", "macro", "block"];
@@ -19,7 +19,7 @@ pub(super) fn check_shape(source: &str) -> Result<(), String> {
             Some(b'{') => ("}}", false),
             Some(b'%') => ("%}", true),
             Some(b'#') => {
-                let Some(end) = after.find("#}") else { return Ok(()) };
+                let Some(end) = after.find("#}") else { return Err(unclosed("{#")) };
                 rest = &after[end + 2..];
                 continue;
             }
@@ -29,8 +29,7 @@ pub(super) fn check_shape(source: &str) -> Result<(), String> {
             }
         };
         let Some((body, remaining)) = split_tag(&after[1..], close) else {
-            // An unclosed tag is tera's error to report, once its text is known to be shallow enough to parse.
-            return check_expression(&after[1..]);
+            return Err(unclosed(if is_statement { "{%" } else { "{{" }));
         };
         let body = body.trim_matches('-').trim();
         check_expression(body)?;
@@ -40,10 +39,9 @@ pub(super) fn check_shape(source: &str) -> Result<(), String> {
         }
         let word = body.split_whitespace().next().unwrap_or_default();
         if word == "raw" {
-            // Everything up to `endraw` is text, whatever it looks like.
-            let Some(end) = rest.find("endraw") else { return Ok(()) };
-            let Some(close) = rest[end..].find("%}") else { return Ok(()) };
-            rest = &rest[end + close + 2..];
+            // Everything up to the `{% endraw %}` tag is text, whatever it looks like.
+            let Some(end) = end_of_raw(rest) else { return Err(unclosed("{% raw %}")) };
+            rest = &rest[end..];
         } else if OPENING_TAGS.contains(&word) {
             n_open_blocks += 1;
             if n_open_blocks > MAX_NESTING {
@@ -56,6 +54,31 @@ pub(super) fn check_shape(source: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What a template with an unclosed tag, comment, string or raw block is told: tera refuses it too, but its text is
+/// not checked past that point, so it is refused before tera parses it.
+fn unclosed(what: &str) -> String {
+    format!("a `{what}` is not closed (or a string inside it is not)")
+}
+
+/// Where the text after a `{% raw %}` tag ends: just past the first `{% endraw %}` tag (with tera's optional `-` and
+/// spaces), as tera's grammar ends it.
+fn end_of_raw(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    while let Some(start) = text[offset..].find("{%") {
+        let tag = &text[offset + start + 2..];
+        let inside = tag.strip_prefix('-').unwrap_or(tag).trim_start();
+        if let Some(after_word) = inside.strip_prefix("endraw") {
+            let after_word = after_word.trim_start();
+            let after_word = after_word.strip_prefix('-').unwrap_or(after_word);
+            if let Some(after_tag) = after_word.strip_prefix("%}") {
+                return Some(text.len() - after_tag.len());
+            }
+        }
+        offset += start + 2;
+    }
+    None
 }
 
 /// The body of a tag up to `close` (skipping string literals, which may contain it), and the text after it.
@@ -98,9 +121,10 @@ fn check_expression(body: &str) -> Result<(), String> {
             '"' | '\'' | '`' => quote = Some(char),
             '(' | '[' => {
                 depth += 1;
-                if depth > MAX_NESTING {
+                if depth > MAX_BRACKET_DEPTH {
                     return Err(format!(
-                        "brackets nest more than {MAX_NESTING} deep in `{}`; a prompt's brackets may nest at most that",
+                        "brackets nest more than {MAX_BRACKET_DEPTH} deep in `{}`; a prompt's brackets may nest at \
+                         most that",
                         excerpt(body)
                     ));
                 }

@@ -1,17 +1,15 @@
-//! A run's log on its way to the store: the writer that stores a backend's lines in batches, the per-execution log
-//! limit, and the append that is retried while the store cannot take it.
+//! A run's log on its way to the store: the writer that stores a backend's lines in batches (through
+//! `Inner::append_logs`, held while the store cannot take them), and the per-execution log limit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_core::{ExecutionId, LogStream, NewLogLine};
-use dashboard_store::{DashboardStore, StoreError};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::BusMessage;
-use crate::metrics::StoreWrites;
+use crate::inner::Inner;
 
 /// The most lines stored in one append.
 pub(super) const LOG_BATCH_LINES: usize = 512;
@@ -90,11 +88,8 @@ impl LogBudget {
 /// sink and the run has ended go back to the run, which stores them with the final status in one write. A batch the
 /// store cannot take is retried until it can: meanwhile the backend waits on its full log channel.
 pub(super) struct LogWriter {
-    pub(super) store: Arc<dyn DashboardStore>,
-    pub(super) bus: broadcast::Sender<BusMessage>,
-    pub(super) writes: Arc<StoreWrites>,
+    pub(super) inner: Arc<Inner>,
     pub(super) execution_id: ExecutionId,
-    pub(super) max_line_bytes: usize,
     /// The execution's log limit, shared with the remote agent's reports.
     pub(super) budget: Arc<Mutex<LogBudget>>,
     /// Cancelled by the run once the backend has returned.
@@ -168,43 +163,14 @@ impl LogWriter {
     /// Cuts long lines and applies the execution's log limit.
     fn admit(&self, lines: &mut Vec<NewLogLine>) {
         for line in lines.iter_mut() {
-            truncate_line(&mut line.message, self.max_line_bytes);
+            truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
         }
         self.budget.lock().expect("log budget lock poisoned").admit(lines);
     }
 
     async fn store(&self, batch: Vec<NewLogLine>) {
-        let appended =
-            append_until_stored(self.store.as_ref(), &self.bus, &self.writes, self.execution_id, batch).await;
-        if let Err(error) = appended {
+        if let Err(error) = self.inner.append_logs(self.execution_id, batch, true).await {
             log::error!("execution {}: could not store log lines: {error}", self.execution_id);
-        }
-    }
-}
-
-/// Appends `lines` to an execution's log and tells the bus; while the store cannot take them (a full disk), waits
-/// and tries again, for as long as it takes. Other errors are returned.
-pub(crate) async fn append_until_stored(
-    store: &dyn DashboardStore,
-    bus: &broadcast::Sender<BusMessage>,
-    writes: &Arc<StoreWrites>,
-    execution_id: ExecutionId,
-    lines: Vec<NewLogLine>,
-) -> Result<(), StoreError> {
-    if lines.is_empty() {
-        return Ok(());
-    }
-    let mut retry = writes.retry();
-    loop {
-        let appended = store.append_logs(execution_id, lines.clone()).await;
-        writes.observe(&appended);
-        match appended {
-            Ok(last_seq) => {
-                let _ = bus.send(BusMessage::Logs { execution_id, last_seq });
-                return Ok(());
-            }
-            Err(StoreError::Unavailable { .. }) => retry.wait(None).await,
-            Err(error) => return Err(error),
         }
     }
 }

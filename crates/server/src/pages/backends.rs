@@ -5,12 +5,13 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
 use super::base_context;
-use crate::api::backends::views;
+use crate::api::backends::BackendView;
 use crate::auth::Caller;
 use crate::state::State;
 
 pub(crate) async fn show(state: State, caller: Caller) -> HttpResponse {
-    let backends = views(&state).await;
+    let backends: Vec<BackendView> =
+        state.dashboard.backend_readiness().await.into_iter().map(BackendView::from).collect();
     let mut context = base_context(Some(&caller), "backends", "Backends");
     context.insert("backends", &backends);
     state.render(StatusCode::OK, "backends.html", &context)

@@ -1,0 +1,154 @@
+//! `DashboardBuilder`: the store, the backends and the run loop's settings an embedder chooses, then `build()`.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashboard_backend_api::{Backend, BackendRegistry};
+use dashboard_store::DashboardStore;
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, broadcast};
+
+use crate::Dashboard;
+use crate::callbacks::CallbackKey;
+use crate::compiled::CompiledCache;
+use crate::functions::FunctionCache;
+use crate::inner::{Inner, Settings};
+use crate::metrics::EngineMetrics;
+use crate::run::LogLimit;
+use crate::scheduler::Scheduler;
+
+/// The largest output, as JSON, that a run may store unless the builder says otherwise: 1 MiB.
+const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// Builds a [`Dashboard`].
+pub struct DashboardBuilder {
+    store: Option<Arc<dyn DashboardStore>>,
+    backends: BackendRegistry,
+    max_concurrency: usize,
+    bus_capacity: usize,
+    settings: Settings,
+}
+
+impl Default for DashboardBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            backends: BackendRegistry::default(),
+            max_concurrency: 32,
+            bus_capacity: 4096,
+            settings: Settings {
+                default_timeout: None,
+                cancel_grace: Duration::from_secs(10),
+                max_log_line_bytes: 16 * 1024,
+                log_limit: LogLimit::default(),
+                max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+                public_url: None,
+            },
+        }
+    }
+}
+
+impl DashboardBuilder {
+    /// The store (required).
+    pub fn store(mut self, store: Arc<dyn DashboardStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Adds a backend under `name`.
+    pub fn backend(mut self, name: impl Into<String>, backend: impl Backend) -> Self {
+        self.backends.insert(name, Arc::new(backend));
+        self
+    }
+
+    /// Adds every backend of a registry.
+    pub fn backends(mut self, registry: BackendRegistry) -> Self {
+        for (name, backend) in registry.iter() {
+            self.backends.insert(name, backend.clone());
+        }
+        self
+    }
+
+    /// How many executions may run at once in all (default 32); more wait in `queued`.
+    pub fn max_concurrency(mut self, limit: usize) -> Self {
+        self.max_concurrency = limit.max(1);
+        self
+    }
+
+    /// The timeout of functions that set none (default: none).
+    pub fn default_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.default_timeout = timeout;
+        self
+    }
+
+    /// How long a stopped backend gets to clean up before the engine stops waiting for it (default 10 s).
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.settings.cancel_grace = grace;
+        self
+    }
+
+    /// Log lines longer than this many bytes are cut (default 16 KiB).
+    pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_log_line_bytes = bytes.max(64);
+        self
+    }
+
+    /// How many log lines one execution may keep (default 100,000): past it, one `system` line says so and the rest
+    /// of the execution's log is dropped, while the run goes on. The engine's own opening and closing lines are not
+    /// counted.
+    pub fn max_log_lines(mut self, lines: u64) -> Self {
+        self.settings.log_limit.max_lines = lines;
+        self
+    }
+
+    /// How many bytes of log text one execution may keep (default 64 MiB), counted like
+    /// [`max_log_lines`](Self::max_log_lines); whichever limit comes first applies.
+    pub fn max_log_bytes(mut self, bytes: u64) -> Self {
+        self.settings.log_limit.max_bytes = bytes;
+        self
+    }
+
+    /// The largest output a run may store, in bytes of JSON (default 1 MiB): a larger one fails the run with an
+    /// error that names the limit.
+    pub fn max_output_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_output_bytes = bytes;
+        self
+    }
+
+    /// How remote backends reach the server for callbacks (`http://host:port`, no trailing slash); without it, runs
+    /// get no callback URL.
+    pub fn public_url(mut self, url: Option<String>) -> Self {
+        self.settings.public_url = url.map(|url| url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Builds the dashboard. Must be called inside a tokio runtime: runs are spawned on it.
+    ///
+    /// # Panics
+    /// Without a store, or outside a tokio runtime: both are programming errors of the embedder.
+    pub fn build(self) -> Dashboard {
+        let store = self.store.expect("Dashboard::builder() needs a store: call .store(...)");
+        let runtime =
+            Handle::try_current().expect("Dashboard::build() must be called inside a tokio runtime");
+        let (bus, _) = broadcast::channel(self.bus_capacity);
+        Dashboard {
+            inner: Arc::new(Inner {
+                store,
+                backends: self.backends,
+                bus,
+                compiled: CompiledCache::default(),
+                functions: FunctionCache::default(),
+                scheduler: Mutex::new(Scheduler::new(self.max_concurrency)),
+                runs: Mutex::new(HashMap::new()),
+                runs_ended: Notify::new(),
+                is_accepting: AtomicBool::new(true),
+                callback_key: CallbackKey::generate(),
+                settings: self.settings,
+                metrics: EngineMetrics::default(),
+                runtime,
+            }),
+        }
+    }
+}

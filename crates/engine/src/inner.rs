@@ -1,0 +1,164 @@
+//! `Inner`: the engine's state shared by the [`Dashboard`](crate::Dashboard) handle and its run tasks, and the
+//! moves every change of an execution makes — a transition (a compare-and-set in the store with its event, then the
+//! bus), log lines appended (cut, stored, published), runs scheduled and started.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashboard_backend_api::BackendRegistry;
+use dashboard_core::{Execution, ExecutionId, NewLogLine};
+use dashboard_store::{DashboardStore, ExecutionUpdate, Recorded, StoreError};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, broadcast};
+
+use crate::callbacks::CallbackKey;
+use crate::compiled::CompiledCache;
+use crate::functions::FunctionCache;
+use crate::metrics::EngineMetrics;
+use crate::run::{LogLimit, RunHandle, truncate_line};
+use crate::scheduler::{QueuedRun, Scheduler};
+use crate::{BusMessage, EngineError};
+
+/// Settings of the run loop.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) cancel_grace: Duration,
+    pub(crate) max_log_line_bytes: usize,
+    pub(crate) log_limit: LogLimit,
+    pub(crate) max_output_bytes: usize,
+    pub(crate) public_url: Option<String>,
+}
+
+/// The state shared by the dashboard handle and its run tasks.
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn DashboardStore>,
+    pub(crate) backends: BackendRegistry,
+    pub(crate) bus: broadcast::Sender<BusMessage>,
+    pub(crate) compiled: CompiledCache,
+    pub(crate) functions: FunctionCache,
+    pub(crate) scheduler: Mutex<Scheduler>,
+    pub(crate) runs: Mutex<HashMap<ExecutionId, Arc<RunHandle>>>,
+    pub(crate) runs_ended: Notify,
+    pub(crate) is_accepting: AtomicBool,
+    pub(crate) callback_key: CallbackKey,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: EngineMetrics,
+    pub(crate) runtime: Handle,
+}
+
+impl Inner {
+    /// Publishes a recorded change on the bus and returns the changed value.
+    pub(crate) fn publish<T>(&self, recorded: Recorded<T>) -> T {
+        // No receiver is fine: the bus only wakes listeners.
+        let _ = self.bus.send(BusMessage::Event(recorded.event));
+        recorded.value
+    }
+
+    /// The one place an execution's status changes: a compare-and-set in the store, then the bus.
+    pub(crate) async fn transition(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+    ) -> Result<Execution, EngineError> {
+        let recorded = self.observe(self.store.update_execution(id, update).await)?;
+        let execution = self.publish(recorded);
+        self.metrics.record(&execution);
+        Ok(execution)
+    }
+
+    /// [`transition`](Self::transition) with log lines stored in the same store operation, so that the change and
+    /// the lines cost one write and a reader who sees the new status sees the lines. The bus hears of the lines, then
+    /// of the event. On any error, neither is stored.
+    pub(crate) async fn transition_with_logs(
+        &self,
+        id: ExecutionId,
+        update: ExecutionUpdate,
+        lines: Vec<NewLogLine>,
+    ) -> Result<Execution, EngineError> {
+        if lines.is_empty() {
+            return self.transition(id, update).await;
+        }
+        let logged = self.observe(self.store.update_execution_with_logs(id, update, lines).await)?;
+        let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
+        let execution = self.publish(logged.recorded);
+        self.metrics.record(&execution);
+        Ok(execution)
+    }
+
+    /// The one place log lines are appended: each cut to the line limit, stored, and told to the bus; the seq of the
+    /// last line. While the store cannot take them (a full disk), `is_held` lines wait and are tried again for as long
+    /// as it takes (the execution counts as held meanwhile); other lines get the error. Lines from outside the engine
+    /// pass the execution's log limit first ([`LogBudget::admit`](crate::run::LogBudget::admit)).
+    pub(crate) async fn append_logs(
+        &self,
+        id: ExecutionId,
+        mut lines: Vec<NewLogLine>,
+        is_held: bool,
+    ) -> Result<u64, EngineError> {
+        for line in &mut lines {
+            truncate_line(&mut line.message, self.settings.max_log_line_bytes);
+        }
+        let mut retry = is_held.then(|| self.metrics.store_writes.retry());
+        loop {
+            let attempt = if retry.is_some() { lines.clone() } else { std::mem::take(&mut lines) };
+            match (self.observe(self.store.append_logs(id, attempt).await), retry.as_mut()) {
+                (Ok(last_seq), _) => {
+                    let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq });
+                    return Ok(last_seq);
+                }
+                (Err(StoreError::Unavailable { .. }), Some(retry)) => retry.wait(None).await,
+                (Err(error), _) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Notes how a store write ended (see `StoreWrites`) and hands the result on.
+    pub(crate) fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.metrics.store_writes.observe(&result);
+        result
+    }
+
+    pub(crate) fn run_handle(&self, id: ExecutionId) -> Option<Arc<RunHandle>> {
+        self.runs.lock().expect("runs lock poisoned").get(&id).cloned()
+    }
+
+    /// Queues a run and starts whatever may start.
+    pub(crate) fn schedule(self: &Arc<Self>, run: QueuedRun) {
+        self.scheduler.lock().expect("scheduler lock poisoned").push(run);
+        self.start_startable();
+    }
+
+    /// Starts every queued run that the limits allow.
+    pub(crate) fn start_startable(self: &Arc<Self>) {
+        let startable = self.scheduler.lock().expect("scheduler lock poisoned").take_startable();
+        for run in startable {
+            let handle = Arc::new(RunHandle::new(self.settings.log_limit));
+            self.runs.lock().expect("runs lock poisoned").insert(run.execution.id, handle.clone());
+            self.runtime.spawn(self.clone().run(run, handle));
+        }
+    }
+
+    /// Waits until no execution runs, at most `limit`; whether none runs.
+    pub(crate) async fn wait_for_runs(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let ended = self.runs_ended.notified();
+            if self.runs.lock().expect("runs lock poisoned").is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+pub(crate) fn cancelled_message(by: Option<&str>) -> String {
+    match by {
+        Some(name) => format!("cancelled by {name}"),
+        None => "cancelled".to_owned(),
+    }
+}
