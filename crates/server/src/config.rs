@@ -1,5 +1,8 @@
-//! Server settings, read from the environment (`DASHBOARD_*`).
+//! The one place the server's settings are merged, in one order (DESIGN.md §6): the environment (`DASHBOARD_*`),
+//! then the command-line flags (each read exactly like its variable), then the config file the two name (backends,
+//! functions and `[[auth.tokens]]`), into one [`ServerConfig`] that the rest of the server reads.
 
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -8,6 +11,41 @@ use dashboard_engine::DashboardBuilder;
 use dashboard_store_sqlite::Synchronous;
 
 use crate::auth::{ENV_TOKEN_NAME, TokenSpec};
+use crate::config_file::{self, ConfigFileError, FileConfig};
+
+/// The binary's usage text.
+pub const USAGE: &str = "\
+Usage: agent-dashboard [--config FILE] [--host ADDRESS] [--port PORT] [--store memory|sqlite:PATH]
+
+Agent Dashboard: a control plane for AI agents. Flags override the DASHBOARD_* environment variables;
+see README.md for all of them.
+
+  --config FILE    backends and functions from a TOML file (DASHBOARD_CONFIG)
+  --host ADDRESS   the address to listen on (DASHBOARD_HOST, default 0.0.0.0)
+  --port PORT      the port (DASHBOARD_PORT, default 8000)
+  --store STORE    memory, or sqlite:PATH (DASHBOARD_STORE, default sqlite:data/agent-dashboard.db)
+  -h, --help       this text
+  -V, --version    the version";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Serve with these settings, merged and with the config file read.
+    Serve(Box<ServerConfig>),
+    /// Print this text (help, version) and stop.
+    Print(String),
+}
+
+/// Settings that could not be read: a variable or flag, or the config file.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A variable or flag is wrong, or the command line cannot be understood.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The config file is wrong.
+    #[error(transparent)]
+    ConfigFile(#[from] ConfigFileError),
+}
 
 /// Where the data lives when `DASHBOARD_STORE` is not set: relative to the working directory.
 pub const DEFAULT_SQLITE_PATH: &str = "data/agent-dashboard.db";
@@ -74,9 +112,12 @@ pub struct ServerConfig {
     /// The largest output a run may store, in bytes of JSON (`DASHBOARD_MAX_OUTPUT_BYTES`; the engine's default,
     /// 1 MiB, when unset); a larger one fails the run with an error naming the limit.
     pub max_output_bytes: Option<usize>,
-    /// The tokens that may use the dashboard, besides the config file's `[[auth.tokens]]`: `DASHBOARD_AUTH_TOKEN`
-    /// becomes an `admin` token named "admin". No token at all leaves auth off.
+    /// The tokens that may use the dashboard: `DASHBOARD_AUTH_TOKEN` becomes an `admin` token named "admin", and,
+    /// once the config file is read, its `[[auth.tokens]]` follow. No token at all leaves auth off.
     pub auth_tokens: Vec<TokenSpec>,
+    /// What the config file declares, once read ([`ServerConfig::read_config_file`]); its tokens are then part of
+    /// `auth_tokens` already.
+    pub file: Option<FileConfig>,
 }
 
 impl Default for ServerConfig {
@@ -98,11 +139,64 @@ impl Default for ServerConfig {
             max_output_bytes: None,
             config_file: None,
             auth_tokens: Vec::new(),
+            file: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// The binary's settings: the environment from `lookup`, then the flags in `args` (without the program's name),
+    /// then the config file they name — or the help or version text the flags ask for.
+    pub fn load(
+        lookup: impl Fn(&str) -> Option<String>,
+        args: impl IntoIterator<Item = OsString>,
+    ) -> Result<Invocation, SettingsError> {
+        use lexopt::prelude::*;
+        let flag_error = |message: String| ConfigError { variable: "command line".to_owned(), message };
+        let mut overrides: Vec<(&str, String)> = Vec::new();
+        let mut parser = lexopt::Parser::from_args(args);
+        while let Some(argument) = parser.next().map_err(|error| flag_error(error.to_string()))? {
+            let variable = match argument {
+                Long("config") => "DASHBOARD_CONFIG",
+                Long("host") => "DASHBOARD_HOST",
+                Long("port") => "DASHBOARD_PORT",
+                Long("store") => "DASHBOARD_STORE",
+                Short('h') | Long("help") => return Ok(Invocation::Print(USAGE.to_owned())),
+                Short('V') | Long("version") => {
+                    return Ok(Invocation::Print(format!("agent-dashboard {}", env!("CARGO_PKG_VERSION"))));
+                }
+                other => return Err(flag_error(format!("{}\n\n{USAGE}", other.unexpected())).into()),
+            };
+            let value = parser
+                .value()
+                .map_err(|error| flag_error(error.to_string()))?
+                .string()
+                .map_err(|error| flag_error(error.to_string()))?;
+            overrides.push((variable, value));
+        }
+        // A flag is read exactly like its variable, and wins over it: the same checks, the same names in errors.
+        let mut config = Self::from_lookup(|name| {
+            let flag = overrides.iter().rev().find(|(variable, _)| *variable == name);
+            flag.map(|(_, value)| value.clone()).or_else(|| lookup(name))
+        })?;
+        config.read_config_file()?;
+        Ok(Invocation::Serve(Box::new(config)))
+    }
+
+    /// Reads the config file named by `config_file`, if it is not read yet: its backends and functions into `file`,
+    /// its tokens after those of the environment in `auth_tokens`. A server started with a `config_file` but without
+    /// `file` reads it here first, so an embedder may set either.
+    pub fn read_config_file(&mut self) -> Result<(), ConfigFileError> {
+        let Some(path) = &self.config_file else { return Ok(()) };
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let mut file = config_file::load(path)?;
+        self.auth_tokens.append(&mut file.tokens);
+        self.file = Some(file);
+        Ok(())
+    }
+
     /// The settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -236,6 +330,63 @@ mod tests {
         let map: HashMap<String, String> =
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ServerConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    /// The binary's settings from `pairs` of variables and the command-line `flags`.
+    fn load(pairs: &[(&str, &str)], flags: &[&str]) -> Result<Invocation, SettingsError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ServerConfig::load(|name| map.get(name).cloned(), flags.iter().map(OsString::from))
+    }
+
+    fn served(invocation: Result<Invocation, SettingsError>) -> ServerConfig {
+        match invocation {
+            Ok(Invocation::Serve(config)) => *config,
+            Ok(Invocation::Print(text)) => panic!("printed {text:?} instead of serving"),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_variables_and_the_file_they_name_is_read_with_its_tokens() {
+        let dir = std::env::temp_dir().join(format!("dashboard-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let (env_file, flag_file) = (dir.join("env.toml"), dir.join("flag.toml"));
+        std::fs::write(&env_file, "this is not toml").expect("written");
+        let hash = "a".repeat(64);
+        let flag_text = format!(
+            "[[backends]]\nname = \"a\"\nkind = \"demo\"\n\n[[auth.tokens]]\nname = \"ci\"\ntoken_sha256 = \"{hash}\"\n\
+             scopes = [\"trigger\"]\n"
+        );
+        std::fs::write(&flag_file, flag_text).expect("written");
+        let env_path = env_file.to_str().expect("a UTF-8 path");
+        let flag_path = flag_file.to_str().expect("a UTF-8 path");
+        let variables = [
+            ("DASHBOARD_PORT", "9000"),
+            ("DASHBOARD_CONFIG", env_path),
+            ("DASHBOARD_AUTH_TOKEN", "an-admin-token-0123456789"),
+        ];
+        let config = served(load(&variables, &["--port", "9100", "--config", flag_path]));
+        assert_eq!(config.port, 9100, "the flag wins");
+        assert_eq!(
+            config.config_file.as_deref(),
+            Some(flag_file.as_path()),
+            "the flag's file is the one read"
+        );
+        let names: Vec<&str> = config.auth_tokens.iter().map(|token| token.name.as_str()).collect();
+        assert_eq!(names, ["admin", "ci"], "the environment's token, then the file's, from the start");
+        let file = config.file.as_ref().expect("the file is read");
+        assert_eq!(file.backends.names(), ["a"]);
+
+        // Without the flag the variable's file is read, and its error names it.
+        let error = load(&variables, &[]).expect_err("a broken file");
+        assert!(error.to_string().contains("env.toml"), "{error}");
+        // A flag is checked like its variable, and named the same way.
+        let error = load(&[], &["--port", "eighty"]).expect_err("not a port");
+        assert!(error.to_string().starts_with("DASHBOARD_PORT:"), "{error}");
+        assert!(matches!(load(&[], &["--help"]), Ok(Invocation::Print(text)) if text == USAGE));
+        assert!(load(&[], &["--no-such-flag"]).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct ConfigFileError {
 }
 
 /// What a config file declares.
+#[derive(Clone, Debug)]
 pub struct FileConfig {
     /// The backends, by name.
     pub backends: BackendRegistry,

@@ -33,7 +33,7 @@ use dashboard_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub use assets::{Templates, WebSource};
 pub use auth::{ENV_TOKEN_NAME, TokenSpec};
-pub use config::{ConfigError, ServerConfig, StoreSpec};
+pub use config::{ConfigError, Invocation, ServerConfig, SettingsError, StoreSpec, USAGE};
 pub use config_file::{ConfigFileError, FileConfig};
 pub use error::{ApiError, ErrorCode};
 pub use state::AppState;
@@ -66,10 +66,7 @@ pub enum StartError {
 
 /// Opens the configured store and builds the engine: with the config file's backends and functions, or, without a
 /// file, with the demo backend and the example function.
-async fn build_dashboard(
-    config: &ServerConfig,
-    file: Option<(std::path::PathBuf, FileConfig)>,
-) -> Result<Dashboard, StartError> {
+async fn build_dashboard(config: &ServerConfig) -> Result<Dashboard, StartError> {
     let store: Arc<dyn DashboardStore> = match &config.store {
         StoreSpec::Memory => {
             log::info!("store: in memory (DASHBOARD_STORE=memory); everything is lost when the server stops");
@@ -78,14 +75,14 @@ async fn build_dashboard(
         StoreSpec::Sqlite(path) => Arc::new(open_sqlite(path, config.sqlite_sync).await?),
     };
     let builder = config.configure_engine(Dashboard::builder().store(store));
-    let Some((path, file)) = file else {
+    let (Some(path), Some(file)) = (&config.config_file, &config.file) else {
         let dashboard = builder.backend("demo", DemoBackend).build();
         if config.seed_example {
             seed::example_function(&dashboard).await.map_err(|error| StartError::Store(error.to_string()))?;
         }
         return Ok(dashboard);
     };
-    let dashboard = builder.backends(file.backends).build();
+    let dashboard = builder.backends(file.backends.clone()).build();
     let (created, updated) = config_file::sync_functions(&dashboard, &file.functions)
         .await
         .map_err(|message| ConfigFileError { path: path.clone(), message })?;
@@ -234,15 +231,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let address = listener.local_addr().map_err(bind_error)?;
     config.public_url.get_or_insert_with(|| format!("http://127.0.0.1:{}", address.port()));
 
-    let mut file = match &config.config_file {
-        Some(path) => Some((path.clone(), config_file::load(path)?)),
-        None => None,
-    };
-    // The file's tokens join those of the environment: from here on, `config.auth_tokens` is every token.
-    if let Some((_, file)) = &mut file {
-        config.auth_tokens.append(&mut file.tokens);
-    }
-    let dashboard = build_dashboard(&config, file).await?;
+    // Read by `ServerConfig::load` already, unless an embedder named a file without reading it.
+    config.read_config_file()?;
+    let dashboard = build_dashboard(&config).await?;
     if let Some(warning) = exposure_warning(&config, &config.auth_tokens, dashboard.backends()) {
         log::warn!("{warning}");
     }
