@@ -13,6 +13,7 @@ mod access_log;
 mod api;
 mod assets;
 mod auth;
+mod common;
 mod error;
 mod http1;
 mod pages;
@@ -188,7 +189,7 @@ async fn not_found(request: HttpRequest, state: web::Data<AppState>) -> HttpResp
             format!("no route {} {}", request.method(), request.path()),
         ));
     }
-    pages::not_found_page(&state, request.path())
+    common::html::not_found_page(&state, request.path())
 }
 
 /// A server that is running.

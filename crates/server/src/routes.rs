@@ -6,41 +6,8 @@ use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, Responder, web};
 use dashboard_backend_api::Scope;
 
+pub use crate::common::route_info::{Access, RouteInfo};
 use crate::{api, assets, auth, pages};
-
-/// Who may use a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, also when auth is on: the health check, the static files, the login form.
-    Public,
-    /// A remote backend, with the execution's own callback token (checked by the handler, never a user's token).
-    Callback,
-    /// A user's token (or session) with at least this scope; with auth off, anyone.
-    Scope(Scope),
-}
-
-/// One route: its method, its path pattern (as actix-web writes it, `{name}` for a segment) and its access.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteInfo {
-    /// The HTTP method.
-    pub method: Method,
-    /// The full path pattern, such as `/api/executions/{id}/cancel`.
-    pub path: &'static str,
-    /// Who may use it.
-    pub access: Access,
-}
-
-impl RouteInfo {
-    /// Whether the route belongs to the JSON API (and `/metrics`, `/healthz`): errors there are JSON, never pages.
-    pub fn is_api(&self) -> bool {
-        is_api_path(self.path)
-    }
-}
-
-/// Whether a path is answered in JSON (or Prometheus text) rather than with pages.
-pub(crate) fn is_api_path(path: &str) -> bool {
-    path == "/api" || path.starts_with("/api/") || path == "/metrics" || path == "/healthz"
-}
 
 /// Every route of the dashboard, in registration order.
 pub fn table() -> Vec<RouteInfo> {
@@ -69,9 +36,9 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
     routes
         .add(M::GET, "/healthz", Public, api::health::healthz)
         .add(M::GET, "/static/{path:.*}", Public, assets::serve_static)
-        .add(M::GET, "/login", Public, auth::login::form)
-        .add(M::POST, "/login", Public, auth::login::sign_in)
-        .add(M::POST, "/logout", READ, auth::login::sign_out)
+        .add(M::GET, "/login", Public, pages::login::form)
+        .add(M::POST, "/login", Public, pages::login::sign_in)
+        .add(M::POST, "/logout", READ, pages::login::sign_out)
         .add(M::GET, "/metrics", READ, api::metrics::metrics)
         // The JSON API.
         .add(M::GET, "/api/openapi.json", READ, api::openapi::serve)

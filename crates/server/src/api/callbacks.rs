@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::ApiJson;
-use crate::api::executions::parse_id;
+use crate::common::parse_execution_id;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -62,7 +62,7 @@ pub(crate) async fn logs(
     id: web::Path<String>,
     ApiJson(body): ApiJson<LogsBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_execution_id(&id)?;
     if body.lines.len() > MAX_LINES_PER_BATCH {
         return Err(ApiError::invalid_field(
             "lines",
@@ -86,7 +86,7 @@ pub(crate) async fn status(
     id: web::Path<String>,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_execution_id(&id)?;
     let report =
         StatusReport { status: body.status, output: body.output, error: body.error, usage: body.usage };
     let execution = state.dashboard.report_status(id, report).await?;

@@ -1,6 +1,5 @@
 //! `/api/executions`: trigger, list, read, cancel and retry executions.
 
-use crate::auth::Caller;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::{ApiJson, created_at, limit};
+use crate::common::{Caller, parse_execution_id};
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -129,13 +129,8 @@ pub(crate) async fn list(state: State, query: web::Query<ListQuery>) -> Result<H
     Ok(HttpResponse::Ok().json(ExecutionPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
-/// An execution id from the URL; text that is not an id names no execution.
-pub(crate) fn parse_id(text: &str) -> Result<ExecutionId, ApiError> {
-    text.parse().map_err(|_| ApiError::not_found("execution", text))
-}
-
 pub(crate) async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_execution_id(&id)?;
     match state.dashboard.store().get_execution(id).await? {
         Some(execution) => Ok(HttpResponse::Ok().json(execution)),
         None => Err(ApiError::not_found("execution", &id.to_string())),
@@ -147,7 +142,7 @@ pub(crate) async fn cancel(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let execution = state.dashboard.cancel(&caller.principal, parse_id(&id)?).await?;
+    let execution = state.dashboard.cancel(&caller.principal, parse_execution_id(&id)?).await?;
     Ok(HttpResponse::Accepted().json(execution))
 }
 
@@ -156,6 +151,6 @@ pub(crate) async fn retry(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let execution = state.dashboard.retry(&caller.principal, parse_id(&id)?).await?;
+    let execution = state.dashboard.retry(&caller.principal, parse_execution_id(&id)?).await?;
     Ok(created_at(StatusCode::ACCEPTED, &location(&execution), &execution))
 }

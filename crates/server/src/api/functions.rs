@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{ApiJson, created_at, parse_json};
-use crate::auth::Caller;
+use crate::common::Caller;
 use crate::error::ApiError;
 use crate::state::State;
 

@@ -9,8 +9,8 @@ use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
-use crate::api::executions::parse_id;
 use crate::api::limit;
+use crate::common::parse_execution_id;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -45,7 +45,7 @@ pub(crate) async fn read(
     id: web::Path<String>,
     query: web::Query<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_execution_id(&id)?;
     let store = state.dashboard.store();
     let Some(execution) = store.get_execution(id).await? else {
         return Err(ApiError::not_found("execution", &id.to_string()));

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
-use crate::api::executions::parse_id;
+use crate::common::parse_execution_id;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::State;
 
@@ -68,7 +68,7 @@ pub(crate) async fn logs(
     id: web::Path<String>,
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let execution_id = parse_id(&id)?;
+    let execution_id = parse_execution_id(&id)?;
     let after = resume_point(&request, &query)?.unwrap_or(0);
     let slot = StreamSlot::take(&state)?;
     let listener = Listener::new(state.dashboard.subscribe());

@@ -11,9 +11,10 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError, web};
 use dashboard_backend_api::{Principal, Scope};
 use dashboard_core::ExecutionId;
 
-use super::{Caller, Via, same_secret};
+use super::same_secret;
+use crate::common::route_info::{RouteInfo, is_api_path};
+use crate::common::{Caller, Via};
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::{RouteInfo, is_api_path};
 use crate::state::AppState;
 
 /// The cookie of a login session.
@@ -182,7 +183,7 @@ pub(crate) async fn callback(
         return Err(ApiError::new(ErrorCode::Unauthorized, "this route needs a token").into());
     };
     let text = request.match_info().get("id").unwrap_or_default().to_owned();
-    let checked = crate::api::executions::parse_id(&text)
+    let checked = crate::common::parse_execution_id(&text)
         .and_then(|id| callback_token_check(&state, request.request(), id));
     match checked {
         Ok(()) => next.call(request).await,
@@ -218,9 +219,9 @@ fn refuse(request: ServiceRequest, state: &AppState, error: ApiError, api: bool)
     let response = if api || is_api_path(request.path()) {
         error.error_response()
     } else if error.status() == StatusCode::UNAUTHORIZED {
-        super::login::page(state, &request, error.status(), None)
+        crate::common::html::login_page(state, &request, error.status(), None)
     } else {
-        crate::pages::error_page(state, &error)
+        crate::common::html::error_page(state, &error)
     };
     ServiceResponse::new(request, response)
 }

@@ -3,22 +3,17 @@
 //! Off by default. `DASHBOARD_AUTH_TOKEN` or `[[auth.tokens]]` in the config file turn it on for every route but
 //! the public ones of the route table. Tokens are kept only as their SHA-256 and compared in constant time; a login
 //! session lives in memory (lost at a restart: sign in again) behind an HttpOnly, SameSite=Strict cookie. The
-//! checks themselves (401, 403, CSRF) are in `guard.rs`, the login form in `login.rs`. docs/security.md says who can
+//! checks themselves (401, 403, CSRF) are in `guard.rs`; the login form is a page (`pages/login.rs`). docs/security.md says who can
 //! do what.
 
 pub(crate) mod guard;
-pub(crate) mod login;
 mod session;
 
-use std::future::{Ready, ready};
-
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::HttpRequest;
 use dashboard_backend_api::{Principal, Scope};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, ErrorCode};
 pub(crate) use session::Sessions;
 
 /// The name the token of `DASHBOARD_AUTH_TOKEN` is known by (and recorded as `triggered_by`).
@@ -60,7 +55,7 @@ impl TokenSpec {
         Ok(hash)
     }
 
-    fn principal(&self) -> Principal {
+    pub(crate) fn principal(&self) -> Principal {
         Principal::token(self.name.clone(), self.scope, self.backends.clone())
     }
 }
@@ -79,53 +74,6 @@ impl std::fmt::Debug for TokenSpec {
 /// The SHA-256 of a token.
 pub(crate) fn sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
-}
-
-/// How a caller proved who it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Via {
-    /// Auth is off: anyone is everyone.
-    Open,
-    /// `Authorization: Bearer` with a configured token.
-    Bearer,
-    /// The login session cookie.
-    Session,
-}
-
-/// Who is asking, as the authentication middleware found out; handlers take it as an extractor.
-#[derive(Clone, Debug)]
-pub(crate) struct Caller {
-    /// The name, scope and backends the engine checks.
-    pub principal: Principal,
-    /// How it proved it.
-    pub via: Via,
-    /// The CSRF token its form posts (and, with a session, its API writes) must carry; empty for a bearer token,
-    /// which a browser never sends by itself.
-    pub csrf: String,
-}
-
-impl Caller {
-    /// Whether the pages should offer what `scope` allows (buttons a token cannot use are hidden).
-    pub(crate) fn may(&self, scope: Scope) -> bool {
-        self.principal.scope >= scope
-    }
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    /// The caller the middleware recorded. A route that is not behind the middleware has none, and is refused rather
-    /// than served as anyone.
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            request
-                .extensions()
-                .get::<Caller>()
-                .cloned()
-                .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "this route needs a token")),
-        )
-    }
 }
 
 /// The tokens and sessions of a running server.

@@ -4,9 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
+use super::newest_events;
 use super::view::EventView;
-use super::{base_context, error_page, newest_events};
-use crate::auth::Caller;
+use crate::common::Caller;
+use crate::common::html::{base_context, error_page};
 use crate::error::ApiError;
 use crate::state::State;
 

@@ -4,9 +4,9 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
-use super::base_context;
-use crate::api::backends::BackendView;
-use crate::auth::Caller;
+use crate::common::BackendView;
+use crate::common::Caller;
+use crate::common::html::base_context;
 use crate::state::State;
 
 pub(crate) async fn show(state: State, caller: Caller) -> HttpResponse {

@@ -11,9 +11,9 @@ use dashboard_core::{ExecutionId, ExecutionStatus};
 use dashboard_engine::EngineError;
 use serde::Serialize;
 
-use super::see_other;
 use super::view::query_string;
-use crate::auth::Caller;
+use crate::common::Caller;
+use crate::common::html::see_other;
 use crate::state::State;
 
 /// At most this many executions per post: one page of the list is 50.

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::bulk::BulkSummary;
 use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
-use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::Caller;
+use super::{FormError, insert_form_error};
+use crate::common::Caller;
+use crate::common::html::{base_context, error_page, see_other};
 use crate::error::ApiError;
 use crate::state::{AppState, State};
 
@@ -207,7 +208,8 @@ async fn action_failed(state: &AppState, caller: &Caller, id: ExecutionId, error
     if error.status() == StatusCode::NOT_FOUND {
         return error_page(state, &error);
     }
-    render_detail(state, caller, id, Some(super::sentence(&error.message)), error.status()).await
+    render_detail(state, caller, id, Some(crate::common::html::sentence(&error.message)), error.status())
+        .await
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::view::pretty_json;
-use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::Caller;
+use super::{FormError, insert_form_error};
+use crate::common::Caller;
+use crate::common::html::{base_context, error_page, see_other};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{AppState, State};
 

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::schema_form::{self, Posted};
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
-use super::{FormError, base_context, error_page, insert_form_error, see_other};
-use crate::auth::Caller;
+use super::{FormError, insert_form_error};
+use crate::common::Caller;
+use crate::common::html::{base_context, error_page, see_other};
 use crate::error::ApiError;
 use crate::state::State;
 

@@ -11,76 +11,15 @@ mod chart;
 pub(crate) mod executions;
 pub(crate) mod function_form;
 pub(crate) mod functions;
+pub(crate) mod login;
 pub(crate) mod overview;
 mod schema_form;
 mod view;
 
-use actix_web::HttpResponse;
-use actix_web::http::{StatusCode, header};
-use dashboard_backend_api::Scope;
 use dashboard_core::Event;
 use dashboard_store::{DashboardStore, StoreError};
 
-use crate::auth::{Caller, Via};
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// The HTML 404 page.
-pub(crate) fn not_found_page(state: &AppState, path: &str) -> HttpResponse {
-    let mut context = base_context(None, "", "Not found");
-    context.insert("message", &format!("There is no page at {path}."));
-    state.render(StatusCode::NOT_FOUND, "error.html", &context)
-}
-
-/// The context every page starts from: the page title, which nav entry is current, the version for the footer, and
-/// the caller: its name and sign-out form when signed in, the CSRF token every form carries, and what it may do (the
-/// pages hide buttons its scope does not allow). Error pages have no caller.
-pub(crate) fn base_context(caller: Option<&Caller>, nav: &str, title: &str) -> tera::Context {
-    let mut context = tera::Context::new();
-    context.insert("nav", nav);
-    context.insert("title", title);
-    context.insert("version", env!("CARGO_PKG_VERSION"));
-    let may = |scope| caller.is_some_and(|caller| caller.may(scope));
-    context.insert("user", &caller.and_then(|caller| caller.principal.name.as_deref()));
-    context.insert("is_signed_in", &caller.is_some_and(|caller| caller.via == Via::Session));
-    context.insert("csrf_token", caller.map_or("", |caller| caller.csrf.as_str()));
-    context.insert("may_trigger", &may(Scope::Trigger));
-    context.insert("may_admin", &may(Scope::Admin));
-    context
-}
-
-/// The error page for a failed read or action: an unknown function or execution gives the 404 page, anything else
-/// the status and sentence the JSON API would answer with.
-pub(crate) fn error_page(state: &AppState, error: &ApiError) -> HttpResponse {
-    let title = match error.status() {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::CONFLICT => "Conflict",
-        StatusCode::FORBIDDEN => "Not allowed",
-        status if status.is_server_error() => "Something went wrong",
-        _ => "Cannot do that",
-    };
-    let mut context = base_context(None, "", title);
-    context.insert("message", &sentence(&error.message));
-    state.render(error.status(), "error.html", &context)
-}
-
-/// A message as a sentence: capitalised, ending with a full stop.
-fn sentence(message: &str) -> String {
-    let mut chars = message.chars();
-    let mut text: String = match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => return String::new(),
-    };
-    if !text.ends_with(['.', '!', '?']) {
-        text.push('.');
-    }
-    text
-}
-
-/// 303 See Other: where a successful form post sends the browser.
-pub(crate) fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
-}
 
 /// A form's error, shown next to the form: the sentence, and the field to mark when one is named.
 #[derive(Debug, serde::Serialize)]
@@ -182,12 +121,5 @@ mod tests {
         assert_eq!(ids(&second), (1..=10).rev().collect::<Vec<_>>());
         assert_eq!(second.older_before, None);
         assert!(newest_events(&store, 0, 20).await.expect("memory store").events.is_empty());
-    }
-
-    #[test]
-    fn messages_become_sentences() {
-        assert_eq!(sentence("function x not found"), "Function x not found.");
-        assert_eq!(sentence("done."), "Done.");
-        assert_eq!(sentence(""), "");
     }
 }

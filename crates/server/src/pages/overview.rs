@@ -7,9 +7,10 @@ use dashboard_store::ExecutionQuery;
 use serde::Serialize;
 
 use super::chart;
+use super::newest_events;
 use super::view::{EventView, ExecutionRow};
-use super::{base_context, error_page, newest_events};
-use crate::auth::Caller;
+use crate::common::Caller;
+use crate::common::html::{base_context, error_page};
 use crate::error::ApiError;
 use crate::state::State;
 

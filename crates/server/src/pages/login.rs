@@ -5,10 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::Caller;
-use super::guard::{SESSION_COOKIE, cookie, expired_cookie};
-use crate::pages::{base_context, see_other};
-use crate::state::{AppState, State};
+use crate::auth::TokenSpec;
+use crate::auth::guard::{SESSION_COOKIE, cookie, expired_cookie};
+use crate::common::Caller;
+use crate::common::html::{local_path, login_form, see_other};
+use crate::state::State;
 
 /// The login form as posted.
 #[derive(Deserialize)]
@@ -35,7 +36,7 @@ pub(crate) async fn form(state: State, request: HttpRequest, query: web::Query<N
     if !state.auth.is_on() || is_signed_in {
         return see_other(next);
     }
-    render(&state, next, StatusCode::OK, None)
+    login_form(&state, next, StatusCode::OK, None)
 }
 
 /// `POST /login`: a valid token starts a session and goes on to `next`; anything else shows the form again, 401.
@@ -46,9 +47,9 @@ pub(crate) async fn sign_in(state: State, request: HttpRequest, form: web::Form<
     }
     let Some(token) = state.auth.token(form.token.trim()) else {
         log::warn!("login refused from {}: the token is not valid", peer(&request));
-        return render(&state, next, StatusCode::UNAUTHORIZED, Some("That token is not valid."));
+        return login_form(&state, next, StatusCode::UNAUTHORIZED, Some("That token is not valid."));
     };
-    let principal = super::TokenSpec::principal(token);
+    let principal = TokenSpec::principal(token);
     log::info!("login: {} ({} scope) from {}", principal.label(), principal.scope, peer(&request));
     let session = state.auth.sessions.start(principal);
     let mut response = see_other(next);
@@ -66,39 +67,6 @@ pub(crate) async fn sign_out(state: State, request: HttpRequest, caller: Caller)
     let mut response = see_other(if state.auth.is_on() { "/login" } else { "/" });
     let _ = response.add_cookie(&expired_cookie(&request, &state, SESSION_COOKIE));
     response
-}
-
-/// The login form in place of a page that needs a session: answered with `status` (401), it signs in and comes
-/// back to the page asked for (to the overview after a form post, which a redirect cannot repeat).
-pub(crate) fn page(
-    state: &AppState,
-    request: &HttpRequest,
-    status: StatusCode,
-    message: Option<&str>,
-) -> HttpResponse {
-    let next = match request.query_string() {
-        _ if request.method() != actix_web::http::Method::GET => "/".to_owned(),
-        "" => request.path().to_owned(),
-        query => format!("{}?{query}", request.path()),
-    };
-    render(state, local_path(&next), status, message)
-}
-
-fn render(state: &AppState, next: &str, status: StatusCode, message: Option<&str>) -> HttpResponse {
-    let mut context = base_context(None, "", "Sign in");
-    context.insert("next", next);
-    context.insert("message", &message);
-    state.render(status, "login.html", &context)
-}
-
-/// `next` when it is a path on this site, else `/`: the login never sends a browser elsewhere.
-fn local_path(next: &str) -> &str {
-    let is_local = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.chars().any(|char| char.is_control())
-        && !next.starts_with("/login");
-    if is_local { next } else { "/" }
 }
 
 /// The client's address, for the log.
