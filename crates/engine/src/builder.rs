@@ -14,6 +14,7 @@ use crate::Dashboard;
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
+use crate::health::StoreProbe;
 use crate::inner::{Inner, Settings};
 use crate::metrics::EngineMetrics;
 use crate::run::LogLimit;
@@ -147,6 +148,7 @@ impl DashboardBuilder {
                 callback_key: CallbackKey::generate(),
                 settings: self.settings,
                 metrics: EngineMetrics::default(),
+                store_probe: StoreProbe::default(),
                 runtime,
             }),
         }

@@ -1,6 +1,8 @@
 //! Remote backends report back: each execution's callback token, and the log lines and status reports that a
 //! detached run receives through the callback endpoints.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashboard_backend_api::RunOutcome;
@@ -75,6 +77,7 @@ impl Dashboard {
     /// Appends a remote agent's log lines; returns the seq of the last one. Refused once the execution has finished,
     /// so that no line can follow its end. The lines count against the execution's log limit, with those the run
     /// itself stored: past it, one `system` line says so and later lines are dropped (the answer is still a success).
+    /// Lines the store refuses (a 503 on a full disk) are not counted, so the agent's retry of them counts once.
     pub async fn report_logs(&self, id: ExecutionId, mut lines: Vec<NewLogLine>) -> Result<u64, EngineError> {
         let execution = self.execution(id).await?;
         if execution.status.is_terminal() {
@@ -84,12 +87,19 @@ impl Dashboard {
             // Cut before the limit counts them, as the run's own lines are.
             truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
         }
-        match self.inner.run_handle(id) {
-            Some(handle) => handle.log_budget.lock().expect("log budget lock poisoned").admit(&mut lines),
+        let budget = self.inner.run_handle(id).map(|handle| Arc::clone(&handle.log_budget));
+        let charge = match &budget {
+            Some(budget) => budget.lock().expect("log budget lock poisoned").admit(&mut lines),
             // No run holds the execution (a report racing its end): the report is limited on its own.
             None => LogBudget::new(self.inner.settings.log_limit).admit(&mut lines),
+        };
+        let appended = self.inner.append_logs(id, lines, false).await;
+        if appended.is_err()
+            && let Some(budget) = budget
+        {
+            budget.lock().expect("log budget lock poisoned").refund(charge);
         }
-        self.inner.append_logs(id, lines, false).await
+        appended
     }
 
     /// Records a remote agent's status report. `running` changes nothing; `succeeded` or `failed` ends the run (its

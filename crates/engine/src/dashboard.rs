@@ -136,30 +136,26 @@ impl Dashboard {
     }
 
     /// Whether the store takes writes now, for health checks: the store's own check (a probe write, for a store whose
-    /// writes can fail), and no execution held back by writes that keep failing. The error says why.
+    /// writes can fail), and no execution holding a change back because its writes failed. The error says why.
     ///
-    /// A probe that gets through wakes the held writes to try again at once; it ends an episode of failing writes
-    /// only when no write is held (a small probe may fit where a run's log lines do not).
+    /// One probe runs at a time and its answer is reused for a second ([`StoreProbe`](crate::health::StoreProbe)), so
+    /// a flood of health checks costs the store one write a second. A probe that gets through wakes the held writes
+    /// to try again at once, but the store stays unhealthy until they have landed: a small probe may fit where a
+    /// run's log lines do not.
     pub async fn check_store(&self) -> Result<(), EngineError> {
-        let writes = &self.inner.metrics.store_writes;
-        let held = self.inner.metrics.held_executions();
-        let trouble = match self.inner.observe(self.inner.store.ping().await) {
-            Err(StoreError::Unavailable { message, .. }) => message,
-            Err(error) => error.to_string(),
-            Ok(()) => match self.inner.metrics.store_write_trouble() {
-                None => return Ok(()),
-                Some(_) if held <= 0 => {
-                    writes.succeeded();
-                    return Ok(());
-                }
-                Some(trouble) => {
-                    writes.wake_held();
-                    format!("writes are failing ({trouble})")
-                }
+        let metrics = &self.inner.metrics;
+        let probed = self.inner.store_probe.check(self.inner.store.as_ref(), &metrics.store_writes).await;
+        let held = metrics.held_executions();
+        let trouble = match probed {
+            Err(trouble) => trouble,
+            Ok(()) if held <= 0 => return Ok(()),
+            Ok(()) => match metrics.store_write_trouble() {
+                Some(trouble) => format!("writes are failing ({trouble})"),
+                None => "held writes are being retried".to_owned(),
             },
         };
         let message = match held {
-            0 => trouble,
+            ..=0 => trouble,
             _ => format!("{trouble}; {held} executions wait to store their changes"),
         };
         Err(EngineError::StoreUnavailable(StoreError::Unavailable { message, source: None }))

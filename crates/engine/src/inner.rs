@@ -16,6 +16,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
+use crate::health::StoreProbe;
 use crate::metrics::EngineMetrics;
 use crate::run::{LogLimit, RunHandle, truncate_line};
 use crate::scheduler::{QueuedRun, Scheduler};
@@ -46,6 +47,7 @@ pub(crate) struct Inner {
     pub(crate) callback_key: CallbackKey,
     pub(crate) settings: Settings,
     pub(crate) metrics: EngineMetrics,
+    pub(crate) store_probe: StoreProbe,
     pub(crate) runtime: Handle,
 }
 

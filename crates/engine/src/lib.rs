@@ -13,6 +13,7 @@ mod compiled;
 mod dashboard;
 mod error;
 mod functions;
+mod health;
 mod inner;
 mod metrics;
 mod prompt;

@@ -115,6 +115,12 @@ impl EngineMetrics {
             .map(|episode| episode.reason.clone())
     }
 
+    /// Episodes of failing writes since the engine started: each began with a failed write (or probe) and is logged
+    /// once when it begins and once when it ends.
+    pub fn store_write_episodes(&self) -> u64 {
+        self.store_writes.episodes_total.load(Ordering::Relaxed)
+    }
+
     /// Executions whose change (their start, log lines or final status) waits for the store to take it: each is
     /// retried until it lands.
     pub fn held_executions(&self) -> i64 {
@@ -127,6 +133,7 @@ impl EngineMetrics {
 #[derive(Debug, Default)]
 pub(crate) struct StoreWrites {
     failures_total: AtomicU64,
+    episodes_total: AtomicU64,
     held: AtomicI64,
     episode: Mutex<Option<Episode>>,
     /// Woken when a write succeeds after failures, so that every held write tries again at once.
@@ -139,6 +146,9 @@ struct Episode {
     began: Instant,
     failures: u64,
     reason: String,
+    /// Whether a write of the engine failed in it, not only the health check's probe. Only a write's success ends
+    /// such an episode.
+    has_write_failed: bool,
 }
 
 impl StoreWrites {
@@ -152,44 +162,76 @@ impl StoreWrites {
     }
 
     fn failed(&self, error: &StoreError) {
+        self.record_failure(error, true);
+    }
+
+    /// Records a failed probe of the health check: counted as a failed write, and it begins an episode if none is
+    /// going on.
+    pub(crate) fn probe_failed(&self, error: &StoreError) {
+        self.record_failure(error, false);
+    }
+
+    fn record_failure(&self, error: &StoreError, is_write: bool) {
         self.failures_total.fetch_add(1, Ordering::Relaxed);
         let mut episode = self.episode.lock().expect("store writes lock poisoned");
         match episode.as_mut() {
             Some(episode) => {
                 episode.failures += 1;
                 episode.reason = error.to_string();
+                episode.has_write_failed |= is_write;
             }
             None => {
                 log::error!(
                     "store writes fail: {error}; executions keep how they ended and retry until the store takes it \
                      (GET /healthz answers 503 meanwhile)"
                 );
-                *episode = Some(Episode { began: Instant::now(), failures: 1, reason: error.to_string() });
+                self.episodes_total.fetch_add(1, Ordering::Relaxed);
+                *episode = Some(Episode {
+                    began: Instant::now(),
+                    failures: 1,
+                    reason: error.to_string(),
+                    has_write_failed: is_write,
+                });
             }
         }
     }
 
-    /// Ends the episode, if one is going on, and wakes the held writes.
-    pub(crate) fn succeeded(&self) {
-        let ended = self.episode.lock().expect("store writes lock poisoned").take();
-        if let Some(episode) = ended {
-            log::warn!(
-                "store writes succeed again, after {} failed attempts in {:.1} s",
-                episode.failures,
-                episode.began.elapsed().as_secs_f64()
-            );
-            self.recovered.notify_waiters();
+    /// Records a probe of the health check that got through: it wakes the held writes to try again now, and ends an
+    /// episode only if no write of the engine failed in it (a small probe may fit where a run's log lines do not, so
+    /// only a write that lands says writes succeed again).
+    pub(crate) fn probe_succeeded(&self) {
+        let mut episode = self.episode.lock().expect("store writes lock poisoned");
+        if episode.as_ref().is_some_and(|episode| !episode.has_write_failed)
+            && let Some(ended) = episode.take()
+        {
+            ended.log_end();
         }
+        drop(episode);
+        self.recovered.notify_waiters();
     }
 
-    /// Wakes the held writes to try again now (a health check's probe got through).
-    pub(crate) fn wake_held(&self) {
-        self.recovered.notify_waiters();
+    /// Ends the episode, if one is going on, and wakes the held writes.
+    fn succeeded(&self) {
+        let ended = self.episode.lock().expect("store writes lock poisoned").take();
+        if let Some(episode) = ended {
+            episode.log_end();
+            self.recovered.notify_waiters();
+        }
     }
 
     /// Starts the retries of one held write.
     pub(crate) fn retry(self: &Arc<Self>) -> Retry {
         Retry { writes: Arc::clone(self), next_wait: RETRY_FIRST_WAIT, is_held: false }
+    }
+}
+
+impl Episode {
+    fn log_end(&self) {
+        log::warn!(
+            "store writes succeed again, after {} failed attempts in {:.1} s",
+            self.failures,
+            self.began.elapsed().as_secs_f64()
+        );
     }
 }
 

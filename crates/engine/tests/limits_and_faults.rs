@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
 use dashboard_backends::DemoBackend;
-use dashboard_core::{Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream};
+use dashboard_core::{Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream, NewLogLine};
 use dashboard_engine::{Dashboard, EngineError, TriggerRequest};
 use dashboard_store::{DashboardStore, FailingWrites};
 use dashboard_store_sqlite::SqliteStore;
@@ -64,6 +64,36 @@ impl Backend for Gated {
             run.log(LogStream::Stdout, "through the gate").await;
             Ok(RunOutcome::Succeeded { output: run.input.clone(), usage: None })
         })
+    }
+}
+
+/// A backend that hands its run to a remote agent, which reports its log and status through the callbacks.
+struct Remote;
+
+impl Backend for Remote {
+    fn kind(&self) -> &'static str {
+        "remote"
+    }
+
+    fn check<'life0, 'async_trait>(
+        &'life0 self,
+    ) -> Pin<Box<dyn Future<Output = Readiness> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async { Readiness::ready("an agent elsewhere") })
+    }
+
+    fn trigger<'life0, 'async_trait>(
+        &'life0 self,
+        _run: RunContext,
+    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, BackendError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async { Ok(RunOutcome::Detached) })
     }
 }
 
@@ -162,9 +192,23 @@ async fn executions_outlive_a_store_that_refuses_writes_and_end_as_they_truly_di
     wait_for_status(&dashboard, unstarted, ExecutionStatus::Cancelled).await;
     assert!(execution(&dashboard, unstarted).await.started_at.is_none(), "it never ran");
     wait_until("nothing is held", || async { dashboard.metrics().held_executions() == 0 }).await;
-    dashboard.check_store().await.expect("the store is healthy again");
+    wait_until("the store is healthy again", || async { dashboard.check_store().await.is_ok() }).await;
     assert_eq!(dashboard.metrics().store_write_trouble(), None);
     assert!(trigger(&dashboard, "hangs", json!({"steps": 0})).await.is_ok(), "triggers are stored again");
+}
+
+/// The error of the first health check that finds the store unhealthy (a probe's answer is reused for a second).
+async fn unhealthy(dashboard: &Dashboard) -> EngineError {
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match dashboard.check_store().await {
+                Err(error) => return error,
+                Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await;
+    found.expect("gave up waiting: the store is unhealthy")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,12 +217,113 @@ async fn a_store_that_refuses_writes_with_nothing_held_is_unhealthy_until_a_prob
     let dashboard = Dashboard::builder().store(store.clone() as Arc<dyn DashboardStore>).build();
     dashboard.check_store().await.expect("healthy");
     store.fail_writes(true);
-    let trouble = dashboard.check_store().await.expect_err("writes fail");
+    let trouble = unhealthy(&dashboard).await;
     assert!(trouble.to_string().contains("disk is full"), "{trouble}");
-    assert_eq!(dashboard.metrics().store_write_failures(), 1);
+    assert!(dashboard.metrics().store_write_failures() >= 1);
     store.fail_writes(false);
-    dashboard.check_store().await.expect("healthy again");
+    wait_until("healthy again", || async { dashboard.check_store().await.is_ok() }).await;
+    assert_eq!(dashboard.metrics().store_write_trouble(), None, "the probe's own episode ends with it");
+    assert_eq!(dashboard.metrics().store_write_episodes(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_fits_where_held_writes_do_not_keeps_the_store_unhealthy_in_one_episode() {
+    let store = Arc::new(FailingWrites::new(SqliteStore::open_temporary().expect("a store")));
+    let gated = Gated::default();
+    let dashboard = Dashboard::builder()
+        .store(store.clone() as Arc<dyn DashboardStore>)
+        .backend("gated", gated.clone())
+        .build();
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("waits", "gated"))
+        .await
+        .expect("a function");
+    let id = trigger(&dashboard, "waits", json!({"answer": 42})).await.expect("a trigger");
+    wait_for_status(&dashboard, id, ExecutionStatus::Running).await;
+    wait_until("the first line is stored", || async {
+        messages(&dashboard, id).await.contains(&"waiting at the gate".into())
+    })
+    .await;
+
+    // Room for the probe, not for the run's last lines and status.
+    store.spare_ping(true);
+    store.fail_writes(true);
+    gated.gate.add_permits(1);
+    wait_until("the run holds its change", || async { dashboard.metrics().held_executions() == 1 }).await;
+    for _ in 0..2 {
+        let failures = dashboard.metrics().store_write_failures();
+        let trouble =
+            dashboard.check_store().await.expect_err("unhealthy while an execution holds its change");
+        assert!(trouble.to_string().contains("1 executions wait"), "{trouble}");
+        assert!(trouble.to_string().contains("disk is full"), "{trouble}");
+        // The held write tries again (woken by the probe, or after its back-off) and fails again.
+        wait_until("a retry fails", || async { dashboard.metrics().store_write_failures() > failures }).await;
+    }
+    assert!(store.pings() >= 1, "the health checks probed the store");
+    assert_eq!(dashboard.metrics().store_write_episodes(), 1, "one episode, logged once");
+    assert!(dashboard.metrics().store_write_trouble().is_some());
+
+    store.fail_writes(false);
+    let finished = wait_for_status(&dashboard, id, ExecutionStatus::Succeeded).await;
+    assert_eq!(finished.output, Some(json!({"answer": 42})));
+    wait_until("nothing is held", || async { dashboard.metrics().held_executions() == 0 }).await;
+    wait_until("healthy again", || async { dashboard.check_store().await.is_ok() }).await;
     assert_eq!(dashboard.metrics().store_write_trouble(), None);
+    assert_eq!(dashboard.metrics().store_write_episodes(), 1);
+}
+
+/// Health checks at once share one probe: on one thread, every check is waiting for the first one's probe before it
+/// ends, and the next ones find its answer fresh.
+#[tokio::test]
+async fn concurrent_health_checks_cost_the_store_one_probe() {
+    let store = Arc::new(FailingWrites::new(SqliteStore::open_temporary().expect("a store")));
+    let dashboard = Dashboard::builder().store(store.clone() as Arc<dyn DashboardStore>).build();
+    let mut checks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let dashboard = dashboard.clone();
+        checks.spawn(async move { dashboard.check_store().await });
+    }
+    while let Some(checked) = checks.join_next().await {
+        checked.expect("the check ran").expect("healthy");
+    }
+    assert_eq!(store.pings(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_report_the_store_refused_counts_once_when_the_agent_retries_it() {
+    let store = Arc::new(FailingWrites::new(SqliteStore::open_temporary().expect("a store")));
+    let dashboard = Dashboard::builder()
+        .store(store.clone() as Arc<dyn DashboardStore>)
+        .backend("remote", Remote)
+        .max_log_lines(3)
+        .build();
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("elsewhere", "remote"))
+        .await
+        .expect("a function");
+    let id = trigger(&dashboard, "elsewhere", json!({})).await.expect("a trigger");
+    wait_for_status(&dashboard, id, ExecutionStatus::Running).await;
+    let report = |messages: &[&str]| {
+        messages.iter().map(|message| NewLogLine::new(LogStream::Stdout, *message)).collect::<Vec<_>>()
+    };
+    // Each report fails once (a 503 to the agent), and the agent sends it again.
+    for messages in [&["one", "two"][..], &["three", "four"]] {
+        store.fail_writes(true);
+        let refused = dashboard.report_logs(id, report(messages)).await.expect_err("the store refuses it");
+        assert!(matches!(refused, EngineError::StoreUnavailable(_)), "{refused:?}");
+        store.fail_writes(false);
+        dashboard.report_logs(id, report(messages)).await.expect("the retry is stored");
+    }
+    assert_eq!(
+        messages(&dashboard, id).await,
+        [
+            "running on backend remote (attempt 1)",
+            "one",
+            "two",
+            "three",
+            "log limit of 3 lines reached: the rest of this execution's log is dropped"
+        ]
+    );
 }
 
 /// Runs the demo backend for `steps` lines on a dashboard built by `build`; the execution once finished, and its log.

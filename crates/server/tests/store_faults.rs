@@ -75,6 +75,8 @@ async fn while_writes_fail_healthz_is_503_with_the_reason_and_a_cancel_lands_onc
     assert_eq!(get("/healthz").await.status, 200);
 
     store.fail_writes(true);
+    // A health check reuses the probe's answer for a second: the next probe finds writes failing.
+    wait_until("unhealthy", || async { get("/healthz").await.status == 503 }).await;
     let health = get("/healthz").await;
     assert_eq!(health.status, 503, "{}", health.body);
     assert!(health.body["detail"].as_str().unwrap().contains("database or disk is full"), "{}", health.body);

@@ -1,7 +1,7 @@
 //! `FailingWrites`: a store wrapper that fails every write while switched on, as a full disk does — for tests and
 //! drills of how the engine and the server live through a store that answers reads but refuses writes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashboard_core::{
@@ -20,24 +20,44 @@ pub const INJECTED_FAILURE: &str = "could not commit: database or disk is full (
 /// Wraps a store; while [switched on](Self::fail_writes), every write (and [`ping`](DashboardStore::ping)) fails
 /// with [`StoreError::Unavailable`] and changes nothing, while reads go on. [`fail_from_next_start`]
 /// (Self::fail_from_next_start) switches it on at the next write that starts an execution, to catch a run between
-/// its trigger and its start.
+/// its trigger and its start. [`spare_ping`](Self::spare_ping) lets the probe through while writes fail, as a disk
+/// with room for a small probe but not for a batch of log lines does; [`pings`](Self::pings) counts the probes.
 #[derive(Debug, Default)]
 pub struct FailingWrites<S> {
     inner: S,
     is_failing: AtomicBool,
     is_armed: AtomicBool,
+    is_ping_spared: AtomicBool,
+    n_pings: AtomicU64,
 }
 
 impl<S: DashboardStore> FailingWrites<S> {
     /// Wraps `inner`, with writes going through.
     pub fn new(inner: S) -> Self {
-        Self { inner, is_failing: AtomicBool::new(false), is_armed: AtomicBool::new(false) }
+        Self {
+            inner,
+            is_failing: AtomicBool::new(false),
+            is_armed: AtomicBool::new(false),
+            is_ping_spared: AtomicBool::new(false),
+            n_pings: AtomicU64::new(0),
+        }
     }
 
     /// Makes every write fail (`true`) or go through again (`false`).
     pub fn fail_writes(&self, is_failing: bool) {
         self.is_armed.store(false, Ordering::SeqCst);
         self.is_failing.store(is_failing, Ordering::SeqCst);
+    }
+
+    /// Lets [`ping`](DashboardStore::ping) through even while writes fail (`true`), or fail with them (`false`, the
+    /// default).
+    pub fn spare_ping(&self, is_spared: bool) {
+        self.is_ping_spared.store(is_spared, Ordering::SeqCst);
+    }
+
+    /// How many times [`ping`](DashboardStore::ping) was called.
+    pub fn pings(&self) -> u64 {
+        self.n_pings.load(Ordering::SeqCst)
     }
 
     /// Switches failing writes on at the next change of an execution to `running`, which fails as the first.
@@ -155,7 +175,10 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.check(None)?;
+        self.n_pings.fetch_add(1, Ordering::SeqCst);
+        if !self.is_ping_spared.load(Ordering::SeqCst) {
+            self.check(None)?;
+        }
         self.inner.ping().await
     }
 

@@ -51,11 +51,13 @@ impl LogBudget {
     }
 
     /// Keeps the lines that fit, in order. The first line that does not fit is replaced by the marker line; it and
-    /// every line after it, now and later, are dropped.
-    pub(crate) fn admit(&mut self, lines: &mut Vec<NewLogLine>) {
+    /// every line after it, now and later, are dropped. Returns what it charged, for [`refund`](Self::refund) should
+    /// the lines not be stored.
+    pub(crate) fn admit(&mut self, lines: &mut Vec<NewLogLine>) -> Charge {
+        let mut charge = Charge::default();
         if self.is_spent {
             lines.clear();
-            return;
+            return charge;
         }
         for index in 0..lines.len() {
             let n_bytes = lines[index].message.len() as u64;
@@ -63,6 +65,7 @@ impl LogBudget {
             let is_over_bytes = self.n_bytes.saturating_add(n_bytes) > self.limit.max_bytes;
             if is_over_lines || is_over_bytes {
                 self.is_spent = true;
+                charge.is_spending = true;
                 let limit = if is_over_lines {
                     format!("{} lines", self.limit.max_lines)
                 } else {
@@ -73,12 +76,34 @@ impl LogBudget {
                     LogStream::System,
                     format!("log limit of {limit} reached: the rest of this execution's log is dropped"),
                 ));
-                return;
+                return charge;
             }
             self.n_lines += 1;
             self.n_bytes += n_bytes;
+            charge.n_lines += 1;
+            charge.n_bytes += n_bytes;
+        }
+        charge
+    }
+
+    /// Gives back what an admission charged, when the lines it let through were not stored (a report the store
+    /// refused): the agent's retry of them counts once, and a marker line among them will be written again. Lines
+    /// admitted by others meanwhile stay counted; one that found the budget spent by this admission stays dropped.
+    pub(crate) fn refund(&mut self, charge: Charge) {
+        self.n_lines = self.n_lines.saturating_sub(charge.n_lines);
+        self.n_bytes = self.n_bytes.saturating_sub(charge.n_bytes);
+        if charge.is_spending {
+            self.is_spent = false;
         }
     }
+}
+
+/// What one [`LogBudget::admit`] counted: lines and bytes, and whether it spent the budget (wrote the marker).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Charge {
+    n_lines: u64,
+    n_bytes: u64,
+    is_spending: bool,
 }
 
 /// Stores a run's log lines in batches as they come, and tells the bus after each batch.
@@ -243,5 +268,21 @@ mod tests {
         let marker = "log limit of 25 bytes reached: the rest of this execution's log is dropped";
         check(bytes, 10, &[2, 2], &[&["line", "line"], &[marker]]);
         check(bytes, 30, &[1, 1], &[&[marker], &[]]);
+    }
+
+    #[test]
+    fn a_refunded_admission_counts_nothing() {
+        let mut budget = LogBudget::new(LogLimit { max_lines: 3, max_bytes: 1000 });
+        let lines = |n_lines: usize| vec![NewLogLine::new(LogStream::Stdout, "x"); n_lines];
+        let mut admitted = lines(4);
+        let charge = budget.admit(&mut admitted);
+        assert_eq!(admitted.len(), 4, "three lines and the marker");
+        budget.refund(charge);
+        let mut again = lines(4);
+        budget.admit(&mut again);
+        assert_eq!(again, admitted, "the same lines and marker once more");
+        let mut after = lines(1);
+        budget.admit(&mut after);
+        assert!(after.is_empty());
     }
 }
