@@ -25,10 +25,13 @@ mod readers;
 mod schema;
 mod writer;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -60,7 +63,8 @@ use dashboard_store::{
 /// One store owns a file at a time: opening takes an exclusive lock (`flock`) on the database file itself, and a
 /// second open of the same file — from this process or another, by the same path, a symlink or a hard link — is
 /// refused while the first is open. The lock belongs to the file, not to the name it was opened by: two dashboards on
-/// one file would each take the other's running executions for interrupted ones.
+/// one file would each take the other's running executions for interrupted ones. Within one process, a second open
+/// is refused before it opens the file at all (see [`FileLock`]).
 ///
 /// A file the process cannot write is refused at open, saying why, rather than opened for reads that then fail
 /// every write; and [`ping`](DashboardStore::ping) commits a probe, so a health check sees a full disk or a file
@@ -72,7 +76,7 @@ pub struct SqliteStore {
     writer: Writer,
     /// The database file itself, locked while the store is open so that no second store opens it by any name;
     /// released after the connections close (fields are dropped in order).
-    _lock: File,
+    _lock: FileLock,
     /// Declared last so that it is dropped last: the files go once every connection is closed.
     temporary: Option<TemporaryFiles>,
 }
@@ -149,14 +153,57 @@ impl SqliteStore {
     }
 }
 
-/// Takes the lock that keeps every other store off the file at `path`: an exclusive `flock` on the database file
-/// itself (created empty if missing, which SQLite reads as an empty database). It is keyed by the file, not the path,
-/// so a symlink or a hard link to a file in use is refused too. SQLite's own locks are POSIX record locks, which
-/// `flock` neither sees nor disturbs. The lock goes when the returned file is closed, or with the process (so a
-/// `kill -9` leaves no stale lock behind).
+/// The files (device, inode) this process has open as a store. A second open in this process is refused by a look at
+/// the file's metadata, before any descriptor is opened on it: closing a descriptor of a file drops every POSIX
+/// record lock this process holds on that file — SQLite's own locks, through its other connections — so a second
+/// store must never open and close the first one's file (a hazard the SQLite documentation warns of).
+static OPEN_FILES: Mutex<BTreeSet<FileKey>> = Mutex::new(BTreeSet::new());
+
+/// What a file is, whatever its name: its device and inode.
+type FileKey = (u64, u64);
+
+fn file_key(metadata: &std::fs::Metadata) -> FileKey {
+    (metadata.dev(), metadata.ino())
+}
+
+/// The lock that keeps every other store off one database file: an exclusive `flock` on the file itself, against
+/// other processes, and the file's entry among this process's [`OPEN_FILES`], against a second store in this one.
+/// Dropping it closes the file, then removes the entry (fields are dropped in order).
+struct FileLock {
+    _file: File,
+    _entry: OpenFileEntry,
+}
+
+/// A file's entry among [`OPEN_FILES`], removed when dropped.
+struct OpenFileEntry(FileKey);
+
+impl Drop for OpenFileEntry {
+    fn drop(&mut self) {
+        open_files().remove(&self.0);
+    }
+}
+
+fn open_files() -> std::sync::MutexGuard<'static, BTreeSet<FileKey>> {
+    // The set is consistent after any panic (one insert or remove at a time): a poisoned lock is still usable.
+    OPEN_FILES.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes the lock that keeps every other store off the file at `path` (see [`FileLock`]). The `flock` is keyed by
+/// the file, not the path, so a symlink or a hard link to a file in use is refused too. SQLite's own locks are POSIX
+/// record locks, which `flock` neither sees nor disturbs. The lock goes when the store is dropped, or with the
+/// process (so a `kill -9` leaves no stale lock behind).
 ///
-/// The file is opened for writing: a file this process may only read is refused here, with the reason.
-fn lock_exclusively(path: &Path) -> Result<File, StoreError> {
+/// The file is opened for writing (created empty if missing, which SQLite reads as an empty database): a file this
+/// process may only read is refused here, with the reason.
+fn lock_exclusively(path: &Path) -> Result<FileLock, StoreError> {
+    // Held while the file is opened and locked, so that two stores opening the same file at once in this process
+    // cannot both get past the look at the set.
+    let mut open_files = open_files();
+    match std::fs::metadata(path) {
+        Ok(metadata) if open_files.contains(&file_key(&metadata)) => return Err(in_use(path)),
+        // A missing file is created below; any other trouble is met, and said, by the open.
+        _ => {}
+    }
     let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(|error| {
         let hint = match error.kind() {
             ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
@@ -167,23 +214,40 @@ fn lock_exclusively(path: &Path) -> Result<File, StoreError> {
         };
         StoreError::unavailable(format!("cannot open {} for writing: {error}{hint}", path.display()), error)
     })?;
+    let key = file.metadata().map(|metadata| file_key(&metadata)).map_err(|error| {
+        StoreError::unavailable(format!("could not read {}: {error}", path.display()), error)
+    })?;
+    if open_files.contains(&key) {
+        // The name was pointed at a file this process has open as a store between the look and the open. Closing
+        // this descriptor would drop that store's SQLite locks: it is kept open, for good, instead.
+        std::mem::forget(file);
+        return Err(in_use(path));
+    }
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => {
-            let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-            Err(StoreError::Unavailable {
-                message: format!(
-                    "{} is in use by another Agent Dashboard (the file {} is locked, whatever name it was opened \
-                     by); one server per database file",
-                    path.display(),
-                    shown.display()
-                ),
-                source: None,
-            })
+        Ok(()) => {
+            open_files.insert(key);
+            Ok(FileLock { _file: file, _entry: OpenFileEntry(key) })
         }
+        // Locked by another process: closing this descriptor touches no lock of this process's (no store of this
+        // process has the file open).
+        Err(TryLockError::WouldBlock) => Err(in_use(path)),
         Err(TryLockError::Error(error)) => {
             Err(StoreError::unavailable(format!("could not lock {}: {error}", path.display()), error))
         }
+    }
+}
+
+/// The refusal of a second store on a file in use, by this process or another.
+fn in_use(path: &Path) -> StoreError {
+    let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    StoreError::Unavailable {
+        message: format!(
+            "{} is in use by another Agent Dashboard (the file {} is locked, whatever name it was opened by); one \
+             server per database file",
+            path.display(),
+            shown.display()
+        ),
+        source: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! What only the SQLite store promises beyond the conformance suite: data survives a reopen, the schema is versioned,
 //! group commit keeps refused changes apart, and a lock held by another process is an error, not a hang.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,22 +101,47 @@ fn a_second_store_on_the_same_file_is_refused_while_the_first_is_open() {
     drop(open(&path));
 }
 
-#[test]
-fn a_second_store_through_a_symlink_or_a_hard_link_is_refused() {
+/// The POSIX record locks (SQLite's own) this process holds on the file at `path`, as Linux lists them in
+/// `/proc/locks`; `None` where there is no such list.
+fn posix_locks_held(path: &std::path::Path) -> Option<usize> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let inode = format!(":{}", std::fs::metadata(path).ok()?.ino());
+    let pid = std::process::id().to_string();
+    let held = locks.lines().filter(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&"POSIX")
+            && fields.get(4) == Some(&pid.as_str())
+            && fields.get(5).is_some_and(|file| file.ends_with(&inode))
+    });
+    Some(held.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_in_this_process_is_refused_by_any_name_without_disturbing_the_first() {
     let dir = TestDir::new("links");
     let path = dir.0.join("dashboard.db");
     let first = open(&path);
+    let alpha = function(&first, "alpha").await;
     let symlink = dir.0.join("symlink.db");
     std::os::unix::fs::symlink(&path, &symlink).expect("a symlink");
     let hard_link = dir.0.join("elsewhere").join("hard-link.db");
     std::fs::create_dir_all(hard_link.parent().expect("a folder")).expect("another folder");
     std::fs::hard_link(&path, &hard_link).expect("a hard link");
-    for other_name in [&symlink, &hard_link] {
+    let locks_before = posix_locks_held(&path);
+
+    for other_name in [&path, &symlink, &hard_link] {
         let error = SqliteStore::open(other_name).expect_err("a second store on the same file");
         assert!(error.to_string().contains("in use by another Agent Dashboard"), "{error}");
     }
+    // A refused open never opened (and closed) the file: that would have dropped SQLite's locks on it.
+    assert_eq!(posix_locks_held(&path), locks_before, "SQLite's locks on the file");
+    let execution =
+        first.create_execution(trigger(&alpha, None)).await.expect("the first store still writes");
+    assert_eq!(first.get_execution(execution.value.id).await.expect("read"), Some(execution.value));
+
     drop(first);
     drop(open(&hard_link));
+    drop(open(&path));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
