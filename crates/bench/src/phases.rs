@@ -298,7 +298,7 @@ async fn log_ingestion(server: &RunningServer, url: &str, clients: usize, durati
 /// function, with their events); `None` when that would take longer than `budget`.
 async fn seed(server: &RunningServer, size: u64, budget: Duration) -> Option<String> {
     const TASKS: u64 = 64;
-    let store = Arc::clone(server.dashboard.store());
+    let store = server.dashboard.store_for_seeding();
     let have = store.count_by_status().await.expect("the store counts").total();
     if have >= size {
         return Some("already there".into());

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use crate::builder::DashboardBuilder;
 use crate::inner::{Inner, cancelled_message};
 use crate::metrics::EngineMetrics;
+use crate::reader::StoreReader;
 use crate::run::StopReason;
 use crate::scheduler::QueuedRun;
 use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
@@ -77,9 +78,16 @@ impl Dashboard {
         DashboardBuilder::default()
     }
 
-    /// The store, for reads.
-    pub fn store(&self) -> &Arc<dyn DashboardStore> {
-        &self.inner.store
+    /// The store, for reads only: every change goes through the engine.
+    pub fn store(&self) -> StoreReader {
+        StoreReader::new(Arc::clone(&self.inner.store))
+    }
+
+    /// The store itself, writes included, for tools that fill it with data before a measurement (the bench). A write
+    /// through it bypasses the engine — no checks, no authorization, nothing on the bus — so nothing else uses it.
+    #[doc(hidden)]
+    pub fn store_for_seeding(&self) -> Arc<dyn DashboardStore> {
+        Arc::clone(&self.inner.store)
     }
 
     /// The backends.

@@ -17,6 +17,7 @@ mod health;
 mod inner;
 mod metrics;
 mod prompt;
+mod reader;
 mod retention;
 mod run;
 mod scheduler;
@@ -33,6 +34,7 @@ pub use prompt::{
     MAX_BRACKET_DEPTH, MAX_LOOP_ITERATIONS, MAX_NESTING, MAX_OPERATORS_PER_TAG, MAX_PROMPT_BYTES,
     MAX_RENDER_TIME, MAX_VALUE_BYTES, MAX_VALUES_PER_EXPRESSION,
 };
+pub use reader::StoreReader;
 pub use retention::RetentionPolicy;
 
 /// The error of an execution that was running when the server stopped.

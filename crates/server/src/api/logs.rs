@@ -4,7 +4,8 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use dashboard_core::{ExecutionId, LogLine};
-use dashboard_store::{DashboardStore, StoreError};
+use dashboard_engine::StoreReader;
+use dashboard_store::StoreError;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -74,7 +75,7 @@ async fn download(state: &State, id: ExecutionId) -> Result<HttpResponse, ApiErr
     let first = store.read_logs(id, 0, TEXT_CHUNK).await?;
     let chunks = stream::try_unfold(Some(first), move |lines| {
         let store = store.clone();
-        async move { next_text_chunk(store.as_ref(), id, lines).await }
+        async move { next_text_chunk(&store, id, lines).await }
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -84,7 +85,7 @@ async fn download(state: &State, id: ExecutionId) -> Result<HttpResponse, ApiErr
 
 /// Turns `lines` into text and reads the chunk after them; `None` once the log has been sent.
 async fn next_text_chunk(
-    store: &dyn DashboardStore,
+    store: &StoreReader,
     id: ExecutionId,
     lines: Option<Vec<LogLine>>,
 ) -> Result<Option<(Bytes, Option<Vec<LogLine>>)>, StoreError> {

@@ -6,7 +6,6 @@
 //! connection without holding any lock, so a client that reads slowly (or not at all) never slows the others.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -14,8 +13,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use dashboard_core::{ExecutionId, ExecutionStatus};
-use dashboard_engine::{BusMessage, Dashboard};
-use dashboard_store::DashboardStore;
+use dashboard_engine::{BusMessage, Dashboard, StoreReader};
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -171,7 +169,7 @@ impl Listener {
 
 /// The state of an events stream.
 struct EventFeed {
-    store: Arc<dyn DashboardStore>,
+    store: StoreReader,
     listener: Listener,
     /// The id of the last event sent (or the resume point).
     after: u64,
@@ -227,7 +225,7 @@ impl EventFeed {
 
 /// The state of an execution's log stream.
 struct LogFeed {
-    store: Arc<dyn DashboardStore>,
+    store: StoreReader,
     listener: Listener,
     execution_id: ExecutionId,
     /// The seq of the last line sent (or the resume point).
@@ -338,17 +336,17 @@ impl Drop for StreamSlot {
 #[cfg(test)]
 mod tests {
     use dashboard_core::{Function, FunctionSpec};
-    use dashboard_store::MemoryStore;
+    use dashboard_store::{DashboardStore, MemoryStore};
 
     use super::*;
 
     #[tokio::test]
     async fn an_events_stream_that_lagged_behind_the_bus_catches_up_from_the_store() {
-        let store: Arc<dyn DashboardStore> = Arc::new(MemoryStore::default());
+        let store = std::sync::Arc::new(MemoryStore::default());
         let (bus, receiver) = broadcast::channel(2);
         let slot = StreamSlot { dashboard: None };
         let feed = EventFeed {
-            store: store.clone(),
+            store: StoreReader::new(store.clone()),
             listener: Listener::new(receiver),
             after: 0,
             must_look: false,
@@ -381,10 +379,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_next_event_goes_out_from_the_bus_and_a_gap_is_read_from_the_store() {
-        let store: Arc<dyn DashboardStore> = Arc::new(MemoryStore::default());
+        let store = std::sync::Arc::new(MemoryStore::default());
         let (bus, receiver) = broadcast::channel(16);
         let feed = EventFeed {
-            store: store.clone(),
+            store: StoreReader::new(store.clone()),
             listener: Listener::new(receiver),
             after: 0,
             must_look: false,

@@ -36,7 +36,7 @@ async fn render(state: &State, caller: &Caller, before: Option<u64>) -> Result<H
         Some(before) => before.saturating_sub(1).min(last_event_id),
         None => last_event_id,
     };
-    let page = newest_events(store.as_ref(), newest, PAGE_SIZE).await?;
+    let page = newest_events(&store, newest, PAGE_SIZE).await?;
 
     let mut context = base_context(Some(caller), "activity", "Activity");
     context.insert("events", &page.events.iter().map(EventView::new).collect::<Vec<_>>());

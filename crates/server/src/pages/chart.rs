@@ -5,7 +5,8 @@
 //! overview stays quick on a busy server; the chart says when it was cut.
 
 use dashboard_core::{Execution, ExecutionStatus, Timestamp};
-use dashboard_store::{DashboardStore, ExecutionQuery, StoreError};
+use dashboard_engine::StoreReader;
+use dashboard_store::{ExecutionQuery, StoreError};
 use serde::Serialize;
 
 /// The most executions the charts read.
@@ -22,7 +23,7 @@ const BOTTOM: f64 = 20.0;
 /// The executions created in the 24 hours before `now`, newest first, at most [`MAX_EXECUTIONS`]; and whether
 /// there were more than that.
 pub(super) async fn recent_executions(
-    store: &dyn DashboardStore,
+    store: &StoreReader,
     now: Timestamp,
 ) -> Result<(Vec<Execution>, bool), StoreError> {
     let since = now - time::Duration::hours(HOURS as i64);

@@ -17,7 +17,8 @@ mod schema_form;
 mod view;
 
 use dashboard_core::Event;
-use dashboard_store::{DashboardStore, StoreError};
+use dashboard_engine::StoreReader;
+use dashboard_store::StoreError;
 
 use crate::error::ApiError;
 
@@ -63,11 +64,7 @@ const MAX_EVENT_WINDOWS: u32 = 12;
 /// The store lists events oldest first after a cursor, so this reads windows of ids backwards from `newest`: a
 /// window `(low, high]` holds at most `high - low` events (ids are distinct integers), so asking for that many after
 /// `low` returns all of them. Windows double in size so that gaps left by pruning cost few reads.
-async fn newest_events(
-    store: &dyn DashboardStore,
-    newest: u64,
-    count: usize,
-) -> Result<EventPage, StoreError> {
+async fn newest_events(store: &StoreReader, newest: u64, count: usize) -> Result<EventPage, StoreError> {
     let mut events = Vec::with_capacity(count);
     let mut high = newest;
     let mut width = count.max(1) as u64;
@@ -94,17 +91,17 @@ async fn newest_events(
 #[cfg(test)]
 mod tests {
     use dashboard_core::{Function, FunctionSpec};
-    use dashboard_store::MemoryStore;
+    use dashboard_store::{DashboardStore, MemoryStore};
 
     use super::*;
 
-    async fn store_with_events(count: usize) -> MemoryStore {
+    async fn store_with_events(count: usize) -> StoreReader {
         let store = MemoryStore::default();
         for n in 0..count {
             let function = Function::create(FunctionSpec::new(format!("f{n}"), "demo")).expect("valid spec");
             store.create_function(function).await.expect("the memory store accepts it");
         }
-        store
+        StoreReader::new(std::sync::Arc::new(store))
     }
 
     fn ids(page: &EventPage) -> Vec<u64> {

@@ -36,7 +36,7 @@ async fn render(state: &State, caller: &Caller) -> Result<HttpResponse, ApiError
     let recent =
         store.list_executions(&ExecutionQuery { limit: RECENT_EXECUTIONS, ..Default::default() }).await?;
     let last_event_id = store.last_event_id().await?;
-    let feed = newest_events(store.as_ref(), last_event_id, RECENT_EVENTS).await?;
+    let feed = newest_events(&store, last_event_id, RECENT_EVENTS).await?;
 
     let mut context = base_context(Some(caller), "overview", "Overview");
     let tiles: Vec<StatusCount> = ExecutionStatus::ALL
@@ -51,7 +51,7 @@ async fn render(state: &State, caller: &Caller) -> Result<HttpResponse, ApiError
     context.insert("feed_size", &RECENT_EVENTS);
     context.insert("function_count", &store.list_functions().await?.len());
     let now = dashboard_core::now();
-    let (day, is_cut) = chart::recent_executions(store.as_ref(), now).await?;
+    let (day, is_cut) = chart::recent_executions(&store, now).await?;
     context.insert("hourly", &chart::hourly(&day, now));
     let durations = chart::durations(&day);
     context.insert("durations_height", &(chart::DURATION_ROW * durations.len() as f64));

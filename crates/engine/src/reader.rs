@@ -1,0 +1,74 @@
+//! `StoreReader`: the store as the engine hands it out — reads only. Every change of a function or an execution goes
+//! through the engine (checked, authorized, stored with its event, published), so the handle that embedders and the
+//! server get cannot write.
+
+use std::sync::Arc;
+
+use dashboard_core::{Event, Execution, ExecutionId, Function, LogLine};
+use dashboard_store::{
+    DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError, StoreStats,
+};
+
+/// Reads of the engine's store; cheap to clone. Each method is the store's own (see `DashboardStore` for its
+/// contract).
+#[derive(Clone)]
+pub struct StoreReader {
+    store: Arc<dyn DashboardStore>,
+}
+
+impl StoreReader {
+    /// Reads of `store` (the engine hands out its own; tests and tools may wrap any store).
+    pub fn new(store: Arc<dyn DashboardStore>) -> Self {
+        Self { store }
+    }
+
+    /// A function by id or name.
+    pub async fn get_function(&self, key: &FunctionKey) -> Result<Option<Function>, StoreError> {
+        self.store.get_function(key).await
+    }
+
+    /// Every function, sorted by name.
+    pub async fn list_functions(&self) -> Result<Vec<Function>, StoreError> {
+        self.store.list_functions().await
+    }
+
+    /// An execution.
+    pub async fn get_execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.store.get_execution(id).await
+    }
+
+    /// A page of executions, newest first.
+    pub async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage, StoreError> {
+        self.store.list_executions(query).await
+    }
+
+    /// How many executions are in each status.
+    pub async fn count_by_status(&self) -> Result<StatusCounts, StoreError> {
+        self.store.count_by_status().await
+    }
+
+    /// Up to `limit` log lines of an execution with `seq > after`, in order.
+    pub async fn read_logs(
+        &self,
+        id: ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        self.store.read_logs(id, after, limit).await
+    }
+
+    /// Up to `limit` events with `id > after`, oldest first.
+    pub async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.store.list_events(after, limit).await
+    }
+
+    /// The id of the newest event, 0 when there is none.
+    pub async fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.store.last_event_id().await
+    }
+
+    /// What the store has recorded about its writes, for metrics.
+    pub fn stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+}
