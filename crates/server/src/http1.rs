@@ -9,7 +9,8 @@
 //!   `Transfer-Encoding` and reads on, decoding the requests pipelined behind it before the first is answered. So
 //!   [`refuse_ambiguous_requests`] condemns the [`Connection`]: its stream ([`ConnectionStream`]) reads nothing more,
 //!   requests already read behind the refused one are never answered, and the dispatcher, finding the end of input,
-//!   writes the 400 and closes.
+//!   writes the 400 and closes. Should the dispatcher not look for more input while such a request waits, the
+//!   connection is severed after [`UNANSWERED_LIMIT`]: nothing more is sent on it, and it closes.
 //! - A request with more than one `Host` is refused (400): the checks that read `Host` (the localhost rule without
 //!   auth, the cross-site check) must see the host the client meant, not the first of several.
 //! - A body announced with `Expect: 100-continue` and a `Content-Length` over the limit is answered 413 at once,
@@ -45,6 +46,9 @@ use crate::error::{ApiError, ErrorCode};
 /// defaults).
 const REQUEST_HEAD_LIMIT: Duration = Duration::from_secs(5);
 const DISCONNECT_LIMIT: Duration = Duration::from_secs(1);
+/// How long a request read behind a refused one waits for the dispatcher to close its connection before the
+/// connection is severed.
+const UNANSWERED_LIMIT: Duration = Duration::from_secs(5);
 
 /// The server on `listener`, one app per worker from `factory`, refusing bodies over `max_body_bytes` announced
 /// with `Expect: 100-continue`.
@@ -94,10 +98,12 @@ where
     Ok(server.shutdown_timeout(5).run())
 }
 
-/// What the server knows of one connection beyond actix-http: whether it is condemned to close.
+/// What the server knows of one connection beyond actix-http: whether it is condemned to close, and whether it is
+/// severed.
 #[derive(Debug, Default)]
 pub(crate) struct Connection {
     is_condemned: Cell<bool>,
+    is_severed: Cell<bool>,
 }
 
 impl Connection {
@@ -109,9 +115,20 @@ impl Connection {
     fn is_condemned(&self) -> bool {
         self.is_condemned.get()
     }
+
+    /// From now on the connection also sends nothing more: whatever the dispatcher writes is dropped, so that it
+    /// finishes its answer, unsent, and closes.
+    fn sever(&self) {
+        self.condemn();
+        self.is_severed.set(true);
+    }
+
+    fn is_severed(&self) -> bool {
+        self.is_severed.get()
+    }
 }
 
-/// A TCP stream that ends its input once its connection is condemned.
+/// A TCP stream that ends its input once its connection is condemned, and drops its output once it is severed.
 pub(crate) struct ConnectionStream {
     stream: TcpStream,
     connection: Rc<Connection>,
@@ -132,6 +149,9 @@ impl AsyncRead for ConnectionStream {
 
 impl AsyncWrite for ConnectionStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.connection.is_severed() {
+            return Poll::Ready(Ok(buf.len())); // Dropped: nothing more is sent.
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -140,6 +160,9 @@ impl AsyncWrite for ConnectionStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.connection.is_severed() {
+            return Poll::Ready(Ok(bufs.iter().map(|buf| buf.len()).sum()));
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -191,9 +214,10 @@ pub(crate) async fn refuse_ambiguous_requests(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let connection = request.conn_data::<Rc<Connection>>().cloned();
-    if connection.as_ref().is_some_and(|connection| connection.is_condemned()) {
+    if let Some(connection) = connection.as_ref().filter(|connection| connection.is_condemned()) {
         // Read behind a refused request on the same connection: it may be smuggled, so it gets no answer.
-        match Unanswered::default().await {}
+        let refusal = unanswered(connection, UNANSWERED_LIMIT).await;
+        return Ok(request.into_response(refusal));
     }
     let headers = request.headers();
     if headers.contains_key(CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING) {
@@ -215,6 +239,23 @@ pub(crate) async fn refuse_ambiguous_requests(
         return Ok(request.into_response(refusal.error_response()));
     }
     next.call(request).await.map(ServiceResponse::map_into_boxed_body)
+}
+
+/// What a request that must get no answer waits for: its connection closed by the dispatcher (which drops this
+/// future), or else, after `limit`, its connection severed. The answer it then gives is dropped unsent; it only lets
+/// the dispatcher finish, and close the connection, since it says `Connection: close`.
+async fn unanswered(connection: &Connection, limit: Duration) -> actix_web::HttpResponse {
+    if let Ok(never) = actix_web::rt::time::timeout(limit, Unanswered::default()).await {
+        match never {}
+    }
+    connection.sever();
+    let mut response = ApiError::new(
+        ErrorCode::InvalidHeader,
+        "a request read behind a refused one on the same connection gets no answer",
+    )
+    .error_response();
+    response.head_mut().set_connection_type(ConnectionType::Close);
+    response
 }
 
 /// Never ready: what a request that must get no answer waits for until its connection is closed. It wakes its task
@@ -256,6 +297,34 @@ mod tests {
             }
         };
         assert_eq!(status, expected, "Content-Length {content_length:?}");
+    }
+
+    #[actix_web::test]
+    async fn a_request_that_gets_no_answer_severs_its_connection_after_the_limit() {
+        let connection = Connection::default();
+        connection.condemn();
+        let refusal = unanswered(&connection, Duration::from_millis(1)).await;
+        assert!(connection.is_severed());
+        assert_eq!(refusal.head().connection_type(), ConnectionType::Close);
+    }
+
+    #[actix_web::test]
+    async fn a_severed_stream_reads_and_sends_nothing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let mut client =
+            TcpStream::connect(listener.local_addr().expect("its address")).await.expect("a client");
+        let (server, _) = listener.accept().await.expect("a connection");
+        let mut stream = ConnectionStream { stream: server, connection: Rc::default() };
+        client.write_all(b"unread").await.expect("sent");
+        stream.connection.sever();
+        let mut read = Vec::new();
+        assert_eq!(stream.read_to_end(&mut read).await.expect("the end of input"), 0);
+        stream.write_all(b"never sent").await.expect("dropped");
+        stream.shutdown().await.expect("closed");
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.expect("the end");
+        assert!(received.is_empty(), "{received:?}");
     }
 
     #[test]

@@ -128,6 +128,34 @@ async fn a_request_with_both_lengths_is_refused_and_its_connection_closed() {
 }
 
 #[tokio::test]
+async fn a_client_that_keeps_its_connection_open_after_a_refused_request_is_closed_on() {
+    let server = common::server().await;
+    let mut stream =
+        TcpStream::connect(server.url.trim_start_matches("http://")).await.expect("a connection");
+    let refused = "POST /api/functions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                   Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    stream.write_all(refused.as_bytes()).await.expect("the request is sent");
+    // The client reads the refusal's head, then sends another request and never closes its side.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT_LIMIT, stream.read_u8()).await.expect("an answer");
+        head.push(byte.expect("a byte"));
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 400 Bad Request"), "{head:?}");
+    // The server may have closed already: a refused write is as good as an unread one.
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT_LIMIT, stream.read_to_end(&mut rest)).await;
+    let rest = match closed.expect("the server closes the connection") {
+        Ok(_) => String::from_utf8_lossy(&rest).into_owned(),
+        // A reset after the close (the unread request) ends the connection too.
+        Err(error) => format!("reset: {error}"),
+    };
+    assert!(status_lines(&rest).is_empty(), "the request behind the refused one is not answered: {rest}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_second_host_header_is_refused() {
     let server = common::server().await;
     for hosts in ["Host: 127.0.0.1\r\nHost: evil.example", "Host: evil.example\r\nHost: 127.0.0.1"] {
