@@ -34,6 +34,13 @@ pub trait Backend: Send + Sync + 'static {
     /// your own.
     fn kind(&self) -> &'static str;
 
+    /// Whether whoever may trigger on this backend can make the machine run programs of their choosing (a local
+    /// command, a coding agent): the server warns at start when such a backend is reachable without a token. The
+    /// default is no.
+    fn runs_local_programs(&self) -> bool {
+        false
+    }
+
     /// Whether the backend can run executions now, and a word on why; shown on the backends page. Never
     /// includes a secret.
     async fn check(&self) -> Readiness;

@@ -108,6 +108,10 @@ impl Backend for CommandBackend {
         KIND
     }
 
+    fn runs_local_programs(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> Readiness {
         let program = if self.config.shell { "/bin/sh" } else { self.config.command.as_str() };
         match locate(program) {

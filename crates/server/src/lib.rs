@@ -162,7 +162,7 @@ fn exposure_warning(
     }
     let local_programs: Vec<String> = backends
         .iter()
-        .filter(|(_, backend)| matches!(backend.kind(), "command" | "codex"))
+        .filter(|(_, backend)| backend.runs_local_programs())
         .map(|(name, backend)| format!("{name} ({})", backend.kind()))
         .collect();
     Some(if local_programs.is_empty() {

@@ -141,6 +141,10 @@ impl Backend for CodexBackend {
         KIND
     }
 
+    fn runs_local_programs(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> Readiness {
         let Some(path) = locate(&self.config.command) else {
             return Readiness::not_ready(self.not_found());
