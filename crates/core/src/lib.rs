@@ -10,6 +10,7 @@ mod event;
 mod execution;
 mod function;
 mod ids;
+mod item;
 mod log;
 mod schema;
 mod time_util;
@@ -19,6 +20,10 @@ pub use event::{Event, EventKind, NewEvent};
 pub use execution::{Execution, ExecutionStatus};
 pub use function::{Function, FunctionSpec, validate_name};
 pub use ids::{ExecutionId, FunctionId};
+pub use item::{
+    FileChange, FileChangeKind, Item, ItemBody, ItemStatus, MAX_ITEM_ENTRIES, MAX_ITEM_ID_BYTES,
+    MAX_ITEM_TEXT_BYTES, MessageRole, NewItem, PlanEntry,
+};
 pub use log::{LogLine, LogStream, NewLogLine};
 pub use schema::{InputValidator, check_input_schema};
 pub use time_util::{Timestamp, now};
