@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_backend_api::BackendRegistry;
-use dashboard_core::{Execution, ExecutionId, NewLogLine};
+use dashboard_core::{Execution, ExecutionId, NewItem, NewLogLine};
 use dashboard_store::{DashboardStore, ExecutionUpdate, Recorded, StoreError};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
@@ -71,19 +71,20 @@ impl Inner {
         Ok(execution)
     }
 
-    /// [`transition`](Self::transition) with log lines stored in the same store operation, so that the change and
-    /// the lines cost one write and a reader who sees the new status sees the lines. The bus hears of the lines, then
-    /// of the event. On any error, neither is stored.
+    /// [`transition`](Self::transition) with log lines and transcript items stored in the same store operation, so
+    /// that the change, the lines and the items cost one write and a reader who sees the new status sees them too.
+    /// The bus hears of the lines, then of the event. On any error, none is stored.
     pub(crate) async fn transition_with_logs(
         &self,
         id: ExecutionId,
         update: ExecutionUpdate,
         lines: Vec<NewLogLine>,
+        items: Vec<NewItem>,
     ) -> Result<Execution, EngineError> {
-        if lines.is_empty() {
+        if lines.is_empty() && items.is_empty() {
             return self.transition(id, update).await;
         }
-        let logged = self.observe(self.store.update_execution_with_logs(id, update, lines).await)?;
+        let logged = self.observe(self.store.update_execution_with_logs(id, update, lines, items).await)?;
         let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
         let execution = self.publish(logged.recorded);
         self.metrics.record(&execution);

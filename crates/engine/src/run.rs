@@ -158,7 +158,10 @@ impl Inner {
                 break by;
             }
             let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
-            match self.transition_with_logs(id, update, vec![self.system_line(first_line.clone())]).await {
+            match self
+                .transition_with_logs(id, update, vec![self.system_line(first_line.clone())], Vec::new())
+                .await
+            {
                 Ok(_) => return Ok(true),
                 // Cancelled while it waited: nothing to run.
                 Err(EngineError::StatusChanged { .. }) => return Ok(false),
@@ -204,7 +207,7 @@ impl Inner {
         }
         let mut retry = self.metrics.store_writes.retry();
         loop {
-            match self.transition_with_logs(id, update.clone(), lines.clone()).await {
+            match self.transition_with_logs(id, update.clone(), lines.clone(), Vec::new()).await {
                 Ok(_) => return Ok(()),
                 Err(EngineError::StatusChanged { .. }) => {
                     if !lines.is_empty() {

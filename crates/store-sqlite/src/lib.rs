@@ -18,6 +18,7 @@ mod codec;
 mod events;
 mod executions;
 mod functions;
+mod items;
 mod logs;
 mod options;
 mod prune;
@@ -36,7 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Event, Execution, ExecutionId, Function, FunctionId, FunctionSpec, LogLine, NewLogLine, Timestamp,
+    Event, Execution, ExecutionId, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine,
+    Timestamp,
 };
 
 pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
@@ -319,14 +321,16 @@ impl DashboardStore for SqliteStore {
         id: ExecutionId,
         update: ExecutionUpdate,
         lines: Vec<NewLogLine>,
+        items: Vec<NewItem>,
     ) -> Result<LoggedUpdate, StoreError> {
         self.writer
             .run(move |connection| {
-                // The update reads and checks before it writes; should the append fail after it, the operation's
-                // savepoint undoes both.
+                // The update reads and checks before it writes; should the append or the upsert fail after it, the
+                // operation's savepoint undoes all three.
                 let recorded = executions::update(connection, id, update)?;
                 let last_seq = logs::append_to_existing(connection, id, lines)?;
-                Ok(LoggedUpdate { recorded, last_seq })
+                let items = items::upsert_into_existing(connection, id, items)?;
+                Ok(LoggedUpdate { recorded, last_seq, items })
             })
             .await
     }
@@ -345,6 +349,14 @@ impl DashboardStore for SqliteStore {
 
     async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError> {
         self.readers.run(move |connection| logs::read_after(connection, id, after, limit)).await
+    }
+
+    async fn upsert_items(&self, id: ExecutionId, items: Vec<NewItem>) -> Result<Vec<Item>, StoreError> {
+        self.writer.run(move |connection| items::upsert(connection, id, items)).await
+    }
+
+    async fn list_items(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<Item>, StoreError> {
+        self.readers.run(move |connection| items::read_after(connection, id, after, limit)).await
     }
 
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_logs_without_rowid.sql"),
     include_str!("../migrations/0003_executions_without_rowid.sql"),
+    include_str!("../migrations/0004_items.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -307,6 +308,11 @@ mod tests {
              LIMIT ?2",
             "SELECT seq FROM logs WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = ?1",
+            "SELECT item_id, seq, status, ts, updated_at, body FROM items WHERE execution_id = ?1 AND seq > ?2 \
+             ORDER BY seq LIMIT ?3",
+            "SELECT COALESCE(MAX(seq), 0) FROM items WHERE execution_id = ?1",
+            "SELECT seq, ts FROM items WHERE execution_id = ?1 AND item_id = ?2",
+            "SELECT seq FROM items WHERE execution_id = ?1",
             "SELECT id FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
             "SELECT id FROM events WHERE execution_id = ?1",
             "SELECT id FROM events WHERE execution_id IS NULL AND ts < ?1",

@@ -29,6 +29,7 @@ mod events;
 mod executions;
 mod fixtures;
 mod functions;
+mod items;
 mod listing;
 mod logs;
 
@@ -39,6 +40,7 @@ use std::sync::Arc;
 pub use events::*;
 pub use executions::*;
 pub use functions::*;
+pub use items::*;
 pub use listing::*;
 pub use logs::*;
 
@@ -84,6 +86,13 @@ macro_rules! conformance_tests {
                 log_append_to_unknown_execution_is_not_found,
                 update_with_logs_changes_status_and_numbers_lines_after_the_stored_ones,
                 refused_update_with_logs_appends_nothing,
+                items_are_numbered_in_order_of_first_appearance,
+                item_upsert_keeps_seq_and_ts_and_changes_status_body_and_updated_at,
+                an_item_named_twice_in_one_call_is_stored_once_with_the_later_fields,
+                item_reads_respect_after_and_limit,
+                items_of_an_unknown_execution_are_not_found_on_upsert_and_none_on_list,
+                update_with_logs_stores_items_with_the_status_change_or_none_of_them,
+                prune_deletes_the_items_of_pruned_executions,
                 every_change_records_its_event_in_order,
                 events_are_listed_after_a_cursor_with_limit,
                 prune_deletes_old_finished_executions_with_their_logs_and_events,
@@ -93,6 +102,7 @@ macro_rules! conformance_tests {
             ]
             shared [
                 concurrent_log_appends_have_no_gaps_or_duplicates,
+                concurrent_item_upserts_have_no_gaps_or_duplicates,
             ]
         }
     };

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, LogLine, NewLogLine,
-    Timestamp,
+    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
+    NewItem, NewLogLine, Timestamp,
 };
 
 use crate::{
@@ -139,9 +139,10 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
         id: ExecutionId,
         update: ExecutionUpdate,
         lines: Vec<NewLogLine>,
+        items: Vec<NewItem>,
     ) -> Result<LoggedUpdate, StoreError> {
         self.check(Some(&update))?;
-        self.inner.update_execution_with_logs(id, update, lines).await
+        self.inner.update_execution_with_logs(id, update, lines, items).await
     }
 
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
@@ -159,6 +160,15 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
 
     async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError> {
         self.inner.read_logs(id, after, limit).await
+    }
+
+    async fn upsert_items(&self, id: ExecutionId, items: Vec<NewItem>) -> Result<Vec<Item>, StoreError> {
+        self.check(None)?;
+        self.inner.upsert_items(id, items).await
+    }
+
+    async fn list_items(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<Item>, StoreError> {
+        self.inner.list_items(id, after, limit).await
     }
 
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -26,10 +26,12 @@ pub use types::{
     StatusCounts,
 };
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use dashboard_core::{
-    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, LogLine, NewLogLine,
-    Timestamp,
+    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
+    NewItem, NewLogLine, Timestamp,
 };
 
 /// The storage contract of the dashboard.
@@ -97,19 +99,23 @@ pub trait DashboardStore: Send + Sync + 'static {
         update: ExecutionUpdate,
     ) -> Result<Recorded<Execution>, StoreError>;
 
-    /// Appends `lines` to an execution's log and changes its status, in one atomic step: both happen or neither, and a
-    /// reader that sees the new status sees the lines too. The status change is exactly that of
-    /// [`update_execution`](Self::update_execution) (a compare-and-set, with its event); the lines are numbered as
-    /// [`append_logs`](Self::append_logs) numbers them. This is how a run stores its first line with `running` and its
-    /// last lines with its final status, in one write each. Returns the change and the seq of the last stored line
-    /// (of the last line before, when `lines` is empty).
+    /// Appends `lines` to an execution's log, upserts its transcript `items`, and changes its status, in one atomic
+    /// step: all happen or none, and a reader that sees the new status sees the lines and items too. The status change
+    /// is exactly that of [`update_execution`](Self::update_execution) (a compare-and-set, with its event); the lines
+    /// are numbered as [`append_logs`](Self::append_logs) numbers them, and the items stored as
+    /// [`upsert_items`](Self::upsert_items) stores them. This is how a run stores its first line with `running`, its
+    /// last lines and items with its final status, and an item with the status it causes (an approval that makes it
+    /// `waiting`), in one write each. Returns the change, the seq of the last stored line (of the last line before,
+    /// when `lines` is empty) and the stored items.
     ///
-    /// Errors: those of `update_execution`, in the same order; on any error no line is appended and no event recorded.
+    /// Errors: those of `update_execution`, in the same order; on any error no line is appended, no item stored and
+    /// no event recorded.
     async fn update_execution_with_logs(
         &self,
         id: ExecutionId,
         update: ExecutionUpdate,
         lines: Vec<NewLogLine>,
+        items: Vec<NewItem>,
     ) -> Result<LoggedUpdate, StoreError>;
 
     /// Executions that are `queued` or `running`, oldest first: what recovery looks at after a restart.
@@ -128,16 +134,35 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// Up to `limit` log lines of an execution with `seq > after`, in order. An unknown execution has no lines.
     async fn read_logs(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<LogLine>, StoreError>;
 
+    /// Inserts or updates transcript items of an execution by their id. A new id gets the next seq (1 for the
+    /// execution's first item, then +1, with no gaps even under concurrent calls) and `ts = updated_at = now`; a known
+    /// id keeps its seq and `ts` and takes the new status and body (its kind may change with the body), with
+    /// `updated_at = now`. The same id twice in one call is one item: the later mention's status and body win, and it
+    /// takes one seq, at its first mention. Returns the stored items in the order given, one per id, in the order of
+    /// first mention (see [`merge_items_by_id`]). Items change no status and record no event: the engine sends them to
+    /// listeners itself, and stores an item that changes a status with
+    /// [`update_execution_with_logs`](Self::update_execution_with_logs).
+    ///
+    /// An empty `items` stores nothing and returns an empty `Vec`, but still checks the execution, as an append of no
+    /// log lines does: an unknown execution is an error whatever the batch.
+    ///
+    /// Errors: [`StoreError::NotFound`] for an unknown execution; then nothing is stored.
+    async fn upsert_items(&self, id: ExecutionId, items: Vec<NewItem>) -> Result<Vec<Item>, StoreError>;
+
+    /// Up to `limit` items of an execution with `seq > after`, in seq order, each as last stored. An unknown execution
+    /// has no items.
+    async fn list_items(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<Item>, StoreError>;
+
     /// Up to `limit` events with `id > after`, oldest first.
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 
     /// The id of the newest event, 0 when there is none.
     async fn last_event_id(&self) -> Result<u64, StoreError>;
 
-    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs and the events about them, and
-    /// events not about an execution that are older than `cutoff`, oldest finished first. Their idempotency keys become
-    /// free again. Event ids are never reused, even when the newest events are pruned. Returns how many executions it
-    /// deleted; call again while it returns `limit`.
+    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs, items and the events about
+    /// them, and events not about an execution that are older than `cutoff`, oldest finished first. Their idempotency
+    /// keys become free again. Event ids are never reused, even when the newest events are pruned. Returns how many
+    /// executions it deleted; call again while it returns `limit`.
     async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError>;
 
     /// Answers when the store is usable for reads and for writes (the health check): an implementation whose writes
@@ -150,6 +175,23 @@ pub trait DashboardStore: Send + Sync + 'static {
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+}
+
+/// `items` with each id once, in the order of its first mention, with the status and body of its last: how
+/// [`DashboardStore::upsert_items`] reads a batch that names an id twice. A helper for implementations.
+pub fn merge_items_by_id(items: Vec<NewItem>) -> Vec<NewItem> {
+    let mut merged: Vec<NewItem> = Vec::with_capacity(items.len());
+    let mut index_by_id: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    for item in items {
+        match index_by_id.get(&item.id) {
+            Some(&index) => merged[index] = item,
+            None => {
+                index_by_id.insert(item.id.clone(), merged.len());
+                merged.push(item);
+            }
+        }
+    }
+    merged
 }
 
 /// Whether an execution in `status` may be changed to `next`: a helper for implementations.

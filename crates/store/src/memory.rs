@@ -7,12 +7,12 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use dashboard_core::{
     CoreError, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec,
-    LogLine, NewEvent, NewLogLine, Timestamp, now,
+    Item, LogLine, NewEvent, NewItem, NewLogLine, Timestamp, now,
 };
 
 use crate::{
     DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
-    Recorded, StatusCounts, StoreError, check_transition,
+    Recorded, StatusCounts, StoreError, check_transition, merge_items_by_id,
 };
 
 /// A [`DashboardStore`] that keeps everything in memory: shared between tasks, and gone when the process ends.
@@ -35,10 +35,42 @@ struct State {
     execution_ids_by_key: HashMap<String, ExecutionId>,
     /// Each execution's lines, in seq order; the line with seq `n` is at index `n - 1`.
     logs: HashMap<ExecutionId, Vec<LogLine>>,
+    /// Each execution's transcript items.
+    items: HashMap<ExecutionId, ExecutionItems>,
     /// In id order.
     events: Vec<Event>,
     /// The last event id handed out. Kept apart from `events` so that pruning never lets an id be reused.
     last_event_id: u64,
+}
+
+/// The items of one execution: in seq order, the item with seq `n` at index `n - 1`, and found by id.
+#[derive(Debug, Default)]
+struct ExecutionItems {
+    in_order: Vec<Item>,
+    index_by_id: HashMap<String, usize>,
+}
+
+impl ExecutionItems {
+    /// Inserts or updates each item (ids already merged), all at the time `at`; the items as stored.
+    fn upsert(&mut self, items: Vec<NewItem>, at: Timestamp) -> Vec<Item> {
+        items
+            .into_iter()
+            .map(|NewItem { id, status, body }| {
+                if let Some(&index) = self.index_by_id.get(&id) {
+                    let stored = &mut self.in_order[index];
+                    stored.status = status;
+                    stored.body = body;
+                    stored.updated_at = at;
+                    return stored.clone();
+                }
+                let seq = self.in_order.len() as u64 + 1;
+                self.index_by_id.insert(id.clone(), self.in_order.len());
+                let item = Item { id, seq, status, ts: at, updated_at: at, body };
+                self.in_order.push(item.clone());
+                item
+            })
+            .collect()
+    }
 }
 
 impl State {
@@ -76,6 +108,14 @@ impl State {
             stored.push(LogLine { seq, ts, stream, message });
         }
         stored.len() as u64
+    }
+
+    /// Upserts items of an execution the caller has found; the items as stored.
+    fn upsert_items(&mut self, id: ExecutionId, items: Vec<NewItem>) -> Vec<Item> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        self.items.entry(id).or_default().upsert(merge_items_by_id(items), now())
     }
 
     fn function_by_key(&self, key: &FunctionKey) -> Option<&Function> {
@@ -222,13 +262,15 @@ impl DashboardStore for MemoryStore {
         id: ExecutionId,
         update: ExecutionUpdate,
         lines: Vec<NewLogLine>,
+        items: Vec<NewItem>,
     ) -> Result<LoggedUpdate, StoreError> {
         let mut state = self.state()?;
         // The update checks everything that can refuse the change before anything is written, so a refusal appends
-        // no line either.
+        // no line and stores no item either.
         let recorded = state.update_execution(id, update)?;
         let last_seq = state.append_logs(id, lines);
-        Ok(LoggedUpdate { recorded, last_seq })
+        let items = state.upsert_items(id, items);
+        Ok(LoggedUpdate { recorded, last_seq, items })
     }
 
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
@@ -264,6 +306,24 @@ impl DashboardStore for MemoryStore {
         Ok(stored[start..].iter().take(limit).cloned().collect())
     }
 
+    async fn upsert_items(&self, id: ExecutionId, items: Vec<NewItem>) -> Result<Vec<Item>, StoreError> {
+        let mut state = self.state()?;
+        if !state.executions.contains_key(&id) {
+            return Err(StoreError::execution_not_found(id));
+        }
+        Ok(state.upsert_items(id, items))
+    }
+
+    async fn list_items(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let state = self.state()?;
+        let Some(stored) = state.items.get(&id) else {
+            return Ok(Vec::new());
+        };
+        // Seqs have no gaps, so the items after `after` start at index `after`.
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(stored.in_order.len());
+        Ok(stored.in_order[start..].iter().take(limit).cloned().collect())
+    }
+
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let state = self.state()?;
         let start = state.events.partition_point(|event| event.id <= after);
@@ -295,6 +355,7 @@ impl DashboardStore for MemoryStore {
                 state.execution_ids_by_key.remove(&key);
             }
             state.logs.remove(id);
+            state.items.remove(id);
         }
         state.events.retain(|event| match event.execution_id {
             Some(execution_id) => !doomed.contains(&execution_id),

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use dashboard_core::{Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, Timestamp, now};
+use dashboard_core::{
+    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, Item, Timestamp, now,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -41,7 +43,7 @@ pub struct Recorded<T> {
     pub event: Event,
 }
 
-/// A status change stored together with log lines in one atomic step (see
+/// A status change stored together with log lines and transcript items in one atomic step (see
 /// [`DashboardStore::update_execution_with_logs`](crate::DashboardStore::update_execution_with_logs)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoggedUpdate {
@@ -49,6 +51,8 @@ pub struct LoggedUpdate {
     pub recorded: Recorded<Execution>,
     /// The seq of the execution's last stored log line after the append (0 when it has none).
     pub last_seq: u64,
+    /// The items as stored, one per id in the order of first mention (empty when none were given).
+    pub items: Vec<Item>,
 }
 
 /// What a trigger stores: a new execution, always `queued`, attempt and retry link as given.

@@ -1,11 +1,11 @@
 //! Conformance cases for the activity feed (ids, order, cursors), retention pruning, and the health check.
 
-use std::time::Duration;
-
-use dashboard_core::{Event, EventKind, ExecutionId, ExecutionStatus, LogStream, NewLogLine, Timestamp, now};
+use dashboard_core::{Event, EventKind, ExecutionId, ExecutionStatus, LogStream, NewLogLine};
 use serde_json::json;
 
-use super::fixtures::{advance, all_executions, function, in_status, last_event_id, queued, spec};
+use super::fixtures::{
+    a_moment_between, advance, all_executions, function, in_status, last_event_id, queued, spec,
+};
 use crate::{DashboardStore, StoreError};
 
 async fn all_events(store: &dyn DashboardStore) -> Vec<Event> {
@@ -84,14 +84,6 @@ pub async fn events_are_listed_after_a_cursor_with_limit(store: &dyn DashboardSt
     assert_eq!(after(0, 0).await, Vec::<u64>::new(), "a limit of 0 lists nothing");
     let names: Vec<Option<&str>> = events.iter().map(|event| event.function.as_deref()).collect();
     assert_eq!(names, [Some("a"), Some("b"), Some("c"), Some("d"), Some("e")], "oldest first");
-}
-
-/// A time strictly between what happened before this call and what happens after it.
-async fn a_moment_between() -> Timestamp {
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let cutoff = now();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    cutoff
 }
 
 /// Pruning deletes executions that finished before the cutoff, with their logs and events, and old events about no

@@ -1,7 +1,9 @@
 //! Small helpers the conformance cases share: making functions and executions, moving executions along, and checking
 //! that a refused change wrote nothing.
 
-use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
+use std::time::Duration;
+
+use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, Timestamp, now};
 use serde_json::{Value, json};
 
 use crate::{DashboardStore, ExecutionQuery, ExecutionUpdate, NewExecution};
@@ -70,6 +72,14 @@ pub(crate) async fn last_event_id(store: &dyn DashboardStore) -> u64 {
 pub(crate) async fn assert_no_event_after(store: &dyn DashboardStore, last_seen: u64, what: &str) {
     let events = store.list_events(last_seen, 10).await.expect("listing events");
     assert!(events.is_empty(), "{what} recorded events: {events:?}");
+}
+
+/// A time strictly between what happened before this call and what happens after it.
+pub(crate) async fn a_moment_between() -> Timestamp {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    cutoff
 }
 
 /// The ids of `executions`, in order.

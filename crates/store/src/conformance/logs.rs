@@ -114,7 +114,12 @@ pub async fn update_with_logs_changes_status_and_numbers_lines_after_the_stored_
     let execution = queued(store, &alpha, json!({})).await;
 
     let started = store
-        .update_execution_with_logs(execution.id, ExecutionUpdate::new(Queued, Running), batch(&["started"]))
+        .update_execution_with_logs(
+            execution.id,
+            ExecutionUpdate::new(Queued, Running),
+            batch(&["started"]),
+            Vec::new(),
+        )
         .await
         .expect("start with a line");
     let running = started.recorded.value.clone();
@@ -132,6 +137,7 @@ pub async fn update_with_logs_changes_status_and_numbers_lines_after_the_stored_
             execution.id,
             ExecutionUpdate::new(Running, Succeeded).output(json!({"ok": true})),
             batch(&["four", "five"]),
+            Vec::new(),
         )
         .await
         .expect("finish with lines");
@@ -148,7 +154,12 @@ pub async fn update_with_logs_changes_status_and_numbers_lines_after_the_stored_
     let other = in_status(store, &alpha, Running).await;
     store.append_logs(other.id, batch(&["only"])).await.expect("append");
     let without_lines = store
-        .update_execution_with_logs(other.id, ExecutionUpdate::new(Running, Failed).error("boom"), Vec::new())
+        .update_execution_with_logs(
+            other.id,
+            ExecutionUpdate::new(Running, Failed).error("boom"),
+            Vec::new(),
+            Vec::new(),
+        )
         .await
         .expect("finish without lines");
     assert_eq!(without_lines.last_seq, 1, "with no lines, the seq of the last stored line");
@@ -166,20 +177,35 @@ pub async fn refused_update_with_logs_appends_nothing(store: &dyn DashboardStore
 
     let unknown = ExecutionId::generate();
     let result = store
-        .update_execution_with_logs(unknown, ExecutionUpdate::new(Queued, Running), batch(&["lost"]))
+        .update_execution_with_logs(
+            unknown,
+            ExecutionUpdate::new(Queued, Running),
+            batch(&["lost"]),
+            Vec::new(),
+        )
         .await;
     assert!(matches!(result, Err(StoreError::NotFound { entity: "execution", .. })), "got {result:?}");
     assert!(read_all(store, unknown).await.is_empty(), "lines of an unknown execution were stored");
 
     let result = store
-        .update_execution_with_logs(execution.id, ExecutionUpdate::new(Running, Succeeded), batch(&["lost"]))
+        .update_execution_with_logs(
+            execution.id,
+            ExecutionUpdate::new(Running, Succeeded),
+            batch(&["lost"]),
+            Vec::new(),
+        )
         .await;
     assert!(
         matches!(result, Err(StoreError::StatusMismatch { expected: Running, actual: Queued })),
         "got {result:?}"
     );
     let result = store
-        .update_execution_with_logs(execution.id, ExecutionUpdate::new(Queued, Succeeded), batch(&["lost"]))
+        .update_execution_with_logs(
+            execution.id,
+            ExecutionUpdate::new(Queued, Succeeded),
+            batch(&["lost"]),
+            Vec::new(),
+        )
         .await;
     assert!(matches!(result, Err(StoreError::Invalid(_))), "got {result:?}");
 
