@@ -18,9 +18,9 @@ use crate::{
 pub const INJECTED_FAILURE: &str = "could not commit: database or disk is full (injected)";
 
 /// Wraps a store; while [switched on](Self::fail_writes), every write (and [`ping`](DashboardStore::ping)) fails
-/// with [`StoreError::Unavailable`] and changes nothing, while reads go on. [`fail_from_next_start`]
-/// (Self::fail_from_next_start) switches it on at the next write that starts an execution, to catch a run between
-/// its trigger and its start. [`spare_ping`](Self::spare_ping) lets the probe through while writes fail, as a disk
+/// with [`StoreError::Unavailable`] and changes nothing, while reads go on.
+/// [`fail_from_next_start`](Self::fail_from_next_start) switches it on at the next write that starts an execution, to
+/// catch a run between its trigger and its start. [`spare_ping`](Self::spare_ping) lets the probe through while writes fail, as a disk
 /// with room for a small probe but not for a batch of log lines does; [`pings`](Self::pings) counts the probes.
 #[derive(Debug, Default)]
 pub struct FailingWrites<S> {
