@@ -1,8 +1,8 @@
-//! `RunContext`: everything a backend gets for one run, and the log sink it writes through.
+//! `RunContext`: everything a backend gets for one run, and the sink its log lines and transcript items go through.
 
 use std::time::Duration;
 
-use dashboard_core::{ExecutionId, LogStream, NewLogLine};
+use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -10,15 +10,44 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BackendError;
 
-/// Where a backend's log lines go. Cloneable; lines are delivered in the order they were written. Writing waits when
-/// the reader falls far behind, so a flood of output slows the producer instead of growing memory without bound.
-#[derive(Clone, Debug)]
-pub struct LogSink {
-    sender: mpsc::Sender<NewLogLine>,
+/// One thing a backend reported during a run: a log line or a transcript item. Both travel through one channel, so
+/// the engine receives them in the order they were reported.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEntry {
+    /// A log line.
+    Line(NewLogLine),
+    /// A transcript item, new or updated (the same id again).
+    Item(NewItem),
 }
 
-/// A log sink and the receiver its lines arrive at; `capacity` lines may wait before writers wait.
-pub fn log_channel(capacity: usize) -> (LogSink, mpsc::Receiver<NewLogLine>) {
+impl RunEntry {
+    /// The line, when this is one.
+    pub fn into_line(self) -> Option<NewLogLine> {
+        match self {
+            Self::Line(line) => Some(line),
+            Self::Item(_) => None,
+        }
+    }
+
+    /// The item, when this is one.
+    pub fn into_item(self) -> Option<NewItem> {
+        match self {
+            Self::Item(item) => Some(item),
+            Self::Line(_) => None,
+        }
+    }
+}
+
+/// Where a backend's log lines and transcript items go. Cloneable; entries are delivered in the order they were
+/// written. Writing waits when the reader falls far behind, so a flood of output slows the producer instead of growing
+/// memory without bound.
+#[derive(Clone, Debug)]
+pub struct LogSink {
+    sender: mpsc::Sender<RunEntry>,
+}
+
+/// A log sink and the receiver its entries arrive at; `capacity` entries may wait before writers wait.
+pub fn log_channel(capacity: usize) -> (LogSink, mpsc::Receiver<RunEntry>) {
     let (sender, receiver) = mpsc::channel(capacity.max(1));
     (LogSink { sender }, receiver)
 }
@@ -29,8 +58,15 @@ impl LogSink {
     pub async fn log(&self, stream: LogStream, message: impl AsRef<str>) {
         for line in message.as_ref().lines() {
             // The receiver is gone only once the run is over; late lines have nowhere to go.
-            let _ = self.sender.send(NewLogLine::new(stream, line)).await;
+            let _ = self.sender.send(RunEntry::Line(NewLogLine::new(stream, line))).await;
         }
+    }
+
+    /// Reports a transcript item: a new one, or — under an id reported before — its new state (the engine keeps
+    /// the latest). Items reported after the run's logs were closed are dropped.
+    pub async fn item(&self, item: NewItem) {
+        // As for lines: the receiver is gone only once the run is over.
+        let _ = self.sender.send(RunEntry::Item(item)).await;
     }
 }
 
@@ -90,6 +126,11 @@ impl RunContext {
     /// Writes a log line (see [`LogSink::log`]).
     pub async fn log(&self, stream: LogStream, message: impl AsRef<str>) {
         self.logs.log(stream, message).await;
+    }
+
+    /// Reports a transcript item (see [`LogSink::item`]), in order with the log lines.
+    pub async fn item(&self, item: NewItem) {
+        self.logs.item(item).await;
     }
 
     /// A clone of the log sink, for tasks that read a program's output.

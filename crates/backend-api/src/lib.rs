@@ -13,7 +13,7 @@ mod context;
 mod error;
 mod registry;
 
-pub use context::{Callback, LogSink, RunContext, log_channel};
+pub use context::{Callback, LogSink, RunContext, RunEntry, log_channel};
 pub use error::BackendError;
 pub use registry::{Action, BackendRegistry, Principal, Scope};
 
@@ -24,7 +24,8 @@ use serde_json::Value;
 /// An adapter that runs executions somewhere.
 ///
 /// Contract:
-/// - `trigger` runs one execution to its end and says how it ended; it writes logs only through `run.log`.
+/// - `trigger` runs one execution to its end and says how it ended; it writes logs only through `run.log`, and
+///   reports transcript items (what the agent did, structured) only through `run.item`.
 /// - When `run.cancel` fires (cancel, timeout or shutdown), it stops what it started — processes killed, requests
 ///   dropped — and returns promptly, with any outcome: the engine has already decided the status.
 /// - It is called concurrently for different executions and must not assume it runs alone.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
-use dashboard_core::LogStream;
+use dashboard_core::{ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -23,7 +23,9 @@ const DEFAULT_DELAY_MS: u64 = 300;
 pub struct DemoConfig {}
 
 /// A simulated agent. Input fields, all optional: `steps` (log lines, default 3; 0 finishes at once), `delay_ms`
-/// (between lines, default 300), `fail` (end as failed), `hang` (never end until cancelled or timed out).
+/// (between lines, default 300), `fail` (end as failed), `hang` (never end until cancelled or timed out), `items`
+/// (also report a transcript: the prompt as a `user` message, each step as an agent `message`, and a closing
+/// `command` reported `in_progress`, then, after one more delay, `completed` with its output and exit code).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DemoBackend;
 
@@ -45,16 +47,25 @@ impl Backend for DemoBackend {
         let delay = Duration::from_millis(run.input_field("delay_ms")?.unwrap_or(DEFAULT_DELAY_MS));
         let fail: bool = run.input_field("fail")?.unwrap_or(false);
         let hang: bool = run.input_field("hang")?.unwrap_or(false);
+        let has_items: bool = run.input_field("items")?.unwrap_or(false);
+        let transcript = Transcript { run: &run, is_on: has_items };
 
         if let Some(prompt) = &run.prompt {
             run.log(LogStream::Agent, format!("prompt: {prompt}")).await;
+            transcript.message("prompt", MessageRole::User, prompt).await;
         }
         for step in 1..=steps {
             if step > 1 {
                 run.sleep(delay).await?;
             }
-            run.log(LogStream::Stdout, format!("step {step} of {steps}: thinking about {}", run.function))
-                .await;
+            let line = format!("step {step} of {steps}: thinking about {}", run.function);
+            run.log(LogStream::Stdout, &line).await;
+            transcript.message(&format!("step-{step}"), MessageRole::Agent, &line).await;
+        }
+        if has_items {
+            transcript.command(ItemStatus::InProgress, "", None).await;
+            run.sleep(delay).await?;
+            transcript.command(ItemStatus::Completed, &format!("{steps} steps done\n"), Some(0)).await;
         }
         if hang {
             run.log(LogStream::System, "hanging until cancelled or timed out").await;
@@ -74,23 +85,60 @@ impl Backend for DemoBackend {
     }
 }
 
+/// The transcript a demo run reports when asked to (`items`).
+struct Transcript<'a> {
+    run: &'a RunContext,
+    is_on: bool,
+}
+
+impl Transcript<'_> {
+    async fn message(&self, id: &str, role: MessageRole, text: &str) {
+        self.report(id, ItemStatus::Completed, ItemBody::Message { role, text: text.to_owned() }).await;
+    }
+
+    /// The closing command, under one id: reported twice, as it starts and as it ends.
+    async fn command(&self, status: ItemStatus, output: &str, exit_code: Option<i32>) {
+        let body = ItemBody::Command {
+            command: "demo --summarize".to_owned(),
+            cwd: None,
+            output: output.to_owned(),
+            exit_code,
+        };
+        self.report("command", status, body).await;
+    }
+
+    async fn report(&self, id: &str, status: ItemStatus, body: ItemBody) {
+        if !self.is_on {
+            return;
+        }
+        let item = NewItem::new(id, status, body).expect("the demo's item ids are not empty");
+        self.run.item(item).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use dashboard_backend_api::log_channel;
+    use dashboard_backend_api::{RunEntry, log_channel};
     use dashboard_core::ExecutionId;
     use serde_json::Value;
 
     use super::*;
 
     async fn run(input: Value) -> (Result<RunOutcome, BackendError>, Vec<String>) {
+        let (outcome, entries) = run_entries(input).await;
+        let lines = entries.into_iter().filter_map(RunEntry::into_line).map(|line| line.message).collect();
+        (outcome, lines)
+    }
+
+    async fn run_entries(input: Value) -> (Result<RunOutcome, BackendError>, Vec<RunEntry>) {
         let (sink, mut receiver) = log_channel(1024);
         let context = RunContext::new(ExecutionId::generate(), "demo-fn", input, sink);
         let outcome = DemoBackend.trigger(context).await;
-        let mut lines = Vec::new();
-        while let Ok(line) = receiver.try_recv() {
-            lines.push(line.message);
+        let mut entries = Vec::new();
+        while let Ok(entry) = receiver.try_recv() {
+            entries.push(entry);
         }
-        (outcome, lines)
+        (outcome, entries)
     }
 
     #[tokio::test]
@@ -101,6 +149,30 @@ mod tests {
             "{outcome:?}"
         );
         assert_eq!(lines, ["step 1 of 2: thinking about demo-fn", "step 2 of 2: thinking about demo-fn"]);
+    }
+
+    #[tokio::test]
+    async fn with_items_each_step_is_a_message_and_a_command_closes_the_transcript() {
+        let (outcome, entries) = run_entries(json!({"steps": 2, "delay_ms": 1, "items": true})).await;
+        assert!(matches!(outcome, Ok(RunOutcome::Succeeded { .. })), "{outcome:?}");
+        let reported: Vec<String> = entries
+            .into_iter()
+            .map(|entry| match entry {
+                RunEntry::Line(line) => format!("line {}", line.message),
+                RunEntry::Item(item) => format!("{} {} {:?}", item.body.kind(), item.id, item.status),
+            })
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                "line step 1 of 2: thinking about demo-fn",
+                "message step-1 Completed",
+                "line step 2 of 2: thinking about demo-fn",
+                "message step-2 Completed",
+                "command command InProgress",
+                "command command Completed",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dashboard_backend_api::{Backend, BackendError, RunContext, RunOutcome, log_channel};
+use dashboard_backend_api::{Backend, BackendError, RunContext, RunEntry, RunOutcome, log_channel};
 use dashboard_backends::{CodexBackend, CodexConfig};
-use dashboard_core::{ExecutionId, LogStream, NewLogLine};
-use serde_json::json;
+use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
+use serde_json::{Value, json};
 
 /// A fresh working directory, where the fake writes the argv it received.
 fn workdir() -> PathBuf {
@@ -30,15 +30,21 @@ fn config(workdir: &std::path::Path) -> CodexConfig {
     }
 }
 
+/// How a run of the fake went: its outcome, log lines, transcript items and the argv the fake received.
+struct Ran {
+    outcome: Result<RunOutcome, BackendError>,
+    lines: Vec<NewLogLine>,
+    items: Vec<NewItem>,
+    argv: Vec<String>,
+}
+
 async fn run(prompt: &str) -> (Result<RunOutcome, BackendError>, Vec<NewLogLine>, Vec<String>) {
-    run_with(prompt, |_| {}).await
+    let ran = run_with(prompt, |_| {}).await;
+    (ran.outcome, ran.lines, ran.argv)
 }
 
 /// Runs the fake with the test's config, changed by `adjust`.
-async fn run_with(
-    prompt: &str,
-    adjust: impl FnOnce(&mut CodexConfig),
-) -> (Result<RunOutcome, BackendError>, Vec<NewLogLine>, Vec<String>) {
+async fn run_with(prompt: &str, adjust: impl FnOnce(&mut CodexConfig)) -> Ran {
     let dir = workdir();
     let mut config = config(&dir);
     adjust(&mut config);
@@ -46,9 +52,12 @@ async fn run_with(
     let mut context = RunContext::new(ExecutionId::generate(), "fix-bug", json!({}), sink);
     context.prompt = Some(prompt.to_owned());
     let outcome = CodexBackend::new(config).trigger(context).await;
-    let mut lines = Vec::new();
-    while let Ok(line) = receiver.try_recv() {
-        lines.push(line);
+    let (mut lines, mut items) = (Vec::new(), Vec::new());
+    while let Ok(entry) = receiver.try_recv() {
+        match entry {
+            RunEntry::Line(line) => lines.push(line),
+            RunEntry::Item(item) => items.push(item),
+        }
     }
     let argv = std::fs::read_to_string(dir.join("argv.txt"))
         .unwrap_or_default()
@@ -56,7 +65,7 @@ async fn run_with(
         .map(str::to_owned)
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    (outcome, lines, argv)
+    Ran { outcome, lines, items, argv }
 }
 
 fn has_line(lines: &[NewLogLine], stream: LogStream, text: &str) -> bool {
@@ -93,7 +102,7 @@ async fn an_event_longer_than_a_log_line_is_read_whole() {
 
 #[tokio::test]
 async fn an_event_over_max_event_bytes_is_skipped_with_a_line_naming_the_limit() {
-    let (outcome, lines, _) =
+    let Ran { outcome, lines, .. } =
         run_with("a long-message please", |config| config.max_event_bytes = 16 * 1024).await;
     let Ok(RunOutcome::Succeeded { output, .. }) = outcome else { panic!("{outcome:?}") };
     assert_eq!(output, json!({"message": null}));
@@ -101,6 +110,100 @@ async fn an_event_over_max_event_bytes_is_skipped_with_a_line_naming_the_limit()
     assert!(has_line(&lines, LogStream::Stderr, skipped), "{lines:?}");
     // Nothing of the skipped event reaches the log.
     assert!(lines.iter().all(|line| !line.message.contains("xxxx")), "{lines:?}");
+}
+
+/// Every item event of a Codex 0.169 run becomes a transcript item, in order, after the prompt.
+#[tokio::test]
+async fn every_item_type_becomes_a_transcript_item_in_order() {
+    let Ran { outcome, items, .. } = run_with("show every-item please", |_| {}).await;
+    assert!(matches!(outcome, Ok(RunOutcome::Succeeded { .. })), "{outcome:?}");
+    let reported: Vec<Value> = items.iter().map(|item| serde_json::to_value(item).expect("JSON")).collect();
+    let summary: Vec<String> = reported
+        .iter()
+        .map(|item| format!("{} {} {}", item["id"], item["kind"], item["status"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "prompt message completed",
+            "item_0 reasoning completed",
+            "item_1 plan in_progress",
+            "item_2 command in_progress",
+            "item_2 command failed",
+            "item_1 plan in_progress",
+            "item_3 file_change completed",
+            "item_4 tool_call in_progress",
+            "item_4 tool_call completed",
+            "item_5 web_search completed",
+            "item_6 error completed",
+            "item_1 plan completed",
+            "item_7 message completed",
+        ]
+    );
+    let fields = |index: usize, names: &[&str]| -> Value {
+        names.iter().map(|name| ((*name).to_owned(), reported[index][*name].clone())).collect()
+    };
+    assert_eq!(fields(0, &["role", "text"]), json!({"role": "user", "text": "show every-item please"}));
+    assert_eq!(fields(1, &["text"]), json!({"text": "**Planning the fix**"}));
+    assert_eq!(
+        fields(4, &["command", "output", "exit_code"]),
+        json!({"command": "bash -lc 'cargo test -q'", "output": "test parse ... FAILED\n", "exit_code": 101})
+    );
+    assert_eq!(
+        fields(6, &["changes"]),
+        json!({"changes": [{"path": "src/parse.rs", "kind": "update", "diff": null},
+                           {"path": "tests/parse.rs", "kind": "add", "diff": null}]})
+    );
+    assert_eq!(
+        fields(8, &["server", "tool", "arguments", "result", "error"]),
+        json!({"server": "github", "tool": "search_issues", "arguments": {"query": "parse off-by-one"},
+               "result": {"content": [{"type": "text", "text": "#12"}], "structured_content": null},
+               "error": null})
+    );
+    assert_eq!(fields(9, &["query"]), json!({"query": "rust str::split_at panics"}));
+    assert_eq!(fields(10, &["message"]), json!({"message": "model gpt-5.5 is overloaded; falling back"}));
+    assert_eq!(
+        fields(11, &["entries"]),
+        json!({"entries": [{"text": "Run the tests", "done": true}, {"text": "Fix parse", "done": true}]})
+    );
+    assert_eq!(
+        fields(12, &["role", "text"]),
+        json!({"role": "agent", "text": "Fixed parse and added a test."})
+    );
+}
+
+/// Codex 0.169's usage, as it reports it: its new fields are kept with the others.
+#[tokio::test]
+async fn the_usage_of_0_169_keeps_reasoning_and_cache_write_tokens() {
+    let Ran { outcome, lines, .. } = run_with("show every-item please", |_| {}).await;
+    let Ok(RunOutcome::Succeeded { output, usage }) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output, json!({"message": "Fixed parse and added a test."}));
+    assert_eq!(
+        usage,
+        Some(json!({"input_tokens": 31250, "cached_input_tokens": 28160, "cache_write_input_tokens": 2048,
+                    "output_tokens": 406, "reasoning_output_tokens": 192}))
+    );
+    // An error item is a warning: logged, and the run still succeeds.
+    assert!(
+        has_line(&lines, LogStream::Stderr, "error: model gpt-5.5 is overloaded; falling back"),
+        "{lines:?}"
+    );
+}
+
+/// The notice Codex prints when its stdin is not a terminal is a plain stderr line, never part of an error.
+#[tokio::test]
+async fn the_stdin_notice_is_no_error() {
+    let Ran { outcome, lines, .. } = run_with("show every-item please", |_| {}).await;
+    assert!(matches!(outcome, Ok(RunOutcome::Succeeded { .. })), "{outcome:?}");
+    assert!(has_line(&lines, LogStream::Stderr, "Reading additional input from stdin..."), "{lines:?}");
+
+    let Ran { outcome, .. } = run_with("stdin-crash now", |_| {}).await;
+    assert_eq!(
+        outcome.ok(),
+        Some(RunOutcome::Failed {
+            error: "codex exited with code 1: Error: model_provider \"fake\" not found".into()
+        })
+    );
 }
 
 #[test]

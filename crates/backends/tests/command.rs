@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dashboard_backend_api::{Backend, RunContext, RunOutcome, log_channel};
+use dashboard_backend_api::{Backend, RunContext, RunEntry, RunOutcome, log_channel};
 use dashboard_backends::{CommandBackend, CommandConfig};
 use dashboard_core::{ExecutionId, LogStream, NewLogLine};
 use serde_json::{Value, json};
@@ -16,15 +16,15 @@ fn shell(script: &str) -> CommandBackend {
     CommandBackend::new(config)
 }
 
-fn context(input: Value) -> (RunContext, mpsc::Receiver<NewLogLine>) {
+fn context(input: Value) -> (RunContext, mpsc::Receiver<RunEntry>) {
     let (sink, receiver) = log_channel(1024);
     (RunContext::new(ExecutionId::generate(), "test-fn", input, sink), receiver)
 }
 
-fn drain(receiver: &mut mpsc::Receiver<NewLogLine>) -> Vec<NewLogLine> {
+fn drain(receiver: &mut mpsc::Receiver<RunEntry>) -> Vec<NewLogLine> {
     let mut lines = Vec::new();
-    while let Ok(line) = receiver.try_recv() {
-        lines.push(line);
+    while let Ok(entry) = receiver.try_recv() {
+        lines.extend(entry.into_line());
     }
     lines
 }
@@ -45,7 +45,8 @@ async fn lines_arrive_while_the_program_still_runs() {
     let first = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
         .await
         .expect("a line came")
-        .expect("open");
+        .and_then(RunEntry::into_line)
+        .expect("a line, the channel open");
     assert_eq!(first.message, "tick 1");
     assert!(!task.is_finished(), "the first line must arrive before the program ends");
     let outcome = task.await.expect("no panic").expect("the run ends");
@@ -134,7 +135,8 @@ async fn a_cancelled_run_leaves_no_process_of_its_tree_alive() {
         let line = tokio::time::timeout(Duration::from_secs(10), receiver.recv())
             .await
             .expect("a line")
-            .expect("open");
+            .and_then(RunEntry::into_line)
+            .expect("a line, the channel open");
         pids.push(
             line.message.split_whitespace().nth(1).and_then(|pid| pid.parse::<u32>().ok()).expect("a pid"),
         );

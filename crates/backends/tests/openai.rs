@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dashboard_backend_api::{Backend, BackendError, RunContext, RunOutcome, log_channel};
+use dashboard_backend_api::{Backend, BackendError, RunContext, RunEntry, RunOutcome, log_channel};
 use dashboard_backends::{OpenAiApi, OpenAiBackend, OpenAiConfig};
-use dashboard_core::{ExecutionId, LogStream, NewLogLine};
+use dashboard_core::{ExecutionId, LogStream};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -182,7 +182,7 @@ fn backend(config: OpenAiConfig) -> OpenAiBackend {
 fn context(
     prompt: Option<&str>,
     function_config: Value,
-) -> (RunContext, tokio::sync::mpsc::Receiver<NewLogLine>) {
+) -> (RunContext, tokio::sync::mpsc::Receiver<RunEntry>) {
     let (sink, receiver) = log_channel(4096);
     let mut context = RunContext::new(ExecutionId::generate(), "ask", json!({"topic": "greetings"}), sink);
     context.prompt = prompt.map(str::to_owned);
@@ -199,7 +199,7 @@ async fn run(
     let (context, mut receiver) = context(prompt, function_config);
     let outcome = backend.trigger(context).await.expect("a run that is carried out");
     let mut lines = Vec::new();
-    while let Ok(line) = receiver.try_recv() {
+    while let Some(line) = receiver.try_recv().ok().and_then(RunEntry::into_line) {
         assert_eq!(line.stream, LogStream::Agent, "{line:?}");
         lines.push(line.message);
     }
@@ -437,7 +437,8 @@ async fn lines_arrive_while_the_stream_runs_and_cancel_stops_it_promptly() {
     let running = tokio::spawn(async move { backend.trigger(context).await });
 
     let first = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await;
-    assert_eq!(first.ok().flatten().map(|line| line.message).as_deref(), Some("more"));
+    let first = first.ok().flatten().and_then(RunEntry::into_line);
+    assert_eq!(first.map(|line| line.message).as_deref(), Some("more"));
     let cancelled_at = Instant::now();
     cancel.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(2), running).await.expect("a prompt stop");

@@ -111,6 +111,13 @@ impl DashboardBuilder {
         self
     }
 
+    /// How many transcript items one execution may keep (default 100,000): past it, one `system` line says so and
+    /// later new items are dropped, while updates of the items kept still pass and the run goes on.
+    pub fn max_items(mut self, items: u64) -> Self {
+        self.settings.log_limit.max_items = items;
+        self
+    }
+
     /// The largest output a run may store, in bytes of JSON (default 1 MiB): a larger one fails the run with an
     /// error that names the limit.
     pub fn max_output_bytes(mut self, bytes: usize) -> Self {

@@ -1,9 +1,11 @@
 //! The live event bus: wakes listeners; the store stays the source of truth.
 
-use dashboard_core::{Event, ExecutionId};
+use std::sync::Arc;
+
+use dashboard_core::{Event, ExecutionId, Item};
 
 /// A message on the bus. Listeners that lag or miss messages catch up from the store by cursor: an event's `id`,
-/// a log's `last_seq`.
+/// a log's `last_seq`, or (items having no cursor of change) by reading the execution's items again.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BusMessage {
     /// An activity event was recorded.
@@ -14,5 +16,12 @@ pub enum BusMessage {
         execution_id: ExecutionId,
         /// The seq of the newest stored line.
         last_seq: u64,
+    },
+    /// Transcript items of an execution were stored (new or updated), as the store returned them.
+    Items {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The items, one per id; shared, since every listener receives the message.
+        items: Arc<[Item]>,
     },
 }

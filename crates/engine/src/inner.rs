@@ -1,6 +1,7 @@
 //! `Inner`: the engine's state shared by the [`Dashboard`](crate::Dashboard) handle and its run tasks, and the
 //! moves every change of an execution makes — a transition (a compare-and-set in the store with its event, then the
-//! bus), log lines appended (cut, stored, published), runs scheduled and started.
+//! bus), log lines appended (cut, stored, published), transcript items upserted (stored, published), runs scheduled
+//! and started.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_backend_api::BackendRegistry;
-use dashboard_core::{Execution, ExecutionId, NewItem, NewLogLine};
+use dashboard_core::{Execution, ExecutionId, Item, NewItem, NewLogLine};
 use dashboard_store::{DashboardStore, ExecutionUpdate, Recorded, StoreError};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
@@ -73,7 +74,7 @@ impl Inner {
 
     /// [`transition`](Self::transition) with log lines and transcript items stored in the same store operation, so
     /// that the change, the lines and the items cost one write and a reader who sees the new status sees them too.
-    /// The bus hears of the lines, then of the event. On any error, none is stored.
+    /// The bus hears of the lines, then of the items, then of the event. On any error, none is stored.
     pub(crate) async fn transition_with_logs(
         &self,
         id: ExecutionId,
@@ -86,6 +87,7 @@ impl Inner {
         }
         let logged = self.observe(self.store.update_execution_with_logs(id, update, lines, items).await)?;
         let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
+        self.publish_items(id, logged.items);
         let execution = self.publish(logged.recorded);
         self.metrics.record(&execution);
         Ok(execution)
@@ -115,6 +117,38 @@ impl Inner {
                 (Err(StoreError::Unavailable { .. }), Some(retry)) => retry.wait(None).await,
                 (Err(error), _) => return Err(error.into()),
             }
+        }
+    }
+
+    /// The one place transcript items are stored outside a status change: upserted by id, then told to the bus as
+    /// the store returned them. While the store cannot take them, `is_held` items wait and are tried again, as held
+    /// lines are ([`append_logs`](Self::append_logs)); other items get the error. The execution's item limit is the
+    /// caller's to apply ([`ItemBudget`](crate::run::ItemBudget)).
+    pub(crate) async fn upsert_items(
+        &self,
+        id: ExecutionId,
+        mut items: Vec<NewItem>,
+        is_held: bool,
+    ) -> Result<(), EngineError> {
+        let mut retry = is_held.then(|| self.metrics.store_writes.retry());
+        loop {
+            let attempt = if retry.is_some() { items.clone() } else { std::mem::take(&mut items) };
+            match (self.observe(self.store.upsert_items(id, attempt).await), retry.as_mut()) {
+                (Ok(stored), _) => {
+                    self.publish_items(id, stored);
+                    return Ok(());
+                }
+                (Err(StoreError::Unavailable { .. }), Some(retry)) => retry.wait(None).await,
+                (Err(error), _) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Tells the bus of stored items, if there are any.
+    fn publish_items(&self, id: ExecutionId, items: Vec<Item>) {
+        if !items.is_empty() {
+            // No receiver is fine: the bus only wakes listeners.
+            let _ = self.bus.send(BusMessage::Items { execution_id: id, items: items.into() });
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dashboard_core::{Event, Execution, ExecutionId, Function, LogLine};
+use dashboard_core::{Event, Execution, ExecutionId, Function, Item, LogLine};
 use dashboard_store::{
     DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError, StoreStats,
 };
@@ -55,6 +55,16 @@ impl StoreReader {
         limit: usize,
     ) -> Result<Vec<LogLine>, StoreError> {
         self.store.read_logs(id, after, limit).await
+    }
+
+    /// Up to `limit` transcript items of an execution with `seq > after`, in seq order, each as last stored.
+    pub async fn list_items(
+        &self,
+        id: ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.store.list_items(id, after, limit).await
     }
 
     /// Up to `limit` events with `id > after`, oldest first.

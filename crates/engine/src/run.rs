@@ -1,6 +1,7 @@
 //! One run of one execution: start it, feed its logs to the store, stop it on cancel, timeout or shutdown, and record
 //! how it ended — holding on to each change the store cannot take yet (a full disk) and retrying it until it lands.
 
+mod item_budget;
 mod log_writer;
 
 use std::sync::{Arc, Mutex};
@@ -14,13 +15,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::log_writer::LogWriter;
+pub(crate) use self::item_budget::ItemBudget;
+use self::log_writer::{Batch, LogWriter};
 pub(crate) use self::log_writer::{LogBudget, LogLimit, truncate_line};
 use crate::inner::{Inner, cancelled_message};
 use crate::scheduler::QueuedRun;
 use crate::{EngineError, INTERRUPTED_ERROR};
 
-/// How many log lines may wait between a backend and the store before the backend waits.
+/// How many log lines and transcript items may wait between a backend and the store before the backend waits.
 const LOG_BUFFER_LINES: usize = 4096;
 
 /// Why a run was stopped from outside; the first reason wins.
@@ -119,6 +121,7 @@ impl Inner {
                 inner: Arc::clone(self),
                 execution_id: id,
                 budget: Arc::clone(&handle.log_budget),
+                items: ItemBudget::new(self.settings.log_limit.max_items),
                 run_ended: run_ended.clone(),
             }
             .write(receiver),
@@ -136,14 +139,14 @@ impl Inner {
         let result = self.drive(prepared.backend.as_ref(), context, handle, timeout).await;
 
         let update = conclude(result, handle.reason(), self.settings.max_output_bytes);
-        // The backend has returned (and dropped its sink): the writer hands back the lines it has not stored yet, to
-        // be stored with the final status in one write.
+        // The backend has returned (and dropped its sink): the writer hands back the lines and items it has not stored
+        // yet, to be stored with the final status in one write.
         run_ended.cancel();
-        let last_lines = log_writer.await.unwrap_or_else(|error| {
+        let held = log_writer.await.unwrap_or_else(|error| {
             log::error!("execution {id}: the log writer failed: {error}");
-            Vec::new()
+            Batch::default()
         });
-        self.finish(id, update, Some(last_lines), handle).await
+        self.finish(id, update, Some(held), handle).await
     }
 
     /// Moves the execution to `running` together with its first line, retrying while the store cannot take it.
@@ -186,9 +189,9 @@ impl Inner {
         Ok(false)
     }
 
-    /// Records the final status — with `last_lines` and the closing line when the run got as far as its backend —
-    /// retrying while the store cannot take it. Someone else finishing it first (a callback) is not an error; the
-    /// lines are stored all the same.
+    /// Records the final status — with the `held` lines and items and the closing line when the run got as far as its
+    /// backend — retrying while the store cannot take it. Someone else finishing it first (a callback) is not an
+    /// error; the lines and items are stored all the same.
     ///
     /// A cancel that comes while the final status waits for the store decides it, as a cancel decides over the
     /// backend's answer before the run has concluded: the execution still shows as unfinished, and the cancel was
@@ -197,21 +200,24 @@ impl Inner {
         &self,
         id: ExecutionId,
         mut update: ExecutionUpdate,
-        last_lines: Option<Vec<NewLogLine>>,
+        held: Option<Batch>,
         handle: &RunHandle,
     ) -> Result<(), EngineError> {
-        let has_run = last_lines.is_some();
-        let mut lines = last_lines.unwrap_or_default();
+        let has_run = held.is_some();
+        let Batch { mut lines, items } = held.unwrap_or_default();
         if has_run {
             lines.push(self.system_line(closing_line(&update)));
         }
         let mut retry = self.metrics.store_writes.retry();
         loop {
-            match self.transition_with_logs(id, update.clone(), lines.clone(), Vec::new()).await {
+            match self.transition_with_logs(id, update.clone(), lines.clone(), items.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(EngineError::StatusChanged { .. }) => {
                     if !lines.is_empty() {
                         self.append_logs(id, lines, true).await?;
+                    }
+                    if !items.is_empty() {
+                        self.upsert_items(id, items, true).await?;
                     }
                     return Ok(());
                 }

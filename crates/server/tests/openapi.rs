@@ -98,7 +98,8 @@ async fn real_answers_satisfy_the_documented_schemas() {
         .await;
     check(&document, "put", "/api/functions/{key}", &replaced);
 
-    let triggered = server.post("/api/executions", json!({"function": "greet", "input": {"steps": 2}})).await;
+    let input = json!({"steps": 2, "items": true});
+    let triggered = server.post("/api/executions", json!({"function": "greet", "input": input})).await;
     assert_eq!(triggered.status, 202, "{:?}", triggered.body);
     check(&document, "post", "/api/executions", &triggered);
     let id = triggered.body["id"].as_str().expect("an id").to_owned();
@@ -111,6 +112,9 @@ async fn real_answers_satisfy_the_documented_schemas() {
         "/api/executions/{id}/logs",
         &server.get(&format!("/api/executions/{id}/logs")).await,
     );
+    let items = server.get(&format!("/api/executions/{id}/items")).await;
+    assert_eq!(items.body["items"].as_array().map(Vec::len), Some(3), "{:?}", items.body);
+    check(&document, "get", "/api/executions/{id}/items", &items);
     check(&document, "get", "/api/events", &server.get("/api/events").await);
     check(&document, "get", "/api/backends", &server.get("/api/backends").await);
     check(&document, "get", "/healthz", &server.get("/healthz").await);
@@ -157,8 +161,11 @@ async fn the_check_refuses_an_answer_that_breaks_its_schema() {
 async fn with_auth_on_refusals_are_documented() {
     const READER: &str = "openapi-reader-token-0123456789abcdef";
     let server = common::server_with(|config| {
-        config.auth_tokens =
-            vec![dashboard_server::TokenSpec::from_secret("viewer", READER, dashboard_backend_api::Scope::Read)];
+        config.auth_tokens = vec![dashboard_server::TokenSpec::from_secret(
+            "viewer",
+            READER,
+            dashboard_backend_api::Scope::Read,
+        )];
     })
     .await;
     let url = |path: &str| format!("{}{path}", server.url);

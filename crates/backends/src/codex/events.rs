@@ -1,15 +1,19 @@
-//! Reading `codex exec --json` output: each JSONL event becomes readable log lines, usage, the final message, or a
-//! failure. Unknown event types and fields are tolerated; the older spellings (`item_type`, `assistant_message`) are
-//! accepted.
+//! Reading `codex exec --json` output: each JSONL event becomes readable log lines, transcript items, usage, the final
+//! message, or a failure. Unknown event types and fields are tolerated; the older spellings (`item_type`,
+//! `assistant_message`) are accepted.
 
-use dashboard_core::LogStream;
+use dashboard_core::{LogStream, NewItem};
 use serde_json::Value;
+
+use super::items::transcript_item;
 
 /// What one line of Codex output means for the run.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Effect {
     /// Show this line in the log.
     Log(LogStream, String),
+    /// Report this transcript item (new, or an update of one reported before under its id).
+    Item(NewItem),
     /// The agent said this (the last one is the output).
     AgentMessage(String),
     /// A turn completed, with its token usage when reported.
@@ -49,7 +53,11 @@ pub(crate) fn interpret(line: &str) -> Vec<Effect> {
             vec![Effect::Error(text(&event, "message").unwrap_or("codex reported an error").to_owned())]
         }
         "item.started" | "item.updated" | "item.completed" => match event.get("item") {
-            Some(item) => interpret_item(kind, item),
+            Some(item) => {
+                let mut effects = interpret_item(kind, item);
+                effects.extend(transcript_item(kind, item).map(Effect::Item));
+                effects
+            }
             None => Vec::new(),
         },
         _ => Vec::new(),
@@ -156,8 +164,20 @@ mod tests {
 
     use super::*;
 
+    /// Checks the effects of `line` other than its transcript item (`items.rs` tests those).
     fn check(line: &str, expected: &[Effect]) {
-        assert_eq!(interpret(line), expected, "{line}");
+        let effects: Vec<Effect> =
+            interpret(line).into_iter().filter(|effect| !matches!(effect, Effect::Item(_))).collect();
+        assert_eq!(effects, expected, "{line}");
+    }
+
+    #[test]
+    fn an_item_event_gives_its_lines_then_its_item() {
+        let line = r#"{"type":"item.completed","item":{"id":"e1","type":"error","message":"rerouted"}}"#;
+        let effects = interpret(line);
+        assert_eq!(effects[0], log(LogStream::Stderr, "error: rerouted"), "still a warning line");
+        let Some(Effect::Item(item)) = effects.get(1) else { panic!("{effects:?}") };
+        assert_eq!((item.id.as_str(), item.body.kind()), ("e1", "error"));
     }
 
     fn log(stream: LogStream, text: &str) -> Effect {

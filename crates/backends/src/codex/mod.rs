@@ -1,7 +1,8 @@
 //! The `codex` backend: runs the OpenAI Codex CLI (`codex exec --json`) and turns its JSONL events into log lines,
-//! usage and an output (the last agent message).
+//! transcript items, usage and an output (the last agent message).
 
 mod events;
+mod items;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
-use dashboard_core::LogStream;
+use dashboard_core::{ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,6 +23,11 @@ pub(crate) const KIND: &str = "codex";
 
 /// How many stderr lines are kept to explain a crash.
 const STDERR_TAIL_LINES: usize = 10;
+/// What Codex (0.169) prints on stderr whenever its stdin is not a terminal, before it finds the input empty: a notice,
+/// not an error, so it never explains a failure.
+const STDIN_NOTICE: &str = "Reading additional input from stdin...";
+/// The id of the transcript item of the prompt; Codex's own ids are `item_N`.
+const PROMPT_ITEM_ID: &str = "prompt";
 /// How long `codex --version` may take in a readiness check.
 const VERSION_CHECK_LIMIT: Duration = Duration::from_secs(3);
 
@@ -109,8 +115,7 @@ impl CodexBackend {
         }
     }
 
-    fn spec(&self, run: &RunContext, api_key: Option<String>) -> ProgramSpec {
-        let prompt = run.prompt.clone().unwrap_or_else(|| run.input.to_string());
+    fn spec(&self, prompt: String, api_key: Option<String>) -> ProgramSpec {
         let mut args = vec!["exec".to_owned(), "--json".to_owned(), "--skip-git-repo-check".to_owned()];
         if let Some(workdir) = &self.config.workdir {
             // Absolute: the program also starts in `workdir`, where a relative `-C` would point elsewhere.
@@ -171,7 +176,12 @@ impl Backend for CodexBackend {
             Ok(key) => key,
             Err(missing) => return Ok(RunOutcome::Failed { error: missing }),
         };
-        let spec = self.spec(&run, api_key);
+        let prompt = run.prompt.clone().unwrap_or_else(|| run.input.to_string());
+        let body = ItemBody::Message { role: MessageRole::User, text: prompt.clone() };
+        if let Ok(item) = NewItem::new(PROMPT_ITEM_ID, ItemStatus::Completed, body) {
+            run.item(item).await;
+        }
+        let spec = self.spec(prompt, api_key);
         let mut session = Session {
             run: &run,
             last_message: None,
@@ -247,6 +257,9 @@ impl LineHandler for Session<'_> {
         }
         if pipe == Pipe::Stderr {
             self.run.log(LogStream::Stderr, &line).await;
+            if line.trim() == STDIN_NOTICE {
+                return;
+            }
             if self.stderr.len() == STDERR_TAIL_LINES {
                 self.stderr.pop_front();
             }
@@ -256,6 +269,7 @@ impl LineHandler for Session<'_> {
         for effect in interpret(&line) {
             match effect {
                 Effect::Log(stream, text) => self.run.log(stream, text).await,
+                Effect::Item(item) => self.run.item(item).await,
                 Effect::AgentMessage(message) => self.last_message = Some(message),
                 Effect::TurnCompleted(usage) => {
                     self.usage = usage.or(self.usage.take());

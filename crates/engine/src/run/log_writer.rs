@@ -1,18 +1,23 @@
-//! A run's log on its way to the store: the writer that stores a backend's lines in batches (through
-//! `Inner::append_logs`, held while the store cannot take them), and the per-execution log limit.
+//! A run's log on its way to the store: the writer that stores a backend's lines and transcript items in batches
+//! (through `Inner::append_logs` and `Inner::upsert_items`, held while the store cannot take them), and the
+//! per-execution log limit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashboard_core::{ExecutionId, LogStream, NewLogLine};
+use dashboard_backend_api::RunEntry;
+use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::item_budget::{Admission, ItemBudget};
 use crate::inner::Inner;
 
 /// The most lines stored in one append.
 pub(super) const LOG_BATCH_LINES: usize = 512;
+/// The most items stored in one upsert: fewer than lines, since an item may hold far more text than a line.
+const ITEM_BATCH: usize = 128;
 /// How long the end of a run waits for a backend's tasks to drop their log sinks.
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// How long a batch of log lines may wait for more lines before it is stored: long enough that a fast backend's
@@ -20,18 +25,21 @@ const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 const LOG_GATHER: Duration = Duration::from_millis(5);
 
 /// How much log one execution may keep: lines and bytes of text, counted over the lines its backend (or remote
-/// agent) writes. The engine's own opening and closing lines and the limit's marker are not counted.
+/// agent) writes, and transcript items. The engine's own opening and closing lines and the limits' markers are not
+/// counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LogLimit {
     /// The most lines (default 100,000).
     pub(crate) max_lines: u64,
     /// The most bytes of text (default 64 MiB).
     pub(crate) max_bytes: u64,
+    /// The most distinct transcript items (default 100,000); see [`ItemBudget`].
+    pub(crate) max_items: u64,
 }
 
 impl Default for LogLimit {
     fn default() -> Self {
-        Self { max_lines: 100_000, max_bytes: 64 * 1024 * 1024 }
+        Self { max_lines: 100_000, max_bytes: 64 * 1024 * 1024, max_items: 100_000 }
     }
 }
 
@@ -106,36 +114,57 @@ pub(crate) struct Charge {
     is_spending: bool,
 }
 
-/// Stores a run's log lines in batches as they come, and tells the bus after each batch.
+/// Lines and items on their way to the store, each kind in the order it was reported.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    pub(super) lines: Vec<NewLogLine>,
+    pub(super) items: Vec<NewItem>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.items.is_empty()
+    }
+
+    fn is_full(&self) -> bool {
+        self.lines.len() >= LOG_BATCH_LINES || self.items.len() >= ITEM_BATCH
+    }
+}
+
+/// Stores a run's log lines and transcript items in batches as they come, and tells the bus after each batch.
 ///
-/// A batch is gathered for at most [`LOG_GATHER`] after its first line (or until it is full), so that a backend that
-/// writes many lines at once costs one write, not one per wake-up. Lines still held when the backend has dropped its
-/// sink and the run has ended go back to the run, which stores them with the final status in one write. A batch the
-/// store cannot take is retried until it can: meanwhile the backend waits on its full log channel.
+/// A batch is gathered for at most [`LOG_GATHER`] after its first entry (or until it is full), so that a backend that
+/// writes many lines at once costs one write, not one per wake-up. Each batch stores its lines first, then its items,
+/// so a reader never sees an item before the lines reported ahead of it. Entries still held when the backend has
+/// dropped its sink and the run has ended go back to the run, which stores them with the final status in one write. A
+/// batch the store cannot take is retried until it can: meanwhile the backend waits on its full channel.
 pub(super) struct LogWriter {
     pub(super) inner: Arc<Inner>,
     pub(super) execution_id: ExecutionId,
     /// The execution's log limit, shared with the remote agent's reports.
     pub(super) budget: Arc<Mutex<LogBudget>>,
+    /// The execution's item limit; only the run's backend reports items.
+    pub(super) items: ItemBudget,
     /// Cancelled by the run once the backend has returned.
     pub(super) run_ended: CancellationToken,
 }
 
 impl LogWriter {
-    /// Runs until every sink is gone (or, after the run has ended, until [`LOG_DRAIN_LIMIT`]); returns the lines not
+    /// Runs until every sink is gone (or, after the run has ended, until [`LOG_DRAIN_LIMIT`]); returns what is not
     /// stored yet.
-    pub(super) async fn write(self, mut receiver: mpsc::Receiver<NewLogLine>) -> Vec<NewLogLine> {
-        let mut batch: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH_LINES);
-        let mut incoming: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH_LINES);
+    pub(super) async fn write(mut self, mut receiver: mpsc::Receiver<RunEntry>) -> Batch {
+        let mut batch = Batch::default();
+        let mut incoming: Vec<RunEntry> = Vec::with_capacity(LOG_BATCH_LINES);
         // When the batch held now must be stored; `None` while it is empty.
         let mut store_by: Option<Instant> = None;
+        let run_ended = self.run_ended.clone();
         let drain_limit = async {
-            self.run_ended.cancelled().await;
+            run_ended.cancelled().await;
             tokio::time::sleep(LOG_DRAIN_LIMIT).await;
         };
         tokio::pin!(drain_limit);
         loop {
-            let room = LOG_BATCH_LINES.saturating_sub(batch.len()).max(1);
+            let room = LOG_BATCH_LINES.saturating_sub(batch.lines.len() + batch.items.len()).max(1);
             let mut is_drained = false;
             tokio::select! {
                 received = receiver.recv_many(&mut incoming, room) => {
@@ -150,30 +179,30 @@ impl LogWriter {
                         self.execution_id
                     );
                     receiver.close();
-                    while let Ok(line) = receiver.try_recv() {
-                        incoming.push(line);
+                    while let Ok(entry) = receiver.try_recv() {
+                        incoming.push(entry);
                     }
                     is_drained = true;
                 }
             }
             if !incoming.is_empty() {
-                self.admit(&mut incoming);
-                if !incoming.is_empty() {
+                let n_held = batch.lines.len() + batch.items.len();
+                self.admit(std::mem::take(&mut incoming), &mut batch);
+                if batch.lines.len() + batch.items.len() > n_held {
                     store_by.get_or_insert_with(|| Instant::now() + LOG_GATHER);
                 }
-                batch.append(&mut incoming);
             }
             if is_drained {
                 break;
             }
             let is_due = store_by.is_some_and(|at| at <= Instant::now());
-            if batch.len() >= LOG_BATCH_LINES || is_due {
+            if batch.is_full() || is_due {
                 self.store(std::mem::take(&mut batch)).await;
                 store_by = None;
             }
         }
-        // Every sink is gone. Held lines wait for the run's end to go with the final status, but no longer than they
-        // would have waited anyway (a detached run may wait hours for its report).
+        // Every sink is gone. Held entries wait for the run's end to go with the final status, but no longer than
+        // they would have waited anyway (a detached run may wait hours for its report).
         if let Some(at) = store_by
             && !batch.is_empty()
         {
@@ -185,17 +214,42 @@ impl LogWriter {
         batch
     }
 
-    /// Cuts long lines and applies the execution's log limit.
-    fn admit(&self, lines: &mut Vec<NewLogLine>) {
-        for line in lines.iter_mut() {
-            truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
+    /// Adds `entries` to `batch`: lines cut and held to the execution's log limit, items to its item limit.
+    fn admit(&mut self, entries: Vec<RunEntry>, batch: &mut Batch) {
+        let mut lines = Vec::with_capacity(entries.len());
+        let mut item_limit_line = None;
+        for entry in entries {
+            match entry {
+                RunEntry::Line(mut line) => {
+                    truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
+                    lines.push(line);
+                }
+                RunEntry::Item(item) => match self.items.admit(&item) {
+                    Admission::Keep => batch.items.push(item),
+                    Admission::Drop => {}
+                    Admission::DropAndSay(message) => item_limit_line = Some(message),
+                },
+            }
         }
-        self.budget.lock().expect("log budget lock poisoned").admit(lines);
+        self.budget.lock().expect("log budget lock poisoned").admit(&mut lines);
+        batch.lines.append(&mut lines);
+        // The marker is the engine's own line: the log limit does not count it.
+        if let Some(message) = item_limit_line {
+            batch.lines.push(NewLogLine::new(LogStream::System, message));
+        }
     }
 
-    async fn store(&self, batch: Vec<NewLogLine>) {
-        if let Err(error) = self.inner.append_logs(self.execution_id, batch, true).await {
+    async fn store(&self, batch: Batch) {
+        let Batch { lines, items } = batch;
+        if !lines.is_empty()
+            && let Err(error) = self.inner.append_logs(self.execution_id, lines, true).await
+        {
             log::error!("execution {}: could not store log lines: {error}", self.execution_id);
+        }
+        if !items.is_empty()
+            && let Err(error) = self.inner.upsert_items(self.execution_id, items, true).await
+        {
+            log::error!("execution {}: could not store transcript items: {error}", self.execution_id);
         }
     }
 }
@@ -259,12 +313,12 @@ mod tests {
 
     #[test]
     fn past_the_log_limit_one_marker_is_kept_and_the_rest_dropped() {
-        let lines = LogLimit { max_lines: 3, max_bytes: 1000 };
+        let lines = LogLimit { max_lines: 3, max_bytes: 1000, max_items: 10 };
         let marker = "log limit of 3 lines reached: the rest of this execution's log is dropped";
         check(lines, 1, &[2, 2, 2], &[&["line", "line"], &["line", marker], &[]]);
         check(lines, 1, &[3], &[&["line", "line", "line"]]);
         check(lines, 1, &[3, 1, 1], &[&["line", "line", "line"], &[marker], &[]]);
-        let bytes = LogLimit { max_lines: 100, max_bytes: 25 };
+        let bytes = LogLimit { max_lines: 100, max_bytes: 25, max_items: 10 };
         let marker = "log limit of 25 bytes reached: the rest of this execution's log is dropped";
         check(bytes, 10, &[2, 2], &[&["line", "line"], &[marker]]);
         check(bytes, 30, &[1, 1], &[&[marker], &[]]);
@@ -272,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_refunded_admission_counts_nothing() {
-        let mut budget = LogBudget::new(LogLimit { max_lines: 3, max_bytes: 1000 });
+        let mut budget = LogBudget::new(LogLimit { max_lines: 3, max_bytes: 1000, max_items: 10 });
         let lines = |n_lines: usize| vec![NewLogLine::new(LogStream::Stdout, "x"); n_lines];
         let mut admitted = lines(4);
         let charge = budget.admit(&mut admitted);

@@ -2,8 +2,12 @@
 //!
 //! The store is the source of truth and the bus only says when to look: every message is read from the store after
 //! the cursor of the last one sent, so a client that reconnects with `Last-Event-ID`, or a stream that lags behind the
-//! bus, gets every message exactly once and in order. Each stream has its own bus receiver and writes to its own
+//! bus, gets every message exactly once and in order. Transcript items, which change in place and so have no cursor,
+//! are the exception: the log stream sends each as the bus carries it and sends what may have been missed again
+//! (`streams/items.rs`), for a client that upserts by id. Each stream has its own bus receiver and writes to its own
 //! connection without holding any lock, so a client that reads slowly (or not at all) never slows the others.
+
+mod items;
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -20,6 +24,7 @@ use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
+use self::items::ItemTracker;
 use crate::common::parse_execution_id;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::State;
@@ -59,7 +64,8 @@ pub(crate) async fn events(
 }
 
 /// `GET /api/executions/{id}/logs/stream`: the execution's status, its log lines after the resume point (by default
-/// from the first), and every status change; it ends after the terminal status.
+/// from the first), every status change, and its transcript items (every one after the resumed lines, then each as it
+/// changes); it ends after the terminal status.
 pub(crate) async fn logs(
     state: State,
     request: HttpRequest,
@@ -80,6 +86,8 @@ pub(crate) async fn logs(
         execution_id,
         after,
         status_sent: None,
+        items: ItemTracker::default(),
+        has_final_sweep: false,
         must_look: true,
         is_done: false,
         _slot: slot,
@@ -119,6 +127,11 @@ fn sse_response(body: impl futures_util::Stream<Item = Result<Bytes, Infallible>
 fn push_message(text: &mut String, id: u64, name: &str, data: &impl Serialize) {
     let json =
         serde_json::to_string(data).expect("domain types serialize to JSON: their maps have string keys");
+    push_json(text, id, name, &json);
+}
+
+/// Appends one SSE message whose data is `json`, already written out.
+fn push_json(text: &mut String, id: u64, name: &str, json: &str) {
     text.push_str(&format!("id: {id}\nevent: {name}\ndata: {json}\n\n"));
 }
 
@@ -231,6 +244,10 @@ struct LogFeed {
     /// The seq of the last line sent (or the resume point).
     after: u64,
     status_sent: Option<ExecutionStatus>,
+    /// What the client has of the execution's items.
+    items: ItemTracker,
+    /// The terminal status has been seen and the items compared with the store once more before it is sent.
+    has_final_sweep: bool,
     must_look: bool,
     /// The terminal status has been sent after the last line.
     is_done: bool,
@@ -247,10 +264,14 @@ impl LogFeed {
                     BusMessage::Logs { execution_id: id, last_seq } => {
                         *id == execution_id && *last_seq > after
                     }
+                    BusMessage::Items { execution_id: id, .. } => *id == execution_id,
                     BusMessage::Event(event) => event.execution_id == Some(execution_id),
                 };
                 match self.listener.wait(is_news).await {
-                    Wake::News(_) => {}
+                    Wake::News(Some(BusMessage::Items { items, .. })) => self.items.heard(&items),
+                    // Lost messages may have carried items: compare them all with the store.
+                    Wake::News(None) => self.items.sweep(),
+                    Wake::News(Some(_)) => {}
                     Wake::Heartbeat => {
                         return Some((self.listener.sent(Bytes::from_static(KEEPALIVE)), self));
                     }
@@ -275,8 +296,9 @@ impl LogFeed {
     }
 
     /// Reads the status, then the lines after the cursor, and writes what the client has not seen: a new status
-    /// before the lines, except a terminal one, which comes after the last line and ends the stream. The status is
-    /// read first because the engine stores every line before the terminal status: no line can follow it.
+    /// before the lines, the items changed meanwhile after them, and a terminal status last, after the last line and
+    /// a final comparison of the items with the store, ending the stream. The status is read first because the engine
+    /// stores every line and item no later than the terminal status: none can follow it.
     async fn look(&mut self) -> Result<String, dashboard_store::StoreError> {
         let mut text = String::new();
         let Some(execution) = self.store.get_execution(self.execution_id).await? else {
@@ -294,6 +316,14 @@ impl LogFeed {
         for line in &lines {
             push_message(&mut text, line.seq, "log", line);
             self.after = line.seq;
+        }
+        // Items follow the lines they were reported after: only once the lines have been caught up with.
+        if !self.must_look {
+            if is_terminal && !self.has_final_sweep {
+                self.items.sweep();
+                self.has_final_sweep = true;
+            }
+            self.must_look = self.items.write(&self.store, self.execution_id, &mut text, self.after).await?;
         }
         if is_terminal && !self.must_look {
             push_message(&mut text, self.after, "status", &execution);

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::{Operation, operation, schema_ref};
 use crate::api::events::EventsQuery;
 use crate::api::executions::ListQuery;
+use crate::api::items::ItemsQuery;
 use crate::api::logs::LogsQuery;
 use crate::api::streams::StreamQuery;
 
@@ -19,6 +20,7 @@ pub(super) const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
     ("cancelExecution", "id", "id"),
     ("retryExecution", "id", "id"),
     ("readLogs", "id", "id"),
+    ("listItems", "id", "id"),
 ];
 
 /// Every operation of the API, described once.
@@ -105,6 +107,14 @@ pub(super) fn operations() -> Vec<Operation> {
                     "text/plain": {"schema": {"type": "string"}},
                 })),
             ),
+        operation(
+            M::GET,
+            "/api/executions/{id}/items",
+            "listItems",
+            "An execution's transcript items, after a cursor",
+        )
+        .query::<ItemsQuery>()
+        .answer(200, "A page of items, each as last stored.", Some("ItemsPage")),
         operation(M::POST, "/api/executions/{id}/logs", "reportLogs", "A remote agent reports log lines")
             .body("LogsBody")
             .answer(200, "The lines are stored.", Some("LogsReceived"))
@@ -122,13 +132,13 @@ pub(super) fn operations() -> Vec<Operation> {
             M::GET,
             "/api/executions/{id}/logs/stream",
             "streamLogs",
-            "An execution's status and log (SSE)",
+            "An execution's status, log and transcript items (SSE)",
         )
         .query::<StreamQuery>()
         .header("Last-Event-ID", "Resume after this seq (a whole number).")
         .answer_with(
             200,
-            "`event: status` and `event: log` messages, until the terminal status.",
+            "`event: status`, `event: log` and `event: item` messages, until the terminal status.",
             text("text/event-stream"),
         ),
         operation(M::GET, "/api/events", "listEvents", "The activity feed, oldest first, after a cursor")

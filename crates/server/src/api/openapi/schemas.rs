@@ -14,6 +14,7 @@ use crate::api::events::EventsPage;
 use crate::api::executions::{ExecutionPage, TriggerBody};
 use crate::api::functions::FunctionList;
 use crate::api::health::Health;
+use crate::api::items::ItemsPage;
 use crate::api::logs::LogsPage;
 use crate::error::{ErrorBody, ErrorCode};
 
@@ -27,6 +28,7 @@ const ANSWERS: &[&str] = &[
     "FunctionList",
     "ExecutionPage",
     "LogsPage",
+    "ItemsPage",
     "LogsReceived",
     "EventsPage",
     "BackendList",
@@ -42,6 +44,7 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<ExecutionPage>(&mut found);
     collect::<TriggerBody>(&mut found);
     collect::<LogsPage>(&mut found);
+    collect::<ItemsPage>(&mut found);
     collect::<LogsBody>(&mut found);
     collect::<LogsReceived>(&mut found);
     collect::<StatusBody>(&mut found);
