@@ -1,19 +1,23 @@
-// The execution status page kept live: its status, times, output and error, and the log tail (over the SSE
-// stream, or by polling when it cannot be used). Log lines are only ever put in the page as text.
+// The execution status page kept live: its status, times, output and error, the log tail and the transcript (over
+// the SSE stream, or by polling when it cannot be used). Log lines and items are only ever put in the page as text.
 
 import { hasAnsi, showAnsiText } from "./ansi.js";
 import { element, formatDuration, setText, timeElement } from "./dom.js";
 import { POLL_INTERVAL_MS, getJson, listen, pollUntilDone } from "./live.js";
+import { followTranscript } from "./transcript.js";
 
 const TERMINAL_STATUSES = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
 const LOG_STREAMS = new Set(["stdout", "stderr", "agent", "system"]);
 /** The number of log lines the logs endpoint answers with at most by default: a full page means more are waiting. */
 const LOG_PAGE_SIZE = 1000;
+/** How many items one poll of the items route asks for. */
+const ITEM_PAGE_SIZE = 500;
 
 export function followExecution(root) {
   const id = encodeURIComponent(root.dataset.executionId);
   const log = root.querySelector("[data-log]");
   const tail = log ? followLogTail(root, log) : null;
+  const transcript = followTranscript(root);
   let after = Number(root.dataset.lastSeq) || 0;
   const finish = () => {
     setText(root.querySelector('[data-field="log-state"]'), "finished");
@@ -24,15 +28,29 @@ export function followExecution(root) {
     finish();
     return;
   }
+  /** Reads the items that may have changed since the last poll, page by page, as far as the page shows them. */
+  const pollItems = async () => {
+    let itemsAfter = transcript.pollAfter();
+    while (itemsAfter !== null) {
+      const answer = await getJson(`/api/executions/${id}/items?after=${itemsAfter}&limit=${ITEM_PAGE_SIZE}`);
+      transcript.upsert(answer.items);
+      const next = Number(answer.next_after) || 0;
+      if (answer.items.length < ITEM_PAGE_SIZE || next <= itemsAfter || transcript.isFull()) return;
+      itemsAfter = next;
+    }
+  };
   const poll = () =>
     pollUntilDone(async () => {
       const logs = await getJson(`/api/executions/${id}/logs?after=${after}`);
       tail?.append(logs.items);
       after = Math.max(after, Number(logs.next_after) || 0);
+      await pollItems();
       const execution = await getJson(`/api/executions/${id}`);
       showExecution(root, execution);
       // The logs answer says `finished` only once the execution has ended and no line can follow.
       if (logs.finished && TERMINAL_STATUSES.has(execution.status)) {
+        // Items are stored no later than the final status: one more read has the last of them.
+        await pollItems();
         finish();
         return null;
       }
@@ -45,6 +63,8 @@ export function followExecution(root) {
         after = Math.max(after, Number(line.seq) || 0);
         tail?.append([line]);
       },
+      // Every item again after a (re)connect, then each change: an upsert by id either way.
+      item: (item) => transcript.upsert([item]),
       status: (execution) => {
         showExecution(root, execution);
         if (!TERMINAL_STATUSES.has(String(execution.status))) return undefined;

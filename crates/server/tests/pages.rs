@@ -1,11 +1,24 @@
-//! The pages end to end: every page answers HTML with the data it is about, user text comes back escaped, and the
-//! trigger, cancel and retry forms work without JavaScript.
+//! The pages end to end: every page answers HTML with the data it is about, user text comes back escaped, the
+//! trigger, cancel and retry forms work without JavaScript, and the status page shows the transcript (each kind of
+//! item, paged) with the log one link away.
 
 mod common;
 
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::{App, HttpServer, web};
 use common::{Answer, Browser, TestServer, server};
+use dashboard_backend_api::Principal;
+use dashboard_backends::DemoBackend;
+use dashboard_core::{
+    ExecutionId, FileChange, FileChangeKind, FunctionSpec, ItemBody, ItemStatus, MessageRole, NewItem,
+    PlanEntry,
+};
+use dashboard_engine::Dashboard;
+use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
+use dashboard_store::{DashboardStore, MemoryStore};
 use serde_json::json;
 
 const HOSTILE: &str = "<script>alert(1)</script>";
@@ -184,5 +197,248 @@ async fn bulk_cancel_and_retry_act_on_the_fitting_executions_only() {
             server.post(&format!("/api/executions/{id}/cancel"), json!({})).await;
         }
     }
+    server.stop().await;
+}
+
+/// A server over a memory store that the test writes transcript items into directly, as a run of a backend that
+/// reports items would, and one finished execution to put them on.
+struct TranscriptServer {
+    url: String,
+    client: reqwest::Client,
+    store: Arc<MemoryStore>,
+    execution_id: ExecutionId,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TranscriptServer {
+    async fn start() -> Self {
+        let store = Arc::new(MemoryStore::default());
+        let dashboard = Dashboard::builder()
+            .store(store.clone() as Arc<dyn DashboardStore>)
+            .backend("demo", DemoBackend)
+            .build();
+        dashboard
+            .create_function(&Principal::anonymous(), FunctionSpec::new("agent", "demo"))
+            .await
+            .expect("a function");
+        let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
+        let web_source = WebSource::choose(None, false);
+        let templates = Templates::load(&web_source).expect("the embedded templates");
+        let state = web::Data::new(AppState::new(dashboard, templates, config));
+        let web_source = web::Data::new(web_source);
+        let server =
+            HttpServer::new(move || App::new().configure(configure(state.clone(), web_source.clone())))
+                .workers(1)
+                .bind((Ipv4Addr::LOCALHOST, 0))
+                .expect("a free port");
+        let url = format!("http://{}", server.addrs()[0]);
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        let client = common::client();
+        let trigger = json!({"function": "agent", "input": {"steps": 0, "delay_ms": 0}});
+        let triggered = common::answer(client.post(format!("{url}/api/executions")).json(&trigger)).await;
+        assert_eq!(triggered.status, 202, "{}", triggered.body);
+        let id = triggered.body["id"].as_str().expect("an id").to_owned();
+        common::poll_status(
+            |path| common::answer(client.get(format!("{url}{path}"))),
+            &id,
+            "succeeded",
+            Duration::from_secs(10),
+        )
+        .await;
+        let execution_id = id.parse().expect("an execution id");
+        Self { url, client, store, execution_id, handle }
+    }
+
+    async fn add(&self, items: Vec<NewItem>) {
+        self.store.upsert_items(self.execution_id, items).await.expect("the memory store takes items");
+    }
+
+    /// The status page with `query` (e.g. `?view=log`): 200 and HTML, with no user text unescaped.
+    async fn page(&self, query: &str) -> String {
+        let path = format!("/executions/{}{query}", self.execution_id);
+        let answer = common::answer(self.client.get(format!("{}{path}", self.url))).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        let html = answer.text().to_owned();
+        assert!(!html.contains(HOSTILE), "{path} shows user text unescaped");
+        html
+    }
+
+    async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+}
+
+fn item(id: &str, status: ItemStatus, body: ItemBody) -> NewItem {
+    NewItem::new(id, status, body).expect("a valid item")
+}
+
+/// The transcript's item ids on a page, in order.
+fn item_ids(html: &str) -> Vec<String> {
+    html.split("data-item-id=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_transcript_shows_every_kind_of_item_escaped_with_the_log_one_link_away() {
+    let server = TranscriptServer::start().await;
+    let diff =
+        "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,2 +1,2 @@\n fn keep() {}\n-fn old() {}\n+fn new() {}\n";
+    server
+        .add(vec![
+            item(
+                "m1",
+                ItemStatus::Completed,
+                ItemBody::Message { role: MessageRole::User, text: "Fix it".into() },
+            ),
+            item("r1", ItemStatus::Completed, ItemBody::Reasoning { text: "Thinking about the bug".into() }),
+            item(
+                "c1",
+                ItemStatus::Failed,
+                ItemBody::Command {
+                    command: "cargo test".into(),
+                    cwd: Some("/work".into()),
+                    output: format!("error: {HOSTILE}"),
+                    exit_code: Some(101),
+                },
+            ),
+            item(
+                "f1",
+                ItemStatus::Completed,
+                ItemBody::FileChange {
+                    changes: vec![
+                        FileChange {
+                            path: "src/lib.rs".into(),
+                            kind: FileChangeKind::Update,
+                            diff: Some(diff.into()),
+                        },
+                        FileChange {
+                            path: "NEW.md".into(),
+                            kind: FileChangeKind::Add,
+                            diff: Some("hello\n".into()),
+                        },
+                    ],
+                },
+            ),
+            item(
+                "t1",
+                ItemStatus::Failed,
+                ItemBody::ToolCall {
+                    server: Some("files".into()),
+                    tool: "read".into(),
+                    arguments: json!({"path": HOSTILE}),
+                    result: None,
+                    error: Some("no such file".into()),
+                },
+            ),
+            item("w1", ItemStatus::Completed, ItemBody::WebSearch { query: "rust diff".into() }),
+            item(
+                "p1",
+                ItemStatus::InProgress,
+                ItemBody::Plan {
+                    entries: vec![
+                        PlanEntry { text: "read the code".into(), done: true },
+                        PlanEntry { text: "fix the bug".into(), done: false },
+                    ],
+                },
+            ),
+            item("e1", ItemStatus::Completed, ItemBody::Error { message: "stream disconnected".into() }),
+            item(
+                HOSTILE,
+                ItemStatus::Completed,
+                ItemBody::Message { role: MessageRole::Agent, text: format!("Done: {HOSTILE}") },
+            ),
+        ])
+        .await;
+
+    let html = server.page("").await;
+    assert_eq!(item_ids(&html)[..8], ["m1", "r1", "c1", "f1", "t1", "w1", "p1", "e1"], "in seq order");
+    for expected in [
+        // The views are links; the transcript is the default, so the log is not rendered.
+        "<a href=\"?view=transcript\" aria-current=\"page\">Transcript</a>",
+        "<a href=\"?view=log\">Log</a>",
+        // Messages, the agent's and the user's told apart, and the hostile text escaped wherever it is.
+        "item-message item-completed item-user",
+        &format!("Done: {ESCAPED}"),
+        &format!("data-item-id=\"{ESCAPED}\""),
+        "item-reasoning",
+        // A command folded, its exit code in the summary and its output inside.
+        "<details class=\"item-fold\"><summary class=\"item-head\"><span class=\"item-label\">Command</span><code class=\"item-summary\">cargo test</code><span class=\"item-outcome outcome-failed\">exit 101</span>",
+        &format!("<pre class=\"item-output\">error: {ESCAPED}</pre>"),
+        "in <code>&#x2F;work</code>",
+        // Each file with its diff, every line classed.
+        "<code class=\"file-path\">src&#x2F;lib.rs</code>",
+        "<div class=\"diff-line diff-hunk\">@@ -1,2 +1,2 @@</div>",
+        "<div class=\"diff-line diff-del\">-fn old() {}</div>",
+        "<div class=\"diff-line diff-add\">+fn new() {}</div>",
+        "<div class=\"diff-line diff-ctx\"> fn keep() {}</div>",
+        "<div class=\"diff-line diff-add\">hello</div>",
+        "<span class=\"diff-stat-add\">+1</span>",
+        // A tool call with its arguments as JSON and its error.
+        "<code class=\"item-summary\">files &#x2F; read</code>",
+        &format!("&quot;path&quot;: &quot;{ESCAPED}&quot;"),
+        "no such file",
+        "item-web_search",
+        "rust diff",
+        // A plan with its done marks, still in progress.
+        "1 of 2 done",
+        "<li class=\"plan-entry plan-done\"><span class=\"plan-mark\">✓</span><span class=\"plan-text\">read the code</span>",
+        "<span class=\"item-outcome outcome-running\">running</span>",
+        // An error, shown as a warning.
+        "item-error item-completed",
+        "stream disconnected",
+    ] {
+        assert!(html.contains(expected), "the transcript lacks {expected:?}");
+    }
+    assert!(!html.contains("data-log "), "the log is one link away, not on the transcript view");
+
+    let log = server.page("?view=log").await;
+    assert!(log.contains("<a href=\"?view=log\" aria-current=\"page\">Log</a>"));
+    assert!(log.contains("data-log ") && !log.contains("data-transcript"), "the log view shows the log only");
+    server.stop().await;
+}
+
+#[actix_web::test]
+async fn a_long_transcript_is_paged_by_links_and_a_run_without_items_shows_its_log() {
+    let server = TranscriptServer::start().await;
+    let html = server.page("").await;
+    let has_items = !item_ids(&html).is_empty();
+    if !has_items {
+        // A run that reported no items: its log as before transcripts, no links to an empty view.
+        assert!(html.contains("data-log ") && !html.contains("data-view-tabs"), "no items: the log");
+    }
+
+    let messages = (0..250)
+        .map(|n| {
+            let text = format!("message {n}");
+            item(
+                &format!("m{n}"),
+                ItemStatus::Completed,
+                ItemBody::Message { role: MessageRole::Agent, text },
+            )
+        })
+        .collect();
+    server.add(messages).await;
+    let all = server.store.list_items(server.execution_id, 0, 1000).await.expect("the memory store");
+    let first = server.page("").await;
+    let ids = item_ids(&first);
+    assert_eq!(ids.len(), 200, "one page of items");
+    let last_seq = all[199].seq;
+    assert!(
+        first.contains(&format!(
+            "<a href=\"?view=transcript&amp;items_after={last_seq}\" data-items-more-link>"
+        )),
+        "a link to the next page"
+    );
+    let second = server.page(&format!("?items_after={last_seq}")).await;
+    let ids: Vec<String> = item_ids(&second);
+    let expected: Vec<String> = all[200..].iter().map(|item| item.id.clone()).collect();
+    assert_eq!(ids, expected, "the rest, in order");
+    assert!(second.contains("data-items-more hidden"), "the last page has no more");
+    assert!(second.contains("<a href=\"?view=transcript\">back to the first</a>"));
     server.stop().await;
 }

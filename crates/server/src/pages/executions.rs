@@ -1,4 +1,5 @@
-//! `/executions` and `/executions/{id}`: the filtered, paged list; the status page with its log; cancel and retry.
+//! `/executions` and `/executions/{id}`: the filtered, paged list; the status page with its transcript and its log;
+//! cancel and retry.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -7,6 +8,7 @@ use dashboard_store::ExecutionQuery;
 use serde::{Deserialize, Serialize};
 
 use super::bulk::BulkSummary;
+use super::transcript::ItemView;
 use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
 use super::{FormError, insert_form_error};
 use crate::common::Caller;
@@ -18,6 +20,18 @@ use crate::state::{AppState, State};
 const PAGE_SIZE: usize = 50;
 /// How many log lines the status page renders; the script fetches the rest, the download link has them all.
 const PAGE_LOG_LINES: usize = 2000;
+/// How many transcript items the status page renders; a "show more" link pages on (`?items_after=SEQ`). An agent run
+/// can have tens of thousands of items: a page of them keeps the page quick to make and the browser responsive.
+const PAGE_ITEMS: usize = 200;
+
+/// What the status page shows: `?view=transcript` (the default when the execution has items) or `?view=log`, and
+/// `?items_after=SEQ`, the transcript's page. Text, so that a bad value falls back to the default, not a 400.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct DetailQuery {
+    view: String,
+    items_after: String,
+}
 
 /// The filters of the list, as typed in its form (GET). Text throughout, so a bad value is shown, not refused.
 #[derive(Default, Deserialize, Serialize)]
@@ -139,9 +153,15 @@ fn parse_id(text: &str) -> Result<ExecutionId, ApiError> {
     text.parse().map_err(|_| ApiError::not_found("execution", text))
 }
 
-pub(crate) async fn detail(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
+pub(crate) async fn detail(
+    state: State,
+    caller: Caller,
+    id: web::Path<String>,
+    query: Option<web::Query<DetailQuery>>,
+) -> HttpResponse {
+    let query = query.map(web::Query::into_inner).unwrap_or_default();
     match parse_id(&id) {
-        Ok(id) => render_detail(&state, &caller, id, None, StatusCode::OK).await,
+        Ok(id) => render_detail(&state, &caller, id, &query, None, StatusCode::OK).await,
         Err(error) => error_page(&state, &error),
     }
 }
@@ -151,6 +171,7 @@ async fn render_detail(
     state: &AppState,
     caller: &Caller,
     id: ExecutionId,
+    query: &DetailQuery,
     action_error: Option<String>,
     status: StatusCode,
 ) -> HttpResponse {
@@ -167,6 +188,22 @@ async fn render_detail(
     let is_log_cut = lines.len() > PAGE_LOG_LINES;
     lines.truncate(PAGE_LOG_LINES);
     let last_seq = lines.last().map_or(0, |line| line.seq);
+    let items_after = query.items_after.trim().parse::<u64>().unwrap_or(0);
+    let mut items = match store.list_items(id, items_after, PAGE_ITEMS + 1).await {
+        Ok(items) => items,
+        Err(error) => return error_page(state, &error.into()),
+    };
+    let is_items_cut = items.len() > PAGE_ITEMS;
+    items.truncate(PAGE_ITEMS);
+    let items_last = items.last().map_or(items_after, |item| item.seq);
+    // A run that reported no items (a backend without structure) shows its log, as before transcripts.
+    let has_items = !items.is_empty() || items_after > 0;
+    let view = match query.view.as_str() {
+        "log" => "log",
+        "transcript" => "transcript",
+        _ if has_items => "transcript",
+        _ => "log",
+    };
 
     let mut context = base_context(
         Some(caller),
@@ -174,6 +211,12 @@ async fn render_detail(
         &format!("{} · {}", execution.function, super::view::short_id(&id)),
     );
     context.insert("execution", &ExecutionDetail::new(&execution));
+    context.insert("view", view);
+    context.insert("has_items", &has_items);
+    context.insert("items", &items.iter().map(ItemView::new).collect::<Vec<_>>());
+    context.insert("items_after", &items_after);
+    context.insert("items_last", &items_last);
+    context.insert("is_items_cut", &is_items_cut);
     context.insert("log_lines", &lines.iter().map(LogLineView::new).collect::<Vec<_>>());
     context.insert("is_log_cut", &is_log_cut);
     context.insert("last_seq", &last_seq);
@@ -208,8 +251,8 @@ async fn action_failed(state: &AppState, caller: &Caller, id: ExecutionId, error
     if error.status() == StatusCode::NOT_FOUND {
         return error_page(state, &error);
     }
-    render_detail(state, caller, id, Some(crate::common::html::sentence(&error.message)), error.status())
-        .await
+    let message = crate::common::html::sentence(&error.message);
+    render_detail(state, caller, id, &DetailQuery::default(), Some(message), error.status()).await
 }
 
 #[cfg(test)]

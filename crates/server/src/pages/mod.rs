@@ -14,6 +14,7 @@ pub(crate) mod functions;
 pub(crate) mod login;
 pub(crate) mod overview;
 mod schema_form;
+mod transcript;
 mod view;
 
 use dashboard_core::Event;

@@ -1,0 +1,230 @@
+//! The status page's transcript: each item of an execution turned into what its template shows — a message's
+//! text, a command with its outcome, a file change with every diff line classed (added, removed, hunk header,
+//! context), so that the page highlights diffs without any script. `web/static/transcript.js` builds the same
+//! markup for items that arrive live; the two must agree on classes and structure.
+
+use dashboard_core::{FileChangeKind, Item, ItemBody, ItemStatus, MessageRole};
+use serde::Serialize;
+
+use super::view::{TimeView, pretty_json, time_view};
+
+/// An item as the transcript shows it.
+#[derive(Serialize)]
+pub(super) struct ItemView {
+    id: String,
+    seq: u64,
+    status: &'static str,
+    /// How far it got, in words, with its colour (`ok`, `failed`, `running`, `declined`): always for commands and
+    /// tool calls, else only when it is not simply completed.
+    outcome: Option<Outcome>,
+    ts: TimeView,
+    #[serde(flatten)]
+    body: BodyView,
+}
+
+/// How far an item got, as its header says it.
+#[derive(Serialize)]
+struct Outcome {
+    text: String,
+    tone: &'static str,
+}
+
+/// The kind's fields, ready to print; `kind` names the variant as in the API.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum BodyView {
+    Message { role: &'static str, text: String },
+    Reasoning { text: String },
+    Command { command: String, cwd: Option<String>, output: String },
+    FileChange { changes: Vec<FileView> },
+    ToolCall { name: String, arguments: String, result: Option<String>, error: Option<String> },
+    WebSearch { query: String },
+    Plan { entries: Vec<PlanEntryView>, n_done: usize },
+    Approval { approval_id: String },
+    Error { message: String },
+}
+
+/// One file of a change, its diff split into classed lines.
+#[derive(Serialize)]
+struct FileView {
+    path: String,
+    /// `add`, `delete` or `update`.
+    change: &'static str,
+    n_added: usize,
+    n_removed: usize,
+    /// `None` when the agent gave no diff.
+    lines: Option<Vec<DiffLine>>,
+}
+
+/// One line of a diff and its class: `add`, `del`, `hunk`, `meta` (file headers, `\ No newline…`) or `ctx`.
+#[derive(Debug, PartialEq, Serialize)]
+pub(super) struct DiffLine {
+    class: &'static str,
+    text: String,
+}
+
+#[derive(Serialize)]
+struct PlanEntryView {
+    text: String,
+    done: bool,
+}
+
+impl ItemView {
+    pub(super) fn new(item: &Item) -> Self {
+        let exit_code = match &item.body {
+            ItemBody::Command { exit_code, .. } => *exit_code,
+            _ => None,
+        };
+        let always_shown = matches!(item.body, ItemBody::Command { .. } | ItemBody::ToolCall { .. });
+        let outcome = Some(outcome(item.status, exit_code))
+            .filter(|_| always_shown || item.status != ItemStatus::Completed);
+        Self {
+            id: item.id.clone(),
+            seq: item.seq,
+            status: status_name(item.status),
+            outcome,
+            ts: time_view(item.ts),
+            body: BodyView::new(&item.body),
+        }
+    }
+}
+
+impl BodyView {
+    fn new(body: &ItemBody) -> Self {
+        match body {
+            ItemBody::Message { role, text } => Self::Message {
+                role: match role {
+                    MessageRole::Agent => "agent",
+                    MessageRole::User => "user",
+                },
+                text: text.clone(),
+            },
+            ItemBody::Reasoning { text } => Self::Reasoning { text: text.clone() },
+            ItemBody::Command { command, cwd, output, .. } => {
+                Self::Command { command: command.clone(), cwd: cwd.clone(), output: output.clone() }
+            }
+            ItemBody::FileChange { changes } => Self::FileChange {
+                changes: changes
+                    .iter()
+                    .map(|change| {
+                        let lines = change.diff.as_deref().map(|diff| diff_lines(diff, change.kind));
+                        let count = |class| lines.iter().flatten().filter(|line| line.class == class).count();
+                        FileView {
+                            path: change.path.clone(),
+                            change: match change.kind {
+                                FileChangeKind::Add => "add",
+                                FileChangeKind::Delete => "delete",
+                                FileChangeKind::Update => "update",
+                            },
+                            n_added: count("add"),
+                            n_removed: count("del"),
+                            lines,
+                        }
+                    })
+                    .collect(),
+            },
+            ItemBody::ToolCall { server, tool, arguments, result, error } => Self::ToolCall {
+                name: match server {
+                    Some(server) => format!("{server} / {tool}"),
+                    None => tool.clone(),
+                },
+                arguments: pretty_json(arguments),
+                result: result.as_ref().map(pretty_json),
+                error: error.clone(),
+            },
+            ItemBody::WebSearch { query } => Self::WebSearch { query: query.clone() },
+            ItemBody::Plan { entries } => Self::Plan {
+                n_done: entries.iter().filter(|entry| entry.done).count(),
+                entries: entries
+                    .iter()
+                    .map(|entry| PlanEntryView { text: entry.text.clone(), done: entry.done })
+                    .collect(),
+            },
+            ItemBody::Approval { approval_id } => Self::Approval { approval_id: approval_id.clone() },
+            ItemBody::Error { message } => Self::Error { message: message.clone() },
+        }
+    }
+}
+
+fn status_name(status: ItemStatus) -> &'static str {
+    match status {
+        ItemStatus::InProgress => "in_progress",
+        ItemStatus::Completed => "completed",
+        ItemStatus::Failed => "failed",
+        ItemStatus::Declined => "declined",
+    }
+}
+
+/// A command's exit code when it has one, else the status in words.
+fn outcome(status: ItemStatus, exit_code: Option<i32>) -> Outcome {
+    let (text, tone) = match (exit_code, status) {
+        (Some(0), _) => ("exit 0".to_owned(), "ok"),
+        (Some(code), _) => (format!("exit {code}"), "failed"),
+        (None, ItemStatus::InProgress) => ("running".to_owned(), "running"),
+        (None, ItemStatus::Completed) => ("done".to_owned(), "ok"),
+        (None, ItemStatus::Failed) => ("failed".to_owned(), "failed"),
+        (None, ItemStatus::Declined) => ("declined".to_owned(), "declined"),
+    };
+    Outcome { text, tone }
+}
+
+/// The lines of a file's diff, each classed. A unified diff (one with a `@@` hunk header) is read line by line;
+/// anything else is the file's content, as agents report added files (and some deleted ones): all added, or all
+/// removed for a deleted file.
+pub(super) fn diff_lines(diff: &str, kind: FileChangeKind) -> Vec<DiffLine> {
+    let is_unified = diff.lines().any(|line| line.starts_with("@@"));
+    let mut is_in_hunk = false;
+    diff.lines()
+        .map(|line| {
+            let class = if !is_unified {
+                if kind == FileChangeKind::Delete { "del" } else { "add" }
+            } else if line.starts_with("@@") {
+                is_in_hunk = true;
+                "hunk"
+            } else if !is_in_hunk || line.starts_with('\\') {
+                // Before the first hunk: `diff --git`, `index`, `--- a/x`, `+++ b/x` (a removed line of `-- x` inside a
+                // hunk is not a header).
+                "meta"
+            } else if line.starts_with('+') {
+                "add"
+            } else if line.starts_with('-') {
+                "del"
+            } else {
+                "ctx"
+            };
+            DiffLine { class, text: line.to_owned() }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classes(diff: &str, kind: FileChangeKind) -> Vec<&'static str> {
+        diff_lines(diff, kind).into_iter().map(|line| line.class).collect()
+    }
+
+    #[test]
+    fn a_unified_diff_is_classed_line_by_line() {
+        let diff = "--- a/x\n+++ b/x\n@@ -1,3 +1,3 @@\n keep\n-old\n+new\n--- not a header\n\\ No newline at end of file";
+        assert_eq!(
+            classes(diff, FileChangeKind::Update),
+            ["meta", "meta", "hunk", "ctx", "del", "add", "del", "meta"]
+        );
+    }
+
+    #[test]
+    fn content_without_hunks_is_all_added_or_all_removed() {
+        assert_eq!(classes("fn main() {}\n-1\n", FileChangeKind::Add), ["add", "add"]);
+        assert_eq!(classes("gone\n", FileChangeKind::Delete), ["del"]);
+    }
+
+    #[test]
+    fn a_command_says_its_exit_code_else_its_status() {
+        let text = |status, code| outcome(status, code).text;
+        assert_eq!(text(ItemStatus::Failed, Some(2)), "exit 2");
+        assert_eq!(text(ItemStatus::InProgress, None), "running");
+        assert_eq!(outcome(ItemStatus::Completed, Some(0)).tone, "ok");
+    }
+}
