@@ -1,5 +1,5 @@
 //! The engine against a store whose writes fail for a while (a full disk, injected at the store trait over a real
-//! SQLite file), and the limits on what one execution may store: its log and its output.
+//! SQLite file), and the limits on what one execution may store: its log, its transcript items and its output.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -373,4 +373,37 @@ async fn an_output_over_the_limit_fails_the_run_and_names_the_limit() {
         (ExecutionStatus::Failed, Some(error), None)
     );
     assert_eq!(lines.last().map(String::as_str), Some(format!("failed: {error}").as_str()));
+}
+
+/// Runs the demo backend with a transcript (`"items": true`) and at most `max_items` items; the items kept, as
+/// `id status`, and the log.
+async fn run_demo_items(max_items: u64, steps: u64) -> (Vec<String>, Vec<String>) {
+    let store = Arc::new(SqliteStore::open_temporary().expect("a store"));
+    let dashboard =
+        Dashboard::builder().store(store).backend("demo", DemoBackend).max_items(max_items).build();
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("narrating", "demo"))
+        .await
+        .expect("a function");
+    let input = json!({"steps": steps, "delay_ms": 0, "items": true});
+    let id = trigger(&dashboard, "narrating", input).await.expect("a trigger");
+    let finished = wait_for_status(&dashboard, id, ExecutionStatus::Succeeded).await;
+    assert_eq!(finished.status, ExecutionStatus::Succeeded, "the run goes on to its end");
+    let items = dashboard.store().list_items(id, 0, 100).await.expect("reads go on");
+    let items = items.iter().map(|item| format!("{} {:?}", item.id, item.status)).collect();
+    (items, messages(&dashboard, id).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_item_limit_new_items_are_dropped_and_the_kept_ones_still_change() {
+    let marker = "item limit of 2 items reached: later new items of this execution are dropped";
+    let (items, lines) = run_demo_items(2, 3).await;
+    assert_eq!(items, ["step-1 Completed", "step-2 Completed"]);
+    assert_eq!(lines.iter().filter(|line| *line == marker).count(), 1, "one marker: {lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("finished"));
+
+    // At the limit, the command started in progress is still updated to completed.
+    let (items, lines) = run_demo_items(1, 0).await;
+    assert_eq!(items, ["command Completed"]);
+    assert!(lines.iter().all(|line| !line.starts_with("item limit")), "{lines:?}");
 }

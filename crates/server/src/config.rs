@@ -109,6 +109,9 @@ pub struct ServerConfig {
     /// How many bytes of log text one execution may keep (`DASHBOARD_MAX_LOG_BYTES`; the engine's default, 64 MiB,
     /// when unset), counted like `max_log_lines`.
     pub max_log_bytes: Option<u64>,
+    /// How many transcript items one execution may keep (`DASHBOARD_MAX_ITEMS`; the engine's default, 100,000, when
+    /// unset). Past it one `system` line says so and later new items are dropped; the items kept still change.
+    pub max_items: Option<u64>,
     /// The largest output a run may store, in bytes of JSON (`DASHBOARD_MAX_OUTPUT_BYTES`; the engine's default,
     /// 1 MiB, when unset); a larger one fails the run with an error naming the limit.
     pub max_output_bytes: Option<usize>,
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             seed_example: true,
             max_log_lines: None,
             max_log_bytes: None,
+            max_items: None,
             max_output_bytes: None,
             config_file: None,
             auth_tokens: Vec::new(),
@@ -263,6 +267,7 @@ impl ServerConfig {
         }
         config.max_log_lines = count(&var, "DASHBOARD_MAX_LOG_LINES", 1, "lines")?;
         config.max_log_bytes = count(&var, "DASHBOARD_MAX_LOG_BYTES", 1024, "bytes")?;
+        config.max_items = count(&var, "DASHBOARD_MAX_ITEMS", 1, "items")?;
         config.max_output_bytes = count(&var, "DASHBOARD_MAX_OUTPUT_BYTES", 1024, "bytes")?
             .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
         Ok(config)
@@ -277,6 +282,9 @@ impl ServerConfig {
         }
         if let Some(bytes) = self.max_log_bytes {
             builder = builder.max_log_bytes(bytes);
+        }
+        if let Some(items) = self.max_items {
+            builder = builder.max_items(items);
         }
         if let Some(bytes) = self.max_output_bytes {
             builder = builder.max_output_bytes(bytes);
@@ -397,6 +405,7 @@ mod tests {
         assert_eq!((config.sqlite_sync, config.retention_days), (Synchronous::Full, 30));
         assert_eq!(config.max_sse_clients, 1000);
         assert_eq!((config.max_log_lines, config.max_log_bytes, config.max_output_bytes), (None, None, None));
+        assert_eq!(config.max_items, None);
     }
 
     #[test]
@@ -405,11 +414,12 @@ mod tests {
             ("DASHBOARD_MAX_LOG_LINES", "500"),
             ("DASHBOARD_MAX_LOG_BYTES", "65536"),
             ("DASHBOARD_MAX_OUTPUT_BYTES", "2048"),
+            ("DASHBOARD_MAX_ITEMS", "300"),
         ])
         .expect("valid settings");
         assert_eq!(
-            (config.max_log_lines, config.max_log_bytes, config.max_output_bytes),
-            (Some(500), Some(65536), Some(2048))
+            (config.max_log_lines, config.max_log_bytes, config.max_output_bytes, config.max_items),
+            (Some(500), Some(65536), Some(2048), Some(300))
         );
     }
 
@@ -443,6 +453,7 @@ mod tests {
             ("DASHBOARD_MAX_LOG_LINES", "many"),
             ("DASHBOARD_MAX_LOG_BYTES", "100"),
             ("DASHBOARD_MAX_OUTPUT_BYTES", "-1"),
+            ("DASHBOARD_MAX_ITEMS", "0"),
         ] {
             let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
             assert_eq!(error.variable, name);
