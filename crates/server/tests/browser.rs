@@ -2,7 +2,8 @@
 //!
 //! It creates a function in the builder, triggers it from the generated form, watches the status page reach
 //! `succeeded` with log lines arriving without a reload, checks that a log line of markup is shown as text, and
-//! cancels a hanging execution from its page. Skipped with a printed reason when `chromedriver` is not on PATH,
+//! cancels a hanging execution from its page; and that the transcript of an agent's run (a message, a command, a file
+//! change) is shown in order, with an item that arrives later added without a reload. Skipped with a printed reason when `chromedriver` is not on PATH,
 //! unless `DASHBOARD_REQUIRE_BROWSER=1`. With `DASHBOARD_SCREENSHOTS=1` it also saves `docs/screenshots/*.png`.
 
 #![allow(clippy::print_stdout)] // The skip reason is for the person running the tests.
@@ -12,9 +13,20 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use actix_web::{App, HttpServer, web};
+use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
+use dashboard_core::{
+    FileChange, FileChangeKind, FunctionSpec, ItemBody, ItemStatus, MessageRole, NewItem, PlanEntry,
+};
+use dashboard_engine::Dashboard;
+use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
+use dashboard_store::MemoryStore;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
@@ -427,5 +439,207 @@ async fn signing_in_triggering_and_signing_out_in_the_browser() {
 
     browser.close().await.expect("the session closes");
     server.stop().await;
+    drop(driver);
+}
+
+/// An agent that reports a transcript as Codex would: the prompt, a command (running, then done), a file change and
+/// a message; then it waits until `release` is set, reports its plan, and ends. Input `note` is added to the message
+/// and the plan.
+struct ScriptedAgent {
+    release: Arc<AtomicBool>,
+}
+
+type BoxedFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+// The trait is declared with `async_trait`, which this crate does not depend on: its methods are written out as the
+// macro expands them.
+impl Backend for ScriptedAgent {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn check<'life0, 'async_trait>(&'life0 self) -> BoxedFuture<'async_trait, Readiness>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async { Readiness::ready("scripted") })
+    }
+
+    fn trigger<'life0, 'async_trait>(
+        &'life0 self,
+        run: RunContext,
+    ) -> BoxedFuture<'async_trait, Result<RunOutcome, BackendError>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let item = |id: &str, status, body| NewItem::new(id, status, body).expect("a valid item");
+            let command = |output: &str, exit_code| ItemBody::Command {
+                command: "cat greet.py".into(),
+                cwd: Some("/work/app".into()),
+                output: output.into(),
+                exit_code,
+            };
+            let prompt = "Make the greeting friendlier".to_owned();
+            run.item(item(
+                "prompt",
+                ItemStatus::Completed,
+                ItemBody::Message { role: MessageRole::User, text: prompt },
+            ))
+            .await;
+            run.item(item("cmd", ItemStatus::InProgress, command("", None))).await;
+            let output = "def greet(name):\n    print(\"hi\", name)\n";
+            run.item(item("cmd", ItemStatus::Completed, command(output, Some(0)))).await;
+            let diff = "--- a/greet.py\n+++ b/greet.py\n@@ -1,2 +1,2 @@\n def greet(name):\n-    print(\"hi\", name)\n+    print(f\"Hello, {name}! Welcome back.\")\n";
+            let changes = vec![
+                FileChange { path: "greet.py".into(), kind: FileChangeKind::Update, diff: Some(diff.into()) },
+                FileChange {
+                    path: "CHANGELOG.md".into(),
+                    kind: FileChangeKind::Add,
+                    diff: Some("# Changes\n\n- A friendlier greeting.\n".into()),
+                },
+            ];
+            run.item(item("edit", ItemStatus::Completed, ItemBody::FileChange { changes })).await;
+            // `note` (markup, in the tests) goes into the reply and the last step of the plan.
+            let note: String = run.input_field("note")?.unwrap_or_default();
+            let text = format!("I made the greeting friendlier and noted it in CHANGELOG.md. {note}");
+            run.item(item(
+                "reply",
+                ItemStatus::Completed,
+                ItemBody::Message { role: MessageRole::Agent, text },
+            ))
+            .await;
+            while !self.release.load(Ordering::SeqCst) {
+                run.sleep(Duration::from_millis(20)).await?;
+            }
+            let entries = vec![
+                PlanEntry { text: "Read greet.py".into(), done: true },
+                PlanEntry { text: "Rewrite the greeting".into(), done: true },
+                PlanEntry { text: format!("Run the tests {note}"), done: false },
+            ];
+            run.item(item("plan", ItemStatus::Completed, ItemBody::Plan { entries })).await;
+            Ok(RunOutcome::Succeeded { output: json!({"summary": "greeting rewritten"}), usage: None })
+        })
+    }
+}
+
+/// The kinds of the transcript's items on the page, in order.
+const TRANSCRIPT_KINDS: &str = "return [...document.querySelectorAll('[data-transcript] > .item')]\
+     .map((node) => [...node.classList].find((name) => name.startsWith('item-') && name !== 'item-completed' \
+     && name !== 'item-in_progress').slice(5)).join(' ');";
+
+#[actix_web::test]
+async fn the_transcript_shows_an_agents_work_in_order_and_takes_new_items_live() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.session().await;
+    let release = Arc::new(AtomicBool::new(false));
+    let dashboard = Dashboard::builder()
+        .store(Arc::new(MemoryStore::default()))
+        .backend("scripted", ScriptedAgent { release: release.clone() })
+        .build();
+    dashboard
+        .create_function(&Principal::anonymous(), FunctionSpec::new("greeter", "scripted"))
+        .await
+        .expect("a function");
+    let web_source = WebSource::choose(None, false);
+    let templates = Templates::load(&web_source).expect("the embedded templates");
+    let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
+    let state = web::Data::new(AppState::new(dashboard, templates, config));
+    let web_source = web::Data::new(web_source);
+    // The server's own policy, so that an inline style or script in the transcript would be refused here too.
+    let csp =
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'";
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::DefaultHeaders::new().add(("Content-Security-Policy", csp)))
+            .configure(configure(state.clone(), web_source.clone()))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .expect("a free port");
+    let base = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let client = common::client();
+    let limit = Duration::from_secs(15);
+
+    // Streamed, with a clean text for the screenshot; then polled, with markup in an item rendered by the server (the
+    // reply) and in one built by the script (the plan, arriving live).
+    for (query, transport, note) in [("", "stream", ""), ("?live=poll", "polling", HOSTILE)] {
+        release.store(false, Ordering::SeqCst);
+        let trigger = json!({"function": "greeter", "input": {"note": note}});
+        let triggered = common::answer(client.post(format!("{base}/api/executions")).json(&trigger)).await;
+        assert_eq!(triggered.status, 202, "{}", triggered.body);
+        let id = triggered.body["id"].as_str().expect("an id").to_owned();
+        let started = Instant::now();
+        while common::answer(client.get(format!("{base}/api/executions/{id}/items"))).await.body["items"]
+            .as_array()
+            .map_or(0, Vec::len)
+            < 4
+        {
+            assert!(started.elapsed() < limit, "the agent's items were not stored");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        browser.goto(&format!("{base}/executions/{id}{query}")).await.expect("the status page loads");
+        browser.execute("window.notReloaded = true;", Vec::new()).await.expect("the script runs");
+        let kinds = browser.execute(TRANSCRIPT_KINDS, Vec::new()).await.expect("the script runs");
+        assert_eq!(kinds, json!("message command file_change message"), "in the order the agent worked");
+        assert!(text_of(&browser, ".item-command .item-head").await.contains("exit 0"));
+        assert_eq!(text_of(&browser, ".diff-add").await, "+    print(f\"Hello, {name}! Welcome back.\")");
+        assert!(text_of(&browser, ".item-agent").await.ends_with(note), "agent text shown as text");
+        let images = browser.find_all(Locator::Css("[data-transcript] img")).await.expect("a query");
+        assert!(images.is_empty(), "an agent's message became an <img>");
+
+        release.store(true, Ordering::SeqCst);
+        wait_until(
+            &browser,
+            "the plan, live",
+            "return document.querySelectorAll('[data-transcript] > .item').length === 5 \
+             && document.querySelector('[data-transcript] > .item:last-child').matches('.item-plan') \
+             && document.querySelector('[data-execution-id]').dataset.status === 'succeeded';",
+            limit,
+        )
+        .await;
+        wait_until(&browser, "no reload", "return window.notReloaded === true;", limit).await;
+        let live = browser.execute("return document.documentElement.dataset.live;", Vec::new()).await;
+        assert_eq!(live.expect("the script runs"), transport);
+        assert_eq!(text_of(&browser, ".item-plan .item-summary").await, "2 of 3 done");
+        assert_eq!(
+            text_of(&browser, ".item-plan .plan-entry:last-child .plan-text").await,
+            format!("Run the tests {note}").trim_end()
+        );
+        let images = browser.find_all(Locator::Css("[data-transcript] img")).await.expect("a query");
+        assert!(images.is_empty(), "a live item became an <img>");
+        assert!(browser.get_alert_text().await.is_err(), "a script ran from an item");
+
+        // The log is one click away, without a script.
+        click(&browser, "[data-view-tabs] a[href='?view=log']").await;
+        wait_until(&browser, "the log view", "return !!document.querySelector('[data-log]');", limit).await;
+
+        if transport == "stream" && std::env::var("DASHBOARD_SCREENSHOTS").as_deref() == Ok("1") {
+            browser.goto(&format!("{base}/executions/{id}")).await.expect("the status page loads");
+            click(&browser, ".item-command summary").await;
+            browser
+                .execute("document.querySelector('[data-view-tabs]').scrollIntoView();", Vec::new())
+                .await
+                .expect("the script runs");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let png = browser.screenshot().await.expect("a screenshot");
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+            std::fs::create_dir_all(&dir).expect("the screenshots directory");
+            std::fs::write(dir.join("transcript.png"), png).expect("the screenshot is saved");
+        }
+    }
+
+    browser.close().await.expect("the session closes");
+    handle.stop(true).await;
     drop(driver);
 }
