@@ -93,7 +93,11 @@ async fn while_writes_fail_healthz_is_503_with_the_reason_and_a_cancel_lands_onc
     assert!(health.body["detail"].as_str().unwrap().contains("1 executions wait"), "{}", health.body);
     assert!(dashboard.metrics().store_write_failures() > 0);
     let metrics = get("/metrics").await;
-    for series in ["dashboard_store_writes_failing 1", "dashboard_store_held_executions 1"] {
+    for series in [
+        "dashboard_store_writes_failing 1",
+        "dashboard_store_held_executions 1",
+        "dashboard_store_write_episodes_total 1",
+    ] {
         assert!(metrics.text().lines().any(|line| line == series), "{series} missing: {}", metrics.text());
     }
 

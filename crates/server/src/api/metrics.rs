@@ -152,6 +152,13 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
         "Store writes of the engine that failed (a full disk, a read-only file), retries included.",
     );
     let _ = writeln!(text, "dashboard_store_write_failures_total {}", engine.store_write_failures());
+    header(
+        &mut text,
+        "dashboard_store_write_episodes_total",
+        "counter",
+        "Episodes in which the store refused the engine's writes (each logged once when it begins and once when it ends).",
+    );
+    let _ = writeln!(text, "dashboard_store_write_episodes_total {}", engine.store_write_episodes());
 
     let gauges = [
         ("dashboard_queue_depth", "Executions waiting for a free slot.", dashboard.queue_depth() as i64),
