@@ -10,14 +10,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BackendError;
 
-/// One thing a backend reported during a run: a log line or a transcript item. Both travel through one channel, so
-/// the engine receives them in the order they were reported.
+/// The most bytes of a run's diff the engine keeps; a longer one is cut on a line boundary with [`DIFF_CUT_MARKER`].
+pub const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
+
+/// The line that ends a diff cut to [`MAX_DIFF_BYTES`].
+pub const DIFF_CUT_MARKER: &str = "# [diff cut: it was longer than the dashboard keeps]\n";
+
+/// One thing a backend reported during a run: a log line, a transcript item, the run's diff or the agent's session.
+/// All travel through one channel, so the engine receives them in the order they were reported.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RunEntry {
     /// A log line.
     Line(NewLogLine),
     /// A transcript item, new or updated (the same id again).
     Item(NewItem),
+    /// The run's current unified diff, replacing any reported before.
+    Diff(String),
+    /// The agent's own id of the conversation this run is a turn of (a Codex thread, a Claude Code session).
+    Session(String),
 }
 
 impl RunEntry {
@@ -25,7 +35,7 @@ impl RunEntry {
     pub fn into_line(self) -> Option<NewLogLine> {
         match self {
             Self::Line(line) => Some(line),
-            Self::Item(_) => None,
+            _ => None,
         }
     }
 
@@ -33,7 +43,7 @@ impl RunEntry {
     pub fn into_item(self) -> Option<NewItem> {
         match self {
             Self::Item(item) => Some(item),
-            Self::Line(_) => None,
+            _ => None,
         }
     }
 }
@@ -68,6 +78,35 @@ impl LogSink {
         // As for lines: the receiver is gone only once the run is over.
         let _ = self.sender.send(RunEntry::Item(item)).await;
     }
+
+    /// Reports the run's current unified diff (what the agent changed so far), replacing any diff reported before:
+    /// the engine keeps the latest and stores it with the final status. A diff longer than [`MAX_DIFF_BYTES`] is
+    /// cut on a line boundary, and the log says so. Reports after the run's logs were closed are dropped.
+    pub async fn diff(&self, text: impl Into<String>) {
+        // As for lines: the receiver is gone only once the run is over.
+        let _ = self.sender.send(RunEntry::Diff(text.into())).await;
+    }
+
+    /// Reports the agent's own id of the conversation this run is a turn of, as soon as the backend knows it: the
+    /// engine stores it on the execution at once, and a continue of the execution resumes it (see
+    /// [`RunContext::resume`]). Reports after the run's logs were closed are dropped.
+    pub async fn session(&self, session_id: impl Into<String>) {
+        // As for lines: the receiver is gone only once the run is over.
+        let _ = self.sender.send(RunEntry::Session(session_id.into())).await;
+    }
+}
+
+/// `diff` cut to at most `max_bytes` bytes on a line boundary (the marker included), and whether it was cut.
+pub fn bound_diff(mut diff: String, max_bytes: usize) -> (String, bool) {
+    if diff.len() <= max_bytes {
+        return (diff, false);
+    }
+    let room = max_bytes.saturating_sub(DIFF_CUT_MARKER.len());
+    // The last line break within the room ends the part kept; a line longer than the room keeps nothing of itself.
+    let end = diff.as_bytes()[..room].iter().rposition(|byte| *byte == b'\n').map_or(0, |at| at + 1);
+    diff.truncate(end);
+    diff.push_str(DIFF_CUT_MARKER);
+    (diff, true)
 }
 
 /// Where a remote backend reports back: the execution's own API URL and the token that authorizes it.
@@ -104,6 +143,10 @@ pub struct RunContext {
     pub deadline: Option<Instant>,
     /// Where a remote backend reports back, when the server knows its public URL.
     pub callback: Option<Callback>,
+    /// The agent's session to continue, when this run is a follow-up turn (`POST /api/executions/{id}/continue`):
+    /// the session id the execution it continues reported through [`session`](Self::session). The prompt is the
+    /// new turn's. Only a backend whose [`crate::Backend::can_continue`] is true is given one.
+    pub resume: Option<String>,
     logs: LogSink,
 }
 
@@ -119,6 +162,7 @@ impl RunContext {
             cancel: CancellationToken::new(),
             deadline: None,
             callback: None,
+            resume: None,
             logs,
         }
     }
@@ -131,6 +175,16 @@ impl RunContext {
     /// Reports a transcript item (see [`LogSink::item`]), in order with the log lines.
     pub async fn item(&self, item: NewItem) {
         self.logs.item(item).await;
+    }
+
+    /// Reports the run's current diff (see [`LogSink::diff`]).
+    pub async fn diff(&self, text: impl Into<String>) {
+        self.logs.diff(text).await;
+    }
+
+    /// Reports the agent's session id (see [`LogSink::session`]).
+    pub async fn session(&self, session_id: impl Into<String>) {
+        self.logs.session(session_id).await;
     }
 
     /// A clone of the log sink, for tasks that read a program's output.
@@ -162,5 +216,31 @@ impl RunContext {
                 .map(Some)
                 .map_err(|error| BackendError::InvalidInput(format!("input.{field}: {error}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(diff: &str, max_bytes: usize, expected: &str, is_cut: bool) {
+        assert_eq!(
+            bound_diff(diff.to_owned(), max_bytes),
+            (expected.to_owned(), is_cut),
+            "{diff:?} in {max_bytes}"
+        );
+    }
+
+    #[test]
+    fn a_long_diff_is_cut_on_a_line_boundary_with_the_marker() {
+        let marker = DIFF_CUT_MARKER;
+        let room = marker.len();
+        let line = format!("+{}\n", "a".repeat(60));
+        let diff = line.repeat(3);
+        check(&diff, diff.len(), &diff, false);
+        check(&diff, room + line.len(), &format!("{line}{marker}"), true);
+        check(&diff, room + line.len() - 1, marker, true);
+        let wide = format!("+{}\n", "é".repeat(40));
+        check(&wide.repeat(3), room + 2 * wide.len() + 5, &format!("{wide}{wide}{marker}"), true);
     }
 }

@@ -13,7 +13,9 @@ mod context;
 mod error;
 mod registry;
 
-pub use context::{Callback, LogSink, RunContext, RunEntry, log_channel};
+pub use context::{
+    Callback, DIFF_CUT_MARKER, LogSink, MAX_DIFF_BYTES, RunContext, RunEntry, bound_diff, log_channel,
+};
 pub use error::BackendError;
 pub use registry::{Action, BackendRegistry, Principal, Scope};
 
@@ -29,6 +31,9 @@ use serde_json::Value;
 /// - When `run.cancel` fires (cancel, timeout or shutdown), it stops what it started — processes killed, requests
 ///   dropped — and returns promptly, with any outcome: the engine has already decided the status.
 /// - It is called concurrently for different executions and must not assume it runs alone.
+/// - An agent with conversations reports its session id through `run.session` as soon as it knows it, and its diff
+///   through `run.diff`. If it says it [`can_continue`](Backend::can_continue), a run with `run.resume` set is a new
+///   turn of that session, with `run.prompt` the new turn's prompt.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// The kind of backend, shown on the backends page: a built-in adapter's (`dashboard-backends`), or a name of
@@ -39,6 +44,12 @@ pub trait Backend: Send + Sync + 'static {
     /// command, a coding agent): the server warns at start when such a backend is reachable without a token. The
     /// default is no.
     fn runs_local_programs(&self) -> bool {
+        false
+    }
+
+    /// Whether the backend can run a follow-up turn of a session it reported (`run.resume`): the engine refuses a
+    /// continue on a backend that cannot. The default is no.
+    fn can_continue(&self) -> bool {
         false
     }
 

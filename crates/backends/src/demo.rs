@@ -160,6 +160,7 @@ mod tests {
             .map(|entry| match entry {
                 RunEntry::Line(line) => format!("line {}", line.message),
                 RunEntry::Item(item) => format!("{} {} {:?}", item.body.kind(), item.id, item.status),
+                other => format!("{other:?}"),
             })
             .collect();
         assert_eq!(

@@ -57,6 +57,7 @@ async fn run_with(prompt: &str, adjust: impl FnOnce(&mut CodexConfig)) -> Ran {
         match entry {
             RunEntry::Line(line) => lines.push(line),
             RunEntry::Item(item) => items.push(item),
+            RunEntry::Diff(_) | RunEntry::Session(_) => {}
         }
     }
     let argv = std::fs::read_to_string(dir.join("argv.txt"))

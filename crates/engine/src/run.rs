@@ -123,6 +123,8 @@ impl Inner {
                 budget: Arc::clone(&handle.log_budget),
                 items: ItemBudget::new(self.settings.log_limit.max_items),
                 run_ended: run_ended.clone(),
+                diff: None,
+                has_said_diff_cut: false,
             }
             .write(receiver),
         );
@@ -204,7 +206,7 @@ impl Inner {
         handle: &RunHandle,
     ) -> Result<(), EngineError> {
         let has_run = held.is_some();
-        let Batch { mut lines, items } = held.unwrap_or_default();
+        let Batch { mut lines, items, diff: _ } = held.unwrap_or_default();
         if has_run {
             lines.push(self.system_line(closing_line(&update)));
         }

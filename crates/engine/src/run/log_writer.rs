@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashboard_backend_api::RunEntry;
+use dashboard_backend_api::{MAX_DIFF_BYTES, RunEntry, bound_diff};
 use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -114,11 +114,14 @@ pub(crate) struct Charge {
     is_spending: bool,
 }
 
-/// Lines and items on their way to the store, each kind in the order it was reported.
+/// Lines and items on their way to the store, each kind in the order it was reported; at the run's end, also the
+/// run's latest diff.
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     pub(super) lines: Vec<NewLogLine>,
     pub(super) items: Vec<NewItem>,
+    /// The latest diff the backend reported (cut to [`MAX_DIFF_BYTES`]); only in the batch handed back at the end.
+    pub(super) diff: Option<String>,
 }
 
 impl Batch {
@@ -147,6 +150,10 @@ pub(super) struct LogWriter {
     pub(super) items: ItemBudget,
     /// Cancelled by the run once the backend has returned.
     pub(super) run_ended: CancellationToken,
+    /// The latest diff the backend reported, kept for the final status.
+    pub(super) diff: Option<String>,
+    /// Whether the log has said that a diff was cut (once per run is enough).
+    pub(super) has_said_diff_cut: bool,
 }
 
 impl LogWriter {
@@ -211,6 +218,7 @@ impl LogWriter {
                 () = tokio::time::sleep_until(at) => self.store(std::mem::take(&mut batch)).await,
             }
         }
+        batch.diff = self.diff.take();
         batch
     }
 
@@ -218,6 +226,7 @@ impl LogWriter {
     fn admit(&mut self, entries: Vec<RunEntry>, batch: &mut Batch) {
         let mut lines = Vec::with_capacity(entries.len());
         let mut item_limit_line = None;
+        let mut diff_cut_line = None;
         for entry in entries {
             match entry {
                 RunEntry::Line(mut line) => {
@@ -229,18 +238,30 @@ impl LogWriter {
                     Admission::Drop => {}
                     Admission::DropAndSay(message) => item_limit_line = Some(message),
                 },
+                RunEntry::Diff(diff) => {
+                    let (diff, is_cut) = bound_diff(diff, MAX_DIFF_BYTES);
+                    if is_cut && !self.has_said_diff_cut {
+                        self.has_said_diff_cut = true;
+                        diff_cut_line = Some(format!(
+                            "the diff is longer than {MAX_DIFF_BYTES} bytes: it is kept cut at a line boundary"
+                        ));
+                    }
+                    self.diff = Some(diff);
+                }
+                // Sessions are not stored yet: the store has no place for them.
+                RunEntry::Session(_) => {}
             }
         }
         self.budget.lock().expect("log budget lock poisoned").admit(&mut lines);
         batch.lines.append(&mut lines);
         // The marker is the engine's own line: the log limit does not count it.
-        if let Some(message) = item_limit_line {
+        for message in [item_limit_line, diff_cut_line].into_iter().flatten() {
             batch.lines.push(NewLogLine::new(LogStream::System, message));
         }
     }
 
     async fn store(&self, batch: Batch) {
-        let Batch { lines, items } = batch;
+        let Batch { lines, items, diff: _ } = batch;
         if !lines.is_empty()
             && let Err(error) = self.inner.append_logs(self.execution_id, lines, true).await
         {
