@@ -14,6 +14,11 @@ pub const MAX_ITEM_ID_BYTES: usize = 256;
 pub const MAX_ITEM_TEXT_BYTES: usize = 256 * 1024;
 /// The most entries one list of an item keeps (the files of a change, the steps of a plan).
 pub const MAX_ITEM_ENTRIES: usize = 1000;
+/// The longest path of a file in a `file_change` item, in bytes.
+pub const MAX_ITEM_PATH_BYTES: usize = 4 * 1024;
+/// The most text one item keeps, all its fields together ([`ItemBody::text_bytes`]): within it, each field is cut
+/// to what the fields before it left, and a list stops at the entry that no longer fits.
+pub const MAX_ITEM_BYTES: usize = 1024 * 1024;
 
 /// How far an item has got.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,6 +34,26 @@ pub enum ItemStatus {
     Failed,
     /// Not done because it was declined (an approval refused, a run stopped while it waited).
     Declined,
+}
+
+impl ItemStatus {
+    /// Every status, in the order an item may go through them.
+    pub const ALL: [Self; 4] = [Self::InProgress, Self::Completed, Self::Failed, Self::Declined];
+
+    /// The status as in JSON: `in_progress`, `completed`, `failed`, `declined`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Declined => "declined",
+        }
+    }
+
+    /// Whether the item has not finished yet.
+    pub fn is_open(self) -> bool {
+        self == Self::InProgress
+    }
 }
 
 /// Who said a message.
@@ -171,49 +196,137 @@ impl ItemBody {
         }
     }
 
-    /// The body with every text within [`MAX_ITEM_TEXT_BYTES`] and every list within [`MAX_ITEM_ENTRIES`].
-    fn bounded(mut self) -> Self {
-        let cut = |text: &mut String| cut_text(text, MAX_ITEM_TEXT_BYTES);
+    /// The bytes of text the body holds, all its fields together (a JSON value counted as written out): what
+    /// [`MAX_ITEM_BYTES`] bounds, and what an execution's budget of item bytes counts.
+    pub fn text_bytes(&self) -> usize {
+        let optional = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+        match self {
+            Self::Message { text, .. } | Self::Reasoning { text } | Self::Error { message: text } => {
+                text.len()
+            }
+            Self::WebSearch { query } => query.len(),
+            Self::Approval { approval_id } => approval_id.len(),
+            Self::Command { command, cwd, output, .. } => command.len() + optional(cwd) + output.len(),
+            Self::FileChange { changes } => {
+                changes.iter().map(|change| change.path.len() + optional(&change.diff)).sum()
+            }
+            Self::ToolCall { server, tool, arguments, result, error } => {
+                tool.len()
+                    + optional(server)
+                    + optional(error)
+                    + json_bytes(arguments)
+                    + result.as_ref().map_or(0, json_bytes)
+            }
+            Self::Plan { entries } => entries.iter().map(|entry| entry.text.len()).sum(),
+        }
+    }
+
+    /// The body within the limits: every text within [`MAX_ITEM_TEXT_BYTES`] (a path within
+    /// [`MAX_ITEM_PATH_BYTES`]; a command's output keeps its end), every list within [`MAX_ITEM_ENTRIES`], and all
+    /// of it within [`MAX_ITEM_BYTES`] — the fields in order, a file change's paths before its diffs, so that every
+    /// file kept is named. A cut text ends (an output begins) with a mark.
+    pub fn bounded(mut self) -> Self {
+        let mut room = Room { n_left: MAX_ITEM_BYTES };
         match &mut self {
             Self::Message { text, .. } | Self::Reasoning { text } | Self::Error { message: text } => {
-                cut(text)
+                room.cut(text, MAX_ITEM_TEXT_BYTES);
             }
-            Self::WebSearch { query } => cut(query),
-            Self::Approval { approval_id } => cut_text(approval_id, MAX_ITEM_ID_BYTES),
+            Self::WebSearch { query } => room.cut(query, MAX_ITEM_TEXT_BYTES),
+            Self::Approval { approval_id } => cut_id(approval_id),
             Self::Command { command, cwd, output, .. } => {
-                cut(command);
-                cut_tail(output, MAX_ITEM_TEXT_BYTES);
+                room.cut(command, MAX_ITEM_TEXT_BYTES);
                 if let Some(cwd) = cwd {
-                    cut(cwd);
+                    room.cut(cwd, MAX_ITEM_PATH_BYTES);
                 }
+                room.cut_tail(output, MAX_ITEM_TEXT_BYTES);
             }
             Self::FileChange { changes } => {
                 changes.truncate(MAX_ITEM_ENTRIES);
-                for change in changes {
-                    cut(&mut change.path);
-                    if let Some(diff) = &mut change.diff {
-                        cut(diff);
+                let mut n_named = 0;
+                for change in changes.iter_mut() {
+                    cut_text(&mut change.path, MAX_ITEM_PATH_BYTES);
+                    if !room.take(change.path.len()) {
+                        break;
                     }
+                    n_named += 1;
+                }
+                changes.truncate(n_named);
+                for diff in changes.iter_mut().filter_map(|change| change.diff.as_mut()) {
+                    room.cut(diff, MAX_ITEM_TEXT_BYTES);
                 }
             }
             Self::ToolCall { server, tool, arguments, result, error } => {
-                cut(tool);
+                room.cut(tool, MAX_ITEM_TEXT_BYTES);
                 for text in [server.as_mut(), error.as_mut()].into_iter().flatten() {
-                    cut(text);
+                    room.cut(text, MAX_ITEM_TEXT_BYTES);
                 }
-                bound_json(arguments);
+                room.cut_json(arguments);
                 if let Some(result) = result {
-                    bound_json(result);
+                    room.cut_json(result);
                 }
             }
             Self::Plan { entries } => {
                 entries.truncate(MAX_ITEM_ENTRIES);
-                for entry in entries {
-                    cut(&mut entry.text);
+                // The entry that spends the room is kept (cut); the ones after it would be empty.
+                let mut n_kept = 0;
+                for entry in entries.iter_mut() {
+                    room.cut(&mut entry.text, MAX_ITEM_TEXT_BYTES);
+                    n_kept += 1;
+                    if room.n_left == 0 {
+                        break;
+                    }
                 }
+                entries.truncate(n_kept);
             }
         }
         self
+    }
+}
+
+/// What is left of one item's [`MAX_ITEM_BYTES`] while its fields are bounded in order.
+struct Room {
+    n_left: usize,
+}
+
+impl Room {
+    /// Takes `n_bytes` if they fit; whether they did.
+    fn take(&mut self, n_bytes: usize) -> bool {
+        let fits = n_bytes <= self.n_left;
+        if fits {
+            self.n_left -= n_bytes;
+        }
+        fits
+    }
+
+    /// Cuts `text` to `max_bytes` and to the room left, keeping its start, and takes what it keeps.
+    fn cut(&mut self, text: &mut String, max_bytes: usize) {
+        cut_text(text, max_bytes.min(self.n_left));
+        self.n_left -= text.len();
+    }
+
+    /// Cuts `text` to `max_bytes` and to the room left, keeping its end, and takes what it keeps.
+    fn cut_tail(&mut self, text: &mut String, max_bytes: usize) {
+        cut_tail(text, max_bytes.min(self.n_left));
+        self.n_left -= text.len();
+    }
+
+    /// A JSON value whose text is over [`MAX_ITEM_TEXT_BYTES`] or the room left becomes that text cut, as a string.
+    fn cut_json(&mut self, value: &mut Value) {
+        let max_bytes = MAX_ITEM_TEXT_BYTES.min(self.n_left);
+        if json_bytes(value) > max_bytes {
+            let mut text = value.to_string();
+            cut_text(&mut text, max_bytes);
+            *value = Value::String(text);
+        }
+        self.n_left -= json_bytes(value);
+    }
+}
+
+/// The bytes a JSON value counts for: a string its text (a cut value is kept as one), anything else as written out.
+fn json_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.len(),
+        other => other.to_string().len(),
     }
 }
 
@@ -230,15 +343,27 @@ pub struct NewItem {
 }
 
 impl NewItem {
-    /// An item with `id`, `status` and `body`, every field within the limits ([`MAX_ITEM_ID_BYTES`],
-    /// [`MAX_ITEM_TEXT_BYTES`], [`MAX_ITEM_ENTRIES`]; a command's output keeps its end). An empty id is refused.
+    /// An item with `id`, `status` and `body`, within the limits ([`bounded`](Self::bounded)). An empty id is
+    /// refused.
     pub fn new(id: impl Into<String>, status: ItemStatus, body: ItemBody) -> Result<Self, CoreError> {
-        let mut id = id.into();
-        if id.is_empty() {
+        Self { id: id.into(), status, body }.bounded()
+    }
+
+    /// The item within the limits: an id over [`MAX_ITEM_ID_BYTES`] cut and ended with a hash of the whole id (so
+    /// that distinct ids stay distinct), the body [bounded](ItemBody::bounded). An empty id is refused. The fields
+    /// are public, so whoever stores items from elsewhere (the engine) applies this to each.
+    pub fn bounded(mut self) -> Result<Self, CoreError> {
+        if self.id.is_empty() {
             return Err(CoreError::invalid_field("id", "an item needs an id"));
         }
-        cut_text(&mut id, MAX_ITEM_ID_BYTES);
-        Ok(Self { id, status, body: body.bounded() })
+        cut_id(&mut self.id);
+        self.body = self.body.bounded();
+        Ok(self)
+    }
+
+    /// The bytes the item holds: its id and its body's text ([`ItemBody::text_bytes`]).
+    pub fn n_bytes(&self) -> usize {
+        self.id.len() + self.body.text_bytes()
     }
 }
 
@@ -265,41 +390,53 @@ pub struct Item {
     pub body: ItemBody,
 }
 
-/// Cuts `text` to at most `max_bytes` on a character boundary, marking the cut.
+/// Cuts `text` to at most `max_bytes` on a character boundary, marking the cut when there is room for the mark.
 fn cut_text(text: &mut String, max_bytes: usize) {
     const MARK: &str = " … [cut]";
     if text.len() <= max_bytes {
         return;
     }
-    let mut end = max_bytes.saturating_sub(MARK.len());
+    let mark = if max_bytes >= MARK.len() { MARK } else { "" };
+    let mut end = max_bytes - mark.len();
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     text.truncate(end);
-    text.push_str(MARK);
+    text.push_str(mark);
 }
 
-/// Keeps the end of `text` (a command's output, where the end matters), at most `max_bytes`, marking the cut.
+/// Keeps the end of `text` (a command's output, where the end matters), at most `max_bytes`, marking the cut when
+/// there is room for the mark.
 fn cut_tail(text: &mut String, max_bytes: usize) {
     const MARK: &str = "[cut] … ";
     if text.len() <= max_bytes {
         return;
     }
-    let mut start = text.len() - max_bytes.saturating_sub(MARK.len());
+    let mark = if max_bytes >= MARK.len() { MARK } else { "" };
+    let mut start = text.len() - (max_bytes - mark.len());
     while !text.is_char_boundary(start) {
         start += 1;
     }
-    *text = format!("{MARK}{}", &text[start..]);
+    *text = format!("{mark}{}", &text[start..]);
 }
 
-/// A JSON value whose text is over [`MAX_ITEM_TEXT_BYTES`] becomes that text cut, as a string.
-fn bound_json(value: &mut Value) {
-    let text = value.to_string();
-    if text.len() > MAX_ITEM_TEXT_BYTES {
-        let mut text = text;
-        cut_text(&mut text, MAX_ITEM_TEXT_BYTES);
-        *value = Value::String(text);
+/// Cuts an id over [`MAX_ITEM_ID_BYTES`] and ends it with `~` and a hash of the whole id, so that two long ids that
+/// share their start stay two items. FNV-1a, written out here: its value never changes between builds (an id cut
+/// today is the same id cut tomorrow), and 64 bits keep apart the few ids one execution has.
+fn cut_id(id: &mut String) {
+    if id.len() <= MAX_ITEM_ID_BYTES {
+        return;
     }
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let suffix = format!("~{hash:016x}");
+    let mut end = MAX_ITEM_ID_BYTES - suffix.len();
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.truncate(end);
+    id.push_str(&suffix);
 }
 
 #[cfg(test)]
@@ -357,5 +494,58 @@ mod tests {
         };
         assert_eq!(entries.len(), MAX_ITEM_ENTRIES);
         assert!(NewItem::new("", ItemStatus::Completed, ItemBody::Error { message: "x".into() }).is_err());
+    }
+
+    #[test]
+    fn long_ids_that_share_their_start_stay_distinct() {
+        let shared = "a".repeat(MAX_ITEM_ID_BYTES);
+        let item =
+            |id: String| NewItem::new(id, ItemStatus::Completed, ItemBody::Error { message: "x".into() });
+        let first = item(format!("{shared}-first")).expect("an item").id;
+        let second = item(format!("{shared}-second")).expect("an item").id;
+        assert_ne!(first, second);
+        assert!(first.len() <= MAX_ITEM_ID_BYTES && second.len() <= MAX_ITEM_ID_BYTES);
+        assert_eq!(
+            item(format!("{shared}-first")).expect("an item").id,
+            first,
+            "the same id cuts the same way"
+        );
+        assert_eq!(item("short".into()).expect("an item").id, "short");
+        let multibyte = "é".repeat(MAX_ITEM_ID_BYTES);
+        assert!(item(multibyte).expect("an item").id.len() <= MAX_ITEM_ID_BYTES);
+    }
+
+    #[test]
+    fn one_item_keeps_at_most_its_total_of_text() {
+        let huge = "p".repeat(MAX_ITEM_TEXT_BYTES);
+        let change =
+            FileChange { path: huge.clone(), kind: FileChangeKind::Update, diff: Some(huge.clone()) };
+        let body = ItemBody::FileChange { changes: vec![change; MAX_ITEM_ENTRIES] }.bounded();
+        assert!(body.text_bytes() <= MAX_ITEM_BYTES, "{}", body.text_bytes());
+        let ItemBody::FileChange { changes } = &body else { panic!("a file change") };
+        assert!(changes.iter().all(|change| change.path.len() <= MAX_ITEM_PATH_BYTES));
+        assert_eq!(changes.len(), MAX_ITEM_BYTES / MAX_ITEM_PATH_BYTES, "as many files as their paths fit");
+
+        let entries = vec![PlanEntry { text: huge.clone(), done: false }; 10];
+        let body = ItemBody::Plan { entries }.bounded();
+        let ItemBody::Plan { entries } = &body else { panic!("a plan") };
+        assert_eq!((entries.len(), body.text_bytes()), (4, MAX_ITEM_BYTES), "four entries fill the item");
+
+        let tool = ItemBody::ToolCall {
+            server: Some(huge.clone()),
+            tool: huge.clone(),
+            arguments: serde_json::json!({"a": huge.clone()}),
+            result: Some(serde_json::json!([huge.clone()])),
+            error: Some(huge),
+        }
+        .bounded();
+        assert!(tool.text_bytes() <= MAX_ITEM_BYTES, "{}", tool.text_bytes());
+    }
+
+    #[test]
+    fn a_status_reads_as_in_json() {
+        for status in ItemStatus::ALL {
+            assert_eq!(serde_json::to_value(status).expect("serializes"), json!(status.as_str()));
+        }
     }
 }

@@ -21,8 +21,8 @@ pub use execution::{Execution, ExecutionStatus};
 pub use function::{Function, FunctionSpec, validate_name};
 pub use ids::{ExecutionId, FunctionId};
 pub use item::{
-    FileChange, FileChangeKind, Item, ItemBody, ItemStatus, MAX_ITEM_ENTRIES, MAX_ITEM_ID_BYTES,
-    MAX_ITEM_TEXT_BYTES, MessageRole, NewItem, PlanEntry,
+    FileChange, FileChangeKind, Item, ItemBody, ItemStatus, MAX_ITEM_BYTES, MAX_ITEM_ENTRIES,
+    MAX_ITEM_ID_BYTES, MAX_ITEM_PATH_BYTES, MAX_ITEM_TEXT_BYTES, MessageRole, NewItem, PlanEntry,
 };
 pub use log::{LogLine, LogStream, NewLogLine};
 pub use schema::{InputValidator, check_input_schema};

@@ -52,7 +52,7 @@ pub(super) fn upsert_into_existing(
                 update.execute(params![
                     execution_id,
                     sql_int(seq),
-                    status_text(status),
+                    status.as_str(),
                     body.kind(),
                     &at_text,
                     body_json
@@ -65,7 +65,7 @@ pub(super) fn upsert_into_existing(
                     execution_id,
                     sql_int(last_seq),
                     item_id,
-                    status_text(status),
+                    status.as_str(),
                     body.kind(),
                     &at_text,
                     body_json
@@ -105,25 +105,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Item> {
     })
 }
 
-/// An item's status as its column text, the words of the API.
-fn status_text(status: ItemStatus) -> &'static str {
-    match status {
-        ItemStatus::InProgress => "in_progress",
-        ItemStatus::Completed => "completed",
-        ItemStatus::Failed => "failed",
-        ItemStatus::Declined => "declined",
-    }
-}
-
 fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<ItemStatus> {
     let text: String = row.get(index)?;
-    [ItemStatus::InProgress, ItemStatus::Completed, ItemStatus::Failed, ItemStatus::Declined]
-        .into_iter()
-        .find(|status| status_text(*status) == text)
-        .ok_or_else(|| {
-            let error = format!("{text:?} is not an item status");
-            rusqlite::Error::FromSqlConversionFailure(index, Type::Text, error.into())
-        })
+    ItemStatus::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| {
+        let error = format!("{text:?} is not an item status");
+        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, error.into())
+    })
 }
 
 #[cfg(test)]
@@ -133,15 +120,11 @@ mod tests {
     #[test]
     fn every_status_is_read_back_as_written() {
         let connection = Connection::open_in_memory().expect("an in-memory database");
-        for status in
-            [ItemStatus::InProgress, ItemStatus::Completed, ItemStatus::Failed, ItemStatus::Declined]
-        {
+        for status in ItemStatus::ALL {
             let back = connection
-                .query_row("SELECT ?1", [status_text(status)], |row| status_from_row(row, 0))
+                .query_row("SELECT ?1", [status.as_str()], |row| status_from_row(row, 0))
                 .expect("a status");
             assert_eq!(back, status);
-            let json = serde_json::to_value(status).expect("serializes");
-            assert_eq!(json, status_text(status), "the column says what the API says");
         }
     }
 }
