@@ -20,7 +20,7 @@ mod limits;
 mod openai;
 mod process;
 
-pub use codex::{CodexBackend, CodexConfig};
+pub use codex::{CodexApproval, CodexBackend, CodexConfig, CodexMode, CodexSandbox};
 pub use command::{CommandBackend, CommandConfig};
 pub use config::BackendConfig;
 pub use demo::{DemoBackend, DemoConfig};

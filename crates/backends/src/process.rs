@@ -10,7 +10,7 @@ use dashboard_backend_api::BackendError;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -91,76 +91,152 @@ pub(crate) fn locate(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
+/// What a running program did next.
+pub(crate) enum Output {
+    /// It wrote a line.
+    Line(Line),
+    /// Both of its pipes closed.
+    Closed,
+    /// It exited.
+    Exited(Result<ExitStatus, BackendError>),
+}
+
+/// A started program: its process group (killed when this is dropped), its output as lines, and its stdin when it
+/// was asked for.
+pub(crate) struct Program {
+    child: Child,
+    group: Option<Pid>,
+    _group_guard: GroupGuard,
+    lines: mpsc::Receiver<Line>,
+    stdin: Option<ChildStdin>,
+    kill_grace: Duration,
+    name: String,
+}
+
+impl Program {
+    /// Starts the program in a process group of its own; `has_stdin` gives it a pipe to write to (else `/dev/null`).
+    pub(crate) fn spawn(spec: &ProgramSpec, has_stdin: bool) -> Result<Self, BackendError> {
+        let mut command = Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(name, value)| (name, value)))
+            .stdin(if has_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(workdir) = &spec.workdir {
+            command.current_dir(workdir);
+        }
+        let mut child = command.spawn().map_err(|error| spawn_error(spec, error))?;
+        let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+        let (sender, lines) = mpsc::channel(256);
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(read_lines(stdout, Pipe::Stdout, spec.max_stdout_line_bytes, sender.clone()));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(read_lines(stderr, Pipe::Stderr, LOG_LINE_BYTES, sender));
+        }
+        let stdin = child.stdin.take();
+        Ok(Self {
+            child,
+            group,
+            // Whatever way the program is left — even by the caller dropping it mid-wait — the whole group is
+            // killed.
+            _group_guard: GroupGuard(group),
+            lines,
+            stdin,
+            kill_grace: spec.kill_grace,
+            name: spec.program.clone(),
+        })
+    }
+
+    /// The program's stdin, once (when it was spawned with one).
+    pub(crate) fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// The next line of output, or the news that both pipes closed or that the program exited (lines first).
+    pub(crate) async fn next_output(&mut self) -> Output {
+        tokio::select! {
+            biased;
+            line = self.lines.recv() => line.map_or(Output::Closed, Output::Line),
+            status = self.child.wait() => Output::Exited(self.wait_error(status)),
+        }
+    }
+
+    /// Waits for the program to exit.
+    pub(crate) async fn wait(&mut self) -> Result<ExitStatus, BackendError> {
+        let status = self.child.wait().await;
+        self.wait_error(status)
+    }
+
+    fn wait_error(&self, status: std::io::Result<ExitStatus>) -> Result<ExitStatus, BackendError> {
+        status.map_err(|error| BackendError::Other {
+            message: format!("could not wait for {}: {error}", self.name),
+            source: Some(Box::new(error)),
+        })
+    }
+
+    /// The lines still in the pipes after an exit, until they pause for [`DRAIN_IDLE`].
+    pub(crate) async fn next_line_after_exit(&mut self) -> Option<Line> {
+        tokio::time::timeout(DRAIN_IDLE, self.lines.recv()).await.ok().flatten()
+    }
+
+    /// SIGTERM to the group, up to the kill grace for the program to exit, then SIGKILL to the group.
+    pub(crate) async fn stop(&mut self) {
+        stop_group(&mut self.child, self.group, self.kill_grace).await;
+    }
+
+    /// SIGKILL to whatever the program left running in its group.
+    pub(crate) fn kill_leftovers(&self) {
+        signal_group(self.group, Signal::SIGKILL);
+    }
+}
+
 /// Runs the program to its end, feeding its output to `handler`; stops its whole group when `cancel` fires.
 pub(crate) async fn run_program(
     spec: &ProgramSpec,
     cancel: &CancellationToken,
     handler: &mut impl LineHandler,
 ) -> Result<ProgramEnd, BackendError> {
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(workdir) = &spec.workdir {
-        command.current_dir(workdir);
-    }
-    let mut child = command.spawn().map_err(|error| spawn_error(spec, error))?;
-    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-    // Whatever way this function is left — even by the caller dropping it mid-wait — the whole group is killed.
-    let _group_guard = GroupGuard(group);
-    let (sender, mut lines) = mpsc::channel(256);
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(read_lines(stdout, Pipe::Stdout, spec.max_stdout_line_bytes, sender.clone()));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(read_lines(stderr, Pipe::Stderr, LOG_LINE_BYTES, sender));
-    }
-
+    let mut program = Program::spawn(spec, false)?;
     let mut exit = None;
     loop {
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
-                stop_group(&mut child, group, spec.kill_grace).await;
+                program.stop().await;
                 return Ok(ProgramEnd::Stopped);
             }
-            line = lines.recv() => match line {
-                Some(line) => handler.line(line).await,
-                None => break,
+            output = program.next_output() => match output {
+                Output::Line(line) => handler.line(line).await,
+                Output::Closed => break,
+                Output::Exited(status) => {
+                    exit = Some(status);
+                    break;
+                }
             },
-            status = child.wait() => {
-                exit = Some(status);
-                break;
-            }
         }
     }
     // Take what is left of the output: the pipes may still hold lines written just before the exit.
-    while let Ok(Some(line)) = tokio::time::timeout(DRAIN_IDLE, lines.recv()).await {
+    while let Some(line) = program.next_line_after_exit().await {
         handler.line(line).await;
     }
     let status = match exit {
         Some(status) => status,
         None => tokio::select! {
             () = cancel.cancelled() => {
-                stop_group(&mut child, group, spec.kill_grace).await;
+                program.stop().await;
                 return Ok(ProgramEnd::Stopped);
             }
-            status = child.wait() => status,
+            status = program.wait() => status,
         },
     };
     // The program has ended; whatever it left running in its group goes with it.
-    signal_group(group, Signal::SIGKILL);
-    let status = status.map_err(|error| BackendError::Other {
-        message: format!("could not wait for {}: {error}", spec.program),
-        source: Some(Box::new(error)),
-    })?;
-    Ok(ProgramEnd::Exited(status))
+    program.kill_leftovers();
+    Ok(ProgramEnd::Exited(status?))
 }
 
 fn spawn_error(spec: &ProgramSpec, error: std::io::Error) -> BackendError {

@@ -1,6 +1,8 @@
-//! The `codex` backend: runs the OpenAI Codex CLI (`codex exec --json`) and turns its JSONL events into log lines,
-//! transcript items, usage and an output (the last agent message).
+//! The `codex` backend: runs the OpenAI Codex CLI — `codex exec --json` (the `exec` mode, the default), whose JSONL
+//! events become log lines, transcript items, usage and an output (the last agent message), or `codex app-server`
+//! (the `app-server` mode, [`app_server`]), spoken to in JSON-RPC.
 
+mod app_server;
 mod events;
 mod items;
 
@@ -14,6 +16,7 @@ use dashboard_core::{ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub use self::app_server::{CodexApproval, CodexSandbox};
 use self::events::{Effect, interpret};
 use crate::limits::{default_max_event_bytes, over_limit};
 use crate::process::{Line, LineHandler, Pipe, ProgramEnd, ProgramSpec, environment, locate, run_program};
@@ -43,10 +46,24 @@ fn default_kill_grace_secs() -> u64 {
     5
 }
 
+/// How the backend talks to Codex.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodexMode {
+    /// `codex exec --json`: one non-interactive run, its events read from stdout.
+    #[default]
+    Exec,
+    /// `codex app-server`: JSON-RPC over stdio, one thread and turn per execution.
+    AppServer,
+}
+
 /// The settings of a `codex` backend (its `[[backends]]` entry, less `name` and `kind`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CodexConfig {
+    /// `exec` (default) or `app-server`.
+    #[serde(default)]
+    pub mode: CodexMode,
     /// The Codex CLI program (default `codex` on `PATH`).
     #[serde(default = "default_command")]
     pub command: String,
@@ -70,11 +87,20 @@ pub struct CodexConfig {
     /// line naming this limit; the agent's last message, the output, is bounded by it too.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// The app-server mode's sandbox for the agent's commands, sent with `thread/start`; unset, Codex's default
+    /// (`read-only`) applies.
+    #[serde(default)]
+    pub sandbox: Option<CodexSandbox>,
+    /// The app-server mode's approval policy of Codex itself, sent with `thread/start`; unset, Codex's default
+    /// (`on-request`) applies.
+    #[serde(default)]
+    pub approval: Option<CodexApproval>,
 }
 
 impl Default for CodexConfig {
     fn default() -> Self {
         Self {
+            mode: CodexMode::default(),
             command: default_command(),
             args: Vec::new(),
             workdir: None,
@@ -82,11 +108,13 @@ impl Default for CodexConfig {
             env_passthrough: default_passthrough(),
             kill_grace_secs: default_kill_grace_secs(),
             max_event_bytes: default_max_event_bytes(),
+            sandbox: None,
+            approval: None,
         }
     }
 }
 
-/// Runs one `codex exec` per execution.
+/// Runs one `codex exec` or `codex app-server` per execution.
 #[derive(Clone, Debug)]
 pub struct CodexBackend {
     config: CodexConfig,
@@ -113,6 +141,14 @@ impl CodexBackend {
                 .map_err(|_| format!("api_key_env: the environment variable {name} is not set")),
             None => Ok(None),
         }
+    }
+
+    /// `COMMAND app-server [ARGS…]`, in `workdir`, with the same environment as `exec`.
+    fn app_server_spec(&self, api_key: Option<String>) -> ProgramSpec {
+        let mut spec = self.spec(String::new(), api_key);
+        spec.args =
+            std::iter::once("app-server".to_owned()).chain(self.config.args.iter().cloned()).collect();
+        spec
     }
 
     fn spec(&self, prompt: String, api_key: Option<String>) -> ProgramSpec {
@@ -180,6 +216,15 @@ impl Backend for CodexBackend {
         let body = ItemBody::Message { role: MessageRole::User, text: prompt.clone() };
         if let Ok(item) = NewItem::new(PROMPT_ITEM_ID, ItemStatus::Completed, body) {
             run.item(item).await;
+        }
+        if self.config.mode == CodexMode::AppServer {
+            let spec = self.app_server_spec(api_key);
+            return match app_server::run_turn(&self.config, &run, &spec, prompt).await {
+                Err(BackendError::Unavailable(reason)) if reason.starts_with("program") => {
+                    Ok(RunOutcome::Failed { error: self.not_found() })
+                }
+                other => other,
+            };
         }
         let spec = self.spec(prompt, api_key);
         let mut session = Session {

@@ -1,0 +1,353 @@
+//! The `codex` backend's `app-server` mode: one `codex app-server` per execution, spoken to in JSON-RPC over its
+//! stdio — `initialize`, `thread/start` with the backend's sandbox and approval settings, `turn/start` with the
+//! prompt — until the turn completes. A cancel or timeout sends `turn/interrupt`, waits briefly for the turn to end,
+//! then stops the process group. Approval requests are declined: approvals by a person are not built yet.
+
+mod notifications;
+mod protocol;
+#[cfg(test)]
+mod schema_check;
+
+use std::collections::VecDeque;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use dashboard_backend_api::{BackendError, RunContext, RunOutcome};
+use dashboard_core::LogStream;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+
+use self::notifications::{Effect, Transcript, TurnEnd};
+pub use self::protocol::{CodexApproval, CodexSandbox};
+use self::protocol::{
+    Incoming, InitializeParams, ThreadStartParams, TurnInterruptParams, TurnStartParams, UserInput,
+};
+use super::CodexConfig;
+use crate::limits::over_limit;
+use crate::process::{Line, Output, Pipe, Program, ProgramSpec};
+
+/// How long a cancelled turn gets to end after `turn/interrupt` before the process group is stopped.
+const INTERRUPT_WAIT: Duration = Duration::from_secs(3);
+/// How long the server gets to exit by itself once its stdin is closed after the turn.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
+/// How many stderr lines are kept to explain a crash.
+const STDERR_TAIL_LINES: usize = 10;
+/// The log line for an approval request, declined because the dashboard cannot ask anyone yet.
+const APPROVALS_UNAVAILABLE: &str = "approvals are not available yet in this version of the dashboard";
+
+/// Runs one turn of `prompt` on a new thread of the server `spec` starts; the prompt's own item is already reported.
+pub(super) async fn run_turn(
+    config: &CodexConfig,
+    run: &RunContext,
+    spec: &ProgramSpec,
+    prompt: String,
+) -> Result<RunOutcome, BackendError> {
+    let mut program = Program::spawn(spec, true)?;
+    let Some(stdin) = program.take_stdin() else {
+        return Err(BackendError::Other { message: "codex app-server has no stdin".into(), source: None });
+    };
+    let mut server = Server {
+        run,
+        program,
+        stdin: Some(stdin),
+        next_id: 0,
+        transcript: Transcript::default(),
+        thread_id: None,
+        turn_id: None,
+        turn_end: None,
+        last_message: None,
+        usage: None,
+        stderr: VecDeque::new(),
+        exit: None,
+        is_interrupting: false,
+        is_skipping: false,
+        max_event_bytes: config.max_event_bytes,
+    };
+    let ended = server.converse(config, prompt).await;
+    let outcome = match ended {
+        Ok(TurnEnd::Completed) => {
+            let output = json!({"message": server.last_message.take()});
+            Ok(RunOutcome::Succeeded { output, usage: server.usage.take() })
+        }
+        Ok(TurnEnd::Failed(error)) => Ok(RunOutcome::Failed { error }),
+        Ok(TurnEnd::Interrupted) => Ok(RunOutcome::Failed { error: "the turn was interrupted".into() }),
+        Err(Stop::Cancelled) => {
+            server.interrupt().await;
+            Err(BackendError::Cancelled)
+        }
+        Err(Stop::Failed(error)) => Ok(RunOutcome::Failed { error }),
+    };
+    server.shut_down().await;
+    outcome
+}
+
+/// Why a conversation stopped before its turn ended.
+enum Stop {
+    /// The run was cancelled (cancel, timeout or shutdown).
+    Cancelled,
+    /// The server failed: a request refused, or the program gone.
+    Failed(String),
+}
+
+/// What the loop reading the server reports to the step waiting on it.
+enum Event {
+    Response { id: u64, result: Result<Value, String> },
+    TurnEnded(TurnEnd),
+}
+
+/// One app-server and what it has said so far.
+struct Server<'a> {
+    run: &'a RunContext,
+    program: Program,
+    stdin: Option<ChildStdin>,
+    next_id: u64,
+    transcript: Transcript,
+    thread_id: Option<String>,
+    turn_id: Option<String>,
+    /// How the turn ended, when it ended before `turn/start` was answered.
+    turn_end: Option<TurnEnd>,
+    last_message: Option<String>,
+    usage: Option<Value>,
+    stderr: VecDeque<String>,
+    exit: Option<Result<ExitStatus, BackendError>>,
+    /// Whether `turn/interrupt` was sent: the run is cancelled, but the turn's end is still awaited.
+    is_interrupting: bool,
+    /// Whether the pieces arriving belong to a message over the limit, which is skipped to its end.
+    is_skipping: bool,
+    max_event_bytes: usize,
+}
+
+impl Server<'_> {
+    /// The whole conversation: the handshake, the thread, the turn, until the turn ends.
+    async fn converse(&mut self, config: &CodexConfig, prompt: String) -> Result<TurnEnd, Stop> {
+        self.call(protocol::INITIALIZE, &InitializeParams::default()).await?;
+        self.send(protocol::notification(protocol::INITIALIZED)).await?;
+        let cwd = config
+            .workdir
+            .as_ref()
+            .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()).display().to_string());
+        let thread = ThreadStartParams { cwd, sandbox: config.sandbox, approval_policy: config.approval };
+        let started = self.call(protocol::THREAD_START, &thread).await?;
+        let thread_id = started
+            .get("thread")
+            .and_then(|thread| thread.get("id"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| Stop::Failed("thread/start: the answer names no thread".into()))?
+            .to_owned();
+        self.run.session(&thread_id).await;
+        self.thread_id = Some(thread_id.clone());
+        let turn = TurnStartParams { thread_id, input: vec![UserInput::Text { text: prompt }] };
+        let started = self.call(protocol::TURN_START, &turn).await?;
+        if let Some(id) = started.get("turn").and_then(|turn| turn.get("id")).and_then(Value::as_str) {
+            self.turn_id = Some(id.to_owned());
+        }
+        if let Some(end) = self.turn_end.take() {
+            return Ok(end);
+        }
+        loop {
+            if let Event::TurnEnded(end) = self.next().await? {
+                return Ok(end);
+            }
+        }
+    }
+
+    /// Sends a request and waits for its answer, handling whatever else the server says meanwhile.
+    async fn call(&mut self, method: &str, params: &impl serde::Serialize) -> Result<Value, Stop> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(protocol::request(id, method, params)).await?;
+        loop {
+            match self.next().await? {
+                Event::Response { id: answered, result } if answered == id => {
+                    return result
+                        .map_err(|message| Stop::Failed(format!("codex app-server: {method}: {message}")));
+                }
+                Event::Response { id: answered, .. } => {
+                    log::debug!("codex app-server: an answer to request {answered}, which is not awaited");
+                }
+                Event::TurnEnded(end) => self.turn_end = Some(end),
+            }
+        }
+    }
+
+    /// Asks the server to end the turn, and waits briefly for it to say it has.
+    async fn interrupt(&mut self) {
+        let (Some(thread_id), Some(turn_id)) = (self.thread_id.clone(), self.turn_id.clone()) else { return };
+        self.is_interrupting = true;
+        let id = self.next_id;
+        self.next_id += 1;
+        let params = TurnInterruptParams { thread_id, turn_id };
+        if self.send(protocol::request(id, protocol::TURN_INTERRUPT, &params)).await.is_err() {
+            return;
+        }
+        let ended = tokio::time::timeout(INTERRUPT_WAIT, async {
+            while !matches!(self.next().await, Ok(Event::TurnEnded(_)) | Err(_)) {}
+        });
+        if ended.await.is_err() {
+            self.run
+                .log(LogStream::System, "codex did not end the turn after turn/interrupt; stopping it")
+                .await;
+        }
+    }
+
+    /// Closes the server's stdin, gives it a moment to exit, then stops its group.
+    async fn shut_down(&mut self) {
+        self.stdin = None;
+        if self.exit.is_none() && tokio::time::timeout(EXIT_WAIT, self.program.wait()).await.is_err() {
+            self.program.stop().await;
+        }
+        self.program.kill_leftovers();
+    }
+
+    async fn send(&mut self, line: String) -> Result<(), Stop> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(Stop::Failed("codex app-server: stdin closed".into()));
+        };
+        let written = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        };
+        match written.await {
+            Ok(()) => Ok(()),
+            // The server is gone; why is in how it exited.
+            Err(error) => {
+                log::debug!("codex app-server: writing to its stdin failed: {error}");
+                loop {
+                    self.next().await?;
+                }
+            }
+        }
+    }
+
+    /// The next answer or turn end, after handling every notification and server request before it.
+    async fn next(&mut self) -> Result<Event, Stop> {
+        loop {
+            let line = match self.exit {
+                Some(_) => match self.program.next_line_after_exit().await {
+                    Some(line) => line,
+                    None => return Err(Stop::Failed(self.exit_error())),
+                },
+                None => tokio::select! {
+                    biased;
+                    () = self.run.cancel.cancelled(), if !self.is_interrupting => return Err(Stop::Cancelled),
+                    output = self.program.next_output() => match output {
+                        Output::Line(line) => line,
+                        Output::Closed => {
+                            // The pipes closed: the program is ending (or left a child holding nothing).
+                            tokio::select! {
+                                () = self.run.cancel.cancelled(), if !self.is_interrupting => return Err(Stop::Cancelled),
+                                status = self.program.wait() => self.exit = Some(status),
+                            }
+                            continue;
+                        }
+                        Output::Exited(status) => {
+                            self.exit = Some(status);
+                            continue;
+                        }
+                    },
+                },
+            };
+            if let Some(event) = self.line(line).await {
+                return Ok(event);
+            }
+        }
+    }
+
+    async fn line(&mut self, line: Line) -> Option<Event> {
+        let Line { pipe, text, is_cut } = line;
+        if pipe == Pipe::Stderr {
+            self.run.log(LogStream::Stderr, &text).await;
+            if self.stderr.len() == STDERR_TAIL_LINES {
+                self.stderr.pop_front();
+            }
+            self.stderr.push_back(text);
+            return None;
+        }
+        if is_cut || self.is_skipping {
+            if !self.is_skipping {
+                let limit =
+                    over_limit("a message of codex app-server", self.max_event_bytes, "max_event_bytes");
+                self.run.log(LogStream::Stderr, format!("{limit}; it is skipped")).await;
+            }
+            // The last piece of the line is the one that is not cut.
+            self.is_skipping = is_cut;
+            return None;
+        }
+        match protocol::incoming(&text) {
+            Some(Incoming::Response { id, result }) => Some(Event::Response { id, result }),
+            Some(Incoming::Request { id, method, params }) => {
+                self.answer(&id, &method, &params).await;
+                None
+            }
+            Some(Incoming::Notification { method, params }) => self.notification(&method, &params).await,
+            None if text.trim().is_empty() => None,
+            None => {
+                self.run.log(LogStream::Stdout, &text).await;
+                None
+            }
+        }
+    }
+
+    async fn notification(&mut self, method: &str, params: &Value) -> Option<Event> {
+        let mut ended = None;
+        for effect in self.transcript.notification(method, params) {
+            match effect {
+                Effect::Log(stream, text) => self.run.log(stream, text).await,
+                Effect::Item(item) => self.run.item(item).await,
+                Effect::AgentMessage(message) => self.last_message = Some(message),
+                // Codex reports the thread's totals: a later report replaces an earlier one, never adds to it.
+                Effect::Usage(usage) => self.usage = Some(usage),
+                Effect::Diff(diff) => self.run.diff(diff).await,
+                Effect::TurnStarted(id) => self.turn_id = Some(id),
+                Effect::TurnEnded(end) => {
+                    if let TurnEnd::Failed(message) = &end {
+                        self.run.log(LogStream::Stderr, format!("turn failed: {message}")).await;
+                    }
+                    ended = Some(Event::TurnEnded(end));
+                }
+            }
+        }
+        ended
+    }
+
+    /// Answers a server request: an approval request is declined (and said so in the log), anything else is not
+    /// supported.
+    async fn answer(&mut self, id: &Value, method: &str, params: &Value) {
+        let answer = match protocol::decline(method) {
+            Some(result) => {
+                let what = params
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| method.to_owned(), |command| format!("`{command}`"));
+                let line = format!("codex asked for approval of {what}: declined, {APPROVALS_UNAVAILABLE}");
+                self.run.log(LogStream::System, line).await;
+                protocol::response(id, &result)
+            }
+            None => {
+                log::debug!("codex app-server: request {method} answered as not supported");
+                protocol::error_response(id, protocol::METHOD_NOT_FOUND, "not supported")
+            }
+        };
+        // A failed write means the server is gone; the reading loop finds out how.
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(format!("{answer}\n").as_bytes()).await;
+            let _ = stdin.flush().await;
+        }
+    }
+
+    /// Why the server's end ended the run: its exit status and its last stderr lines.
+    fn exit_error(&self) -> String {
+        let how = match &self.exit {
+            Some(Ok(status)) => status.code().map_or_else(
+                || "codex app-server was killed by a signal".to_owned(),
+                |code| format!("codex app-server exited with code {code} before the turn ended"),
+            ),
+            Some(Err(error)) => error.to_string(),
+            None => "codex app-server closed its output".to_owned(),
+        };
+        let tail = Vec::from(self.stderr.clone()).join("\n");
+        if tail.is_empty() { how } else { format!("{how}: {tail}") }
+    }
+}

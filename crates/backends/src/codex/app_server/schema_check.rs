@@ -1,0 +1,184 @@
+//! Checks the messages the dashboard sends against the protocol of the installed Codex: the schema that
+//! `codex app-server generate-json-schema` prints. Every method must be one the server knows and every field one
+//! its params have, with an allowed value where the schema lists them. Without `codex` on `PATH` the test skips,
+//! saying why — unless `CI` and `DASHBOARD_REQUIRE_CODEX=1` are set, where it fails.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::protocol::{self, every_message_sent};
+
+/// The schema bundle of the installed Codex, or `None` (after saying why) when there is no `codex` to ask.
+fn generated_schema(test: &str) -> Option<PathBuf> {
+    let required = std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1")
+        && std::env::var("DASHBOARD_REQUIRE_CODEX").is_ok_and(|value| value == "1");
+    let out = std::env::temp_dir().join(format!("codex-schema-{}-{test}", std::process::id()));
+    let generated = std::process::Command::new("codex")
+        .args(["app-server", "generate-json-schema", "--out"])
+        .arg(&out)
+        .output();
+    match generated {
+        Ok(output) if output.status.success() => Some(out),
+        Ok(output) => panic!(
+            "`codex app-server generate-json-schema` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(error) if required => panic!("codex is required here (DASHBOARD_REQUIRE_CODEX=1) but: {error}"),
+        Err(error) => {
+            eprintln!(
+                "skipped: the Codex CLI is not on PATH ({error}); npm install -g @openai/codex@0.169.0"
+            );
+            None
+        }
+    }
+}
+
+fn load(dir: &Path, file: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|error| panic!("{file}: {error}"));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: {error}"))
+}
+
+/// The schema `reference` (`#/definitions/Name`) points to in `root`.
+fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/definitions/");
+            resolve(root, &root["definitions"][name])
+        }
+        None => schema,
+    }
+}
+
+/// Whether `value` fits `schema` as far as the dashboard cares: every object member is a property the schema (or
+/// one of its alternatives) has, every listed value is allowed, recursively.
+fn fits(root: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+    let schema = resolve(root, schema);
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(alternatives) = schema.get(key).and_then(Value::as_array) {
+            let mut errors = Vec::new();
+            for alternative in alternatives {
+                match fits(root, alternative, value) {
+                    Ok(()) => return Ok(()),
+                    Err(error) => errors.push(error),
+                }
+            }
+            // An alternative with no properties of its own (`oneOf` beside them) leaves the check to the rest.
+            if schema.get("properties").is_none() {
+                return Err(errors.join(" / "));
+            }
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        return if allowed.contains(value) {
+            Ok(())
+        } else {
+            Err(format!("{value} is not one of {allowed:?}"))
+        };
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(one)) => vec![one.as_str()],
+        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !types.is_empty() && !types.iter().any(|name| is_of_type(name, value)) {
+        return Err(format!("{value} is not of type {types:?}"));
+    }
+    match value {
+        Value::Object(members) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (name, member) in members {
+                let Some(property) = properties.and_then(|properties| properties.get(name)) else {
+                    return Err(format!("no field {name:?}"));
+                };
+                fits(root, property, member).map_err(|error| format!("{name}: {error}"))?;
+            }
+            Ok(())
+        }
+        Value::Array(elements) => match schema.get("items") {
+            Some(items) => elements.iter().try_for_each(|element| fits(root, items, element)),
+            None => Err("not an array".into()),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn is_of_type(name: &str, value: &Value) -> bool {
+    match name {
+        "null" => value.is_null(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        _ => true,
+    }
+}
+
+/// The params schema of `method` in a bundle of requests or notifications (`ClientRequest.json`, …).
+fn params_of<'a>(bundle: &'a Value, method: &str) -> Option<&'a Value> {
+    bundle["oneOf"].as_array()?.iter().find_map(|variant| {
+        let methods = variant["properties"]["method"]["enum"].as_array()?;
+        methods.contains(&json!(method)).then(|| variant["properties"].get("params").unwrap_or(&Value::Null))
+    })
+}
+
+#[test]
+fn every_message_sent_is_in_the_installed_protocol() {
+    let Some(dir) = generated_schema("sent") else { return };
+    let requests = load(&dir, "ClientRequest.json");
+    let notifications = load(&dir, "ClientNotification.json");
+    for (method, params) in every_message_sent() {
+        let (bundle, schema) = match params_of(&requests, method) {
+            Some(schema) => (&requests, schema),
+            None => match params_of(&notifications, method) {
+                Some(schema) => (&notifications, schema),
+                None => panic!("the installed Codex has no method {method}"),
+            },
+        };
+        if let Err(error) = fits(bundle, schema, &params) {
+            panic!("{method}: {error} ({params})");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_answer_to_a_server_request_is_in_the_installed_protocol() {
+    let Some(dir) = generated_schema("answers") else { return };
+    let requests = load(&dir, "ServerRequest.json");
+    let approvals = [
+        ("item/commandExecution/requestApproval", "CommandExecutionRequestApprovalResponse.json"),
+        ("item/fileChange/requestApproval", "FileChangeRequestApprovalResponse.json"),
+        ("item/permissions/requestApproval", "PermissionsRequestApprovalResponse.json"),
+        ("execCommandApproval", "ExecCommandApprovalResponse.json"),
+        ("applyPatchApproval", "ApplyPatchApprovalResponse.json"),
+    ];
+    for (method, response) in approvals {
+        assert!(params_of(&requests, method).is_some(), "the installed Codex makes no request {method}");
+        let schema = load(&dir, response);
+        let answer = protocol::decline(method).expect("an approval request is declined");
+        if let Err(error) = fits(&schema, &schema, &answer) {
+            panic!("{method}: {error} ({answer})");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The check itself, on a schema small enough to read: it must catch an unknown field and a value not allowed.
+#[test]
+fn the_check_finds_unknown_fields_and_values() {
+    let root = json!({"definitions": {
+        "Mode": {"enum": ["a", "b"], "type": "string"},
+        "Params": {"properties": {"mode": {"anyOf": [{"$ref": "#/definitions/Mode"}, {"type": "null"}]},
+                                  "list": {"items": {"properties": {"x": {"type": "string"}}}, "type": "array"}}}
+    }});
+    let schema = json!({"$ref": "#/definitions/Params"});
+    let check = |value: Value| fits(&root, &schema, &value);
+    assert_eq!(check(json!({"mode": "a", "list": [{"x": "1"}]})), Ok(()));
+    assert!(check(json!({"mood": "a"})).is_err());
+    assert!(check(json!({"mode": "c"})).is_err());
+    assert!(check(json!({"list": [{"y": "1"}]})).is_err());
+}
