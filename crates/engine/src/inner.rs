@@ -144,11 +144,15 @@ impl Inner {
         }
     }
 
-    /// Tells the bus of stored items, if there are any.
+    /// Tells the bus of stored items, if there are any: their seqs only, since the bus holds a message until its
+    /// slowest receiver has read it, and an item may hold a megabyte.
     fn publish_items(&self, id: ExecutionId, items: Vec<Item>) {
         if !items.is_empty() {
+            let mut seqs: Vec<u64> = items.iter().map(|item| item.seq).collect();
+            seqs.sort_unstable();
+            seqs.dedup();
             // No receiver is fine: the bus only wakes listeners.
-            let _ = self.bus.send(BusMessage::Items { execution_id: id, items: items.into() });
+            let _ = self.bus.send(BusMessage::Items { execution_id: id, seqs: seqs.into() });
         }
     }
 

@@ -3,7 +3,7 @@
 //! The store is the source of truth and the bus only says when to look: every message is read from the store after
 //! the cursor of the last one sent, so a client that reconnects with `Last-Event-ID`, or a stream that lags behind the
 //! bus, gets every message exactly once and in order. Transcript items, which change in place and so have no cursor,
-//! are the exception: the log stream sends each as the bus carries it and sends what may have been missed again
+//! are the exception: the log stream reads the items the bus names and sends what may have been missed again
 //! (`streams/items.rs`), for a client that upserts by id. Each stream has its own bus receiver and writes to its own
 //! connection without holding any lock, so a client that reads slowly (or not at all) never slows the others.
 
@@ -64,8 +64,8 @@ pub(crate) async fn events(
 }
 
 /// `GET /api/executions/{id}/logs/stream`: the execution's status, its log lines after the resume point (by default
-/// from the first), every status change, and its transcript items (every one after the resumed lines, then each as it
-/// changes); it ends after the terminal status.
+/// from the first), every status change, and its transcript items (every one after the resumed lines, then each in
+/// its newest state as it changes; states in between may be skipped); it ends after the terminal status.
 pub(crate) async fn logs(
     state: State,
     request: HttpRequest,
@@ -266,9 +266,10 @@ impl LogFeed {
                     }
                     BusMessage::Items { execution_id: id, .. } => *id == execution_id,
                     BusMessage::Event(event) => event.execution_id == Some(execution_id),
+                    _ => false,
                 };
                 match self.listener.wait(is_news).await {
-                    Wake::News(Some(BusMessage::Items { items, .. })) => self.items.heard(&items),
+                    Wake::News(Some(BusMessage::Items { seqs, .. })) => self.items.heard(&seqs),
                     // Lost messages may have carried items: compare them all with the store.
                     Wake::News(None) => self.items.sweep(),
                     Wake::News(Some(_)) => {}
