@@ -118,6 +118,14 @@ impl DashboardBuilder {
         self
     }
 
+    /// How many bytes of transcript items one execution may keep (default 64 MiB): each item's id and text as it
+    /// now stands (an update replaces its item's count). Past it, one `system` line says so and later new items are
+    /// dropped; an update of an item kept still passes if it does not grow the total past the limit.
+    pub fn max_item_bytes(mut self, bytes: u64) -> Self {
+        self.settings.log_limit.max_item_bytes = bytes;
+        self
+    }
+
     /// The largest output a run may store, in bytes of JSON (default 1 MiB): a larger one fails the run with an
     /// error that names the limit.
     pub fn max_output_bytes(mut self, bytes: usize) -> Self {

@@ -121,7 +121,7 @@ impl Inner {
                 inner: Arc::clone(self),
                 execution_id: id,
                 budget: Arc::clone(&handle.log_budget),
-                items: ItemBudget::new(self.settings.log_limit.max_items),
+                items: ItemBudget::new(self.settings.log_limit),
                 run_ended: run_ended.clone(),
                 diff: None,
                 has_said_diff_cut: false,

@@ -112,6 +112,10 @@ pub struct ServerConfig {
     /// How many transcript items one execution may keep (`DASHBOARD_MAX_ITEMS`; the engine's default, 100,000, when
     /// unset). Past it one `system` line says so and later new items are dropped; the items kept still change.
     pub max_items: Option<u64>,
+    /// How many bytes of transcript items one execution may keep, each item as it now stands
+    /// (`DASHBOARD_MAX_ITEM_BYTES`; the engine's default, 64 MiB, when unset). Past it one `system` line says so and
+    /// later new items are dropped; an item kept still changes unless the change would grow the total past it.
+    pub max_item_bytes: Option<u64>,
     /// The largest output a run may store, in bytes of JSON (`DASHBOARD_MAX_OUTPUT_BYTES`; the engine's default,
     /// 1 MiB, when unset); a larger one fails the run with an error naming the limit.
     pub max_output_bytes: Option<usize>,
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             max_log_lines: None,
             max_log_bytes: None,
             max_items: None,
+            max_item_bytes: None,
             max_output_bytes: None,
             config_file: None,
             auth_tokens: Vec::new(),
@@ -268,6 +273,7 @@ impl ServerConfig {
         config.max_log_lines = count(&var, "DASHBOARD_MAX_LOG_LINES", 1, "lines")?;
         config.max_log_bytes = count(&var, "DASHBOARD_MAX_LOG_BYTES", 1024, "bytes")?;
         config.max_items = count(&var, "DASHBOARD_MAX_ITEMS", 1, "items")?;
+        config.max_item_bytes = count(&var, "DASHBOARD_MAX_ITEM_BYTES", 1024, "bytes")?;
         config.max_output_bytes = count(&var, "DASHBOARD_MAX_OUTPUT_BYTES", 1024, "bytes")?
             .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
         Ok(config)
@@ -285,6 +291,9 @@ impl ServerConfig {
         }
         if let Some(items) = self.max_items {
             builder = builder.max_items(items);
+        }
+        if let Some(bytes) = self.max_item_bytes {
+            builder = builder.max_item_bytes(bytes);
         }
         if let Some(bytes) = self.max_output_bytes {
             builder = builder.max_output_bytes(bytes);
@@ -405,7 +414,7 @@ mod tests {
         assert_eq!((config.sqlite_sync, config.retention_days), (Synchronous::Full, 30));
         assert_eq!(config.max_sse_clients, 1000);
         assert_eq!((config.max_log_lines, config.max_log_bytes, config.max_output_bytes), (None, None, None));
-        assert_eq!(config.max_items, None);
+        assert_eq!((config.max_items, config.max_item_bytes), (None, None));
     }
 
     #[test]
@@ -415,12 +424,14 @@ mod tests {
             ("DASHBOARD_MAX_LOG_BYTES", "65536"),
             ("DASHBOARD_MAX_OUTPUT_BYTES", "2048"),
             ("DASHBOARD_MAX_ITEMS", "300"),
+            ("DASHBOARD_MAX_ITEM_BYTES", "1048576"),
         ])
         .expect("valid settings");
         assert_eq!(
             (config.max_log_lines, config.max_log_bytes, config.max_output_bytes, config.max_items),
             (Some(500), Some(65536), Some(2048), Some(300))
         );
+        assert_eq!(config.max_item_bytes, Some(1_048_576));
     }
 
     #[test]
@@ -454,6 +465,7 @@ mod tests {
             ("DASHBOARD_MAX_LOG_BYTES", "100"),
             ("DASHBOARD_MAX_OUTPUT_BYTES", "-1"),
             ("DASHBOARD_MAX_ITEMS", "0"),
+            ("DASHBOARD_MAX_ITEM_BYTES", "100"),
         ] {
             let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
             assert_eq!(error.variable, name);

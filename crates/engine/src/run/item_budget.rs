@@ -1,16 +1,24 @@
-//! The per-execution limit on transcript items: how many distinct items a run may keep, and what happens past it.
+//! The per-execution limits on transcript items: how many distinct items and how many bytes of them a run may keep,
+//! and what happens past them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use dashboard_core::NewItem;
 
-/// What is left of one execution's item limit. It counts distinct item ids: an update of an item it has let through
-/// always passes (an agent finishing a command it started must be able to say so), while a new item past the limit is
-/// dropped, and the first one dropped earns one `system` log line that says so. The run goes on.
+use super::LogLimit;
+
+/// What is left of one execution's item limits ([`LogLimit::max_items`], [`LogLimit::max_item_bytes`]). It counts
+/// distinct item ids, and the bytes of each item as it now stands ([`NewItem::n_bytes`]; an update replaces its
+/// item's count). An update of an item it has let through passes as long as the total stays within the bytes (an
+/// agent finishing a command it started must be able to say so); a new item past either limit is dropped, and so is
+/// every new item after it, the first drop earning one `system` log line that says so. The run goes on.
 #[derive(Debug)]
 pub(crate) struct ItemBudget {
     max_items: u64,
-    known_ids: HashSet<String>,
+    max_bytes: u64,
+    /// The bytes of each item let through, by id.
+    known: HashMap<String, u64>,
+    n_bytes: u64,
     is_spent: bool,
 }
 
@@ -21,31 +29,53 @@ pub(crate) enum Admission {
     Keep,
     /// Drop it.
     Drop,
-    /// Drop it, and log this line: the limit has just been reached.
+    /// Drop it, and log this line: a limit has just been reached.
     DropAndSay(String),
 }
 
 impl ItemBudget {
-    pub(crate) fn new(max_items: u64) -> Self {
-        Self { max_items, known_ids: HashSet::new(), is_spent: false }
+    pub(crate) fn new(limit: LogLimit) -> Self {
+        Self {
+            max_items: limit.max_items,
+            max_bytes: limit.max_item_bytes,
+            known: HashMap::new(),
+            n_bytes: 0,
+            is_spent: false,
+        }
     }
 
     /// Whether `item` may be stored.
     pub(crate) fn admit(&mut self, item: &NewItem) -> Admission {
-        if self.known_ids.contains(&item.id) {
-            return Admission::Keep;
-        }
-        if (self.known_ids.len() as u64) < self.max_items {
-            self.known_ids.insert(item.id.clone());
+        let n_bytes = item.n_bytes() as u64;
+        if let Some(kept) = self.known.get_mut(&item.id) {
+            let total = self.n_bytes - *kept + n_bytes;
+            if total > self.max_bytes {
+                return self.spend(format!("{} bytes", self.max_bytes));
+            }
+            (self.n_bytes, *kept) = (total, n_bytes);
             return Admission::Keep;
         }
         if self.is_spent {
             return Admission::Drop;
         }
-        self.is_spent = true;
+        if self.known.len() as u64 >= self.max_items {
+            return self.spend(format!("{} items", self.max_items));
+        }
+        if self.n_bytes + n_bytes > self.max_bytes {
+            return self.spend(format!("{} bytes", self.max_bytes));
+        }
+        self.known.insert(item.id.clone(), n_bytes);
+        self.n_bytes += n_bytes;
+        Admission::Keep
+    }
+
+    /// Drops an item past the `limit`, saying so the first time.
+    fn spend(&mut self, limit: String) -> Admission {
+        if std::mem::replace(&mut self.is_spent, true) {
+            return Admission::Drop;
+        }
         Admission::DropAndSay(format!(
-            "item limit of {} items reached: later new items of this execution are dropped",
-            self.max_items
+            "item limit of {limit} reached: later new items of this execution are dropped"
         ))
     }
 }
@@ -60,9 +90,13 @@ mod tests {
         NewItem::new(id, ItemStatus::InProgress, ItemBody::Reasoning { text: "hm".into() }).expect("an item")
     }
 
+    fn budget(max_items: u64, max_item_bytes: u64) -> ItemBudget {
+        ItemBudget::new(LogLimit { max_items, max_item_bytes, ..LogLimit::default() })
+    }
+
     /// Feeds the ids through a budget of `max_items`; what it decided for each.
     fn check(max_items: u64, ids: &[&str], expected: &[&str]) {
-        let mut budget = ItemBudget::new(max_items);
+        let mut budget = budget(max_items, u64::MAX);
         let decided: Vec<&str> = ids
             .iter()
             .map(|id| match budget.admit(&item(id)) {
@@ -83,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_line_names_the_limit() {
-        let mut budget = ItemBudget::new(1);
+        let mut budget = budget(1, u64::MAX);
         budget.admit(&item("a"));
         assert_eq!(
             budget.admit(&item("b")),
@@ -91,5 +125,37 @@ mod tests {
                 "item limit of 1 items reached: later new items of this execution are dropped".into()
             )
         );
+    }
+
+    /// Feeds `(id, text)` items through a budget of `max_item_bytes`; what it decided for each.
+    fn check_bytes(max_item_bytes: u64, items: &[(&str, &str)], expected: &[&str]) {
+        let mut budget = budget(100, max_item_bytes);
+        let decided: Vec<&str> = items
+            .iter()
+            .map(|(id, text)| {
+                let item =
+                    NewItem::new(*id, ItemStatus::InProgress, ItemBody::Reasoning { text: (*text).into() });
+                match budget.admit(&item.expect("an item")) {
+                    Admission::Keep => "keep",
+                    Admission::Drop => "drop",
+                    Admission::DropAndSay(_) => "say",
+                }
+            })
+            .collect();
+        assert_eq!(decided, expected, "at most {max_item_bytes} bytes: {items:?}");
+    }
+
+    #[test]
+    fn past_the_byte_limit_new_items_are_dropped_and_updates_pass_while_they_fit() {
+        // Each item counts its id and its text: "a" + 4 bytes = 5.
+        check_bytes(10, &[("a", "xxxx"), ("b", "xxxx"), ("c", "")], &["keep", "keep", "say"]);
+        check_bytes(10, &[("a", "xxxx"), ("b", "xxxxxxxxxx"), ("c", "x")], &["keep", "say", "drop"]);
+        // An update replaces its item's count: it may grow into what is left, not past it.
+        check_bytes(
+            10,
+            &[("a", "xxxx"), ("a", "xxxxxxxxx"), ("a", "xxxxxxxxxx"), ("a", "")],
+            &["keep", "keep", "say", "keep"],
+        );
+        check_bytes(10, &[("a", "xxxx"), ("a", ""), ("b", "xxxxxxx")], &["keep", "keep", "keep"]);
     }
 }

@@ -2,8 +2,10 @@
 //! (through `Inner::append_logs` and `Inner::upsert_items`, held while the store cannot take them), and the
 //! per-execution log limit.
 
+use std::iter::Peekable;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::vec;
 
 use dashboard_backend_api::{MAX_DIFF_BYTES, RunEntry, bound_diff};
 use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
@@ -35,11 +37,18 @@ pub(crate) struct LogLimit {
     pub(crate) max_bytes: u64,
     /// The most distinct transcript items (default 100,000); see [`ItemBudget`].
     pub(crate) max_items: u64,
+    /// The most bytes of transcript items, each as it now stands (default 64 MiB); see [`ItemBudget`].
+    pub(crate) max_item_bytes: u64,
 }
 
 impl Default for LogLimit {
     fn default() -> Self {
-        Self { max_lines: 100_000, max_bytes: 64 * 1024 * 1024, max_items: 100_000 }
+        Self {
+            max_lines: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_items: 100_000,
+            max_item_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -138,9 +147,10 @@ impl Batch {
 ///
 /// A batch is gathered for at most [`LOG_GATHER`] after its first entry (or until it is full), so that a backend that
 /// writes many lines at once costs one write, not one per wake-up. Each batch stores its lines first, then its items,
-/// so a reader never sees an item before the lines reported ahead of it. Entries still held when the backend has
-/// dropped its sink and the run has ended go back to the run, which stores them with the final status in one write. A
-/// batch the store cannot take is retried until it can: meanwhile the backend waits on its full channel.
+/// and a line reported after an item held waits for the next batch, so lines and items are stored in the order they
+/// were reported. Entries still held when the backend has dropped its sink and the run has ended go back to the run,
+/// which stores them with the final status in one write. A batch the store cannot take is retried until it can:
+/// meanwhile the backend waits on its full channel.
 pub(super) struct LogWriter {
     pub(super) inner: Arc<Inner>,
     pub(super) execution_id: ExecutionId,
@@ -193,9 +203,14 @@ impl LogWriter {
                 }
             }
             if !incoming.is_empty() {
-                let n_held = batch.lines.len() + batch.items.len();
-                self.admit(std::mem::take(&mut incoming), &mut batch);
-                if batch.lines.len() + batch.items.len() > n_held {
+                let mut entries = std::mem::take(&mut incoming).into_iter().peekable();
+                // A line reported after an item held waits until the batch is stored: a batch stores its lines,
+                // then its items.
+                while self.admit(&mut entries, &mut batch) {
+                    self.store(std::mem::take(&mut batch)).await;
+                    store_by = None;
+                }
+                if !batch.is_empty() {
                     store_by.get_or_insert_with(|| Instant::now() + LOG_GATHER);
                 }
             }
@@ -222,21 +237,29 @@ impl LogWriter {
         batch
     }
 
-    /// Adds `entries` to `batch`: lines cut and held to the execution's log limit, items to its item limit.
-    fn admit(&mut self, entries: Vec<RunEntry>, batch: &mut Batch) {
+    /// Adds `entries` to `batch`, in order, up to a line that follows an item in the batch: lines cut and held to
+    /// the execution's log limit, items bounded ([`NewItem::bounded`]: a backend may build one with any fields) and
+    /// held to its item limits. `true` when it stopped at such a line, which must wait until the batch is stored, so
+    /// that lines and items are stored in the order they were reported.
+    fn admit(&mut self, entries: &mut Peekable<vec::IntoIter<RunEntry>>, batch: &mut Batch) -> bool {
         let mut lines = Vec::with_capacity(entries.len());
         let mut item_limit_line = None;
         let mut diff_cut_line = None;
-        for entry in entries {
+        while let Some(entry) =
+            entries.next_if(|entry| !(matches!(entry, RunEntry::Line(_)) && !batch.items.is_empty()))
+        {
             match entry {
                 RunEntry::Line(mut line) => {
                     truncate_line(&mut line.message, self.inner.settings.max_log_line_bytes);
                     lines.push(line);
                 }
-                RunEntry::Item(item) => match self.items.admit(&item) {
-                    Admission::Keep => batch.items.push(item),
-                    Admission::Drop => {}
-                    Admission::DropAndSay(message) => item_limit_line = Some(message),
+                RunEntry::Item(item) => match item.bounded() {
+                    Ok(item) => match self.items.admit(&item) {
+                        Admission::Keep => batch.items.push(item),
+                        Admission::Drop => {}
+                        Admission::DropAndSay(message) => item_limit_line = Some(message),
+                    },
+                    Err(error) => log::warn!("execution {}: an item was dropped: {error}", self.execution_id),
                 },
                 RunEntry::Diff(diff) => {
                     let (diff, is_cut) = bound_diff(diff, MAX_DIFF_BYTES);
@@ -258,6 +281,7 @@ impl LogWriter {
         for message in [item_limit_line, diff_cut_line].into_iter().flatten() {
             batch.lines.push(NewLogLine::new(LogStream::System, message));
         }
+        entries.peek().is_some()
     }
 
     async fn store(&self, batch: Batch) {
@@ -334,12 +358,12 @@ mod tests {
 
     #[test]
     fn past_the_log_limit_one_marker_is_kept_and_the_rest_dropped() {
-        let lines = LogLimit { max_lines: 3, max_bytes: 1000, max_items: 10 };
+        let lines = LogLimit { max_lines: 3, max_bytes: 1000, ..LogLimit::default() };
         let marker = "log limit of 3 lines reached: the rest of this execution's log is dropped";
         check(lines, 1, &[2, 2, 2], &[&["line", "line"], &["line", marker], &[]]);
         check(lines, 1, &[3], &[&["line", "line", "line"]]);
         check(lines, 1, &[3, 1, 1], &[&["line", "line", "line"], &[marker], &[]]);
-        let bytes = LogLimit { max_lines: 100, max_bytes: 25, max_items: 10 };
+        let bytes = LogLimit { max_lines: 100, max_bytes: 25, ..LogLimit::default() };
         let marker = "log limit of 25 bytes reached: the rest of this execution's log is dropped";
         check(bytes, 10, &[2, 2], &[&["line", "line"], &[marker]]);
         check(bytes, 30, &[1, 1], &[&[marker], &[]]);
@@ -347,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_refunded_admission_counts_nothing() {
-        let mut budget = LogBudget::new(LogLimit { max_lines: 3, max_bytes: 1000, max_items: 10 });
+        let mut budget = LogBudget::new(LogLimit { max_lines: 3, max_bytes: 1000, ..LogLimit::default() });
         let lines = |n_lines: usize| vec![NewLogLine::new(LogStream::Stdout, "x"); n_lines];
         let mut admitted = lines(4);
         let charge = budget.admit(&mut admitted);
