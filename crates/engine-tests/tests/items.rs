@@ -26,6 +26,8 @@ enum Step {
     Line(&'static str),
     /// Waits until the test opens the gate; a cancel ends the run.
     Gate,
+    /// Ends the run as failed.
+    Fail(&'static str),
 }
 
 /// A backend that does its steps in order, then succeeds.
@@ -70,6 +72,7 @@ impl Backend for Scripted {
                         };
                         permit.map_err(|_| BackendError::Cancelled)?.forget();
                     }
+                    Step::Fail(error) => return Ok(RunOutcome::Failed { error: (*error).into() }),
                 }
             }
             Ok(RunOutcome::Succeeded { output: json!(null), usage: None })
@@ -198,4 +201,54 @@ async fn past_the_item_byte_limit_new_items_are_dropped_with_one_marker() {
     let lines = dashboard.store().read_logs(id, 0, 100).await.expect("reads go on");
     let marker = "item limit of 100 bytes reached: later new items of this execution are dropped";
     assert_eq!(lines.iter().filter(|line| line.message == marker).count(), 1, "{lines:?}");
+}
+
+/// The status of each item once a run of `steps` has ended, by id, and how the run ended; `cancel` cancels it once its
+/// first item is stored.
+async fn statuses_at_the_end(steps: Vec<Step>, cancel: bool) -> (ExecutionStatus, Vec<(String, ItemStatus)>) {
+    let (dashboard, _gate) = dashboard(steps, |builder| builder);
+    let id = trigger(&dashboard).await;
+    if cancel {
+        let stored = tokio::time::timeout(PATIENCE, async {
+            while items(&dashboard, id).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        stored.await.expect("the first item is stored");
+        dashboard.cancel(&Principal::anonymous(), id).await.expect("a cancel");
+    }
+    let status = wait_for_end(&dashboard, id).await;
+    let items = items(&dashboard, id).await.into_iter().map(|item| (item.id, item.status)).collect();
+    (status, items)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_left_open_are_declined_when_the_run_is_cancelled() {
+    let steps = vec![
+        Step::Item(command("stored", ItemStatus::InProgress)),
+        Step::Item(command("done", ItemStatus::Completed)),
+        Step::Gate,
+    ];
+    let (status, items) = statuses_at_the_end(steps, true).await;
+    assert_eq!(status, ExecutionStatus::Cancelled);
+    assert_eq!(items, [("stored".into(), ItemStatus::Declined), ("done".into(), ItemStatus::Completed)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_left_open_fail_with_the_run() {
+    let steps = vec![
+        Step::Item(command("early", ItemStatus::InProgress)),
+        Step::Line("a line between"),
+        Step::Item(command("late", ItemStatus::InProgress)),
+        Step::Fail("the agent gave up"),
+    ];
+    let (status, items) = statuses_at_the_end(steps, false).await;
+    assert_eq!(status, ExecutionStatus::Failed);
+    assert_eq!(items, [("early".into(), ItemStatus::Failed), ("late".into(), ItemStatus::Failed)]);
+
+    // A run that succeeds leaves its items as the agent reported them.
+    let (status, items) =
+        statuses_at_the_end(vec![Step::Item(command("open", ItemStatus::InProgress))], false).await;
+    assert_eq!(status, ExecutionStatus::Succeeded);
+    assert_eq!(items, [("open".into(), ItemStatus::InProgress)]);
 }

@@ -3,6 +3,7 @@
 
 mod item_budget;
 mod log_writer;
+mod open_items;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,13 +207,16 @@ impl Inner {
         handle: &RunHandle,
     ) -> Result<(), EngineError> {
         let has_run = held.is_some();
-        let Batch { mut lines, items, diff: _ } = held.unwrap_or_default();
+        let Batch { mut lines, items, diff: _, has_open_items } = held.unwrap_or_default();
+        // Items still in progress are closed with the final status (in the same write): see `open_items`.
+        let stored_open = if has_open_items { self.stored_open_items(id).await } else { Vec::new() };
         if has_run {
             lines.push(self.system_line(closing_line(&update)));
         }
         let mut retry = self.metrics.store_writes.retry();
         loop {
-            match self.transition_with_logs(id, update.clone(), lines.clone(), items.clone()).await {
+            let closed = open_items::closed(&stored_open, &items, update.to);
+            match self.transition_with_logs(id, update.clone(), lines.clone(), closed).await {
                 Ok(_) => return Ok(()),
                 Err(EngineError::StatusChanged { .. }) => {
                     if !lines.is_empty() {

@@ -1,7 +1,7 @@
 //! The per-execution limits on transcript items: how many distinct items and how many bytes of them a run may keep,
 //! and what happens past them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use dashboard_core::NewItem;
 
@@ -20,6 +20,8 @@ pub(crate) struct ItemBudget {
     known: HashMap<String, u64>,
     n_bytes: u64,
     is_spent: bool,
+    /// The ids of the items let through whose last state let through is in progress.
+    open_ids: HashSet<String>,
 }
 
 /// What [`ItemBudget::admit`] decided for one item.
@@ -41,11 +43,30 @@ impl ItemBudget {
             known: HashMap::new(),
             n_bytes: 0,
             is_spent: false,
+            open_ids: HashSet::new(),
         }
+    }
+
+    /// Whether an item let through is still in progress, as far as its reports say.
+    pub(crate) fn has_open(&self) -> bool {
+        !self.open_ids.is_empty()
     }
 
     /// Whether `item` may be stored.
     pub(crate) fn admit(&mut self, item: &NewItem) -> Admission {
+        let admission = self.count(item);
+        if admission == Admission::Keep {
+            if item.status.is_open() {
+                self.open_ids.insert(item.id.clone());
+            } else {
+                self.open_ids.remove(&item.id);
+            }
+        }
+        admission
+    }
+
+    /// Whether `item` fits the limits, counting it if it does.
+    fn count(&mut self, item: &NewItem) -> Admission {
         let n_bytes = item.n_bytes() as u64;
         if let Some(kept) = self.known.get_mut(&item.id) {
             let total = self.n_bytes - *kept + n_bytes;

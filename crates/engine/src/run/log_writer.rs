@@ -131,6 +131,8 @@ pub(super) struct Batch {
     pub(super) items: Vec<NewItem>,
     /// The latest diff the backend reported (cut to [`MAX_DIFF_BYTES`]); only in the batch handed back at the end.
     pub(super) diff: Option<String>,
+    /// Whether an item let through was last reported in progress; only in the batch handed back at the end.
+    pub(super) has_open_items: bool,
 }
 
 impl Batch {
@@ -234,6 +236,7 @@ impl LogWriter {
             }
         }
         batch.diff = self.diff.take();
+        batch.has_open_items = self.items.has_open();
         batch
     }
 
@@ -246,7 +249,7 @@ impl LogWriter {
         let mut item_limit_line = None;
         let mut diff_cut_line = None;
         while let Some(entry) =
-            entries.next_if(|entry| !(matches!(entry, RunEntry::Line(_)) && !batch.items.is_empty()))
+            entries.next_if(|entry| batch.items.is_empty() || !matches!(entry, RunEntry::Line(_)))
         {
             match entry {
                 RunEntry::Line(mut line) => {
@@ -285,7 +288,7 @@ impl LogWriter {
     }
 
     async fn store(&self, batch: Batch) {
-        let Batch { lines, items, diff: _ } = batch;
+        let Batch { lines, items, .. } = batch;
         if !lines.is_empty()
             && let Err(error) = self.inner.append_logs(self.execution_id, lines, true).await
         {
