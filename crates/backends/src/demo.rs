@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
-use dashboard_core::{ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
+use dashboard_core::{FileChange, FileChangeKind, ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,7 +25,8 @@ pub struct DemoConfig {}
 /// A simulated agent. Input fields, all optional: `steps` (log lines, default 3; 0 finishes at once), `delay_ms`
 /// (between lines, default 300), `fail` (end as failed), `hang` (never end until cancelled or timed out), `items`
 /// (also report a transcript: the prompt as a `user` message, each step as an agent `message`, and a closing
-/// `command` reported `in_progress`, then, after one more delay, `completed` with its output and exit code).
+/// `command` reported `in_progress`, then, after one more delay, `completed` with its output and exit code), `diff`
+/// (report the run's diff: a line added to `NOTES.md` per step, also as a `file_change` item with `items`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DemoBackend;
 
@@ -48,6 +49,7 @@ impl Backend for DemoBackend {
         let fail: bool = run.input_field("fail")?.unwrap_or(false);
         let hang: bool = run.input_field("hang")?.unwrap_or(false);
         let has_items: bool = run.input_field("items")?.unwrap_or(false);
+        let has_diff: bool = run.input_field("diff")?.unwrap_or(false);
         let transcript = Transcript { run: &run, is_on: has_items };
 
         if let Some(prompt) = &run.prompt {
@@ -61,6 +63,11 @@ impl Backend for DemoBackend {
             let line = format!("step {step} of {steps}: thinking about {}", run.function);
             run.log(LogStream::Stdout, &line).await;
             transcript.message(&format!("step-{step}"), MessageRole::Agent, &line).await;
+        }
+        if has_diff {
+            let diff = notes_diff(&run.function, steps);
+            transcript.file_change(&diff).await;
+            run.diff(diff).await;
         }
         if has_items {
             transcript.command(ItemStatus::InProgress, "", None).await;
@@ -85,6 +92,18 @@ impl Backend for DemoBackend {
     }
 }
 
+/// The diff of a demo run: `NOTES.md` gains one line per step.
+fn notes_diff(function: &str, steps: u64) -> String {
+    let mut diff = format!(
+        "diff --git a/NOTES.md b/NOTES.md\n--- a/NOTES.md\n+++ b/NOTES.md\n@@ -1 +1,{} @@\n # Notes on {function}\n",
+        steps + 1
+    );
+    for step in 1..=steps {
+        diff.push_str(&format!("+step {step} of {steps} done\n"));
+    }
+    diff
+}
+
 /// The transcript a demo run reports when asked to (`items`).
 struct Transcript<'a> {
     run: &'a RunContext,
@@ -105,6 +124,16 @@ impl Transcript<'_> {
             exit_code,
         };
         self.report("command", status, body).await;
+    }
+
+    /// The change to `NOTES.md`, with its diff.
+    async fn file_change(&self, diff: &str) {
+        let change = FileChange {
+            path: "NOTES.md".to_owned(),
+            kind: FileChangeKind::Update,
+            diff: Some(diff.to_owned()),
+        };
+        self.report("notes", ItemStatus::Completed, ItemBody::FileChange { changes: vec![change] }).await;
     }
 
     async fn report(&self, id: &str, status: ItemStatus, body: ItemBody) {

@@ -137,6 +137,13 @@ pub struct Execution {
     pub idempotency_key: Option<String>,
     /// Who triggered it (a token's name), when auth is on.
     pub triggered_by: Option<String>,
+    /// The agent's own id of the conversation this run is a turn of (a Codex thread, a Claude Code session), once
+    /// its backend has reported it; a continue of this execution resumes it.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// The execution this one follows as the next turn of its session (`POST /api/executions/{id}/continue`).
+    #[serde(default)]
+    pub continues: Option<ExecutionId>,
     /// When it was accepted.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]

@@ -144,6 +144,19 @@ impl Inner {
         }
     }
 
+    /// Stores the agent's session id on an execution as soon as its backend reports it (so a continue can find it
+    /// even while the run goes on), held and retried while the store cannot take it, as held lines are.
+    pub(crate) async fn set_session_id(&self, id: ExecutionId, session_id: &str) -> Result<(), EngineError> {
+        let mut retry = self.metrics.store_writes.retry();
+        loop {
+            match self.observe(self.store.set_session_id(id, session_id).await) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Unavailable { .. }) => retry.wait(None).await,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
     /// Tells the bus of stored items, if there are any: their seqs only, since the bus holds a message until its
     /// slowest receiver has read it, and an item may hold a megabyte.
     fn publish_items(&self, id: ExecutionId, items: Vec<Item>) {

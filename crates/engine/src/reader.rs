@@ -67,6 +67,11 @@ impl StoreReader {
         self.store.list_items(id, after, limit).await
     }
 
+    /// The unified diff stored with an execution's final status, when its backend reported one.
+    pub async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {
+        self.store.get_diff(id).await
+    }
+
     /// Up to `limit` events with `id > after`, oldest first.
     pub async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.store.list_events(after, limit).await

@@ -126,6 +126,7 @@ impl Inner {
                 run_ended: run_ended.clone(),
                 diff: None,
                 has_said_diff_cut: false,
+                session_id: None,
             }
             .write(receiver),
         );
@@ -192,8 +193,8 @@ impl Inner {
         Ok(false)
     }
 
-    /// Records the final status — with the `held` lines and items and the closing line when the run got as far as its
-    /// backend — retrying while the store cannot take it. Someone else finishing it first (a callback) is not an
+    /// Records the final status — with the `held` lines, items and diff and the closing line when the run got as far
+    /// as its backend — retrying while the store cannot take it. Someone else finishing it first (a callback) is not an
     /// error; the lines and items are stored all the same.
     ///
     /// A cancel that comes while the final status waits for the store decides it, as a cancel decides over the
@@ -207,9 +208,10 @@ impl Inner {
         handle: &RunHandle,
     ) -> Result<(), EngineError> {
         let has_run = held.is_some();
-        let Batch { mut lines, items, diff: _, has_open_items } = held.unwrap_or_default();
+        let Batch { mut lines, items, diff, has_open_items } = held.unwrap_or_default();
         // Items still in progress are closed with the final status (in the same write): see `open_items`.
         let stored_open = if has_open_items { self.stored_open_items(id).await } else { Vec::new() };
+        update.diff = diff;
         if has_run {
             lines.push(self.system_line(closing_line(&update)));
         }
@@ -233,7 +235,8 @@ impl Inner {
                         && update.to != ExecutionStatus::Cancelled
                     {
                         update = ExecutionUpdate::new(update.from, ExecutionStatus::Cancelled)
-                            .error(cancelled_message(by.as_deref()));
+                            .error(cancelled_message(by.as_deref()))
+                            .diff(update.diff.take());
                         if has_run {
                             lines.pop();
                             lines.push(self.system_line(closing_line(&update)));

@@ -113,6 +113,8 @@ mod tests {
             retry_of: None,
             idempotency_key: None,
             triggered_by: None,
+            session_id: None,
+            continues: None,
             created_at: now(),
             started_at: None,
             finished_at: None,

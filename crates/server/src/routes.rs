@@ -54,6 +54,7 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::POST, "/api/executions/{id}/retry", TRIGGER, api::executions::retry)
         .add(M::GET, "/api/executions/{id}/logs", READ, api::logs::read)
         .add(M::GET, "/api/executions/{id}/items", READ, api::items::list)
+        .add(M::GET, "/api/executions/{id}/diff", READ, api::diff::get)
         .add(M::POST, "/api/executions/{id}/logs", Callback, api::callbacks::logs)
         .add(M::POST, "/api/executions/{id}/status", Callback, api::callbacks::status)
         .add(M::GET, "/api/executions/{id}/logs/stream", READ, api::streams::logs)

@@ -1,5 +1,5 @@
 //! Executions in SQLite: create with an idempotency key, look up, list with filters and keyset pages, and the status
-//! compare-and-set — each write with its event.
+//! compare-and-set — each write with its event — the agent's session id, and the run's diff (a table of its own).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,8 @@ use crate::codec::{Json, OpResult, SqlTime, parsed, parsed_option, text};
 use crate::events::record;
 
 const COLUMNS: &str = "id, function, function_id, function_version, backend, input, status, output, error, usage, \
-                       attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at";
+                       attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at, \
+                       session_id, continues";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
     Ok(Execution {
@@ -35,6 +36,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
         created_at: row.get::<_, SqlTime>(14)?.0,
         started_at: row.get::<_, Option<SqlTime>>(15)?.map(|time| time.0),
         finished_at: row.get::<_, Option<SqlTime>>(16)?.map(|time| time.0),
+        session_id: row.get(17)?,
+        continues: parsed_option(row, 18)?,
     })
 }
 
@@ -76,7 +79,7 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
     connection
         .prepare_cached(&format!(
             "INSERT INTO executions ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ))?
         .execute(params![
             text(execution.id),
@@ -96,6 +99,8 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
             SqlTime(execution.created_at),
             execution.started_at.map(SqlTime),
             execution.finished_at.map(SqlTime),
+            execution.session_id,
+            execution.continues.map(text),
         ])?;
     let event = record(connection, NewEvent::for_execution(&execution))?;
     Ok(Recorded { value: execution, event })
@@ -111,6 +116,14 @@ pub(super) fn update(
         return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status }.into());
     }
     dashboard_store::check_transition(update.from, update.to)?;
+    if let Some(diff) = &update.diff {
+        connection
+            .prepare_cached(
+                "INSERT INTO diffs (execution_id, diff) VALUES (?1, ?2) \
+                 ON CONFLICT (execution_id) DO UPDATE SET diff = excluded.diff",
+            )?
+            .execute(params![text(id), diff])?;
+    }
     update.apply_to(&mut execution);
     connection
         .prepare_cached(
@@ -128,6 +141,28 @@ pub(super) fn update(
         ])?;
     let event = record(connection, NewEvent::for_execution(&execution))?;
     Ok(Recorded { value: execution, event })
+}
+
+pub(super) fn set_session_id(
+    connection: &Connection,
+    id: ExecutionId,
+    session_id: &str,
+) -> OpResult<Execution> {
+    let n_changed = connection
+        .prepare_cached("UPDATE executions SET session_id = ?2 WHERE id = ?1")?
+        .execute(params![text(id), session_id])?;
+    if n_changed == 0 {
+        return Err(StoreError::execution_not_found(id).into());
+    }
+    Ok(get(connection, id)?.ok_or_else(|| StoreError::execution_not_found(id))?)
+}
+
+pub(super) fn get_diff(connection: &Connection, id: ExecutionId) -> OpResult<Option<String>> {
+    let diff = connection
+        .prepare_cached("SELECT diff FROM diffs WHERE execution_id = ?1")?
+        .query_row([text(id)], |row| row.get(0))
+        .optional()?;
+    Ok(diff)
 }
 
 /// One page of the list. The SQL names only the filters in use, so the planner can pick the index of each.

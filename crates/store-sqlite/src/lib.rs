@@ -335,6 +335,15 @@ impl DashboardStore for SqliteStore {
             .await
     }
 
+    async fn set_session_id(&self, id: ExecutionId, session_id: &str) -> Result<Execution, StoreError> {
+        let session_id = session_id.to_owned();
+        self.writer.run(move |connection| executions::set_session_id(connection, id, &session_id)).await
+    }
+
+    async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {
+        self.readers.run(move |connection| executions::get_diff(connection, id)).await
+    }
+
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
         self.readers.run(executions::list_unfinished).await
     }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_logs_without_rowid.sql"),
     include_str!("../migrations/0003_executions_without_rowid.sql"),
     include_str!("../migrations/0004_items.sql"),
+    include_str!("../migrations/0005_sessions.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.

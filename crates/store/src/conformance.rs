@@ -32,6 +32,7 @@ mod functions;
 mod items;
 mod listing;
 mod logs;
+mod sessions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +44,7 @@ pub use functions::*;
 pub use items::*;
 pub use listing::*;
 pub use logs::*;
+pub use sessions::*;
 
 use crate::DashboardStore;
 
@@ -93,6 +95,10 @@ macro_rules! conformance_tests {
                 items_of_an_unknown_execution_are_not_found_on_upsert_and_none_on_list,
                 update_with_logs_stores_items_with_the_status_change_or_none_of_them,
                 prune_deletes_the_items_of_pruned_executions,
+                a_follow_up_turn_is_stored_with_its_session_and_the_execution_it_continues,
+                a_session_id_is_set_while_the_execution_runs_without_an_event,
+                a_diff_is_stored_with_the_status_change_and_read_apart,
+                prune_deletes_the_diffs_of_pruned_executions,
                 every_change_records_its_event_in_order,
                 events_are_listed_after_a_cursor_with_limit,
                 prune_deletes_old_finished_executions_with_their_logs_and_events,

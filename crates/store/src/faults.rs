@@ -145,6 +145,15 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
         self.inner.update_execution_with_logs(id, update, lines, items).await
     }
 
+    async fn set_session_id(&self, id: ExecutionId, session_id: &str) -> Result<Execution, StoreError> {
+        self.check(None)?;
+        self.inner.set_session_id(id, session_id).await
+    }
+
+    async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {
+        self.inner.get_diff(id).await
+    }
+
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
         self.inner.list_unfinished().await
     }

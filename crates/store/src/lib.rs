@@ -118,6 +118,17 @@ pub trait DashboardStore: Send + Sync + 'static {
         items: Vec<NewItem>,
     ) -> Result<LoggedUpdate, StoreError>;
 
+    /// Sets the agent's session id of an execution (see `Execution::session_id`), replacing any set before, whatever
+    /// its status: a backend reports it as soon as it knows it, while the run goes on. Returns the execution as
+    /// stored. Records no event: the feed tells of status changes, and the session is seen on the execution itself.
+    ///
+    /// Errors: [`StoreError::NotFound`] for an unknown execution.
+    async fn set_session_id(&self, id: ExecutionId, session_id: &str) -> Result<Execution, StoreError>;
+
+    /// The unified diff stored with an execution's final status (`ExecutionUpdate::diff`), or `None` when it has
+    /// none or the execution is unknown. A later status change without a diff keeps the one stored.
+    async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError>;
+
     /// Executions that are `queued` or `running`, oldest first: what recovery looks at after a restart.
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError>;
 
@@ -159,7 +170,7 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// The id of the newest event, 0 when there is none.
     async fn last_event_id(&self) -> Result<u64, StoreError>;
 
-    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs, items and the events about
+    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs, items, diffs and the events about
     /// them, and events not about an execution that are older than `cutoff`, oldest finished first. Their idempotency
     /// keys become free again. Event ids are never reused, even when the newest events are pruned. Returns how many
     /// executions it deleted; call again while it returns `limit`.

@@ -37,6 +37,8 @@ struct State {
     logs: HashMap<ExecutionId, Vec<LogLine>>,
     /// Each execution's transcript items.
     items: HashMap<ExecutionId, ExecutionItems>,
+    /// Each execution's diff, when it has one.
+    diffs: HashMap<ExecutionId, String>,
     /// In id order.
     events: Vec<Event>,
     /// The last event id handed out. Kept apart from `events` so that pruning never lets an id be reused.
@@ -93,7 +95,12 @@ impl State {
             return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status });
         }
         check_transition(update.from, update.to)?;
+        let diff = update.diff.clone();
         update.apply_to(execution);
+        if let Some(diff) = diff {
+            self.diffs.insert(id, diff);
+        }
+        let execution = self.executions.get(&id).expect("the execution was found above");
         let execution = execution.clone();
         let event = self.record(NewEvent::for_execution(&execution));
         Ok(Recorded { value: execution, event })
@@ -273,6 +280,17 @@ impl DashboardStore for MemoryStore {
         Ok(LoggedUpdate { recorded, last_seq, items })
     }
 
+    async fn set_session_id(&self, id: ExecutionId, session_id: &str) -> Result<Execution, StoreError> {
+        let mut state = self.state()?;
+        let execution = state.executions.get_mut(&id).ok_or_else(|| StoreError::execution_not_found(id))?;
+        execution.session_id = Some(session_id.to_owned());
+        Ok(execution.clone())
+    }
+
+    async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {
+        Ok(self.state()?.diffs.get(&id).cloned())
+    }
+
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
         let state = self.state()?;
         Ok(state.executions.values().filter(|execution| !execution.status.is_terminal()).cloned().collect())
@@ -356,6 +374,7 @@ impl DashboardStore for MemoryStore {
             }
             state.logs.remove(id);
             state.items.remove(id);
+            state.diffs.remove(id);
         }
         state.events.retain(|event| match event.execution_id {
             Some(execution_id) => !doomed.contains(&execution_id),

@@ -55,7 +55,7 @@ pub struct LoggedUpdate {
     pub items: Vec<Item>,
 }
 
-/// What a trigger stores: a new execution, always `queued`, attempt and retry link as given.
+/// What a trigger stores: a new execution, always `queued`, attempt, retry link and session as given.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewExecution {
     /// Its id (UUID v7).
@@ -78,6 +78,10 @@ pub struct NewExecution {
     pub idempotency_key: Option<String>,
     /// Who triggered it.
     pub triggered_by: Option<String>,
+    /// The execution it continues, for a follow-up turn.
+    pub continues: Option<ExecutionId>,
+    /// The agent's session, known at once for a follow-up turn (the continued execution's).
+    pub session_id: Option<String>,
 }
 
 impl NewExecution {
@@ -95,6 +99,8 @@ impl NewExecution {
             retry_of: None,
             idempotency_key: None,
             triggered_by: None,
+            continues: None,
+            session_id: None,
         }
     }
 
@@ -115,6 +121,8 @@ impl NewExecution {
             retry_of: self.retry_of,
             idempotency_key: self.idempotency_key,
             triggered_by: self.triggered_by,
+            session_id: self.session_id,
+            continues: self.continues,
             created_at,
             started_at: None,
             finished_at: None,
@@ -135,12 +143,15 @@ pub struct ExecutionUpdate {
     pub error: Option<String>,
     /// Usage figures reported by the backend.
     pub usage: Option<Value>,
+    /// The run's unified diff, when its backend reported one: stored beside the execution, not in it (see
+    /// [`DashboardStore::get_diff`](crate::DashboardStore::get_diff)), so lists of executions stay small.
+    pub diff: Option<String>,
 }
 
 impl ExecutionUpdate {
     /// A change from `from` to `to` with nothing else set.
     pub fn new(from: ExecutionStatus, to: ExecutionStatus) -> Self {
-        Self { from, to, output: None, error: None, usage: None }
+        Self { from, to, output: None, error: None, usage: None, diff: None }
     }
 
     /// With an output.
@@ -161,7 +172,14 @@ impl ExecutionUpdate {
         self
     }
 
-    /// Applies the change to `execution` (already checked by the caller), setting the times it implies.
+    /// With the run's diff, when there is one.
+    pub fn diff(mut self, diff: Option<String>) -> Self {
+        self.diff = diff;
+        self
+    }
+
+    /// Applies the change to `execution` (already checked by the caller), setting the times it implies. The diff is
+    /// not part of the execution: the store keeps it apart.
     pub fn apply_to(self, execution: &mut Execution) {
         let at = now();
         execution.status = self.to;

@@ -1,6 +1,6 @@
 //! A run's log on its way to the store: the writer that stores a backend's lines and transcript items in batches
-//! (through `Inner::append_logs` and `Inner::upsert_items`, held while the store cannot take them), and the
-//! per-execution log limit.
+//! (through `Inner::append_logs` and `Inner::upsert_items`, held while the store cannot take them), its session id at
+//! once and its latest diff at the end, and the per-execution log limit.
 
 use std::iter::Peekable;
 use std::sync::{Arc, Mutex};
@@ -166,6 +166,8 @@ pub(super) struct LogWriter {
     pub(super) diff: Option<String>,
     /// Whether the log has said that a diff was cut (once per run is enough).
     pub(super) has_said_diff_cut: bool,
+    /// A session id the backend reported and the store has not taken yet.
+    pub(super) session_id: Option<String>,
 }
 
 impl LogWriter {
@@ -214,6 +216,12 @@ impl LogWriter {
                 }
                 if !batch.is_empty() {
                     store_by.get_or_insert_with(|| Instant::now() + LOG_GATHER);
+                }
+                // The session is stored at once, not with the batch: a continue needs it, and it comes once a run.
+                if let Some(session_id) = self.session_id.take()
+                    && let Err(error) = self.inner.set_session_id(self.execution_id, &session_id).await
+                {
+                    log::error!("execution {}: could not store the session id: {error}", self.execution_id);
                 }
             }
             if is_drained {
@@ -274,8 +282,7 @@ impl LogWriter {
                     }
                     self.diff = Some(diff);
                 }
-                // Sessions are not stored yet: the store has no place for them.
-                RunEntry::Session(_) => {}
+                RunEntry::Session(session_id) => self.session_id = Some(session_id),
             }
         }
         self.budget.lock().expect("log budget lock poisoned").admit(&mut lines);

@@ -3,6 +3,7 @@
 
 pub(crate) mod backends;
 pub(crate) mod callbacks;
+pub(crate) mod diff;
 pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod functions;

@@ -8,7 +8,7 @@ use dashboard_store::ExecutionQuery;
 use serde::{Deserialize, Serialize};
 
 use super::bulk::BulkSummary;
-use super::transcript::ItemView;
+use super::transcript::{ItemView, RunDiffView};
 use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
 use super::{FormError, insert_form_error};
 use crate::common::Caller;
@@ -23,6 +23,8 @@ const PAGE_LOG_LINES: usize = 2000;
 /// How many transcript items the status page renders; a "show more" link pages on (`?items_after=SEQ`). An agent run
 /// can have tens of thousands of items: a page of them keeps the page quick to make and the browser responsive.
 const PAGE_ITEMS: usize = 200;
+/// The most lines of a run's diff the status page shows; the download has the rest.
+const PAGE_DIFF_LINES: usize = 5000;
 
 /// What the status page shows: `?view=transcript` (the default when the execution has items) or `?view=log`, and
 /// `?items_after=SEQ`, the transcript's page. Text, so that a bad value falls back to the default, not a 400.
@@ -196,6 +198,10 @@ async fn render_detail(
     let is_items_cut = items.len() > PAGE_ITEMS;
     items.truncate(PAGE_ITEMS);
     let items_last = items.last().map_or(items_after, |item| item.seq);
+    let diff = match store.get_diff(id).await {
+        Ok(diff) => diff.map(|diff| RunDiffView::new(&diff, PAGE_DIFF_LINES)),
+        Err(error) => return error_page(state, &error.into()),
+    };
     // A run that reported no items (a backend without structure) shows its log, as before transcripts.
     let has_items = !items.is_empty() || items_after > 0;
     let view = match query.view.as_str() {
@@ -217,6 +223,7 @@ async fn render_detail(
     context.insert("items_after", &items_after);
     context.insert("items_last", &items_last);
     context.insert("is_items_cut", &is_items_cut);
+    context.insert("diff", &diff);
     context.insert("log_lines", &lines.iter().map(LogLineView::new).collect::<Vec<_>>());
     context.insert("is_log_cut", &is_log_cut);
     context.insert("last_seq", &last_seq);

@@ -168,33 +168,65 @@ fn outcome(status: ItemStatus, exit_code: Option<i32>) -> Outcome {
     Outcome { text, tone }
 }
 
-/// The lines of a file's diff, each classed. A unified diff (one with a `@@` hunk header) is read line by line;
-/// anything else is the file's content, as agents report added files (and some deleted ones): all added, or all
-/// removed for a deleted file.
+/// The lines of a diff, each classed. A unified diff (one with a `@@` hunk header) is read line by line — a turn's
+/// diff may hold many files, each starting with `diff --git` or a `---` line followed by `+++`; anything else is the
+/// file's content, as agents report added files (and some deleted ones): all added, or all removed for a deleted file.
 pub(super) fn diff_lines(diff: &str, kind: FileChangeKind) -> Vec<DiffLine> {
     let is_unified = diff.lines().any(|line| line.starts_with("@@"));
     let mut is_in_hunk = false;
-    diff.lines()
-        .map(|line| {
-            let class = if !is_unified {
-                if kind == FileChangeKind::Delete { "del" } else { "add" }
-            } else if line.starts_with("@@") {
-                is_in_hunk = true;
-                "hunk"
-            } else if !is_in_hunk || line.starts_with('\\') {
-                // Before the first hunk: `diff --git`, `index`, `--- a/x`, `+++ b/x` (a removed line of `-- x` inside a
-                // hunk is not a header).
-                "meta"
-            } else if line.starts_with('+') {
-                "add"
-            } else if line.starts_with('-') {
-                "del"
-            } else {
-                "ctx"
-            };
-            DiffLine { class, text: line.to_owned() }
-        })
-        .collect()
+    let mut lines = diff.lines().peekable();
+    let mut classed = Vec::new();
+    while let Some(line) = lines.next() {
+        let is_file_header = line.starts_with("diff ")
+            || (line.starts_with("--- ") && lines.peek().is_some_and(|next| next.starts_with("+++ ")));
+        let class = if !is_unified {
+            if kind == FileChangeKind::Delete { "del" } else { "add" }
+        } else if is_file_header {
+            is_in_hunk = false;
+            "meta"
+        } else if line.starts_with("@@") {
+            is_in_hunk = true;
+            "hunk"
+        } else if !is_in_hunk || line.starts_with('\\') {
+            // Before a file's first hunk: `index`, `+++ b/x`, `new file mode` (a removed line of `-- x` inside a
+            // hunk, not followed by `+++`, is not a header).
+            "meta"
+        } else if line.starts_with('+') {
+            "add"
+        } else if line.starts_with('-') {
+            "del"
+        } else {
+            "ctx"
+        };
+        classed.push(DiffLine { class, text: line.to_owned() });
+    }
+    classed
+}
+
+/// A run's whole diff (`GET /api/executions/{id}/diff`) as the status page shows it: its first lines classed, and
+/// what it adds and removes in all.
+#[derive(Serialize)]
+pub(super) struct RunDiffView {
+    n_files: usize,
+    n_added: usize,
+    n_removed: usize,
+    lines: Vec<DiffLine>,
+    /// Whether the page shows only the first lines (the download has all).
+    is_cut: bool,
+}
+
+impl RunDiffView {
+    /// The view of `diff`, its first `max_lines` lines shown.
+    pub(super) fn new(diff: &str, max_lines: usize) -> Self {
+        let mut lines = diff_lines(diff, FileChangeKind::Update);
+        let count = |class| lines.iter().filter(|line| line.class == class).count();
+        let (n_added, n_removed) = (count("add"), count("del"));
+        let n_files =
+            lines.iter().filter(|line| line.class == "meta" && line.text.starts_with("+++ ")).count();
+        let is_cut = lines.len() > max_lines;
+        lines.truncate(max_lines);
+        Self { n_files, n_added, n_removed, lines, is_cut }
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +243,21 @@ mod tests {
         assert_eq!(
             classes(diff, FileChangeKind::Update),
             ["meta", "meta", "hunk", "ctx", "del", "add", "del", "meta"]
+        );
+    }
+
+    #[test]
+    fn each_file_of_a_turns_diff_starts_with_its_headers() {
+        let diff = "diff --git a/x b/x\nindex 1..2\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n\
+                    --- a/y\n+++ b/y\n@@ -0,0 +1 @@\n+added";
+        assert_eq!(
+            classes(diff, FileChangeKind::Update),
+            ["meta", "meta", "meta", "meta", "hunk", "del", "add", "meta", "meta", "hunk", "add"]
+        );
+        let view = RunDiffView::new(diff, 3);
+        assert_eq!(
+            (view.n_files, view.n_added, view.n_removed, view.lines.len(), view.is_cut),
+            (2, 2, 1, 3, true)
         );
     }
 

@@ -21,6 +21,7 @@ pub(super) const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
     ("retryExecution", "id", "id"),
     ("readLogs", "id", "id"),
     ("listItems", "id", "id"),
+    ("getDiff", "id", "id"),
 ];
 
 /// Every operation of the API, described once.
@@ -115,6 +116,13 @@ pub(super) fn operations() -> Vec<Operation> {
         )
         .query::<ItemsQuery>()
         .answer(200, "A page of items, each as last stored.", Some("ItemsPage")),
+        operation(M::GET, "/api/executions/{id}/diff", "getDiff", "The unified diff of an execution's run")
+            .answer_with(
+                200,
+                "The diff its backend last reported, stored with the final status (cut past 4 MiB).",
+                text("text/x-diff"),
+            )
+            .answer_with(204, "The execution has no diff (yet).", None),
         operation(M::POST, "/api/executions/{id}/logs", "reportLogs", "A remote agent reports log lines")
             .body("LogsBody")
             .answer(200, "The lines are stored.", Some("LogsReceived"))
