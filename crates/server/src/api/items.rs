@@ -10,6 +10,9 @@ use crate::common::parse_execution_id;
 use crate::error::ApiError;
 use crate::state::State;
 
+/// The most item text one page holds besides its `limit`: an item may hold a megabyte, and a page is one JSON body.
+const PAGE_BYTES: usize = 8 * 1024 * 1024;
+
 /// `GET /api/executions/{id}/items`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ItemsPage {
@@ -40,7 +43,57 @@ pub(crate) async fn list(
     if store.get_execution(id).await?.is_none() {
         return Err(ApiError::not_found("execution", &id.to_string()));
     }
-    let items = store.list_items(id, after, limit).await?;
+    let mut items = store.list_items(id, after, limit).await?;
+    items.truncate(n_fitting(&items, PAGE_BYTES));
     let next_after = items.last().map_or(after, |item| item.seq);
     Ok(HttpResponse::Ok().json(ItemsPage { items, next_after }))
+}
+
+/// How many of `items`, from the first, fit in `max_bytes` of text (each item's id and [`text_bytes`]); at least one,
+/// so that paging always moves on.
+///
+/// [`text_bytes`]: dashboard_core::ItemBody::text_bytes
+fn n_fitting(items: &[Item], max_bytes: usize) -> usize {
+    let mut n_bytes = 0;
+    let n_fitting = items
+        .iter()
+        .take_while(|item| {
+            n_bytes += item.id.len() + item.body.text_bytes();
+            n_bytes <= max_bytes
+        })
+        .count();
+    n_fitting.max(1).min(items.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use dashboard_core::{ItemBody, ItemStatus, now};
+
+    use super::*;
+
+    /// Items of `texts` bytes (ids of one byte), and `max_bytes`: how many a page holds.
+    fn check(texts: &[usize], max_bytes: usize, expected: usize) {
+        let items: Vec<Item> = texts
+            .iter()
+            .enumerate()
+            .map(|(index, n_bytes)| Item {
+                id: "i".into(),
+                seq: index as u64 + 1,
+                status: ItemStatus::Completed,
+                ts: now(),
+                updated_at: now(),
+                body: ItemBody::Reasoning { text: "x".repeat(*n_bytes) },
+            })
+            .collect();
+        assert_eq!(n_fitting(&items, max_bytes), expected, "{texts:?} in {max_bytes} bytes");
+    }
+
+    #[test]
+    fn a_page_stops_at_its_bytes_and_holds_at_least_one_item() {
+        check(&[9, 9, 9], 100, 3);
+        check(&[9, 9, 9], 20, 2);
+        check(&[9, 9, 9], 19, 1);
+        check(&[500, 9], 100, 1);
+        check(&[], 100, 0);
+    }
 }

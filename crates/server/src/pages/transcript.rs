@@ -81,7 +81,7 @@ impl ItemView {
         Self {
             id: item.id.clone(),
             seq: item.seq,
-            status: status_name(item.status),
+            status: item.status.as_str(),
             outcome,
             ts: time_view(item.ts),
             body: BodyView::new(&item.body),
@@ -143,15 +143,6 @@ impl BodyView {
             ItemBody::Approval { approval_id } => Self::Approval { approval_id: approval_id.clone() },
             ItemBody::Error { message } => Self::Error { message: message.clone() },
         }
-    }
-}
-
-fn status_name(status: ItemStatus) -> &'static str {
-    match status {
-        ItemStatus::InProgress => "in_progress",
-        ItemStatus::Completed => "completed",
-        ItemStatus::Failed => "failed",
-        ItemStatus::Declined => "declined",
     }
 }
 
