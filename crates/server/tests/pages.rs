@@ -440,3 +440,21 @@ async fn a_long_transcript_is_paged_by_links_and_a_run_without_items_shows_its_l
     assert!(second.contains("<a href=\"?view=transcript\">back to the first</a>"));
     server.stop().await;
 }
+
+#[actix_web::test]
+async fn long_texts_are_shown_cut_with_a_link_to_the_whole_item() {
+    let server = TranscriptServer::start().await;
+    let output = format!("the start{}the end", "x".repeat(200 * 1024));
+    let command = ItemBody::Command { command: "yes".into(), cwd: None, output, exit_code: Some(0) };
+    let short = ItemBody::Message { role: MessageRole::Agent, text: "short".into() };
+    server
+        .add(vec![item("long", ItemStatus::Completed, command), item("short", ItemStatus::Completed, short)])
+        .await;
+    let html = server.page("").await;
+    assert!(html.contains("the end") && !html.contains("the start"), "the output's end is shown");
+    assert!(html.len() < 150 * 1024, "the page holds {} bytes", html.len());
+    let link = format!("/api/executions/{}/items?after=0&amp;limit=1", server.execution_id);
+    assert_eq!(html.matches(&link).count(), 1, "one link, to the cut item");
+    assert_eq!(html.matches("Shown cut").count(), 1);
+    server.stop().await;
+}

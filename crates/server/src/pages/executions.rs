@@ -219,7 +219,7 @@ async fn render_detail(
     context.insert("execution", &ExecutionDetail::new(&execution));
     context.insert("view", view);
     context.insert("has_items", &has_items);
-    context.insert("items", &items.iter().map(ItemView::new).collect::<Vec<_>>());
+    context.insert("items", &items.iter().map(|item| ItemView::new(id, item)).collect::<Vec<_>>());
     context.insert("items_after", &items_after);
     context.insert("items_last", &items_last);
     context.insert("is_items_cut", &is_items_cut);

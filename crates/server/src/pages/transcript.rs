@@ -3,10 +3,14 @@
 //! context), so that the page highlights diffs without any script. `web/static/transcript.js` builds the same
 //! markup for items that arrive live; the two must agree on classes and structure.
 
-use dashboard_core::{FileChangeKind, Item, ItemBody, ItemStatus, MessageRole};
+use dashboard_core::{ExecutionId, FileChangeKind, Item, ItemBody, ItemStatus, MessageRole};
 use serde::Serialize;
 
 use super::view::{TimeView, pretty_json, time_view};
+
+/// The most of one text of an item (a message, a command's output, a diff, a tool's JSON) the page shows: an item may
+/// hold a megabyte, and a page of 200 such items would not be readable anyway. The API has the whole item.
+const SHOWN_TEXT_BYTES: usize = 64 * 1024;
 
 /// An item as the transcript shows it.
 #[derive(Serialize)]
@@ -18,8 +22,17 @@ pub(super) struct ItemView {
     /// tool calls, else only when it is not simply completed.
     outcome: Option<Outcome>,
     ts: TimeView,
+    /// Where the API has the whole item, when the page shows a text of it cut.
+    whole_item: Option<WholeItem>,
     #[serde(flatten)]
     body: BodyView,
+}
+
+/// The page of `GET /api/executions/{id}/items` that holds just one item: `?after={after}&limit=1`.
+#[derive(Serialize)]
+struct WholeItem {
+    execution_id: String,
+    after: u64,
 }
 
 /// How far an item got, as its header says it.
@@ -70,7 +83,7 @@ struct PlanEntryView {
 }
 
 impl ItemView {
-    pub(super) fn new(item: &Item) -> Self {
+    pub(super) fn new(execution_id: ExecutionId, item: &Item) -> Self {
         let exit_code = match &item.body {
             ItemBody::Command { exit_code, .. } => *exit_code,
             _ => None,
@@ -78,36 +91,42 @@ impl ItemView {
         let always_shown = matches!(item.body, ItemBody::Command { .. } | ItemBody::ToolCall { .. });
         let outcome = Some(outcome(item.status, exit_code))
             .filter(|_| always_shown || item.status != ItemStatus::Completed);
+        let mut shown = Shown::default();
+        let body = BodyView::new(&item.body, &mut shown);
         Self {
             id: item.id.clone(),
             seq: item.seq,
             status: item.status.as_str(),
             outcome,
             ts: time_view(item.ts),
-            body: BodyView::new(&item.body),
+            whole_item: shown
+                .is_cut
+                .then(|| WholeItem { execution_id: execution_id.to_string(), after: item.seq - 1 }),
+            body,
         }
     }
 }
 
 impl BodyView {
-    fn new(body: &ItemBody) -> Self {
+    fn new(body: &ItemBody, shown: &mut Shown) -> Self {
         match body {
             ItemBody::Message { role, text } => Self::Message {
                 role: match role {
                     MessageRole::Agent => "agent",
                     MessageRole::User => "user",
                 },
-                text: text.clone(),
+                text: shown.head(text),
             },
-            ItemBody::Reasoning { text } => Self::Reasoning { text: text.clone() },
+            ItemBody::Reasoning { text } => Self::Reasoning { text: shown.head(text) },
             ItemBody::Command { command, cwd, output, .. } => {
-                Self::Command { command: command.clone(), cwd: cwd.clone(), output: output.clone() }
+                Self::Command { command: shown.head(command), cwd: cwd.clone(), output: shown.tail(output) }
             }
             ItemBody::FileChange { changes } => Self::FileChange {
                 changes: changes
                     .iter()
                     .map(|change| {
-                        let lines = change.diff.as_deref().map(|diff| diff_lines(diff, change.kind));
+                        let lines =
+                            change.diff.as_deref().map(|diff| diff_lines(&shown.head(diff), change.kind));
                         let count = |class| lines.iter().flatten().filter(|line| line.class == class).count();
                         FileView {
                             path: change.path.clone(),
@@ -128,9 +147,9 @@ impl BodyView {
                     Some(server) => format!("{server} / {tool}"),
                     None => tool.clone(),
                 },
-                arguments: pretty_json(arguments),
-                result: result.as_ref().map(pretty_json),
-                error: error.clone(),
+                arguments: shown.head(&pretty_json(arguments)),
+                result: result.as_ref().map(|result| shown.head(&pretty_json(result))),
+                error: error.as_deref().map(|error| shown.head(error)),
             },
             ItemBody::WebSearch { query } => Self::WebSearch { query: query.clone() },
             ItemBody::Plan { entries } => Self::Plan {
@@ -141,8 +160,42 @@ impl BodyView {
                     .collect(),
             },
             ItemBody::Approval { approval_id } => Self::Approval { approval_id: approval_id.clone() },
-            ItemBody::Error { message } => Self::Error { message: message.clone() },
+            ItemBody::Error { message } => Self::Error { message: shown.head(message) },
         }
+    }
+}
+
+/// Cuts an item's texts to [`SHOWN_TEXT_BYTES`] for the page, noting whether any was cut.
+#[derive(Default)]
+struct Shown {
+    is_cut: bool,
+}
+
+impl Shown {
+    /// The start of `text`.
+    fn head(&mut self, text: &str) -> String {
+        if text.len() <= SHOWN_TEXT_BYTES {
+            return text.to_owned();
+        }
+        self.is_cut = true;
+        let mut end = SHOWN_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}\n…", &text[..end])
+    }
+
+    /// The end of `text` (a command's output, where the end matters).
+    fn tail(&mut self, text: &str) -> String {
+        if text.len() <= SHOWN_TEXT_BYTES {
+            return text.to_owned();
+        }
+        self.is_cut = true;
+        let mut start = text.len() - SHOWN_TEXT_BYTES;
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        format!("…\n{}", &text[start..])
     }
 }
 
