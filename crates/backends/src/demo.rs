@@ -27,6 +27,10 @@ pub struct DemoConfig {}
 /// (also report a transcript: the prompt as a `user` message, each step as an agent `message`, and a closing
 /// `command` reported `in_progress`, then, after one more delay, `completed` with its output and exit code), `diff`
 /// (report the run's diff: a line added to `NOTES.md` per step, also as a `file_change` item with `items`).
+///
+/// Sessions: a first turn invents a session id (`demo-` and its execution id) and reports it, silently; a follow-up
+/// turn (`run.resume`) reports the same id and says in its log (and, with `items`, as an agent message) that it
+/// continues that session, before its steps.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DemoBackend;
 
@@ -34,6 +38,10 @@ pub struct DemoBackend;
 impl Backend for DemoBackend {
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn can_continue(&self) -> bool {
+        true
     }
 
     async fn check(&self) -> Readiness {
@@ -51,6 +59,16 @@ impl Backend for DemoBackend {
         let has_items: bool = run.input_field("items")?.unwrap_or(false);
         let has_diff: bool = run.input_field("diff")?.unwrap_or(false);
         let transcript = Transcript { run: &run, is_on: has_items };
+
+        match &run.resume {
+            Some(session_id) => {
+                let line = format!("continuing session {session_id}");
+                run.session(session_id.as_str()).await;
+                run.log(LogStream::Agent, &line).await;
+                transcript.message("session", MessageRole::Agent, &line).await;
+            }
+            None => run.session(format!("demo-{}", run.execution_id)).await,
+        }
 
         if let Some(prompt) = &run.prompt {
             run.log(LogStream::Agent, format!("prompt: {prompt}")).await;
@@ -181,6 +199,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_first_turn_invents_a_session_and_a_follow_up_continues_it() {
+        let (sink, mut receiver) = log_channel(1024);
+        let execution_id = ExecutionId::generate();
+        let context = RunContext::new(execution_id, "demo-fn", json!({"steps": 0}), sink);
+        DemoBackend.trigger(context).await.expect("a first turn");
+        assert_eq!(receiver.try_recv().ok(), Some(RunEntry::Session(format!("demo-{execution_id}"))));
+
+        let (sink, mut receiver) = log_channel(1024);
+        let mut context = RunContext::new(ExecutionId::generate(), "demo-fn", json!({"steps": 0}), sink);
+        context.resume = Some("demo-1".into());
+        DemoBackend.trigger(context).await.expect("a follow-up turn");
+        assert_eq!(receiver.try_recv().ok(), Some(RunEntry::Session("demo-1".into())));
+        let line = receiver.try_recv().ok().and_then(RunEntry::into_line).map(|line| line.message);
+        assert_eq!(line.as_deref(), Some("continuing session demo-1"));
+        assert!(DemoBackend.can_continue());
+    }
+
+    #[tokio::test]
     async fn with_items_each_step_is_a_message_and_a_command_closes_the_transcript() {
         let (outcome, entries) = run_entries(json!({"steps": 2, "delay_ms": 1, "items": true})).await;
         assert!(matches!(outcome, Ok(RunOutcome::Succeeded { .. })), "{outcome:?}");
@@ -191,6 +227,7 @@ mod tests {
                 RunEntry::Item(item) => format!("{} {} {:?}", item.body.kind(), item.id, item.status),
                 other => format!("{other:?}"),
             })
+            .filter(|entry| !entry.starts_with("Session"))
             .collect();
         assert_eq!(
             reported,

@@ -144,6 +144,10 @@ pub struct Execution {
     /// The execution this one follows as the next turn of its session (`POST /api/executions/{id}/continue`).
     #[serde(default)]
     pub continues: Option<ExecutionId>,
+    /// A follow-up turn's prompt, as the caller wrote it; `None` for a first turn, whose prompt is the function's
+    /// template rendered with the input.
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// When it was accepted.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]

@@ -48,6 +48,15 @@ pub struct TriggerRequest {
     pub idempotency_key: Option<String>,
 }
 
+/// What a continue asks for: the next turn of an execution's session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContinueRequest {
+    /// The new turn's prompt, handed to the backend as the run's prompt (the function's template is not rendered).
+    pub prompt: String,
+    /// The new turn's input, checked against the function's schema; by default the continued execution's.
+    pub input: Option<Value>,
+}
+
 /// The answer to a trigger.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Triggered {
@@ -294,6 +303,50 @@ impl Dashboard {
         Ok(self.enqueue(&function, new).await?.execution)
     }
 
+    /// Runs the next turn of a finished execution's session as a new execution of the same function and backend:
+    /// `continues` = `id`, the same `session_id`, `attempt` 1, triggered by `principal` (who needs `trigger` on the
+    /// backend), with `request.prompt` as its prompt. The backend receives the session in `run.resume`.
+    ///
+    /// Errors: [`EngineError::NotFound`]; [`EngineError::Forbidden`]; [`EngineError::NotFinished`] while the
+    /// execution is queued or running; [`EngineError::CannotContinue`] when the backend cannot continue a session;
+    /// [`EngineError::NoSession`] when it never reported one; [`EngineError::Invalid`] for an empty
+    /// prompt, an unknown backend or an input the function's schema refuses.
+    pub async fn continue_session(
+        &self,
+        principal: &Principal,
+        id: ExecutionId,
+        request: ContinueRequest,
+    ) -> Result<Execution, EngineError> {
+        let previous = self.execution(id).await?;
+        self.check_backend("backend", &previous.backend)?;
+        self.authorize(principal, &previous.backend, Action::Trigger)?;
+        if !previous.status.is_terminal() {
+            return Err(EngineError::NotFinished { id, status: previous.status });
+        }
+        let can_continue =
+            self.inner.backends.get(&previous.backend).is_some_and(|backend| backend.can_continue());
+        if !can_continue {
+            return Err(EngineError::CannotContinue { backend: previous.backend });
+        }
+        let Some(session_id) = previous.session_id.clone() else {
+            return Err(EngineError::NoSession { id });
+        };
+        if request.prompt.trim().is_empty() {
+            return Err(CoreError::invalid_field("prompt", "a follow-up turn needs a prompt").into());
+        }
+        let function = self.function(&FunctionKey::Id(previous.function_id)).await?;
+        let input = request.input.unwrap_or_else(|| previous.input.clone());
+        let new = NewExecution {
+            backend: previous.backend.clone(),
+            continues: Some(previous.id),
+            session_id: Some(session_id),
+            prompt: Some(request.prompt),
+            triggered_by: principal.name.clone(),
+            ..NewExecution::of(&function, input)
+        };
+        Ok(self.enqueue(&function, new).await?.execution)
+    }
+
     /// After a restart: executions left `running` become `failed` as interrupted, `queued` ones are queued again.
     pub async fn recover(&self) -> Result<RecoveryReport, EngineError> {
         let mut report = RecoveryReport::default();
@@ -338,7 +391,9 @@ impl Dashboard {
             return Err(EngineError::ShuttingDown);
         }
         let compiled = self.inner.compiled.get(function).await?;
-        let prompt = compiled.prepare(&new.input).await?;
+        // The input is checked (and the template rendered) even for a follow-up turn, whose prompt is its own.
+        let rendered = compiled.prepare(&new.input).await?;
+        let prompt = if new.prompt.is_some() { new.prompt.clone() } else { rendered };
         let (key, backend, input) = (new.idempotency_key.clone(), new.backend.clone(), new.input.clone());
         match self.inner.observe(self.inner.store.create_execution(new).await) {
             Ok(recorded) => {

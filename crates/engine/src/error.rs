@@ -47,6 +47,18 @@ pub enum EngineError {
         /// Its status.
         status: ExecutionStatus,
     },
+    /// A continue of an execution whose backend never reported a session: there is no conversation to go on with.
+    #[error("execution {id} has no session to continue: its backend reported none")]
+    NoSession {
+        /// The execution.
+        id: ExecutionId,
+    },
+    /// A continue on a backend that cannot run a follow-up turn (`Backend::can_continue`).
+    #[error("backend {backend:?} cannot continue a session")]
+    CannotContinue {
+        /// The backend.
+        backend: String,
+    },
     /// The idempotency key was used before with another request.
     #[error("idempotency key {key:?} was already used for another request (execution {existing})")]
     IdempotencyKeyReused {

@@ -26,7 +26,8 @@ pub use builder::DashboardBuilder;
 pub use bus::BusMessage;
 pub use callbacks::StatusReport;
 pub use dashboard::{
-    BackendReadiness, Dashboard, READINESS_CHECK_LIMIT, RecoveryReport, TriggerRequest, Triggered,
+    BackendReadiness, ContinueRequest, Dashboard, READINESS_CHECK_LIMIT, RecoveryReport, TriggerRequest,
+    Triggered,
 };
 pub use error::EngineError;
 pub use metrics::{DURATION_SECONDS_BOUNDS, EngineMetrics, StatusCount};

@@ -133,6 +133,8 @@ impl Inner {
 
         let mut context = RunContext::new(id, execution.function.clone(), execution.input.clone(), sink);
         context.prompt = prepared.prompt;
+        // A follow-up turn resumes the session it was created with; `prepare` checked that the backend can.
+        context.resume = execution.continues.and(execution.session_id.clone());
         context.config = prepared.function.config.clone();
         context.cancel = handle.token.clone();
         context.deadline = timeout.map(|timeout| Instant::now() + timeout);
@@ -272,8 +274,16 @@ impl Inner {
             self.backends.get(&execution.backend).cloned().ok_or_else(|| {
                 format!("could not start: backend {:?} is not configured", execution.backend)
             })?;
+        if execution.continues.is_some() && !backend.can_continue() {
+            return Err(format!(
+                "could not start: backend {:?} cannot continue a session",
+                execution.backend
+            ));
+        }
         let prompt = match prompt {
             Some(rendered) => rendered,
+            // Queued again after a restart: a follow-up turn keeps its own prompt.
+            None if execution.prompt.is_some() => execution.prompt.clone(),
             None => {
                 let compiled = self
                     .compiled

@@ -115,6 +115,7 @@ mod tests {
             triggered_by: None,
             session_id: None,
             continues: None,
+            prompt: None,
             created_at: now(),
             started_at: None,
             finished_at: None,

@@ -142,6 +142,10 @@ impl From<EngineError> for ApiError {
             EngineError::NotFinished { status, .. } => {
                 Self::new(ErrorCode::ExecutionNotFinished, message).details(json!({"status": status}))
             }
+            EngineError::NoSession { .. } => Self::new(ErrorCode::NoSession, message),
+            EngineError::CannotContinue { backend } => {
+                Self::new(ErrorCode::CannotContinue, message).details(json!({"backend": backend}))
+            }
             EngineError::IdempotencyKeyReused { existing, .. } => {
                 Self::new(ErrorCode::IdempotencyKeyReused, message).details(json!({"execution_id": existing}))
             }

@@ -52,6 +52,7 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::GET, "/api/executions/{id}", READ, api::executions::get)
         .add(M::POST, "/api/executions/{id}/cancel", TRIGGER, api::executions::cancel)
         .add(M::POST, "/api/executions/{id}/retry", TRIGGER, api::executions::retry)
+        .add(M::POST, "/api/executions/{id}/continue", TRIGGER, api::executions::continue_session)
         .add(M::GET, "/api/executions/{id}/logs", READ, api::logs::read)
         .add(M::GET, "/api/executions/{id}/items", READ, api::items::list)
         .add(M::GET, "/api/executions/{id}/diff", READ, api::diff::get)
@@ -77,6 +78,7 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::GET, "/executions/{id}", READ, pages::executions::detail)
         .add(M::POST, "/executions/{id}/cancel", TRIGGER, pages::executions::cancel)
         .add(M::POST, "/executions/{id}/retry", TRIGGER, pages::executions::retry)
+        .add(M::POST, "/executions/{id}/continue", TRIGGER, pages::sessions::continue_session)
         .add(M::GET, "/activity", READ, pages::activity::show)
         .add(M::GET, "/backends", READ, pages::backends::show);
 }

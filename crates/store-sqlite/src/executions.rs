@@ -15,7 +15,7 @@ use crate::events::record;
 
 const COLUMNS: &str = "id, function, function_id, function_version, backend, input, status, output, error, usage, \
                        attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at, \
-                       session_id, continues";
+                       session_id, continues, prompt";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
     Ok(Execution {
@@ -38,6 +38,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
         finished_at: row.get::<_, Option<SqlTime>>(16)?.map(|time| time.0),
         session_id: row.get(17)?,
         continues: parsed_option(row, 18)?,
+        prompt: row.get(19)?,
     })
 }
 
@@ -79,7 +80,7 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
     connection
         .prepare_cached(&format!(
             "INSERT INTO executions ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ))?
         .execute(params![
             text(execution.id),
@@ -101,6 +102,7 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
             execution.finished_at.map(SqlTime),
             execution.session_id,
             execution.continues.map(text),
+            execution.prompt,
         ])?;
     let event = record(connection, NewEvent::for_execution(&execution))?;
     Ok(Recorded { value: execution, event })
@@ -181,6 +183,10 @@ pub(super) fn list(connection: &Connection, query: &ExecutionQuery) -> OpResult<
     if let Some(backend) = &query.backend {
         conditions.push("backend = ?");
         values.push(Box::new(backend.clone()));
+    }
+    if let Some(session_id) = &query.session_id {
+        conditions.push("session_id = ?");
+        values.push(Box::new(session_id.clone()));
     }
     if let Some(needle) = &query.text {
         // `instr` compares literally (no `%` or `_` wildcards), and SQLite's `lower` folds ASCII letters only: the

@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
                 a_session_id_is_set_while_the_execution_runs_without_an_event,
                 a_diff_is_stored_with_the_status_change_and_read_apart,
                 prune_deletes_the_diffs_of_pruned_executions,
+                executions_are_listed_by_session,
                 every_change_records_its_event_in_order,
                 events_are_listed_after_a_cursor_with_limit,
                 prune_deletes_old_finished_executions_with_their_logs_and_events,

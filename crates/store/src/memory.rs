@@ -149,6 +149,10 @@ fn passes_filters(query: &ExecutionQuery, needle: Option<&str>, execution: &Exec
     query.status.is_none_or(|status| execution.status == status)
         && query.function.as_ref().is_none_or(|function| &execution.function == function)
         && query.backend.as_ref().is_none_or(|backend| &execution.backend == backend)
+        && query
+            .session_id
+            .as_ref()
+            .is_none_or(|session_id| execution.session_id.as_ref() == Some(session_id))
         && needle.is_none_or(|needle| execution.input.to_string().to_ascii_lowercase().contains(needle))
 }
 

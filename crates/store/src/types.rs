@@ -82,6 +82,8 @@ pub struct NewExecution {
     pub continues: Option<ExecutionId>,
     /// The agent's session, known at once for a follow-up turn (the continued execution's).
     pub session_id: Option<String>,
+    /// A follow-up turn's prompt.
+    pub prompt: Option<String>,
 }
 
 impl NewExecution {
@@ -101,6 +103,7 @@ impl NewExecution {
             triggered_by: None,
             continues: None,
             session_id: None,
+            prompt: None,
         }
     }
 
@@ -123,6 +126,7 @@ impl NewExecution {
             triggered_by: self.triggered_by,
             session_id: self.session_id,
             continues: self.continues,
+            prompt: self.prompt,
             created_at,
             started_at: None,
             finished_at: None,
@@ -212,6 +216,8 @@ pub struct ExecutionQuery {
     pub backend: Option<String>,
     /// Only executions whose input, as JSON text, contains this text (case-insensitive).
     pub text: Option<String>,
+    /// Only the turns of this agent session (`Execution::session_id`).
+    pub session_id: Option<String>,
     /// Only executions older than this one (the cursor).
     pub before: Option<ExecutionId>,
     /// At most this many (at least 1).

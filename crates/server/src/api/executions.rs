@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus};
-use dashboard_engine::TriggerRequest;
+use dashboard_engine::{ContinueRequest, TriggerRequest};
 use dashboard_store::ExecutionQuery;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -86,6 +86,8 @@ pub(crate) struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[param(format = Uuid)]
     before: Option<String>,
+    /// Only the turns of this agent session (`session_id`).
+    session: Option<String>,
 }
 
 impl ListQuery {
@@ -109,6 +111,7 @@ impl ListQuery {
             function: non_empty(&self.function),
             backend: non_empty(&self.backend),
             text: non_empty(&self.q),
+            session_id: non_empty(&self.session),
             before,
             limit: limit(self.limit, 50, 500)?,
         })
@@ -144,6 +147,29 @@ pub(crate) async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     let execution = state.dashboard.cancel(&caller.principal, parse_execution_id(&id)?).await?;
     Ok(HttpResponse::Accepted().json(execution))
+}
+
+/// The body of `POST /api/executions/{id}/continue`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContinueBody {
+    /// The next turn's prompt.
+    prompt: String,
+    /// The next turn's input, checked against the function's input schema; by default the continued execution's.
+    #[schema(value_type = Option<Object>)]
+    input: Option<Value>,
+}
+
+pub(crate) async fn continue_session(
+    state: State,
+    caller: Caller,
+    id: web::Path<String>,
+    ApiJson(body): ApiJson<ContinueBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_execution_id(&id)?;
+    let request = ContinueRequest { prompt: body.prompt, input: body.input };
+    let execution = state.dashboard.continue_session(&caller.principal, id, request).await?;
+    Ok(created_at(StatusCode::ACCEPTED, &location(&execution), &execution))
 }
 
 pub(crate) async fn retry(

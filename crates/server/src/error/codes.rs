@@ -77,7 +77,12 @@ error_codes! {
     DuplicateName = (CONFLICT, "duplicate-name", "a function with that name exists"),
     VersionMismatch = (CONFLICT, "version-mismatch", "`expected_version` is not the stored version"),
     ExecutionFinished = (CONFLICT, "execution-finished", "cancel of a terminal execution"),
-    ExecutionNotFinished = (CONFLICT, "execution-not-finished", "retry of a queued or running execution"),
+    ExecutionNotFinished = (
+        CONFLICT,
+        "execution-not-finished",
+        "retry or continue of a queued or running execution"
+    ),
+    NoSession = (CONFLICT, "no-session", "continue of an execution whose backend reported no session"),
     IdempotencyKeyReused = (
         CONFLICT,
         "idempotency-key-reused",
@@ -94,6 +99,11 @@ error_codes! {
         "invalid-field",
         "a field breaks a rule: a bad name, an unknown backend, a wrong type, a prompt template that is not allowed \
          (`details.field`)"
+    ),
+    CannotContinue = (
+        UNPROCESSABLE_ENTITY,
+        "cannot-continue",
+        "continue on a backend that cannot run a follow-up turn (`details.backend`)"
     ),
     InvalidInput = (
         UNPROCESSABLE_ENTITY,

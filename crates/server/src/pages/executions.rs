@@ -68,6 +68,7 @@ impl Filters {
             function: non_empty(&self.function),
             backend: non_empty(&self.backend),
             text: non_empty(&self.q),
+            session_id: None,
             before,
             limit: PAGE_SIZE,
         })
@@ -198,6 +199,10 @@ async fn render_detail(
     let is_items_cut = items.len() > PAGE_ITEMS;
     items.truncate(PAGE_ITEMS);
     let items_last = items.last().map_or(items_after, |item| item.seq);
+    let turns = match super::sessions::turns(&store, &execution).await {
+        Ok(turns) => turns,
+        Err(error) => return error_page(state, &error.into()),
+    };
     let diff = match store.get_diff(id).await {
         Ok(diff) => diff.map(|diff| RunDiffView::new(&diff, PAGE_DIFF_LINES)),
         Err(error) => return error_page(state, &error.into()),
@@ -224,6 +229,7 @@ async fn render_detail(
     context.insert("items_last", &items_last);
     context.insert("is_items_cut", &is_items_cut);
     context.insert("diff", &diff);
+    context.insert("turns", &turns);
     context.insert("log_lines", &lines.iter().map(LogLineView::new).collect::<Vec<_>>());
     context.insert("is_log_cut", &is_log_cut);
     context.insert("last_seq", &last_seq);
@@ -253,8 +259,14 @@ pub(crate) async fn retry(state: State, caller: Caller, id: web::Path<String>) -
     }
 }
 
-/// A cancel or retry that could not be done: the 404 page for an unknown execution, else its status page with why.
-async fn action_failed(state: &AppState, caller: &Caller, id: ExecutionId, error: ApiError) -> HttpResponse {
+/// A cancel, retry or continue that could not be done: the 404 page for an unknown execution, else its status page
+/// with why.
+pub(super) async fn action_failed(
+    state: &AppState,
+    caller: &Caller,
+    id: ExecutionId,
+    error: ApiError,
+) -> HttpResponse {
     if error.status() == StatusCode::NOT_FOUND {
         return error_page(state, &error);
     }

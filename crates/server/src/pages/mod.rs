@@ -14,6 +14,7 @@ pub(crate) mod functions;
 pub(crate) mod login;
 pub(crate) mod overview;
 mod schema_form;
+pub(crate) mod sessions;
 mod transcript;
 mod view;
 

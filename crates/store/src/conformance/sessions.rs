@@ -20,6 +20,7 @@ pub async fn a_follow_up_turn_is_stored_with_its_session_and_the_execution_it_co
     let mut turn = new_execution(&alpha, json!({}));
     turn.continues = Some(first.id);
     turn.session_id = Some("thread-1".into());
+    turn.prompt = Some("And now the tests, please.".into());
     let stored = store.create_execution(turn.clone()).await.expect("create").value;
     assert_eq!(stored, turn.into_execution(stored.created_at), "stored as given");
     assert_eq!(store.get_execution(stored.id).await.expect("get").as_ref(), Some(&stored));
@@ -103,4 +104,30 @@ pub async fn prune_deletes_the_diffs_of_pruned_executions(store: &dyn DashboardS
     assert_eq!(store.prune_finished_before(cutoff, 100).await.expect("prune"), 1);
     assert_eq!(store.get_diff(old.id).await.expect("diff"), None, "the diff of a pruned execution remains");
     assert_eq!(store.get_diff(recent.id).await.expect("diff").as_deref(), Some("+new\n"));
+}
+
+/// The turns of a session are listed by its id, newest first, and only they.
+pub async fn executions_are_listed_by_session(store: &dyn DashboardStore) {
+    let alpha = function(store, "alpha").await;
+    let first = in_status(store, &alpha, ExecutionStatus::Running).await;
+    store.set_session_id(first.id, "thread-1").await.expect("set");
+    let other = in_status(store, &alpha, ExecutionStatus::Running).await;
+    store.set_session_id(other.id, "thread-2").await.expect("set");
+    in_status(store, &alpha, ExecutionStatus::Queued).await;
+    let mut turn = new_execution(&alpha, json!({}));
+    turn.continues = Some(first.id);
+    turn.session_id = Some("thread-1".into());
+    let second = store.create_execution(turn).await.expect("create").value;
+
+    let query = |session_id: &str| crate::ExecutionQuery {
+        session_id: Some(session_id.to_owned()),
+        limit: 10,
+        ..crate::ExecutionQuery::default()
+    };
+    let ids =
+        |page: crate::ExecutionPage| page.items.into_iter().map(|execution| execution.id).collect::<Vec<_>>();
+    let listed = store.list_executions(&query("thread-1")).await.expect("list");
+    assert_eq!(ids(listed), [second.id, first.id]);
+    let listed = store.list_executions(&query("thread-3")).await.expect("list");
+    assert_eq!(ids(listed), []);
 }

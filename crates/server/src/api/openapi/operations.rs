@@ -19,6 +19,7 @@ pub(super) const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
     ("getExecution", "id", "id"),
     ("cancelExecution", "id", "id"),
     ("retryExecution", "id", "id"),
+    ("continueExecution", "id", "id"),
     ("readLogs", "id", "id"),
     ("listItems", "id", "id"),
     ("getDiff", "id", "id"),
@@ -98,6 +99,21 @@ pub(super) fn operations() -> Vec<Operation> {
             .location(202)
             .links(202, EXECUTION_LINKS)
             .errors(&[409]),
+        operation(
+            M::POST,
+            "/api/executions/{id}/continue",
+            "continueExecution",
+            "Run the next turn of an execution's session",
+        )
+        .body("ContinueBody")
+        .answer(
+            202,
+            "The new execution: the same function and backend, `continues`, the same `session_id`, `attempt` 1.",
+            Some("Execution"),
+        )
+        .location(202)
+        .links(202, EXECUTION_LINKS)
+        .errors(&[409]),
         operation(M::GET, "/api/executions/{id}/logs", "readLogs", "An execution's log, after a cursor")
             .query::<LogsQuery>()
             .answer_with(

@@ -11,7 +11,7 @@ use super::to_json;
 use crate::api::backends::BackendList;
 use crate::api::callbacks::{LogsBody, LogsReceived, StatusBody};
 use crate::api::events::EventsPage;
-use crate::api::executions::{ExecutionPage, TriggerBody};
+use crate::api::executions::{ContinueBody, ExecutionPage, TriggerBody};
 use crate::api::functions::FunctionList;
 use crate::api::health::Health;
 use crate::api::items::ItemsPage;
@@ -43,6 +43,7 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<Execution>(&mut found);
     collect::<ExecutionPage>(&mut found);
     collect::<TriggerBody>(&mut found);
+    collect::<ContinueBody>(&mut found);
     collect::<LogsPage>(&mut found);
     collect::<ItemsPage>(&mut found);
     collect::<LogsBody>(&mut found);
