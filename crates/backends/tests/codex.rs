@@ -30,11 +30,13 @@ fn config(workdir: &std::path::Path) -> CodexConfig {
     }
 }
 
-/// How a run of the fake went: its outcome, log lines, transcript items and the argv the fake received.
+/// How a run of the fake went: its outcome, log lines, transcript items, the sessions it reported and the argv the
+/// fake received.
 struct Ran {
     outcome: Result<RunOutcome, BackendError>,
     lines: Vec<NewLogLine>,
     items: Vec<NewItem>,
+    sessions: Vec<String>,
     argv: Vec<String>,
 }
 
@@ -45,19 +47,26 @@ async fn run(prompt: &str) -> (Result<RunOutcome, BackendError>, Vec<NewLogLine>
 
 /// Runs the fake with the test's config, changed by `adjust`.
 async fn run_with(prompt: &str, adjust: impl FnOnce(&mut CodexConfig)) -> Ran {
+    run_turn(prompt, None, adjust).await
+}
+
+/// Runs the fake as a first turn, or as a follow-up turn of the thread `resume`.
+async fn run_turn(prompt: &str, resume: Option<&str>, adjust: impl FnOnce(&mut CodexConfig)) -> Ran {
     let dir = workdir();
     let mut config = config(&dir);
     adjust(&mut config);
     let (sink, mut receiver) = log_channel(4096);
     let mut context = RunContext::new(ExecutionId::generate(), "fix-bug", json!({}), sink);
     context.prompt = Some(prompt.to_owned());
+    context.resume = resume.map(str::to_owned);
     let outcome = CodexBackend::new(config).trigger(context).await;
-    let (mut lines, mut items) = (Vec::new(), Vec::new());
+    let (mut lines, mut items, mut sessions) = (Vec::new(), Vec::new(), Vec::new());
     while let Ok(entry) = receiver.try_recv() {
         match entry {
             RunEntry::Line(line) => lines.push(line),
             RunEntry::Item(item) => items.push(item),
-            RunEntry::Diff(_) | RunEntry::Session(_) => {}
+            RunEntry::Session(session_id) => sessions.push(session_id),
+            RunEntry::Diff(_) => {}
         }
     }
     let argv = std::fs::read_to_string(dir.join("argv.txt"))
@@ -66,7 +75,7 @@ async fn run_with(prompt: &str, adjust: impl FnOnce(&mut CodexConfig)) -> Ran {
         .map(str::to_owned)
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    Ran { outcome, lines, items, argv }
+    Ran { outcome, lines, items, sessions, argv }
 }
 
 fn has_line(lines: &[NewLogLine], stream: LogStream, text: &str) -> bool {
@@ -92,6 +101,29 @@ async fn a_successful_session_gives_logs_usage_and_the_last_message() {
     assert!(argv.windows(2).any(|pair| pair == ["--sandbox", "workspace-write"]), "{argv:?}");
     assert_eq!(argv[argv.len() - 2..], ["--".to_owned(), "please succeed at fixing parse".to_owned()]);
     assert!(argv.contains(&"-C".to_owned()));
+}
+
+#[tokio::test]
+async fn a_follow_up_turn_resumes_the_thread_with_codex_exec_resume() {
+    let thread = "0199a213-81c0-7800-8aa1-bbab2a035a53";
+    let first = run_turn("please succeed", None, |_| {}).await;
+    assert_eq!(first.sessions, [thread], "thread.started names the session");
+    assert!(!first.argv.contains(&"resume".to_owned()), "{:?}", first.argv);
+
+    let next = run_turn("please succeed with the tests too", Some(thread), |_| {}).await;
+    assert!(matches!(next.outcome, Ok(RunOutcome::Succeeded { .. })), "{:?}", next.outcome);
+    let at = next.argv.iter().position(|arg| arg == "resume").expect("codex exec resume");
+    assert_eq!(next.argv[at..], ["resume", thread, "--", "please succeed with the tests too"]);
+    assert_eq!(&next.argv[..3], ["exec", "--json", "--skip-git-repo-check"], "exec's options before resume");
+    assert!(
+        next.argv[..at].windows(2).any(|pair| pair == ["--sandbox", "workspace-write"]),
+        "{:?}",
+        next.argv
+    );
+
+    let dir = workdir();
+    assert!(backend(&dir).can_continue(), "the exec mode continues threads");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

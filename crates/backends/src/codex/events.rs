@@ -12,6 +12,8 @@ use super::items::transcript_item;
 pub(crate) enum Effect {
     /// Show this line in the log.
     Log(LogStream, String),
+    /// The thread's id: the session a follow-up turn resumes (`codex exec resume <thread>`).
+    Session(String),
     /// Report this transcript item (new, or an update of one reported before under its id).
     Item(NewItem),
     /// The agent said this (the last one is the output).
@@ -40,7 +42,9 @@ pub(crate) fn interpret(line: &str) -> Vec<Effect> {
     match kind {
         "thread.started" => {
             let thread = text(&event, "thread_id").unwrap_or("?");
-            vec![Effect::Log(LogStream::System, format!("codex session {thread} started"))]
+            let mut effects = vec![Effect::Log(LogStream::System, format!("codex session {thread} started"))];
+            effects.extend(text(&event, "thread_id").map(|thread| Effect::Session(thread.to_owned())));
+            effects
         }
         "turn.started" => Vec::new(),
         "turn.completed" => vec![Effect::TurnCompleted(event.get("usage").cloned())],
@@ -188,7 +192,7 @@ mod tests {
     fn session_and_turn_events() {
         check(
             r#"{"type":"thread.started","thread_id":"t-1"}"#,
-            &[log(LogStream::System, "codex session t-1 started")],
+            &[log(LogStream::System, "codex session t-1 started"), Effect::Session("t-1".into())],
         );
         check(r#"{"type":"turn.started"}"#, &[]);
         check(

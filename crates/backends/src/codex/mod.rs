@@ -145,13 +145,15 @@ impl CodexBackend {
 
     /// `COMMAND app-server [ARGS…]`, in `workdir`, with the same environment as `exec`.
     fn app_server_spec(&self, api_key: Option<String>) -> ProgramSpec {
-        let mut spec = self.spec(String::new(), api_key);
+        let mut spec = self.spec(String::new(), api_key, None);
         spec.args =
             std::iter::once("app-server".to_owned()).chain(self.config.args.iter().cloned()).collect();
         spec
     }
 
-    fn spec(&self, prompt: String, api_key: Option<String>) -> ProgramSpec {
+    /// `COMMAND exec --json --skip-git-repo-check [-C DIR] [ARGS…] [resume THREAD] -- PROMPT`: the options are
+    /// `exec`'s, so they come before its `resume` subcommand.
+    fn spec(&self, prompt: String, api_key: Option<String>, resume: Option<&str>) -> ProgramSpec {
         let mut args = vec!["exec".to_owned(), "--json".to_owned(), "--skip-git-repo-check".to_owned()];
         if let Some(workdir) = &self.config.workdir {
             // Absolute: the program also starts in `workdir`, where a relative `-C` would point elsewhere.
@@ -159,6 +161,9 @@ impl CodexBackend {
             args.extend(["-C".to_owned(), workdir.display().to_string()]);
         }
         args.extend(self.config.args.iter().cloned());
+        if let Some(thread_id) = resume {
+            args.extend(["resume".to_owned(), thread_id.to_owned()]);
+        }
         args.extend(["--".to_owned(), prompt]);
         let mut fixed = Vec::new();
         if let Some(key) = api_key {
@@ -184,6 +189,11 @@ impl Backend for CodexBackend {
 
     fn runs_local_programs(&self) -> bool {
         true
+    }
+
+    /// The exec mode continues a thread with `codex exec resume`.
+    fn can_continue(&self) -> bool {
+        self.config.mode == CodexMode::Exec
     }
 
     async fn check(&self) -> Readiness {
@@ -226,7 +236,7 @@ impl Backend for CodexBackend {
                 other => other,
             };
         }
-        let spec = self.spec(prompt, api_key);
+        let spec = self.spec(prompt, api_key, run.resume.as_deref());
         let mut session = Session {
             run: &run,
             last_message: None,
@@ -314,6 +324,7 @@ impl LineHandler for Session<'_> {
         for effect in interpret(&line) {
             match effect {
                 Effect::Log(stream, text) => self.run.log(stream, text).await,
+                Effect::Session(thread_id) => self.run.session(thread_id).await,
                 Effect::Item(item) => self.run.item(item).await,
                 Effect::AgentMessage(message) => self.last_message = Some(message),
                 Effect::TurnCompleted(usage) => {
