@@ -155,7 +155,7 @@ impl Dashboard {
     /// Whether the store takes writes now, for health checks: the store's own check (a probe write, for a store whose
     /// writes can fail), and no execution holding a change back because its writes failed. The error says why.
     ///
-    /// One probe runs at a time and its answer is reused for a second ([`StoreProbe`](crate::health::StoreProbe)), so
+    /// One probe runs at a time and its answer is reused for a second (`health.rs`), so
     /// a flood of health checks costs the store one write a second. A probe that gets through wakes the held writes
     /// to try again at once, but the store stays unhealthy until they have landed: a small probe may fit where a
     /// run's log lines do not.

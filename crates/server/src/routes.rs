@@ -1,4 +1,4 @@
-//! The route table: every route of the dashboard, with who may use it, declared once in [`declare`]. The router is
+//! The route table: every route of the dashboard, with who may use it, declared once in `declare`. The router is
 //! built from it (each route wrapped in the access check it declares), and the same declaration lists the routes for
 //! the OpenAPI document and the tests, so none of them can drift from what the server answers.
 

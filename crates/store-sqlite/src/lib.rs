@@ -66,7 +66,7 @@ use dashboard_store::{
 /// second open of the same file — from this process or another, by the same path, a symlink or a hard link — is
 /// refused while the first is open. The lock belongs to the file, not to the name it was opened by: two dashboards on
 /// one file would each take the other's running executions for interrupted ones. Within one process, a second open
-/// is refused before it opens the file at all (see [`FileLock`]).
+/// is refused before it opens the file at all (see `FileLock`).
 ///
 /// A file the process cannot write is refused at open, saying why, rather than opened for reads that then fail
 /// every write; and [`ping`](DashboardStore::ping) commits a probe, so a health check sees a full disk or a file
