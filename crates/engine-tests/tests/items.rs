@@ -1,11 +1,10 @@
 //! Transcript items through the engine, from a scripted backend: the order they are stored in with the lines, the
 //! bounds the engine applies to every item it admits, and what becomes of items left open when a run ends.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
 use dashboard_core::{
     ExecutionId, ExecutionStatus, FunctionSpec, Item, ItemBody, ItemStatus, LogStream, MAX_ITEM_BYTES,
@@ -37,46 +36,32 @@ struct Scripted {
     gate: Arc<Semaphore>,
 }
 
+#[async_trait]
 impl Backend for Scripted {
     fn kind(&self) -> &'static str {
         "scripted"
     }
 
-    fn check<'life0, 'async_trait>(
-        &'life0 self,
-    ) -> Pin<Box<dyn Future<Output = Readiness> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Readiness::ready("a script") })
+    async fn check(&self) -> Readiness {
+        Readiness::ready("a script")
     }
 
-    fn trigger<'life0, 'async_trait>(
-        &'life0 self,
-        run: RunContext,
-    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, BackendError>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            for step in &self.steps {
-                match step {
-                    Step::Item(item) => run.item(item.clone()).await,
-                    Step::Line(line) => run.log(LogStream::Stdout, line).await,
-                    Step::Gate => {
-                        let permit = tokio::select! {
-                            permit = self.gate.acquire() => permit,
-                            () = run.cancel.cancelled() => return Err(BackendError::Cancelled),
-                        };
-                        permit.map_err(|_| BackendError::Cancelled)?.forget();
-                    }
-                    Step::Fail(error) => return Ok(RunOutcome::Failed { error: (*error).into() }),
+    async fn trigger(&self, run: RunContext) -> Result<RunOutcome, BackendError> {
+        for step in &self.steps {
+            match step {
+                Step::Item(item) => run.item(item.clone()).await,
+                Step::Line(line) => run.log(LogStream::Stdout, line).await,
+                Step::Gate => {
+                    let permit = tokio::select! {
+                        permit = self.gate.acquire() => permit,
+                        () = run.cancel.cancelled() => return Err(BackendError::Cancelled),
+                    };
+                    permit.map_err(|_| BackendError::Cancelled)?.forget();
                 }
+                Step::Fail(error) => return Ok(RunOutcome::Failed { error: (*error).into() }),
             }
-            Ok(RunOutcome::Succeeded { output: json!(null), usage: None })
-        })
+        }
+        Ok(RunOutcome::Succeeded { output: json!(null), usage: None })
     }
 }
 

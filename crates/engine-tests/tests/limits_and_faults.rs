@@ -1,11 +1,10 @@
 //! The engine against a store whose writes fail for a while (a full disk, injected at the store trait over a real
 //! SQLite file), and the limits on what one execution may store: its log, its transcript items and its output.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
 use dashboard_backends::DemoBackend;
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream, NewLogLine};
@@ -31,69 +30,43 @@ impl Default for Gated {
     }
 }
 
+#[async_trait]
 impl Backend for Gated {
     fn kind(&self) -> &'static str {
         "gated"
     }
 
-    fn check<'life0, 'async_trait>(
-        &'life0 self,
-    ) -> Pin<Box<dyn Future<Output = Readiness> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Readiness::ready("a gate") })
+    async fn check(&self) -> Readiness {
+        Readiness::ready("a gate")
     }
 
-    fn trigger<'life0, 'async_trait>(
-        &'life0 self,
-        run: RunContext,
-    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, BackendError>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            run.log(LogStream::Stdout, "waiting at the gate").await;
-            let permit = tokio::select! {
-                permit = self.gate.acquire() => permit,
-                () = run.cancel.cancelled() => return Err(BackendError::Cancelled),
-            };
-            permit.map_err(|_| BackendError::Cancelled)?.forget();
-            run.log(LogStream::Stdout, "through the gate").await;
-            Ok(RunOutcome::Succeeded { output: run.input.clone(), usage: None })
-        })
+    async fn trigger(&self, run: RunContext) -> Result<RunOutcome, BackendError> {
+        run.log(LogStream::Stdout, "waiting at the gate").await;
+        let permit = tokio::select! {
+            permit = self.gate.acquire() => permit,
+            () = run.cancel.cancelled() => return Err(BackendError::Cancelled),
+        };
+        permit.map_err(|_| BackendError::Cancelled)?.forget();
+        run.log(LogStream::Stdout, "through the gate").await;
+        Ok(RunOutcome::Succeeded { output: run.input.clone(), usage: None })
     }
 }
 
 /// A backend that hands its run to a remote agent, which reports its log and status through the callbacks.
 struct Remote;
 
+#[async_trait]
 impl Backend for Remote {
     fn kind(&self) -> &'static str {
         "remote"
     }
 
-    fn check<'life0, 'async_trait>(
-        &'life0 self,
-    ) -> Pin<Box<dyn Future<Output = Readiness> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Readiness::ready("an agent elsewhere") })
+    async fn check(&self) -> Readiness {
+        Readiness::ready("an agent elsewhere")
     }
 
-    fn trigger<'life0, 'async_trait>(
-        &'life0 self,
-        _run: RunContext,
-    ) -> Pin<Box<dyn Future<Output = Result<RunOutcome, BackendError>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Ok(RunOutcome::Detached) })
+    async fn trigger(&self, _run: RunContext) -> Result<RunOutcome, BackendError> {
+        Ok(RunOutcome::Detached)
     }
 }
 

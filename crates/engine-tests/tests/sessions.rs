@@ -2,11 +2,10 @@
 //! one, cut past the limit), the session id as soon as it is reported, and a continue of a finished turn runs the
 //! next turn of the same session — or is refused, for who asks, what it continues and where it would run.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use dashboard_backend_api::Scope;
 use dashboard_backend_api::{
     Backend, BackendError, DIFF_CUT_MARKER, MAX_DIFF_BYTES, Principal, Readiness, RunContext, RunOutcome,
@@ -27,10 +26,9 @@ struct Differ {
     can_continue: bool,
 }
 
-type BoxedFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 // The trait is declared with `async_trait`, which this crate does not depend on: its methods are written out as the
 // macro expands them.
+#[async_trait]
 impl Backend for Differ {
     fn kind(&self) -> &'static str {
         "differ"
@@ -40,46 +38,33 @@ impl Backend for Differ {
         self.can_continue
     }
 
-    fn check<'life0, 'async_trait>(&'life0 self) -> BoxedFuture<'async_trait, Readiness>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async { Readiness::ready("diffs") })
+    async fn check(&self) -> Readiness {
+        Readiness::ready("diffs")
     }
 
-    fn trigger<'life0, 'async_trait>(
-        &'life0 self,
-        run: RunContext,
-    ) -> BoxedFuture<'async_trait, Result<RunOutcome, BackendError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            if let Some(session_id) = run.input_field::<String>("session")? {
-                run.session(session_id).await;
-            }
-            if let Some(session_id) = &run.resume {
-                let prompt = run.prompt.clone().unwrap_or_default();
-                run.log(LogStream::Agent, format!("resumed {session_id} with {prompt:?}")).await;
-            }
-            if run.input_field::<bool>("hang")?.unwrap_or(false) {
-                run.cancel.cancelled().await;
-                return Err(BackendError::Cancelled);
-            }
-            let diffs: Vec<Value> = run.input_field("diffs")?.unwrap_or_default();
-            for diff in diffs {
-                match diff {
-                    Value::Number(n_bytes) => {
-                        let n_lines = n_bytes.as_u64().unwrap_or(0) / 10;
-                        run.diff("+123456789\n".repeat(n_lines as usize)).await;
-                    }
-                    other => run.diff(other.as_str().unwrap_or_default()).await,
+    async fn trigger(&self, run: RunContext) -> Result<RunOutcome, BackendError> {
+        if let Some(session_id) = run.input_field::<String>("session")? {
+            run.session(session_id).await;
+        }
+        if let Some(session_id) = &run.resume {
+            let prompt = run.prompt.clone().unwrap_or_default();
+            run.log(LogStream::Agent, format!("resumed {session_id} with {prompt:?}")).await;
+        }
+        if run.input_field::<bool>("hang")?.unwrap_or(false) {
+            run.cancel.cancelled().await;
+            return Err(BackendError::Cancelled);
+        }
+        let diffs: Vec<Value> = run.input_field("diffs")?.unwrap_or_default();
+        for diff in diffs {
+            match diff {
+                Value::Number(n_bytes) => {
+                    let n_lines = n_bytes.as_u64().unwrap_or(0) / 10;
+                    run.diff("+123456789\n".repeat(n_lines as usize)).await;
                 }
+                other => run.diff(other.as_str().unwrap_or_default()).await,
             }
-            Ok(RunOutcome::Succeeded { output: json!(null), usage: None })
-        })
+        }
+        Ok(RunOutcome::Succeeded { output: json!(null), usage: None })
     }
 }
 
