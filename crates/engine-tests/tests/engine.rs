@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use dashboard_backend_api::{Principal, Scope};
 use dashboard_backends::DemoBackend;
-use dashboard_core::{ExecutionId, ExecutionStatus, FunctionSpec};
+use dashboard_core::{
+    ExecutionId, ExecutionStatus, FunctionSpec, ItemBody, ItemStatus, MessageRole, NewItem,
+};
 use dashboard_engine::{BusMessage, Dashboard, EngineError, INTERRUPTED_ERROR, TriggerRequest};
 use dashboard_store::{DashboardStore, ExecutionUpdate, MemoryStore, NewExecution};
 use serde_json::{Value, json};
@@ -135,6 +137,44 @@ async fn recovery_fails_interrupted_runs_and_runs_queued_ones() {
     );
     wait_for(&after_restart, left[1], ExecutionStatus::Succeeded).await;
     assert!(store.list_unfinished().await.expect("read").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_closes_the_items_an_interrupted_run_left_in_progress() {
+    let store = Arc::new(MemoryStore::default());
+    let before_restart = dashboard_on(store.clone(), 8);
+    function(&before_restart, "cut-off", None).await;
+    let function = store
+        .get_function(&dashboard_store::FunctionKey::parse("cut-off"))
+        .await
+        .expect("read")
+        .expect("exists");
+    // A crash in the middle of a command: the execution running, its command item still in progress.
+    let id = store.create_execution(NewExecution::of(&function, json!({}))).await.expect("stored").value.id;
+    store
+        .update_execution(id, ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running))
+        .await
+        .expect("marked running");
+    let command =
+        ItemBody::Command { command: "make".into(), cwd: None, output: String::new(), exit_code: None };
+    let message = ItemBody::Message { role: MessageRole::Agent, text: "building".into() };
+    let items = vec![
+        NewItem::new("said", ItemStatus::Completed, message).expect("an item"),
+        NewItem::new("make", ItemStatus::InProgress, command).expect("an item"),
+    ];
+    store.upsert_items(id, items).await.expect("stored");
+
+    let after_restart = dashboard_on(store.clone(), 8);
+    assert_eq!(after_restart.recover().await.expect("recovery runs").interrupted, 1);
+    let statuses: Vec<(String, ItemStatus)> = store
+        .list_items(id, 0, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|item| (item.id, item.status))
+        .collect();
+    let expected = [("said".to_owned(), ItemStatus::Completed), ("make".to_owned(), ItemStatus::Failed)];
+    assert_eq!(statuses, expected, "the command ends failed with its execution; the finished message stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

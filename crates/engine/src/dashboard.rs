@@ -14,7 +14,7 @@ use crate::builder::DashboardBuilder;
 use crate::inner::{Inner, cancelled_message};
 use crate::metrics::EngineMetrics;
 use crate::reader::StoreReader;
-use crate::run::StopReason;
+use crate::run::{StopReason, close_open_items};
 use crate::scheduler::QueuedRun;
 use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
 
@@ -358,7 +358,10 @@ impl Dashboard {
                 ExecutionStatus::Running => {
                     let update = ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Failed)
                         .error(INTERRUPTED_ERROR);
-                    self.inner.transition(execution.id, update).await?;
+                    // Its items still in progress end with it, as those of a run that fails while the engine runs.
+                    let open = self.inner.stored_open_items(execution.id).await;
+                    let items = close_open_items(&open, &[], update.to);
+                    self.inner.transition_with_logs(execution.id, update, Vec::new(), items).await?;
                     report.interrupted += 1;
                 }
                 _ => {

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use self::item_budget::ItemBudget;
 use self::log_writer::{Batch, LogWriter};
 pub(crate) use self::log_writer::{LogBudget, LogLimit, truncate_line};
+pub(crate) use self::open_items::closed as close_open_items;
 use crate::inner::{Inner, cancelled_message};
 use crate::scheduler::QueuedRun;
 use crate::{EngineError, INTERRUPTED_ERROR};

@@ -22,7 +22,7 @@ pub(super) fn closing_status(to: ExecutionStatus) -> Option<ItemStatus> {
 /// The items to store with the final status `to`: the stored items still open, then the `held` ones, each open one
 /// closed ([`closing_status`]). The store merges an id given twice, the later winning, so a held item's newer state
 /// is kept.
-pub(super) fn closed(stored_open: &[NewItem], held: &[NewItem], to: ExecutionStatus) -> Vec<NewItem> {
+pub(crate) fn closed(stored_open: &[NewItem], held: &[NewItem], to: ExecutionStatus) -> Vec<NewItem> {
     let Some(closing) = closing_status(to) else { return held.to_vec() };
     stored_open
         .iter()
@@ -40,7 +40,7 @@ pub(super) fn closed(stored_open: &[NewItem], held: &[NewItem], to: ExecutionSta
 impl Inner {
     /// The execution's stored items that are still in progress, as reports that would store them unchanged. A read
     /// that fails ends the search: what is not found stays open.
-    pub(super) async fn stored_open_items(&self, id: ExecutionId) -> Vec<NewItem> {
+    pub(crate) async fn stored_open_items(&self, id: ExecutionId) -> Vec<NewItem> {
         let mut open = Vec::new();
         let mut after = 0;
         loop {
