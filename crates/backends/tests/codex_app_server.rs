@@ -34,13 +34,20 @@ fn config(workdir: &Path) -> CodexConfig {
     }
 }
 
-/// Runs the fake on `prompt`; `cancel_after`, when given, cancels the run that long after it starts.
+/// Runs the fake on `prompt` as the first turn of a thread; `cancel_after`, when given, cancels the run that long
+/// after it starts.
 async fn run(prompt: &str, cancel_after: Option<Duration>) -> Ran {
+    run_turn(prompt, cancel_after, None).await
+}
+
+/// Runs the fake on `prompt`, as a follow-up turn of the thread `resume` when given.
+async fn run_turn(prompt: &str, cancel_after: Option<Duration>, resume: Option<&str>) -> Ran {
     let dir = std::env::temp_dir().join(format!("fake-codex-app-server-{}", ExecutionId::generate()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let (sink, mut receiver) = log_channel(4096);
     let mut context = RunContext::new(ExecutionId::generate(), "fix-bug", json!({}), sink);
     context.prompt = Some(prompt.to_owned());
+    context.resume = resume.map(str::to_owned);
     let cancel: CancellationToken = context.cancel.clone();
     if let Some(after) = cancel_after {
         tokio::spawn(async move {
@@ -149,6 +156,40 @@ async fn a_turn_with_a_command_a_file_change_and_a_message() {
     assert_eq!(
         turn["params"],
         json!({"threadId": "thr_1", "input": [{"type": "text", "text": "a full-turn please"}]})
+    );
+}
+
+#[tokio::test]
+async fn a_follow_up_resumes_the_thread_and_counts_only_its_own_turn() {
+    assert!(
+        CodexBackend::new(config(Path::new("."))).can_continue(),
+        "the app-server mode continues threads"
+    );
+    let Ran { outcome, sessions, received, .. } =
+        run_turn("a follow-up please", None, Some("thr_earlier")).await;
+    let Ok(RunOutcome::Succeeded { output, usage }) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output, json!({"message": "Done, as you asked."}));
+    // The thread's totals at the end, less its totals before this turn's first request (1,150 − 150).
+    assert_eq!(
+        usage,
+        Some(json!({"input_tokens": 420, "cached_input_tokens": 300, "output_tokens": 30,
+                    "reasoning_output_tokens": 7, "total_tokens": 450}))
+    );
+    assert_eq!(sessions, ["thr_earlier"], "the session stays the thread");
+
+    let methods: Vec<&str> = received.iter().filter_map(|message| message["method"].as_str()).collect();
+    assert_eq!(methods, ["initialize", "initialized", "thread/resume", "turn/start"]);
+    let resume = method(&received, "thread/resume");
+    assert_eq!(resume["params"]["threadId"], "thr_earlier");
+    assert_eq!(
+        resume["params"]["sandbox"], "workspace-write",
+        "the backend's settings apply to the resumed thread"
+    );
+    assert_eq!(resume["params"]["approvalPolicy"], "on-request");
+    let turn = method(&received, "turn/start");
+    assert_eq!(
+        turn["params"],
+        json!({"threadId": "thr_earlier", "input": [{"type": "text", "text": "a follow-up please"}]})
     );
 }
 

@@ -1,12 +1,14 @@
 //! The `codex` backend's `app-server` mode: one `codex app-server` per execution, spoken to in JSON-RPC over its
-//! stdio — `initialize`, `thread/start` with the backend's sandbox and approval settings, `turn/start` with the
-//! prompt — until the turn completes. A cancel or timeout sends `turn/interrupt`, waits briefly for the turn to end,
-//! then stops the process group. Approval requests are declined: approvals by a person are not built yet.
+//! stdio — `initialize`, `thread/start` with the backend's sandbox and approval settings (or `thread/resume` of the
+//! thread a follow-up continues), `turn/start` with the prompt — until the turn completes. A cancel or timeout sends
+//! `turn/interrupt`, waits briefly for the turn to end, then stops the process group. Approval requests are
+//! declined: approvals by a person are not built yet.
 
 mod notifications;
 mod protocol;
 #[cfg(test)]
 mod schema_check;
+mod usage;
 
 use std::collections::VecDeque;
 use std::process::ExitStatus;
@@ -21,8 +23,10 @@ use tokio::process::ChildStdin;
 use self::notifications::{Effect, Transcript, TurnEnd};
 pub use self::protocol::{CodexApproval, CodexSandbox};
 use self::protocol::{
-    Incoming, InitializeParams, ThreadStartParams, TurnInterruptParams, TurnStartParams, UserInput,
+    Incoming, InitializeParams, ThreadResumeParams, ThreadStartParams, TurnInterruptParams, TurnStartParams,
+    UserInput,
 };
+use self::usage::TurnUsage;
 use super::CodexConfig;
 use crate::limits::over_limit;
 use crate::process::{Line, Output, Pipe, Program, ProgramSpec};
@@ -35,8 +39,12 @@ const EXIT_WAIT: Duration = Duration::from_secs(1);
 const STDERR_TAIL_LINES: usize = 10;
 /// The log line for an approval request, declined because the dashboard cannot ask anyone yet.
 const APPROVALS_UNAVAILABLE: &str = "approvals are not available yet in this version of the dashboard";
+/// The log line for a continued turn whose usage could not be told apart from the thread's earlier turns.
+const NO_BASELINE: &str =
+    "codex reported no usage from before this turn: the usage is the thread's total, earlier turns included";
 
-/// Runs one turn of `prompt` on a new thread of the server `spec` starts; the prompt's own item is already reported.
+/// Runs one turn of `prompt` on a new thread of the server `spec` starts, or on the thread `run.resume` names; the
+/// prompt's own item is already reported.
 pub(super) async fn run_turn(
     config: &CodexConfig,
     run: &RunContext,
@@ -57,7 +65,7 @@ pub(super) async fn run_turn(
         turn_id: None,
         turn_end: None,
         last_message: None,
-        usage: None,
+        usage: TurnUsage::new(run.resume.is_some()),
         stderr: VecDeque::new(),
         exit: None,
         is_interrupting: false,
@@ -68,7 +76,10 @@ pub(super) async fn run_turn(
     let outcome = match ended {
         Ok(TurnEnd::Completed) => {
             let output = json!({"message": server.last_message.take()});
-            Ok(RunOutcome::Succeeded { output, usage: server.usage.take() })
+            if server.usage.has_no_baseline() {
+                server.run.log(LogStream::System, NO_BASELINE).await;
+            }
+            Ok(RunOutcome::Succeeded { output, usage: server.usage.usage() })
         }
         Ok(TurnEnd::Failed(error)) => Ok(RunOutcome::Failed { error }),
         Ok(TurnEnd::Interrupted) => Ok(RunOutcome::Failed { error: "the turn was interrupted".into() }),
@@ -108,7 +119,7 @@ struct Server<'a> {
     /// How the turn ended, when it ended before `turn/start` was answered.
     turn_end: Option<TurnEnd>,
     last_message: Option<String>,
-    usage: Option<Value>,
+    usage: TurnUsage,
     stderr: VecDeque<String>,
     exit: Option<Result<ExitStatus, BackendError>>,
     /// Whether `turn/interrupt` was sent: the run is cancelled, but the turn's end is still awaited.
@@ -119,7 +130,7 @@ struct Server<'a> {
 }
 
 impl Server<'_> {
-    /// The whole conversation: the handshake, the thread, the turn, until the turn ends.
+    /// The whole conversation: the handshake, the thread (new or resumed), the turn, until the turn ends.
     async fn converse(&mut self, config: &CodexConfig, prompt: String) -> Result<TurnEnd, Stop> {
         self.call(protocol::INITIALIZE, &InitializeParams::default()).await?;
         self.send(protocol::notification(protocol::INITIALIZED)).await?;
@@ -127,13 +138,19 @@ impl Server<'_> {
             .workdir
             .as_ref()
             .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()).display().to_string());
-        let thread = ThreadStartParams { cwd, sandbox: config.sandbox, approval_policy: config.approval };
-        let started = self.call(protocol::THREAD_START, &thread).await?;
-        let thread_id = started
+        let settings = ThreadStartParams { cwd, sandbox: config.sandbox, approval_policy: config.approval };
+        let (method, opened) = match &self.run.resume {
+            Some(thread_id) => {
+                let resume = ThreadResumeParams { thread_id: thread_id.clone(), settings };
+                (protocol::THREAD_RESUME, self.call(protocol::THREAD_RESUME, &resume).await?)
+            }
+            None => (protocol::THREAD_START, self.call(protocol::THREAD_START, &settings).await?),
+        };
+        let thread_id = opened
             .get("thread")
             .and_then(|thread| thread.get("id"))
             .and_then(Value::as_str)
-            .ok_or_else(|| Stop::Failed("thread/start: the answer names no thread".into()))?
+            .ok_or_else(|| Stop::Failed(format!("{method}: the answer names no thread")))?
             .to_owned();
         self.run.session(&thread_id).await;
         self.thread_id = Some(thread_id.clone());
@@ -297,8 +314,9 @@ impl Server<'_> {
                 Effect::Log(stream, text) => self.run.log(stream, text).await,
                 Effect::Item(item) => self.run.item(item).await,
                 Effect::AgentMessage(message) => self.last_message = Some(message),
-                // Codex reports the thread's totals: a later report replaces an earlier one, never adds to it.
-                Effect::Usage(usage) => self.usage = Some(usage),
+                // Codex reports the thread's totals: a later report replaces an earlier one, never adds to it, and a
+                // resumed thread's earlier turns are taken off at the end.
+                Effect::Usage(usage) => self.usage.report(usage, self.turn_id.as_deref()),
                 Effect::Diff(diff) => self.run.diff(diff).await,
                 Effect::TurnStarted(id) => self.turn_id = Some(id),
                 Effect::TurnEnded(end) => {

@@ -53,7 +53,7 @@ pub enum CodexMode {
     /// `codex exec --json`: one non-interactive run, its events read from stdout.
     #[default]
     Exec,
-    /// `codex app-server`: JSON-RPC over stdio, one thread and turn per execution.
+    /// `codex app-server`: JSON-RPC over stdio, one turn per execution, on a new thread or a resumed one.
     AppServer,
 }
 
@@ -191,9 +191,9 @@ impl Backend for CodexBackend {
         true
     }
 
-    /// The exec mode continues a thread with `codex exec resume`.
+    /// Both modes continue a thread: `codex exec resume`, or `thread/resume` then `turn/start`.
     fn can_continue(&self) -> bool {
-        self.config.mode == CodexMode::Exec
+        true
     }
 
     async fn check(&self) -> Readiness {

@@ -26,13 +26,24 @@ pub(crate) enum Effect {
     /// The agent said this (the last one is the output).
     AgentMessage(String),
     /// The thread's token usage so far (it replaces any earlier report).
-    Usage(Value),
+    Usage(ThreadUsage),
     /// The turn's unified diff so far (it replaces any earlier one).
     Diff(String),
     /// The turn began, under this id.
     TurnStarted(String),
     /// The turn ended.
     TurnEnded(TurnEnd),
+}
+
+/// One `thread/tokenUsage/updated`, its fields under the names the exec mode reports them (`input_tokens`, …).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ThreadUsage {
+    /// Over every turn of the thread, across processes.
+    pub(crate) total: Value,
+    /// Of the last model request alone, when reported.
+    pub(crate) last: Option<Value>,
+    /// The turn the report is about, when named.
+    pub(crate) turn_id: Option<String>,
 }
 
 /// How a turn ended.
@@ -74,12 +85,19 @@ impl Transcript {
             "turn/diff/updated" => {
                 text(params, "diff").map(|diff| vec![Effect::Diff(diff.to_owned())]).unwrap_or_default()
             }
-            "thread/tokenUsage/updated" => params
-                .get("tokenUsage")
-                .and_then(|usage| usage.get("total"))
-                .and_then(Value::as_object)
-                .map(|total| vec![Effect::Usage(snake_case_keys(total))])
-                .unwrap_or_default(),
+            "thread/tokenUsage/updated" => {
+                let usage = params.get("tokenUsage");
+                let breakdown = |name| usage.and_then(|usage| usage.get(name)).and_then(Value::as_object);
+                breakdown("total")
+                    .map(|total| {
+                        vec![Effect::Usage(ThreadUsage {
+                            total: snake_case_keys(total),
+                            last: breakdown("last").map(snake_case_keys),
+                            turn_id: text(params, "turnId").map(str::to_owned),
+                        })]
+                    })
+                    .unwrap_or_default()
+            }
             "turn/plan/updated" => plan(params),
             "item/started" | "item/completed" => match params.get("item") {
                 Some(item) => self.item(method == "item/completed", item),

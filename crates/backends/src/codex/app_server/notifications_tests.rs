@@ -31,10 +31,16 @@ fn the_plan_is_one_item_per_turn() {
 
 #[test]
 fn usage_totals_keep_the_exec_mode_names() {
-    let params = json!({"tokenUsage": {"total": {"inputTokens": 3, "cacheWriteInputTokens": 1}, "last": {}}});
+    let params = json!({"threadId": "t", "turnId": "u",
+                        "tokenUsage": {"total": {"inputTokens": 3, "cacheWriteInputTokens": 1},
+                                       "last": {"inputTokens": 2}}});
     assert_eq!(
         Transcript::default().notification("thread/tokenUsage/updated", &params),
-        [Effect::Usage(json!({"input_tokens": 3, "cache_write_input_tokens": 1}))]
+        [Effect::Usage(ThreadUsage {
+            total: json!({"input_tokens": 3, "cache_write_input_tokens": 1}),
+            last: Some(json!({"input_tokens": 2})),
+            turn_id: Some("u".into()),
+        })]
     );
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 pub(crate) const INITIALIZE: &str = "initialize";
 pub(crate) const INITIALIZED: &str = "initialized";
 pub(crate) const THREAD_START: &str = "thread/start";
+pub(crate) const THREAD_RESUME: &str = "thread/resume";
 pub(crate) const TURN_START: &str = "turn/start";
 pub(crate) const TURN_INTERRUPT: &str = "turn/interrupt";
 
@@ -77,6 +78,16 @@ pub(crate) struct ThreadStartParams {
     pub(crate) sandbox: Option<CodexSandbox>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) approval_policy: Option<CodexApproval>,
+}
+
+/// `thread/resume`'s params: the thread by its id (the protocol's preferred way; Codex loads it from `CODEX_HOME`),
+/// with the same settings as `thread/start`, each only when the backend sets it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ThreadResumeParams {
+    pub(crate) thread_id: String,
+    #[serde(flatten)]
+    pub(crate) settings: ThreadStartParams,
 }
 
 /// `turn/start`'s params: the prompt as the one text input of the turn.
@@ -184,12 +195,21 @@ pub(crate) fn every_message_sent() -> Vec<(&'static str, Value)> {
         sandbox: Some(CodexSandbox::WorkspaceWrite),
         approval_policy: Some(CodexApproval::OnRequest),
     };
+    let resume = ThreadResumeParams {
+        thread_id: "t".into(),
+        settings: ThreadStartParams {
+            cwd: Some("/work".into()),
+            sandbox: Some(CodexSandbox::ReadOnly),
+            approval_policy: Some(CodexApproval::Never),
+        },
+    };
     let turn =
         TurnStartParams { thread_id: "t".into(), input: vec![UserInput::Text { text: "hello".into() }] };
     vec![
         (INITIALIZE, value(InitializeParams::default())),
         (INITIALIZED, Value::Null),
         (THREAD_START, value(thread)),
+        (THREAD_RESUME, value(resume)),
         (TURN_START, value(turn)),
         (TURN_INTERRUPT, value(TurnInterruptParams { thread_id: "t".into(), turn_id: "u".into() })),
     ]
@@ -233,6 +253,15 @@ mod tests {
     fn unset_settings_are_not_sent() {
         let params = serde_json::to_value(ThreadStartParams::default()).expect("serializes");
         assert_eq!(params, json!({}));
+    }
+
+    #[test]
+    fn a_resume_names_the_thread_and_only_the_settings_that_are_set() {
+        let settings =
+            ThreadStartParams { sandbox: Some(CodexSandbox::ReadOnly), ..ThreadStartParams::default() };
+        let params = serde_json::to_value(ThreadResumeParams { thread_id: "thr_1".into(), settings })
+            .expect("serializes");
+        assert_eq!(params, json!({"threadId": "thr_1", "sandbox": "read-only"}));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Checks the messages the dashboard sends against the protocol of the installed Codex: the schema that
 //! `codex app-server generate-json-schema` prints. Every method must be one the server knows and every field one
-//! its params have, with an allowed value where the schema lists them. Without `codex` on `PATH` the test skips,
+//! its params have, with an allowed value where the schema lists them, and every field the schema requires sent. The
+//! answers and notifications whose fields the dashboard reads (a resumed thread's id, the thread's usage) are
+//! checked to carry them. Without `codex` on `PATH` the test skips,
 //! saying why — unless `CI` and `DASHBOARD_REQUIRE_CODEX=1` are set, where it fails.
 
 use std::path::{Path, PathBuf};
@@ -52,7 +54,7 @@ fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {
 }
 
 /// Whether `value` fits `schema` as far as the dashboard cares: every object member is a property the schema (or
-/// one of its alternatives) has, every listed value is allowed, recursively.
+/// one of its alternatives) has, every required member is there, every listed value is allowed, recursively.
 fn fits(root: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     let schema = resolve(root, schema);
     for key in ["anyOf", "oneOf", "allOf"] {
@@ -87,6 +89,12 @@ fn fits(root: &Value, schema: &Value, value: &Value) -> Result<(), String> {
     }
     match value {
         Value::Object(members) => {
+            let required = schema.get("required").and_then(Value::as_array).into_iter().flatten();
+            if let Some(missing) =
+                required.filter_map(Value::as_str).find(|name| !members.contains_key(*name))
+            {
+                return Err(format!("no required field {missing:?}"));
+            }
             let properties = schema.get("properties").and_then(Value::as_object);
             for (name, member) in members {
                 let Some(property) = properties.and_then(|properties| properties.get(name)) else {
@@ -167,13 +175,38 @@ fn every_answer_to_a_server_request_is_in_the_installed_protocol() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Whether `path` (property names, from `schema`) is a property the schema requires at every step.
+fn requires(root: &Value, schema: &Value, path: &[&str]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return true };
+    let schema = resolve(root, schema);
+    let is_required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|required| required.contains(&json!(first)));
+    is_required && schema["properties"].get(*first).is_some_and(|property| requires(root, property, rest))
+}
+
+#[test]
+fn what_the_dashboard_reads_is_always_sent_by_the_installed_codex() {
+    let Some(dir) = generated_schema("read") else { return };
+    let resumed = load(&dir, "v2/ThreadResumeResponse.json");
+    assert!(requires(&resumed, &resumed, &["thread", "id"]), "thread/resume's answer names its thread");
+    let usage = load(&dir, "v2/ThreadTokenUsageUpdatedNotification.json");
+    for path in [["tokenUsage", "total"], ["tokenUsage", "last"]] {
+        assert!(requires(&usage, &usage, &path), "thread/tokenUsage/updated has {path:?}");
+    }
+    assert!(requires(&usage, &usage, &["turnId"]), "thread/tokenUsage/updated names its turn");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The check itself, on a schema small enough to read: it must catch an unknown field and a value not allowed.
 #[test]
 fn the_check_finds_unknown_fields_and_values() {
     let root = json!({"definitions": {
         "Mode": {"enum": ["a", "b"], "type": "string"},
         "Params": {"properties": {"mode": {"anyOf": [{"$ref": "#/definitions/Mode"}, {"type": "null"}]},
-                                  "list": {"items": {"properties": {"x": {"type": "string"}}}, "type": "array"}}}
+                                  "list": {"items": {"properties": {"x": {"type": "string"}}, "required": ["x"]},
+                                           "type": "array"}}}
     }});
     let schema = json!({"$ref": "#/definitions/Params"});
     let check = |value: Value| fits(&root, &schema, &value);
@@ -181,4 +214,5 @@ fn the_check_finds_unknown_fields_and_values() {
     assert!(check(json!({"mood": "a"})).is_err());
     assert!(check(json!({"mode": "c"})).is_err());
     assert!(check(json!({"list": [{"y": "1"}]})).is_err());
+    assert!(check(json!({"list": [{}]})).is_err(), "a required field missing");
 }
