@@ -1,12 +1,15 @@
 //! The phases of one benchmark run, in an order that keeps each clean: idle memory and live streams first (before
-//! load has grown the heap), then the echo ceiling, triggers, lifecycles, log ingestion, and listing at growing sizes.
+//! load has grown the heap), then the echo ceiling, triggers, lifecycles, log ingestion, listing at growing sizes, and
+//! the status page of a long transcript.
 
 use std::fmt::Write;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dashboard_core::{ExecutionId, ExecutionStatus};
+use dashboard_core::{
+    ExecutionId, ExecutionStatus, FileChange, FileChangeKind, ItemBody, ItemStatus, MessageRole, NewItem,
+};
 use dashboard_server::RunningServer;
 use dashboard_store::{DashboardStore, FunctionKey, HistogramSnapshot, NewExecution, StoreStats};
 use reqwest::StatusCode;
@@ -140,6 +143,9 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
     for size in options.list_sizes.iter().skip(1) {
         rows.push(list(options, server, *size).await);
     }
+
+    eprintln!("(g) the status page of an execution with {TRANSCRIPT_ITEMS} items…");
+    rows.extend(transcript_page(options, server).await);
 
     let stats = server.dashboard.store().stats();
     rows.push(row("store: group commits", commits(&stats.commit_seconds, &stats.batch_size), ""));
@@ -292,6 +298,81 @@ async fn log_ingestion(server: &RunningServer, url: &str, clients: usize, durati
     );
     result.writer = writer;
     result
+}
+
+/// The status page (`GET /executions/{id}`) of an execution with [`TRANSCRIPT_ITEMS`] transcript items — messages,
+/// reasoning, commands with output and file changes with diffs, seeded straight through the store — fetched by one
+/// client: its latency, and the bytes of one page (the page holds the first 200 items; the rest are a link away).
+async fn transcript_page(options: &Options, server: &RunningServer) -> Vec<Row> {
+    let store = server.dashboard.store_for_seeding();
+    let function = store
+        .get_function(&FunctionKey::parse(QUICK_FUNCTION))
+        .await
+        .expect("the store answers")
+        .expect("the bench function exists");
+    let execution = NewExecution::of(&function, json!({"steps": 0, "transcript": true}));
+    let id = store.create_execution(execution).await.expect("the store takes the execution").value.id;
+    let mut batch = Vec::new();
+    for index in 0..TRANSCRIPT_ITEMS {
+        batch.push(transcript_item(index));
+        if batch.len() == 500 {
+            store.upsert_items(id, std::mem::take(&mut batch)).await.expect("the store takes the items");
+        }
+    }
+    store.upsert_items(id, batch).await.expect("the store takes the items");
+
+    let page_url = format!("{}/executions/{id}", server.url());
+    let client = load::client();
+    let page = client.get(&page_url).send().await.expect("the page answers");
+    assert_eq!(page.status(), StatusCode::OK, "the status page");
+    let bytes = page.bytes().await.expect("the page is read").len();
+    let duration = Duration::from_secs_f64(options.seconds);
+    let fetched =
+        load::run(1, WARMUP, duration, StatusCode::OK, move |client, _| client.get(&page_url)).await;
+    let measure = format!("(g) `GET /executions/{{id}}` with {TRANSCRIPT_ITEMS} transcript items, 1 client");
+    vec![
+        load_row(&measure, &fetched, "req", 1.0, "p99 < 200 ms"),
+        row(
+            "(g′) bytes of that page (200 items shown, the rest paged)",
+            format!("{} KiB", bytes / 1024),
+            "paged",
+        ),
+    ]
+}
+
+/// Items in the transcript of (g).
+const TRANSCRIPT_ITEMS: usize = 10_000;
+
+/// The `index`th item of (g)'s transcript: by turns a message, reasoning, a command with output, a file change.
+fn transcript_item(index: usize) -> NewItem {
+    let body = match index % 4 {
+        0 => ItemBody::Message {
+            role: MessageRole::Agent,
+            text: format!(
+                "Step {index}: I looked at the failing test and will fix the off-by-one in the parser."
+            ),
+        },
+        1 => ItemBody::Reasoning {
+            text: "The loop stops one short when the input ends with a newline.".into(),
+        },
+        2 => ItemBody::Command {
+            command: "cargo test -p parser".into(),
+            cwd: Some("/srv/repo".into()),
+            output: "running 42 tests\n".repeat(8),
+            exit_code: Some(0),
+        },
+        _ => ItemBody::FileChange {
+            changes: vec![FileChange {
+                path: "src/parser.rs".into(),
+                kind: FileChangeKind::Update,
+                diff: Some(
+                    "@@ -10,3 +10,3 @@\n-    for i in 0..n - 1 {\n+    for i in 0..n {\n     parse(i);\n"
+                        .into(),
+                ),
+            }],
+        },
+    };
+    NewItem::new(format!("item-{index}"), ItemStatus::Completed, body).expect("a valid item")
 }
 
 /// Fills the store up to `size` executions straight through the store API (as queued executions of the bench
