@@ -6,6 +6,7 @@ use dashboard_core::{LogStream, NewItem};
 use serde_json::Value;
 
 use super::items::transcript_item;
+use super::json::text;
 
 /// What one line of Codex output means for the run.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,10 +157,6 @@ fn command(phase: &str, item: &Value) -> Vec<Effect> {
 
 fn agent(line: String) -> Effect {
     Effect::Log(LogStream::Agent, line)
-}
-
-fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
-    value.get(field).and_then(Value::as_str)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Codex's thread items (`item.started`, `item.updated`, `item.completed` of `codex exec --json`) as transcript
 //! items: the same id each time, so a later event updates the item. Unknown item types and fields are passed over.
 
+use super::json::{list, owned, text};
 use dashboard_core::{FileChange, FileChangeKind, ItemBody, ItemStatus, MessageRole, NewItem, PlanEntry};
 use serde_json::Value;
 
@@ -69,18 +70,6 @@ fn file_change(change: &Value) -> Option<FileChange> {
         _ => return None,
     };
     Some(FileChange { path: owned(change, "path"), kind, diff: None })
-}
-
-fn list<'a>(value: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
-    value.get(field).and_then(Value::as_array).into_iter().flatten()
-}
-
-fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
-    value.get(field).and_then(Value::as_str)
-}
-
-fn owned(value: &Value, field: &str) -> String {
-    text(value, field).unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod app_server;
 mod events;
 mod items;
+mod json;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

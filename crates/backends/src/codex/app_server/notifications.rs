@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::codex::json::{list, owned, text};
 use dashboard_core::{
     FileChange, FileChangeKind, ItemBody, ItemStatus, LogStream, MessageRole, NewItem, PlanEntry,
 };
@@ -355,18 +356,6 @@ fn snake_case_keys(total: &Map<String, Value>) -> Value {
 
 fn agent(line: String) -> Effect {
     Effect::Log(LogStream::Agent, line)
-}
-
-fn list<'a>(value: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
-    value.get(field).and_then(Value::as_array).into_iter().flatten()
-}
-
-fn text<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
-    value.get(field).and_then(Value::as_str)
-}
-
-fn owned(value: &Value, field: &str) -> String {
-    text(value, field).unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]
