@@ -19,13 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer, web};
 use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunContext, RunOutcome};
 use dashboard_core::{
     FileChange, FileChangeKind, FunctionSpec, ItemBody, ItemStatus, MessageRole, NewItem, PlanEntry,
 };
 use dashboard_engine::Dashboard;
-use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
 use dashboard_store::MemoryStore;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -547,26 +545,10 @@ async fn the_transcript_shows_an_agents_work_in_order_and_takes_new_items_live()
         .create_function(&Principal::anonymous(), FunctionSpec::new("greeter", "scripted"))
         .await
         .expect("a function");
-    let web_source = WebSource::choose(None, false);
-    let templates = Templates::load(&web_source).expect("the embedded templates");
-    let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
-    let state = web::Data::new(AppState::new(dashboard, templates, config));
-    let web_source = web::Data::new(web_source);
     // The server's own policy, so that an inline style or script in the transcript would be refused here too.
     let csp =
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'";
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::DefaultHeaders::new().add(("Content-Security-Policy", csp)))
-            .configure(configure(state.clone(), web_source.clone()))
-    })
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .expect("a free port");
-    let base = format!("http://{}", server.addrs()[0]);
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (base, handle) = common::mount(dashboard, Some(csp));
     let client = common::client();
     let limit = Duration::from_secs(15);
 

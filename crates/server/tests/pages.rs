@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
 use common::{Answer, Browser, TestServer, server};
 use dashboard_backend_api::Principal;
 use dashboard_backends::DemoBackend;
@@ -17,7 +15,6 @@ use dashboard_core::{
     PlanEntry,
 };
 use dashboard_engine::Dashboard;
-use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
 use dashboard_store::{DashboardStore, MemoryStore};
 use serde_json::json;
 
@@ -221,20 +218,7 @@ impl TranscriptServer {
             .create_function(&Principal::anonymous(), FunctionSpec::new("agent", "demo"))
             .await
             .expect("a function");
-        let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
-        let web_source = WebSource::choose(None, false);
-        let templates = Templates::load(&web_source).expect("the embedded templates");
-        let state = web::Data::new(AppState::new(dashboard, templates, config));
-        let web_source = web::Data::new(web_source);
-        let server =
-            HttpServer::new(move || App::new().configure(configure(state.clone(), web_source.clone())))
-                .workers(1)
-                .bind((Ipv4Addr::LOCALHOST, 0))
-                .expect("a free port");
-        let url = format!("http://{}", server.addrs()[0]);
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        let (url, handle) = common::mount(dashboard, None);
         let client = common::client();
         let trigger = json!({"function": "agent", "input": {"steps": 0, "delay_ms": 0}});
         let triggered = common::answer(client.post(format!("{url}/api/executions")).json(&trigger)).await;

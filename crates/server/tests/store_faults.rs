@@ -14,13 +14,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
 use common::{Answer, answer, client};
 use dashboard_backend_api::Principal;
 use dashboard_backends::DemoBackend;
 use dashboard_core::FunctionSpec;
 use dashboard_engine::Dashboard;
-use dashboard_server::{AppState, ServerConfig, StoreSpec, Templates, WebSource, configure};
 use dashboard_store::{DashboardStore, FailingWrites};
 use dashboard_store_sqlite::SqliteStore;
 use serde_json::json;
@@ -50,19 +48,7 @@ async fn while_writes_fail_healthz_is_503_with_the_reason_and_a_cancel_lands_onc
         .create_function(&Principal::anonymous(), FunctionSpec::new("hangs", "demo"))
         .await
         .expect("a function");
-    let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
-    let web_source = WebSource::choose(None, false);
-    let templates = Templates::load(&web_source).expect("the embedded templates");
-    let state = web::Data::new(AppState::new(dashboard.clone(), templates, config));
-    let web_source = web::Data::new(web_source);
-    let server = HttpServer::new(move || App::new().configure(configure(state.clone(), web_source.clone())))
-        .workers(1)
-        .bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("a free port");
-    let url = format!("http://{}", server.addrs()[0]);
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (url, handle) = common::mount(dashboard.clone(), None);
     let client = client();
     let get = |path: &str| answer(client.get(format!("{url}{path}")));
 

@@ -274,3 +274,36 @@ impl TestServer {
         }
     }
 }
+
+/// Mounts the dashboard around an engine the test built itself (its own store or backends) in a real actix-web
+/// server on 127.0.0.1:0, as an embedding app would (`configure`), optionally under a Content-Security-Policy; its
+/// URL and the handle that stops it.
+pub fn mount(
+    dashboard: dashboard_engine::Dashboard,
+    csp: Option<&'static str>,
+) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{App, HttpServer, web};
+    use dashboard_server::{AppState, Templates, WebSource, configure};
+
+    let web_source = WebSource::choose(None, false);
+    let templates = Templates::load(&web_source).expect("the embedded templates");
+    let config = ServerConfig { store: StoreSpec::Memory, ..ServerConfig::default() };
+    let state = web::Data::new(AppState::new(dashboard, templates, config));
+    let web_source = web::Data::new(web_source);
+    let server = HttpServer::new(move || {
+        let headers = actix_web::middleware::DefaultHeaders::new();
+        let headers = match csp {
+            Some(policy) => headers.add(("Content-Security-Policy", policy)),
+            None => headers,
+        };
+        App::new().wrap(headers).configure(configure(state.clone(), web_source.clone()))
+    })
+    .workers(1)
+    .bind((Ipv4Addr::LOCALHOST, 0))
+    .expect("a free port");
+    let url = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (url, handle)
+}
