@@ -15,6 +15,7 @@ mod error;
 mod functions;
 mod health;
 mod inner;
+mod json_size;
 mod metrics;
 mod prompt;
 mod reader;

@@ -33,6 +33,7 @@ use serde_json::Value;
 use tera::ast::{Expr, ExprVal, FunctionCall, Node, WS};
 
 use self::budget::{BUDGET, Budget, LimitedWriter};
+use crate::json_size::json_len_up_to;
 
 /// The longest rendered prompt, in bytes.
 pub const MAX_PROMPT_BYTES: usize = 1024 * 1024;
@@ -458,13 +459,7 @@ impl tera::Function for BoundedRange {
 
 /// The size of `value` as JSON text, counted while it is written out and only up to just past [`MAX_VALUE_BYTES`].
 fn encoded_size(value: &Value, is_pretty: bool) -> usize {
-    let mut counter = budget::SizeCounter::default();
-    let _ = if is_pretty {
-        serde_json::to_writer_pretty(&mut counter, value)
-    } else {
-        serde_json::to_writer(&mut counter, value)
-    };
-    counter.n_bytes
+    json_len_up_to(value, MAX_VALUE_BYTES, is_pretty)
 }
 
 /// An estimate of a value's size as JSON, in bytes.

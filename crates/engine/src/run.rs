@@ -21,6 +21,7 @@ use self::log_writer::{Batch, LogWriter};
 pub(crate) use self::log_writer::{LogBudget, LogLimit, truncate_line};
 pub(crate) use self::open_items::closed as close_open_items;
 use crate::inner::{Inner, cancelled_message};
+use crate::json_size::json_len_up_to;
 use crate::scheduler::QueuedRun;
 use crate::{EngineError, INTERRUPTED_ERROR};
 
@@ -360,26 +361,7 @@ fn closing_line(update: &ExecutionUpdate) -> String {
 /// Why `output` may not be stored: its JSON is longer than `max_bytes`. Measured as it is written out, without
 /// building the text, and only up to the limit.
 pub(crate) fn output_too_large(output: &Value, max_bytes: usize) -> Option<String> {
-    /// Counts the bytes written to it, and refuses more than the limit.
-    struct Counter {
-        n_bytes: usize,
-        max_bytes: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.n_bytes += bytes.len();
-            if self.n_bytes > self.max_bytes {
-                return Err(std::io::Error::other("over the limit"));
-            }
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter { n_bytes: 0, max_bytes };
-    serde_json::to_writer(&mut counter, output).err().map(|_| {
+    (json_len_up_to(output, max_bytes, false) > max_bytes).then(|| {
         format!("the output is larger than the limit of {max_bytes} bytes of JSON, so it was not stored")
     })
 }

@@ -110,24 +110,3 @@ impl Write for LimitedWriter {
         Ok(())
     }
 }
-
-/// Counts the bytes written to it, refusing to go on a little past [`MAX_VALUE_BYTES`]: the size of a value's JSON
-/// text without building it.
-#[derive(Default)]
-pub(super) struct SizeCounter {
-    pub(super) n_bytes: usize,
-}
-
-impl Write for SizeCounter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.n_bytes += buf.len();
-        if self.n_bytes > MAX_VALUE_BYTES {
-            return Err(io::Error::other("over the limit"));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
