@@ -1,5 +1,6 @@
 //! `RunContext`: everything a backend gets for one run, and the sink its log lines and transcript items go through.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
@@ -8,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::BackendError;
+use crate::{ApprovalAnswer, ApprovalGate, ApprovalRequest, ApproveAll, BackendError};
 
 /// The most bytes of a run's diff the engine keeps; a longer one is cut on a line boundary with [`DIFF_CUT_MARKER`].
 pub const MAX_DIFF_BYTES: usize = 4 * 1024 * 1024;
@@ -147,6 +148,9 @@ pub struct RunContext {
     /// the session id the execution it continues reported through [`session`](Self::session). The prompt is the
     /// new turn's. Only a backend whose [`crate::Backend::can_continue`] is true is given one.
     pub resume: Option<String>,
+    /// Where the agent's approval requests go (see [`ask_approval`](Self::ask_approval)); [`ApproveAll`] unless the
+    /// engine sets its own.
+    pub approvals: Arc<dyn ApprovalGate>,
     logs: LogSink,
 }
 
@@ -163,8 +167,16 @@ impl RunContext {
             deadline: None,
             callback: None,
             resume: None,
+            approvals: Arc::new(ApproveAll),
             logs,
         }
+    }
+
+    /// Asks for a decision on what the agent wants to do, and waits for it: the function's approval policy answers
+    /// at once (`auto`, `deny`, a grant for the session), or a person does (`ask`; the execution is `waiting`
+    /// meanwhile). A run that is stopped, or an approval that expires, gets a decline. Tell the agent the answer.
+    pub async fn ask_approval(&self, request: ApprovalRequest) -> ApprovalAnswer {
+        self.approvals.ask(request).await
     }
 
     /// Writes a log line (see [`LogSink::log`]).

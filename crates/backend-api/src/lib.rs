@@ -9,10 +9,12 @@
 //! dashboard-backend-api` lists none. A backend never touches the store or an execution's status: the engine owns
 //! both.
 
+mod approval;
 mod context;
 mod error;
 mod registry;
 
+pub use approval::{ApprovalAnswer, ApprovalGate, ApprovalRequest, ApproveAll};
 pub use context::{
     Callback, DIFF_CUT_MARKER, LogSink, MAX_DIFF_BYTES, RunContext, RunEntry, bound_diff, log_channel,
 };
@@ -20,6 +22,7 @@ pub use error::BackendError;
 pub use registry::{Action, BackendRegistry, Principal, Scope};
 
 use async_trait::async_trait;
+use dashboard_core::ApprovalPolicy;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -31,6 +34,8 @@ use serde_json::Value;
 /// - When `run.cancel` fires (cancel, timeout or shutdown), it stops what it started — processes killed, requests
 ///   dropped — and returns promptly, with any outcome: the engine has already decided the status.
 /// - It is called concurrently for different executions and must not assume it runs alone.
+/// - When its agent asks permission, it asks through `run.ask_approval` (which applies the function's policy and may
+///   wait for a person) and tells the agent the answer; it never decides by itself.
 /// - An agent with conversations reports its session id through `run.session` as soon as it knows it, and its diff
 ///   through `run.diff`. If it says it [`can_continue`](Backend::can_continue), a run with `run.resume` set is a new
 ///   turn of that session, with `run.prompt` the new turn's prompt.
@@ -51,6 +56,15 @@ pub trait Backend: Send + Sync + 'static {
     /// continue on a backend that cannot. The default is no.
     fn can_continue(&self) -> bool {
         false
+    }
+
+    /// Why a function with approval policy `policy` cannot run on this backend, if it cannot: a backend set up so
+    /// that its agent never asks (Codex with `approval = "never"`) refuses `ask` and `deny`, which would never apply.
+    /// The engine refuses such a function at create/update and such a run at start, with this reason. The default is
+    /// none.
+    fn refuses_approval_policy(&self, policy: ApprovalPolicy) -> Option<String> {
+        let _ = policy;
+        None
     }
 
     /// Whether the backend can run executions now, and a word on why; shown on the backends page. Never

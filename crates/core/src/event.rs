@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Execution, ExecutionId, ExecutionStatus, Function, Timestamp};
+use crate::{Approval, ApprovalStatus, Execution, ExecutionId, ExecutionStatus, Function, Timestamp};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,11 +38,23 @@ pub enum EventKind {
     /// An execution was cancelled.
     #[serde(rename = "execution.cancelled")]
     ExecutionCancelled,
+    /// An execution's agent waits for a person: an approval is pending.
+    #[serde(rename = "execution.waiting")]
+    ExecutionWaiting,
+    /// An execution runs again: its last pending approval was decided.
+    #[serde(rename = "execution.resumed")]
+    ExecutionResumed,
+    /// An agent asked for an approval.
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested,
+    /// An approval was decided: approved, declined or expired.
+    #[serde(rename = "approval.decided")]
+    ApprovalDecided,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 13] = [
         Self::FunctionCreated,
         Self::FunctionUpdated,
         Self::FunctionDeleted,
@@ -52,6 +64,10 @@ impl EventKind {
         Self::ExecutionFailed,
         Self::ExecutionTimedOut,
         Self::ExecutionCancelled,
+        Self::ExecutionWaiting,
+        Self::ExecutionResumed,
+        Self::ApprovalRequested,
+        Self::ApprovalDecided,
     ];
 
     /// The kind as it appears in the API (`execution.succeeded`).
@@ -66,6 +82,10 @@ impl EventKind {
             Self::ExecutionFailed => "execution.failed",
             Self::ExecutionTimedOut => "execution.timed_out",
             Self::ExecutionCancelled => "execution.cancelled",
+            Self::ExecutionWaiting => "execution.waiting",
+            Self::ExecutionResumed => "execution.resumed",
+            Self::ApprovalRequested => "approval.requested",
+            Self::ApprovalDecided => "approval.decided",
         }
     }
 
@@ -134,6 +154,7 @@ impl NewEvent {
             }
             ExecutionStatus::Queued => format!("{name} queued on {} ({short_id})", execution.backend),
             ExecutionStatus::Running => format!("{name} started on {} ({short_id})", execution.backend),
+            ExecutionStatus::Waiting => format!("{name} is waiting for an approval ({short_id})"),
             ExecutionStatus::Succeeded => format!("{name} succeeded ({short_id})"),
             ExecutionStatus::Failed => format!(
                 "{name} failed: {} ({short_id})",
@@ -154,6 +175,53 @@ impl NewEvent {
             execution_id: Some(execution.id),
             function: Some(execution.function.clone()),
             backend: Some(execution.backend.clone()),
+            message,
+            data,
+        }
+    }
+
+    /// The event for an execution that has just gone from `from` to its current status: as
+    /// [`for_execution`](Self::for_execution), except that `running` after `waiting` is `execution.resumed`.
+    pub fn for_change(from: ExecutionStatus, execution: &Execution) -> Self {
+        let mut event = Self::for_execution(execution);
+        if from == ExecutionStatus::Waiting && execution.status == ExecutionStatus::Running {
+            event.kind = EventKind::ExecutionResumed;
+            event.message = format!("{} resumed ({})", execution.function, short(execution.id));
+        }
+        event
+    }
+
+    /// The event for an approval that was just requested or decided (`kind` says which); `decided_by` and the
+    /// decision are in the data.
+    pub fn for_approval(kind: EventKind, approval: &Approval) -> Self {
+        let short_id = short(approval.execution_id);
+        let function = &approval.function;
+        let summary = first_line(&approval.summary);
+        let message = match (kind, approval.status) {
+            (EventKind::ApprovalRequested, _) => format!("{function} asks to approve {summary} ({short_id})"),
+            (_, ApprovalStatus::Expired) => format!("{function}: approval of {summary} expired ({short_id})"),
+            (_, status) => {
+                let how = if approval.for_session { " for the session" } else { "" };
+                let by = approval.decided_by.as_deref().unwrap_or("nobody");
+                format!("{function}: {summary} {status}{how} by {by} ({short_id})")
+            }
+        };
+        let mut data = json!({
+            "approval_id": approval.id,
+            "kind": approval.kind,
+            "status": approval.status,
+        });
+        if let Some(decided_by) = &approval.decided_by {
+            data["decided_by"] = json!(decided_by);
+        }
+        if approval.for_session {
+            data["for_session"] = json!(true);
+        }
+        Self {
+            kind,
+            execution_id: Some(approval.execution_id),
+            function: Some(function.clone()),
+            backend: Some(approval.backend.clone()),
             message,
             data,
         }

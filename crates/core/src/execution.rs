@@ -10,8 +10,9 @@ use crate::{CoreError, EventKind, ExecutionId, FunctionId, Timestamp};
 
 /// Where an execution is in its life.
 ///
-/// `queued → running → succeeded | failed | timed_out | cancelled`, `queued → cancelled`, and `queued → failed`
-/// (it could not start). Terminal statuses never change.
+/// `queued → running → succeeded | failed | timed_out | cancelled`, `queued → cancelled`, `queued → failed` (it could
+/// not start), and `running → waiting → running` while the agent waits for a person's approval, with `waiting →
+/// cancelled | timed_out | failed`. Terminal statuses never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -20,6 +21,8 @@ pub enum ExecutionStatus {
     Queued,
     /// Handed to its backend.
     Running,
+    /// Its agent is blocked on a person: an approval is pending. Its timeout keeps counting.
+    Waiting,
     /// Finished with an output.
     Succeeded,
     /// Finished with an error, or could not start.
@@ -32,14 +35,22 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     /// Every status, in life order.
-    pub const ALL: [ExecutionStatus; 6] =
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::TimedOut, Self::Cancelled];
+    pub const ALL: [ExecutionStatus; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Waiting,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+    ];
 
     /// The status as it appears in the API (`timed_out`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Waiting => "waiting",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
@@ -49,7 +60,7 @@ impl ExecutionStatus {
 
     /// Whether the execution has ended; a terminal status never changes again.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
+        !matches!(self, Self::Queued | Self::Running | Self::Waiting)
     }
 
     /// Whether the status machine allows going from `self` to `next`.
@@ -57,7 +68,9 @@ impl ExecutionStatus {
         use ExecutionStatus::*;
         matches!(
             (self, next),
-            (Queued, Running | Cancelled | Failed) | (Running, Succeeded | Failed | TimedOut | Cancelled)
+            (Queued, Running | Cancelled | Failed)
+                | (Running, Succeeded | Failed | TimedOut | Cancelled | Waiting)
+                | (Waiting, Running | Failed | TimedOut | Cancelled)
         )
     }
 
@@ -70,11 +83,13 @@ impl ExecutionStatus {
         }
     }
 
-    /// The activity event recorded when an execution reaches this status.
+    /// The activity event recorded when an execution reaches this status (`running` again after `waiting` is
+    /// `execution.resumed`: see [`NewEvent::for_change`](crate::NewEvent::for_change)).
     pub fn event_kind(self) -> EventKind {
         match self {
             Self::Queued => EventKind::ExecutionQueued,
             Self::Running => EventKind::ExecutionStarted,
+            Self::Waiting => EventKind::ExecutionWaiting,
             Self::Succeeded => EventKind::ExecutionSucceeded,
             Self::Failed => EventKind::ExecutionFailed,
             Self::TimedOut => EventKind::ExecutionTimedOut,
@@ -175,7 +190,7 @@ mod tests {
     use super::ExecutionStatus::{self, *};
 
     /// Every pair the status machine allows; all other pairs must be refused.
-    const LEGAL: [(ExecutionStatus, ExecutionStatus); 7] = [
+    const LEGAL: [(ExecutionStatus, ExecutionStatus); 12] = [
         (Queued, Running),
         (Queued, Cancelled),
         (Queued, Failed),
@@ -183,6 +198,11 @@ mod tests {
         (Running, Failed),
         (Running, TimedOut),
         (Running, Cancelled),
+        (Running, Waiting),
+        (Waiting, Running),
+        (Waiting, Failed),
+        (Waiting, TimedOut),
+        (Waiting, Cancelled),
     ];
 
     #[test]

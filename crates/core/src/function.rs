@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::{CoreError, FunctionId, Timestamp, check_input_schema, now};
+use crate::{ApprovalPolicy, CoreError, DEFAULT_APPROVAL_TIMEOUT_SECS, FunctionId, Timestamp, check_input_schema, now};
 
 /// The longest a description may be, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 10_000;
@@ -47,6 +47,14 @@ pub struct FunctionSpec {
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// What the dashboard does when the agent asks permission: `auto` (its own sandbox decides), `ask` (a person
+    /// decides) or `deny`.
+    #[serde(default, skip_serializing_if = "ApprovalPolicy::is_auto")]
+    pub approval_policy: ApprovalPolicy,
+    /// How long an approval may stay pending before it expires (and the agent is told no); 3600 when unset.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_secs: Option<u64>,
     /// Labels to find it by.
     #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     #[serde(default)]
@@ -72,6 +80,8 @@ impl FunctionSpec {
             config: Map::new(),
             timeout_secs: None,
             max_concurrency: None,
+            approval_policy: ApprovalPolicy::Auto,
+            approval_timeout_secs: None,
             tags: Vec::new(),
             metadata: Map::new(),
         }
@@ -102,6 +112,16 @@ impl FunctionSpec {
             Some(secs) if secs > MAX_TIMEOUT_SECS => {
                 return Err(CoreError::invalid_field(
                     "timeout_secs",
+                    format!("must be at most {MAX_TIMEOUT_SECS} (a week)"),
+                ));
+            }
+            _ => {}
+        }
+        match self.approval_timeout_secs {
+            Some(0) => return Err(CoreError::invalid_field("approval_timeout_secs", "must be at least 1")),
+            Some(secs) if secs > MAX_TIMEOUT_SECS => {
+                return Err(CoreError::invalid_field(
+                    "approval_timeout_secs",
                     format!("must be at most {MAX_TIMEOUT_SECS} (a week)"),
                 ));
             }
@@ -168,6 +188,12 @@ pub struct Function {
     pub timeout_secs: Option<u64>,
     /// Its concurrency limit.
     pub max_concurrency: Option<u32>,
+    /// What the dashboard does when the agent asks permission.
+    #[serde(default)]
+    pub approval_policy: ApprovalPolicy,
+    /// How long an approval may stay pending (3600 s when unset).
+    #[serde(default)]
+    pub approval_timeout_secs: Option<u64>,
     /// Its labels.
     pub tags: Vec<String>,
     /// Free-form data.
@@ -185,6 +211,11 @@ pub struct Function {
 }
 
 impl Function {
+    /// How long an approval of its executions may stay pending.
+    pub fn approval_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.approval_timeout_secs.unwrap_or(DEFAULT_APPROVAL_TIMEOUT_SECS))
+    }
+
     /// A new function (version 1) from a spec, which is validated first.
     pub fn create(spec: FunctionSpec) -> Result<Self, CoreError> {
         spec.validate()?;
@@ -209,6 +240,8 @@ impl Function {
             config: self.config.clone(),
             timeout_secs: self.timeout_secs,
             max_concurrency: self.max_concurrency,
+            approval_policy: self.approval_policy,
+            approval_timeout_secs: self.approval_timeout_secs,
             tags: self.tags.clone(),
             metadata: self.metadata.clone(),
         }
@@ -230,6 +263,8 @@ impl Function {
             config,
             timeout_secs,
             max_concurrency,
+            approval_policy,
+            approval_timeout_secs,
             tags,
             metadata,
         } = spec;
@@ -243,6 +278,8 @@ impl Function {
             config,
             timeout_secs,
             max_concurrency,
+            approval_policy,
+            approval_timeout_secs,
             tags,
             metadata,
             version,

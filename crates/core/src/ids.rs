@@ -56,6 +56,10 @@ uuid_id!(
     /// The id of an execution.
     ExecutionId
 );
+uuid_id!(
+    /// The id of an approval.
+    ApprovalId
+);
 
 #[cfg(test)]
 mod tests {

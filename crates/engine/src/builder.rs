@@ -158,6 +158,7 @@ impl DashboardBuilder {
                 functions: FunctionCache::default(),
                 scheduler: Mutex::new(Scheduler::new(self.max_concurrency)),
                 runs: Mutex::new(HashMap::new()),
+                approval_waiters: Mutex::new(HashMap::new()),
                 runs_ended: Notify::new(),
                 is_accepting: AtomicBool::new(true),
                 callback_key: CallbackKey::generate(),

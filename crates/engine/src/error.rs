@@ -1,6 +1,6 @@
 //! `EngineError`: why the engine refused or could not do what it was asked, in variants the server maps to answers.
 
-use dashboard_core::{CoreError, ExecutionId, ExecutionStatus};
+use dashboard_core::{ApprovalId, ApprovalStatus, CoreError, ExecutionId, ExecutionStatus};
 use dashboard_store::StoreError;
 
 /// An error of a [`crate::Dashboard`] operation.
@@ -59,6 +59,14 @@ pub enum EngineError {
         /// The backend.
         backend: String,
     },
+    /// The approval was decided already, or expired: a decision comes too late.
+    #[error("approval {id} is {status} already; it can no longer be decided")]
+    ApprovalDecided {
+        /// The approval.
+        id: ApprovalId,
+        /// How it ended.
+        status: ApprovalStatus,
+    },
     /// The idempotency key was used before with another request.
     #[error("idempotency key {key:?} was already used for another request (execution {existing})")]
     IdempotencyKeyReused {
@@ -97,6 +105,10 @@ impl EngineError {
         Self::NotFound { entity: "execution", key: id.to_string() }
     }
 
+    pub(crate) fn approval_not_found(id: impl ToString) -> Self {
+        Self::NotFound { entity: "approval", key: id.to_string() }
+    }
+
     pub(crate) fn function_not_found(key: impl ToString) -> Self {
         Self::NotFound { entity: "function", key: key.to_string() }
     }
@@ -110,6 +122,9 @@ impl From<StoreError> for EngineError {
             StoreError::VersionMismatch { expected, actual } => Self::VersionMismatch { expected, actual },
             StoreError::Invalid(error) => Self::Invalid(error),
             StoreError::StatusMismatch { actual, .. } => Self::StatusChanged { actual },
+            StoreError::AlreadyDecided { existing } => {
+                Self::ApprovalDecided { id: existing.id, status: existing.status }
+            }
             error @ StoreError::Unavailable { .. } => Self::StoreUnavailable(error),
             other => Self::Store(other),
         }

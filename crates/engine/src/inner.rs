@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_backend_api::BackendRegistry;
-use dashboard_core::{Execution, ExecutionId, Item, NewItem, NewLogLine};
+use dashboard_core::{ApprovalId, Execution, ExecutionId, Item, NewItem, NewLogLine};
 use dashboard_store::{DashboardStore, ExecutionUpdate, Recorded, StoreError};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 
+use crate::approvals::Waiter;
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
@@ -43,6 +44,8 @@ pub(crate) struct Inner {
     pub(crate) functions: FunctionCache,
     pub(crate) scheduler: Mutex<Scheduler>,
     pub(crate) runs: Mutex<HashMap<ExecutionId, Arc<RunHandle>>>,
+    /// The backends waiting for a person's decision, by approval.
+    pub(crate) approval_waiters: Mutex<HashMap<ApprovalId, Waiter>>,
     pub(crate) runs_ended: Notify,
     pub(crate) is_accepting: AtomicBool,
     pub(crate) callback_key: CallbackKey,
@@ -87,7 +90,7 @@ impl Inner {
         }
         let logged = self.observe(self.store.update_execution_with_logs(id, update, lines, items).await)?;
         let _ = self.bus.send(BusMessage::Logs { execution_id: id, last_seq: logged.last_seq });
-        self.publish_items(id, logged.items);
+        self.publish_stored_items(id, logged.items);
         let execution = self.publish(logged.recorded);
         self.metrics.record(&execution);
         Ok(execution)
@@ -135,7 +138,7 @@ impl Inner {
             let attempt = if retry.is_some() { items.clone() } else { std::mem::take(&mut items) };
             match (self.observe(self.store.upsert_items(id, attempt).await), retry.as_mut()) {
                 (Ok(stored), _) => {
-                    self.publish_items(id, stored);
+                    self.publish_stored_items(id, stored);
                     return Ok(());
                 }
                 (Err(StoreError::Unavailable { .. }), Some(retry)) => retry.wait(None).await,
@@ -159,7 +162,7 @@ impl Inner {
 
     /// Tells the bus of stored items, if there are any: their seqs only, since the bus holds a message until its
     /// slowest receiver has read it, and an item may hold a megabyte.
-    fn publish_items(&self, id: ExecutionId, items: Vec<Item>) {
+    pub(crate) fn publish_stored_items(&self, id: ExecutionId, items: Vec<Item>) {
         if !items.is_empty() {
             let mut seqs: Vec<u64> = items.iter().map(|item| item.seq).collect();
             seqs.sort_unstable();

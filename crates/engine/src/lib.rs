@@ -6,6 +6,7 @@
 //! limit, stops them on cancel, timeout and shutdown, and recovers after a restart. It knows nothing of HTTP, so
 //! another Rust service can embed it: `Dashboard::builder().store(...).backend("demo", ...).build()`.
 
+mod approvals;
 mod builder;
 mod bus;
 mod callbacks;
@@ -23,6 +24,9 @@ mod retention;
 mod run;
 mod scheduler;
 
+pub use approvals::{
+    DECIDED_BY_DASHBOARD, DECIDED_BY_POLICY, DECIDED_BY_SESSION_GRANT, DecideRequest, approval_item_id,
+};
 pub use builder::DashboardBuilder;
 pub use bus::BusMessage;
 pub use callbacks::StatusReport;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use dashboard_core::{Event, Execution, ExecutionId, Function, Item, LogLine};
+use dashboard_core::{Approval, ApprovalId, Event, Execution, ExecutionId, Function, Item, LogLine};
 use dashboard_store::{
-    DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError, StoreStats,
+    ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError, StoreStats,
 };
 
 /// Reads of the engine's store; cheap to clone. Each method is the store's own (see `DashboardStore` for its
@@ -80,6 +80,21 @@ impl StoreReader {
     /// The id of the newest event, 0 when there is none.
     pub async fn last_event_id(&self) -> Result<u64, StoreError> {
         self.store.last_event_id().await
+    }
+
+    /// An approval by id.
+    pub async fn get_approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError> {
+        self.store.get_approval(id).await
+    }
+
+    /// Approvals matching `query`: pending ones oldest first, all of them newest first.
+    pub async fn list_approvals(&self, query: &ApprovalQuery) -> Result<Vec<Approval>, StoreError> {
+        self.store.list_approvals(query).await
+    }
+
+    /// How many approvals are pending (the header's count).
+    pub async fn count_pending_approvals(&self) -> Result<u64, StoreError> {
+        self.store.count_pending_approvals().await
     }
 
     /// What the store has recorded about its writes, for metrics.

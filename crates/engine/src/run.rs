@@ -45,6 +45,9 @@ pub(crate) struct RunHandle {
     reported: Notify,
     /// What is left of the execution's log limit: shared by the run's log writer and a remote agent's reports.
     pub(crate) log_budget: Arc<Mutex<LogBudget>>,
+    /// The execution's status as this engine last stored it while it runs (`running` or `waiting`), held while a
+    /// change of it is stored: approvals move it, and the run's end starts from it.
+    pub(crate) status: tokio::sync::Mutex<ExecutionStatus>,
 }
 
 impl RunHandle {
@@ -55,6 +58,7 @@ impl RunHandle {
             report: Mutex::default(),
             reported: Notify::new(),
             log_budget: Arc::new(Mutex::new(LogBudget::new(log_limit))),
+            status: tokio::sync::Mutex::new(ExecutionStatus::Running),
         }
     }
 

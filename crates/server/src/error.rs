@@ -153,6 +153,9 @@ impl From<EngineError> for ApiError {
                 Self::new(ErrorCode::Forbidden, message).details(json!({"backend": backend}))
             }
             EngineError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
+            EngineError::ApprovalDecided { status, .. } => {
+                Self::new(ErrorCode::ApprovalDecided, message).details(json!({"status": status}))
+            }
             EngineError::StatusChanged { actual } => {
                 Self::new(ErrorCode::StatusChanged, "the execution changed status meanwhile; try again")
                     .details(json!({"status": actual}))

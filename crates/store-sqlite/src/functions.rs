@@ -12,6 +12,8 @@ const COLUMNS: &str = "id, name, description, backend, prompt, input_schema, con
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
     Ok(Function {
+        approval_policy: Default::default(), // TODO(approvals): columns
+        approval_timeout_secs: None,
         id: parsed(row, 0)?,
         name: row.get(1)?,
         description: row.get(2)?,

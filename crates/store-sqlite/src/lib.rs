@@ -340,6 +340,51 @@ impl DashboardStore for SqliteStore {
         self.writer.run(move |connection| executions::set_session_id(connection, id, &session_id)).await
     }
 
+    // TODO(approvals): stubs until the SQLite approvals land.
+    async fn create_approval(
+        &self,
+        _approval: dashboard_core::Approval,
+        _item: Option<NewItem>,
+    ) -> Result<dashboard_store::ApprovalChange, StoreError> {
+        Err(StoreError::Unavailable { message: "approvals: not yet".into(), source: None })
+    }
+
+    async fn decide_approval(
+        &self,
+        _id: dashboard_core::ApprovalId,
+        _decision: dashboard_core::ApprovalDecision,
+        _item: Option<NewItem>,
+    ) -> Result<dashboard_store::ApprovalChange, StoreError> {
+        Err(StoreError::Unavailable { message: "approvals: not yet".into(), source: None })
+    }
+
+    async fn get_approval(
+        &self,
+        _id: dashboard_core::ApprovalId,
+    ) -> Result<Option<dashboard_core::Approval>, StoreError> {
+        Ok(None)
+    }
+
+    async fn list_approvals(
+        &self,
+        _query: &dashboard_store::ApprovalQuery,
+    ) -> Result<Vec<dashboard_core::Approval>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn count_pending_approvals(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    async fn session_grant(
+        &self,
+        _session_id: &str,
+        _kind: dashboard_core::ApprovalKind,
+        _grant_key: &str,
+    ) -> Result<Option<dashboard_core::Approval>, StoreError> {
+        Ok(None)
+    }
+
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {
         self.readers.run(move |connection| executions::get_diff(connection, id)).await
     }

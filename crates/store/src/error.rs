@@ -1,6 +1,6 @@
 //! `StoreError`: what went wrong in a store, classified where it happens so callers can act on it.
 
-use dashboard_core::{CoreError, Execution, ExecutionStatus};
+use dashboard_core::{Approval, CoreError, Execution, ExecutionStatus};
 
 /// An error of a store operation. Expected outcomes of lookups are `Option`s, not errors.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,12 @@ pub enum StoreError {
         /// The stored status.
         actual: ExecutionStatus,
     },
+    /// The approval was decided already (or expired); nothing was written.
+    #[error("the approval is {}, no longer pending", .existing.status)]
+    AlreadyDecided {
+        /// The approval as stored.
+        existing: Box<Approval>,
+    },
     /// An execution with this idempotency key exists already; nothing was written.
     #[error("an execution with this idempotency key exists already")]
     IdempotencyKeyExists {
@@ -59,6 +65,11 @@ impl StoreError {
     /// A [`StoreError::NotFound`] for an execution.
     pub fn execution_not_found(id: impl ToString) -> Self {
         Self::NotFound { entity: "execution", key: id.to_string() }
+    }
+
+    /// A [`StoreError::NotFound`] for an approval.
+    pub fn approval_not_found(id: impl ToString) -> Self {
+        Self::NotFound { entity: "approval", key: id.to_string() }
     }
 
     /// A [`StoreError::NotFound`] for a function.

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
     NewItem, NewLogLine, Timestamp,
 };
 
 use crate::{
-    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
+    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
     Recorded, StatusCounts, StoreError, StoreStats,
 };
 
@@ -71,7 +71,9 @@ impl<S: DashboardStore> FailingWrites<S> {
     }
 
     fn check(&self, update: Option<&ExecutionUpdate>) -> Result<(), StoreError> {
-        let is_start = update.is_some_and(|update| update.to == ExecutionStatus::Running);
+        let is_start = update.is_some_and(|update| {
+            update.from == ExecutionStatus::Queued && update.to == ExecutionStatus::Running
+        });
         if is_start && self.is_armed.swap(false, Ordering::SeqCst) {
             self.is_failing.store(true, Ordering::SeqCst);
         }
@@ -148,6 +150,46 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
     async fn set_session_id(&self, id: ExecutionId, session_id: &str) -> Result<Execution, StoreError> {
         self.check(None)?;
         self.inner.set_session_id(id, session_id).await
+    }
+
+    async fn create_approval(
+        &self,
+        approval: Approval,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError> {
+        self.check(None)?;
+        self.inner.create_approval(approval, item).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: ApprovalId,
+        decision: ApprovalDecision,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError> {
+        self.check(None)?;
+        self.inner.decide_approval(id, decision, item).await
+    }
+
+    async fn get_approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError> {
+        self.inner.get_approval(id).await
+    }
+
+    async fn list_approvals(&self, query: &ApprovalQuery) -> Result<Vec<Approval>, StoreError> {
+        self.inner.list_approvals(query).await
+    }
+
+    async fn count_pending_approvals(&self) -> Result<u64, StoreError> {
+        self.inner.count_pending_approvals().await
+    }
+
+    async fn session_grant(
+        &self,
+        session_id: &str,
+        kind: ApprovalKind,
+        grant_key: &str,
+    ) -> Result<Option<Approval>, StoreError> {
+        self.inner.session_grant(session_id, kind, grant_key).await
     }
 
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {

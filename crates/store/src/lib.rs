@@ -22,7 +22,7 @@ pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
-    ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded,
+    ApprovalChange, ApprovalQuery, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded,
     StatusCounts,
 };
 
@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
     NewItem, NewLogLine, Timestamp,
 };
 
@@ -129,7 +129,7 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// none or the execution is unknown. A later status change without a diff keeps the one stored.
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError>;
 
-    /// Executions that are `queued` or `running`, oldest first: what recovery looks at after a restart.
+    /// Executions that are `queued`, `running` or `waiting`, oldest first: what recovery looks at after a restart.
     async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError>;
 
     /// How many executions there are in each status; every status is present, with 0 when there is none.
@@ -164,13 +164,64 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// has no items.
     async fn list_items(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<Item>, StoreError>;
 
+    /// Stores a new approval with its `approval.requested` event and, in the same atomic step, `item` (upserted as
+    /// [`upsert_items`](Self::upsert_items) does; the approval's own transcript entry) and what the approval causes:
+    ///
+    /// - a **pending** approval needs its execution `running` or `waiting`; a `running` one becomes `waiting`
+    ///   (`execution.waiting`, recorded after `approval.requested`); any other status is a
+    ///   [`StoreError::StatusMismatch`] (expected `running`) and nothing is stored;
+    /// - an approval stored **already decided** (by the function's policy or a grant for the session) also records
+    ///   `approval.decided`, and changes no status, whatever the execution's.
+    ///
+    /// Errors, checked in this order: [`StoreError::NotFound`] for an unknown execution, [`StoreError::Invalid`]
+    /// naming `id` when the approval's id exists already, then the status mismatch above.
+    async fn create_approval(
+        &self,
+        approval: Approval,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError>;
+
+    /// Decides a pending approval — a compare-and-set on `pending` — writing `decision` onto it with `decided_at =
+    /// now` and recording `approval.decided`; in the same atomic step it upserts `item` and, when no other approval of
+    /// the execution is still pending and the execution is `waiting`, moves the execution back to `running`
+    /// (`execution.resumed`, recorded after `approval.decided`; `started_at` is kept). An execution in any other
+    /// status does not move (one that ended keeps its end).
+    ///
+    /// Errors: [`StoreError::NotFound`] (entity `approval`), [`StoreError::AlreadyDecided`] with the approval as
+    /// stored when it is not pending, [`StoreError::Invalid`] naming `status` for a decision of status `pending`.
+    async fn decide_approval(
+        &self,
+        id: ApprovalId,
+        decision: ApprovalDecision,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError>;
+
+    /// An approval by id.
+    async fn get_approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError>;
+
+    /// Approvals matching `query`, at most `query.limit` of them (a limit of 0 is read as 1): pending ones oldest
+    /// first (by id), all of them newest first.
+    async fn list_approvals(&self, query: &ApprovalQuery) -> Result<Vec<Approval>, StoreError>;
+
+    /// How many approvals are pending, of all executions.
+    async fn count_pending_approvals(&self) -> Result<u64, StoreError>;
+
+    /// The newest approval of session `session_id` that was approved for the session (`for_session`) with this
+    /// `kind` and `grant_key`: the grant that answers the same request in the session's later turns.
+    async fn session_grant(
+        &self,
+        session_id: &str,
+        kind: ApprovalKind,
+        grant_key: &str,
+    ) -> Result<Option<Approval>, StoreError>;
+
     /// Up to `limit` events with `id > after`, oldest first.
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 
     /// The id of the newest event, 0 when there is none.
     async fn last_event_id(&self) -> Result<u64, StoreError>;
 
-    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs, items, diffs and the events about
+    /// Deletes up to `limit` executions that finished before `cutoff`, with their logs, items, diffs, approvals and the events about
     /// them, and events not about an execution that are older than `cutoff`, oldest finished first. Their idempotency
     /// keys become free again. Event ids are never reused, even when the newest events are pruned. Returns how many
     /// executions it deleted; call again while it returns `limit`.

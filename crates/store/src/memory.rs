@@ -6,12 +6,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    CoreError, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec,
     Item, LogLine, NewEvent, NewItem, NewLogLine, Timestamp, now,
 };
 
 use crate::{
-    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
+    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
     Recorded, StatusCounts, StoreError, check_transition, merge_items_by_id,
 };
 
@@ -39,6 +39,8 @@ struct State {
     items: HashMap<ExecutionId, ExecutionItems>,
     /// Each execution's diff, when it has one.
     diffs: HashMap<ExecutionId, String>,
+    /// Ids are UUID v7: id order is request order.
+    approvals: BTreeMap<ApprovalId, Approval>,
     /// In id order.
     events: Vec<Event>,
     /// The last event id handed out. Kept apart from `events` so that pruning never lets an id be reused.
@@ -95,6 +97,7 @@ impl State {
             return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status });
         }
         check_transition(update.from, update.to)?;
+        let update_from = update.from;
         let diff = update.diff.clone();
         update.apply_to(execution);
         if let Some(diff) = diff {
@@ -102,7 +105,7 @@ impl State {
         }
         let execution = self.executions.get(&id).expect("the execution was found above");
         let execution = execution.clone();
-        let event = self.record(NewEvent::for_execution(&execution));
+        let event = self.record(NewEvent::for_change(update_from, &execution));
         Ok(Recorded { value: execution, event })
     }
 
@@ -346,6 +349,114 @@ impl DashboardStore for MemoryStore {
         Ok(stored.in_order[start..].iter().take(limit).cloned().collect())
     }
 
+    async fn create_approval(
+        &self,
+        approval: Approval,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError> {
+        let mut state = self.state()?;
+        let id = approval.execution_id;
+        let status = state.executions.get(&id).ok_or_else(|| StoreError::execution_not_found(id))?.status;
+        if state.approvals.contains_key(&approval.id) {
+            let message = format!("an approval with id {} exists already", approval.id);
+            return Err(CoreError::invalid_field("id", message).into());
+        }
+        let moves = approval.is_pending() && status == ExecutionStatus::Running;
+        if approval.is_pending() && !matches!(status, ExecutionStatus::Running | ExecutionStatus::Waiting) {
+            return Err(StoreError::StatusMismatch { expected: ExecutionStatus::Running, actual: status });
+        }
+        state.approvals.insert(approval.id, approval.clone());
+        let mut events = vec![state.record(NewEvent::for_approval(EventKind::ApprovalRequested, &approval))];
+        if !approval.is_pending() {
+            events.push(state.record(NewEvent::for_approval(EventKind::ApprovalDecided, &approval)));
+        }
+        if moves {
+            let update = ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Waiting);
+            events.push(state.update_execution(id, update)?.event);
+        }
+        let items = state.upsert_items(id, item.into_iter().collect());
+        let execution = state.executions[&id].clone();
+        Ok(ApprovalChange { approval, execution, events, items })
+    }
+
+    async fn decide_approval(
+        &self,
+        id: ApprovalId,
+        decision: ApprovalDecision,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError> {
+        let mut state = self.state()?;
+        let stored = state.approvals.get(&id).ok_or_else(|| StoreError::approval_not_found(id))?;
+        if !stored.is_pending() {
+            return Err(StoreError::AlreadyDecided { existing: Box::new(stored.clone()) });
+        }
+        if decision.status == ApprovalStatus::Pending {
+            return Err(CoreError::invalid_field("status", "a decision cannot leave the approval pending").into());
+        }
+        let approval = decision.apply(stored, now());
+        let execution_id = approval.execution_id;
+        state.approvals.insert(id, approval.clone());
+        let mut events = vec![state.record(NewEvent::for_approval(EventKind::ApprovalDecided, &approval))];
+        let still_waits =
+            state.approvals.values().any(|other| other.execution_id == execution_id && other.is_pending());
+        let status = state.executions.get(&execution_id).map(|execution| execution.status);
+        if status == Some(ExecutionStatus::Waiting) && !still_waits {
+            let update = ExecutionUpdate::new(ExecutionStatus::Waiting, ExecutionStatus::Running);
+            events.push(state.update_execution(execution_id, update)?.event);
+        }
+        let items = state.upsert_items(execution_id, item.into_iter().collect());
+        let execution = state
+            .executions
+            .get(&execution_id)
+            .cloned()
+            .ok_or_else(|| StoreError::execution_not_found(execution_id))?;
+        Ok(ApprovalChange { approval, execution, events, items })
+    }
+
+    async fn get_approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError> {
+        Ok(self.state()?.approvals.get(&id).cloned())
+    }
+
+    async fn list_approvals(&self, query: &ApprovalQuery) -> Result<Vec<Approval>, StoreError> {
+        let state = self.state()?;
+        let matches = |approval: &&Approval| {
+            (!query.pending_only || approval.is_pending())
+                && query.execution.is_none_or(|execution| approval.execution_id == execution)
+        };
+        let limit = query.limit.max(1);
+        let found = if query.pending_only {
+            state.approvals.values().filter(matches).take(limit).cloned().collect()
+        } else {
+            state.approvals.values().rev().filter(matches).take(limit).cloned().collect()
+        };
+        Ok(found)
+    }
+
+    async fn count_pending_approvals(&self) -> Result<u64, StoreError> {
+        Ok(self.state()?.approvals.values().filter(|approval| approval.is_pending()).count() as u64)
+    }
+
+    async fn session_grant(
+        &self,
+        session_id: &str,
+        kind: ApprovalKind,
+        grant_key: &str,
+    ) -> Result<Option<Approval>, StoreError> {
+        let state = self.state()?;
+        Ok(state
+            .approvals
+            .values()
+            .rev()
+            .find(|approval| {
+                approval.for_session
+                    && approval.status == ApprovalStatus::Approved
+                    && approval.kind == kind
+                    && approval.session_id.as_deref() == Some(session_id)
+                    && approval.grant_key.as_deref() == Some(grant_key)
+            })
+            .cloned())
+    }
+
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let state = self.state()?;
         let start = state.events.partition_point(|event| event.id <= after);
@@ -380,6 +491,7 @@ impl DashboardStore for MemoryStore {
             state.items.remove(id);
             state.diffs.remove(id);
         }
+        state.approvals.retain(|_, approval| !doomed.contains(&approval.execution_id));
         state.events.retain(|event| match event.execution_id {
             Some(execution_id) => !doomed.contains(&execution_id),
             None => event.ts >= cutoff,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use dashboard_core::{
-    Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, Item, Timestamp, now,
+    Approval, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, Item, Timestamp, now,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -187,7 +187,8 @@ impl ExecutionUpdate {
     pub fn apply_to(self, execution: &mut Execution) {
         let at = now();
         execution.status = self.to;
-        if self.to == ExecutionStatus::Running {
+        // `running` again after `waiting` keeps the time it first started.
+        if self.to == ExecutionStatus::Running && self.from == ExecutionStatus::Queued {
             execution.started_at = Some(at);
         }
         if self.to.is_terminal() {
@@ -203,6 +204,33 @@ impl ExecutionUpdate {
             execution.usage = self.usage;
         }
     }
+}
+
+/// A change of an approval, stored with what it causes in one atomic step (see
+/// [`DashboardStore::create_approval`](crate::DashboardStore::create_approval) and
+/// [`DashboardStore::decide_approval`](crate::DashboardStore::decide_approval)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalChange {
+    /// The approval as stored after the change.
+    pub approval: Approval,
+    /// Its execution as stored after the change (`waiting` or `running` again, when the change moved it).
+    pub execution: Execution,
+    /// The events recorded, in id order: `approval.requested` or `approval.decided` (both, for an approval stored
+    /// already decided), and `execution.waiting` or `execution.resumed` when the execution moved.
+    pub events: Vec<Event>,
+    /// The transcript item stored with the change, if one was given.
+    pub items: Vec<Item>,
+}
+
+/// Which approvals [`DashboardStore::list_approvals`](crate::DashboardStore::list_approvals) returns.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ApprovalQuery {
+    /// Only pending ones (oldest first); otherwise all of them, newest first.
+    pub pending_only: bool,
+    /// Only this execution's.
+    pub execution: Option<ExecutionId>,
+    /// At most this many (at least 1).
+    pub limit: usize,
 }
 
 /// Filters and a page of the executions list.

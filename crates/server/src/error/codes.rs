@@ -90,6 +90,7 @@ error_codes! {
     ),
     IllegalTransition = (CONFLICT, "illegal-transition", "a status report the status machine refuses"),
     StatusChanged = (CONFLICT, "status-changed", "the execution changed status meanwhile (a report raced another change)"),
+    ApprovalDecided = (CONFLICT, "approval-decided", "the approval was decided or expired already (`details.status`)"),
     BodyTooLarge = (PAYLOAD_TOO_LARGE, "body-too-large", "the body is over `DASHBOARD_MAX_BODY_BYTES` (default 1 MiB)"),
     UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "the body is not sent as JSON"),
     UnknownField = (UNPROCESSABLE_ENTITY, "unknown-field", "the body has a field the route does not know (`details.field`)"),

@@ -1,0 +1,389 @@
+//! Approvals: the gate each run's backend asks through (the function's policy, grants for the session, a person while
+//! the execution is `waiting`, expiry), decisions from the API, and the approvals a run leaves pending when it ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dashboard_backend_api::{Action, ApprovalAnswer, ApprovalGate, ApprovalRequest, Principal};
+use dashboard_core::{
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalPolicy, ApprovalStatus, CoreError, Decision,
+    ExecutionId, ItemBody, ItemStatus, MAX_APPROVAL_DETAILS_BYTES, MAX_APPROVAL_NOTE_CHARS,
+    NewItem, approval_summary, now,
+};
+use dashboard_store::{ApprovalChange, ApprovalQuery};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::inner::Inner;
+use crate::json_size::json_len_up_to;
+use crate::run::RunHandle;
+use crate::{BusMessage, Dashboard, EngineError};
+
+/// Who decided, when it was not a person.
+pub const DECIDED_BY_POLICY: &str = "policy";
+/// Who decided when an earlier `approve_for_session` of the same session answered.
+pub const DECIDED_BY_SESSION_GRANT: &str = "session grant";
+/// Who decided when nobody did in time, or the run ended first.
+pub const DECIDED_BY_DASHBOARD: &str = "dashboard";
+
+/// How many pending approvals of one execution are expired in one read when its run ends.
+const EXPIRE_PAGE: usize = 100;
+
+/// What a person decides on an approval (`POST /api/approvals/{id}`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecideRequest {
+    /// Approve, approve for the session, or decline.
+    pub decision: Decision,
+    /// A note for the record (and for the agent where it can hear it).
+    pub note: Option<String>,
+    /// A question's answers: `{"<question id>": ["<answer>", …]}`; required for a `question`, refused otherwise.
+    pub answers: Option<Value>,
+}
+
+/// The transcript item of an approval: its id in the execution's transcript.
+pub fn approval_item_id(id: ApprovalId) -> String {
+    format!("approval-{id}")
+}
+
+/// The approval's own transcript item, in the status the approval's status gives it.
+fn approval_item(approval: &Approval) -> NewItem {
+    let status = match approval.status {
+        ApprovalStatus::Pending => ItemStatus::InProgress,
+        ApprovalStatus::Approved => ItemStatus::Completed,
+        ApprovalStatus::Declined | ApprovalStatus::Expired => ItemStatus::Declined,
+    };
+    NewItem {
+        id: approval_item_id(approval.id),
+        status,
+        body: ItemBody::Approval { approval_id: approval.id.to_string() },
+    }
+}
+
+/// A waiting backend's side of a pending approval: where its answer goes, and whose it is.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    execution_id: ExecutionId,
+    answer: oneshot::Sender<ApprovalAnswer>,
+}
+
+impl Dashboard {
+    /// Decides a pending approval for `principal`, who needs `trigger` on the execution's backend; the decision is
+    /// recorded with the principal's name as `decided_by`, and the waiting agent receives it at once. When it was the
+    /// execution's last pending approval, the execution runs again (`execution.resumed`).
+    ///
+    /// Errors: [`EngineError::NotFound`] (entity `approval`); [`EngineError::Forbidden`];
+    /// [`EngineError::ApprovalDecided`] when it was decided or expired already; [`EngineError::Invalid`] naming
+    /// `answers` (a question without answers, answers that are not lists of text, answers to anything but a
+    /// question) or `note` (longer than 2,000 characters).
+    pub async fn decide_approval(
+        &self,
+        principal: &Principal,
+        id: ApprovalId,
+        request: DecideRequest,
+    ) -> Result<Approval, EngineError> {
+        let inner = &self.inner;
+        let approval =
+            inner.store.get_approval(id).await?.ok_or_else(|| EngineError::approval_not_found(id))?;
+        inner.backends.authorize(principal, &approval.backend, Action::Trigger).map_err(|error| {
+            EngineError::Forbidden { backend: approval.backend.clone(), reason: error.to_string() }
+        })?;
+        if !approval.is_pending() {
+            return Err(EngineError::ApprovalDecided { id, status: approval.status });
+        }
+        check_request(&approval, &request)?;
+        let decided_by = principal.name.clone().unwrap_or_else(|| "anonymous".to_owned());
+        let decision = ApprovalDecision {
+            status: request.decision.status(),
+            for_session: request.decision == Decision::ApproveForSession,
+            decided_by: Some(decided_by.clone()),
+            note: request.note.clone(),
+            answers: request.answers.clone(),
+        };
+        let change = inner.decide(&approval, decision).await?;
+        inner.answer(
+            id,
+            ApprovalAnswer {
+                decision: request.decision,
+                decided_by,
+                note: request.note,
+                answers: request.answers,
+            },
+        );
+        Ok(change.approval)
+    }
+}
+
+/// Checks a decision's note and answers against the approval it decides.
+fn check_request(approval: &Approval, request: &DecideRequest) -> Result<(), CoreError> {
+    if request.note.as_ref().is_some_and(|note| note.chars().count() > MAX_APPROVAL_NOTE_CHARS) {
+        return Err(CoreError::invalid_field(
+            "note",
+            format!("is longer than {MAX_APPROVAL_NOTE_CHARS} characters"),
+        ));
+    }
+    let is_question = approval.kind == ApprovalKind::Question;
+    match &request.answers {
+        None if is_question && request.decision != Decision::Decline => Err(CoreError::invalid_field(
+            "answers",
+            "a question needs answers: {\"<question id>\": [\"<answer>\", …]}",
+        )),
+        Some(_) if !is_question => {
+            Err(CoreError::invalid_field("answers", "only a question approval takes answers"))
+        }
+        Some(answers) => {
+            let is_shaped = answers.as_object().is_some_and(|answers| {
+                answers.len() <= 64
+                    && answers.values().all(|list| {
+                        list.as_array().is_some_and(|list| {
+                            list.len() <= 64
+                                && list.iter().all(|answer| {
+                                    answer.as_str().is_some_and(|text| text.len() <= MAX_APPROVAL_DETAILS_BYTES / 64)
+                                })
+                        })
+                    })
+            });
+            if is_shaped {
+                Ok(())
+            } else {
+                Err(CoreError::invalid_field(
+                    "answers",
+                    "must be an object of at most 64 questions, each a list of at most 64 texts of at most 4 KiB",
+                ))
+            }
+        }
+        None => Ok(()),
+    }
+}
+
+impl Inner {
+    /// Stores a decision on a pending approval (with its item), publishes what it caused, and keeps the run's idea
+    /// of its status in step. Holds the run's status lock, so that the run's own end never races it.
+    pub(crate) async fn decide(
+        &self,
+        approval: &Approval,
+        decision: ApprovalDecision,
+    ) -> Result<ApprovalChange, EngineError> {
+        let item = approval_item(&decision.apply(approval, now()));
+        let handle = self.run_handle(approval.execution_id);
+        let mut status = match &handle {
+            Some(handle) => Some(handle.status.lock().await),
+            None => None,
+        };
+        let change = self.observe(self.store.decide_approval(approval.id, decision, Some(item)).await)?;
+        if let Some(status) = status.as_mut() {
+            **status = change.execution.status;
+        }
+        drop(status);
+        self.publish_approval_change(&change);
+        Ok(change)
+    }
+
+    /// Tells the bus of an approval change: its items, then its events in order.
+    fn publish_approval_change(&self, change: &ApprovalChange) {
+        self.publish_stored_items(change.execution.id, change.items.clone());
+        for event in &change.events {
+            // No receiver is fine: the bus only wakes listeners.
+            let _ = self.bus.send(BusMessage::Event(event.clone()));
+        }
+        self.metrics.record(&change.execution);
+    }
+
+    /// Hands a decision to the backend waiting for it, if one still is.
+    pub(crate) fn answer(&self, id: ApprovalId, answer: ApprovalAnswer) {
+        let waiter = self.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
+        if let Some(waiter) = waiter {
+            // The backend may have stopped waiting (its run ended): nobody to tell.
+            let _ = waiter.answer.send(answer);
+        }
+    }
+
+    /// Expires the pending approvals of an execution whose run has ended (or that recovery found after a restart):
+    /// nobody waits for them any more. Their items are closed as declined. A failure is logged: the approvals stay
+    /// pending until the next start's recovery expires them.
+    pub(crate) async fn expire_approvals_of(&self, execution_id: ExecutionId, why: &str) {
+        self.approval_waiters
+            .lock()
+            .expect("approval waiters lock poisoned")
+            .retain(|_, waiter| waiter.execution_id != execution_id);
+        let query = ApprovalQuery { pending_only: true, execution: Some(execution_id), limit: EXPIRE_PAGE };
+        loop {
+            let pending = match self.store.list_approvals(&query).await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    log::warn!("execution {execution_id}: could not read its pending approvals: {error}");
+                    return;
+                }
+            };
+            let is_last = pending.len() < EXPIRE_PAGE;
+            for approval in pending {
+                if let Err(error) = self.decide(&approval, expiry(why)).await
+                    && !matches!(error, EngineError::ApprovalDecided { .. })
+                {
+                    log::warn!("approval {}: could not expire it: {error}", approval.id);
+                    return;
+                }
+            }
+            if is_last {
+                return;
+            }
+        }
+    }
+}
+
+/// The decision that expires an approval, noting why.
+fn expiry(why: &str) -> ApprovalDecision {
+    ApprovalDecision { note: Some(why.to_owned()), ..ApprovalDecision::new(ApprovalStatus::Expired, DECIDED_BY_DASHBOARD) }
+}
+
+/// The gate of one run: what its backend's approval requests go through.
+pub(crate) struct RunGate {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) execution_id: ExecutionId,
+    pub(crate) function: String,
+    pub(crate) backend: String,
+    pub(crate) policy: ApprovalPolicy,
+    pub(crate) timeout: Duration,
+    pub(crate) handle: Arc<RunHandle>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for RunGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunGate").field("execution_id", &self.execution_id).field("policy", &self.policy).finish()
+    }
+}
+
+#[async_trait]
+impl ApprovalGate for RunGate {
+    async fn ask(&self, request: ApprovalRequest) -> ApprovalAnswer {
+        match self.ask_or_fail(request).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                log::warn!("execution {}: an approval request could not be recorded: {error}", self.execution_id);
+                let mut answer = ApprovalAnswer::new(Decision::Decline, DECIDED_BY_DASHBOARD);
+                answer.note = Some(format!("the dashboard could not record the request: {error}"));
+                answer
+            }
+        }
+    }
+}
+
+impl RunGate {
+    async fn ask_or_fail(&self, request: ApprovalRequest) -> Result<ApprovalAnswer, EngineError> {
+        let inner = &self.inner;
+        let session_id = inner.store.get_execution(self.execution_id).await?.and_then(|execution| execution.session_id);
+        let grant_key = request.grant_key.clone().unwrap_or_default();
+        let requested_at = now();
+        let mut approval = Approval {
+            id: ApprovalId::generate(),
+            execution_id: self.execution_id,
+            function: self.function.clone(),
+            backend: self.backend.clone(),
+            session_id: session_id.clone(),
+            kind: request.kind,
+            summary: approval_summary(&request.summary),
+            details: bounded_details(request.details),
+            item_id: request.item_id,
+            grant_key: Some(grant_key.clone()),
+            status: ApprovalStatus::Pending,
+            for_session: false,
+            requested_at,
+            expires_at: requested_at + self.timeout,
+            decided_by: None,
+            decided_at: None,
+            note: None,
+            answers: None,
+        };
+        // Decided at once: by the policy, or by a grant for the session that an earlier turn was given.
+        let decided_at_once = match self.policy {
+            ApprovalPolicy::Auto => Some((Decision::Approve, DECIDED_BY_POLICY, None)),
+            ApprovalPolicy::Deny => Some((Decision::Decline, DECIDED_BY_POLICY, None)),
+            ApprovalPolicy::Ask => match &session_id {
+                Some(session_id) => inner
+                    .store
+                    .session_grant(session_id, request.kind, &grant_key)
+                    .await?
+                    .map(|grant| (Decision::Approve, DECIDED_BY_SESSION_GRANT, Some(format!("granted by approval {}", grant.id)))),
+                None => None,
+            },
+        };
+        if let Some((decision, decided_by, note)) = decided_at_once {
+            approval.status = decision.status();
+            approval.decided_by = Some(decided_by.to_owned());
+            approval.decided_at = Some(requested_at);
+            approval.note = note.clone();
+            let item = approval_item(&approval);
+            let change = inner.observe(inner.store.create_approval(approval, Some(item)).await)?;
+            inner.publish_approval_change(&change);
+            let mut answer = ApprovalAnswer::new(decision, decided_by);
+            answer.note = note;
+            return Ok(answer);
+        }
+
+        let id = approval.id;
+        let (sender, mut receiver) = oneshot::channel();
+        inner
+            .approval_waiters
+            .lock()
+            .expect("approval waiters lock poisoned")
+            .insert(id, Waiter { execution_id: self.execution_id, answer: sender });
+        let item = approval_item(&approval);
+        let created = {
+            let mut status = self.handle.status.lock().await;
+            let created = inner.observe(inner.store.create_approval(approval, Some(item)).await);
+            if let Ok(change) = &created {
+                *status = change.execution.status;
+            }
+            created
+        };
+        let change = match created {
+            Ok(change) => change,
+            Err(error) => {
+                inner.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
+                return Err(error.into());
+            }
+        };
+        inner.publish_approval_change(&change);
+        let expires_in = self.timeout;
+        tokio::select! {
+            answer = &mut receiver => Ok(answer.unwrap_or_else(|_| stopped())),
+            () = self.cancel.cancelled() => Ok(stopped()),
+            () = tokio::time::sleep(expires_in) => {
+                let why = format!("nobody decided within {} s", expires_in.as_secs());
+                match inner.decide(&change.approval, expiry(&why)).await {
+                    Ok(_) => {
+                        inner.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
+                        let mut answer = ApprovalAnswer::new(Decision::Decline, DECIDED_BY_DASHBOARD);
+                        answer.note = Some(why);
+                        Ok(answer)
+                    }
+                    // A person decided as it expired: their answer is on its way.
+                    Err(EngineError::ApprovalDecided { .. }) => Ok(tokio::select! {
+                        answer = receiver => answer.unwrap_or_else(|_| stopped()),
+                        () = self.cancel.cancelled() => stopped(),
+                    }),
+                    Err(error) => Err(error),
+                }
+            }
+        }
+    }
+}
+
+/// The answer when the run stopped while it waited: a decline, which the backend will not get to tell anyway.
+fn stopped() -> ApprovalAnswer {
+    let mut answer = ApprovalAnswer::new(Decision::Decline, DECIDED_BY_DASHBOARD);
+    answer.note = Some("the run was stopped".to_owned());
+    answer
+}
+
+/// An approval's details, unless they are larger than the dashboard keeps: then a note saying how large they were.
+fn bounded_details(details: Value) -> Value {
+    let len = json_len_up_to(&details, MAX_APPROVAL_DETAILS_BYTES, false);
+    if len > MAX_APPROVAL_DETAILS_BYTES {
+        json!({"note": format!("the details were larger than {MAX_APPROVAL_DETAILS_BYTES} bytes and were not kept")})
+    } else {
+        details
+    }
+}
