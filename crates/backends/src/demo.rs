@@ -3,8 +3,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
-use dashboard_core::{FileChange, FileChangeKind, ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
+use dashboard_backend_api::{
+    ApprovalAnswer, ApprovalRequest, Backend, BackendError, Readiness, RunContext, RunOutcome,
+};
+use dashboard_core::{
+    ApprovalKind, FileChange, FileChangeKind, ItemBody, ItemStatus, LogStream, MessageRole, NewItem,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -13,6 +17,8 @@ pub(crate) const KIND: &str = "demo";
 
 /// The most steps a demo run may take, so one request cannot fill the store.
 const MAX_STEPS: u64 = 10_000;
+/// The most approvals a demo run may ask for.
+const MAX_APPROVALS: u64 = 100;
 /// The default pause between two steps.
 const DEFAULT_DELAY_MS: u64 = 300;
 
@@ -26,7 +32,11 @@ pub struct DemoConfig {}
 /// (between lines, default 300), `fail` (end as failed), `hang` (never end until cancelled or timed out), `items`
 /// (also report a transcript: the prompt as a `user` message, each step as an agent `message`, and a closing
 /// `command` reported `in_progress`, then, after one more delay, `completed` with its output and exit code), `diff`
-/// (report the run's diff: a line added to `NOTES.md` per step, also as a `file_change` item with `items`).
+/// (report the run's diff: a line added to `NOTES.md` per step, also as a `file_change` item with `items`),
+/// `approvals` (after its steps, ask for that many approvals in turn, at most 100 — with the function's
+/// `approval_policy = "ask"` each waits for a person; each answer is logged, a `command` item per approval shows it
+/// with `items`, and the output's `decisions` lists them), `approval_kind` (what they are about: `command`, the
+/// default, `file_change`, `permission` or `question` — a question about a colour, whose answers are logged).
 ///
 /// Sessions: a first turn invents a session id (`demo-` and its execution id) and reports it, silently; a follow-up
 /// turn (`run.resume`) reports the same id and says in its log (and, with `items`, as an agent message) that it
@@ -58,6 +68,18 @@ impl Backend for DemoBackend {
         let hang: bool = run.input_field("hang")?.unwrap_or(false);
         let has_items: bool = run.input_field("items")?.unwrap_or(false);
         let has_diff: bool = run.input_field("diff")?.unwrap_or(false);
+        let approvals: u64 = run.input_field("approvals")?.unwrap_or(0);
+        if approvals > MAX_APPROVALS {
+            return Err(BackendError::InvalidInput(format!("input.approvals: at most {MAX_APPROVALS}")));
+        }
+        let approval_kind = match run.input_field::<String>("approval_kind")? {
+            None => ApprovalKind::Command,
+            Some(kind) => kind.parse().map_err(|_| {
+                BackendError::InvalidInput(format!(
+                    "input.approval_kind: {kind:?} is not one of command, file_change, permission, question"
+                ))
+            })?,
+        };
         let transcript = Transcript { run: &run, is_on: has_items };
 
         match &run.resume {
@@ -82,6 +104,11 @@ impl Backend for DemoBackend {
             run.log(LogStream::Stdout, &line).await;
             transcript.message(&format!("step-{step}"), MessageRole::Agent, &line).await;
         }
+        let mut decisions = Vec::new();
+        for number in 1..=approvals {
+            let answer = transcript.ask(approval_kind, number).await;
+            decisions.push(answer.decision.as_str());
+        }
         if has_diff {
             let diff = notes_diff(&run.function, steps);
             transcript.file_change(&diff).await;
@@ -103,8 +130,13 @@ impl Backend for DemoBackend {
                 error: "the demo agent failed as asked (input.fail = true)".into(),
             });
         }
+        let mut output =
+            json!({"steps": steps, "summary": format!("{} finished {steps} steps", run.function)});
+        if approvals > 0 {
+            output["decisions"] = json!(decisions);
+        }
         Ok(RunOutcome::Succeeded {
-            output: json!({"steps": steps, "summary": format!("{} finished {steps} steps", run.function)}),
+            output,
             usage: Some(json!({"input_tokens": 12 * steps, "output_tokens": 34 * steps})),
         })
     }
@@ -142,6 +174,80 @@ impl Transcript<'_> {
             exit_code,
         };
         self.report("command", status, body).await;
+    }
+
+    /// Asks approval number `number` of `kind`, logs the answer, and — for a command — shows the command as an item
+    /// that runs only when approved.
+    async fn ask(&self, kind: ApprovalKind, number: u64) -> ApprovalAnswer {
+        let run = self.run;
+        let command = format!("demo --approved-step {number}");
+        let item_id = format!("approval-step-{number}");
+        let mut request = match kind {
+            ApprovalKind::Command => ApprovalRequest::new(
+                kind,
+                &command,
+                json!({"command": command, "cwd": "/demo", "reason": "the demo agent wants to run a command"}),
+            ),
+            ApprovalKind::FileChange => ApprovalRequest::new(
+                kind,
+                "NOTES.md",
+                json!({
+                    "changes": [{"path": "NOTES.md", "kind": "update", "diff": notes_diff(&run.function, number)}],
+                    "reason": "the demo agent wants to write its notes",
+                }),
+            ),
+            ApprovalKind::Permission => ApprovalRequest::new(
+                kind,
+                "network access",
+                json!({"permissions": {"network": {"enabled": true}}, "reason": "the demo agent wants the network"}),
+            ),
+            ApprovalKind::Question => ApprovalRequest::new(
+                kind,
+                "Which colour should the demo use?",
+                json!({"questions": [{"id": "colour", "question": "Which colour should the demo use?", "options": ["red", "blue"]}]}),
+            ),
+        };
+        if kind == ApprovalKind::Command {
+            request.item_id = Some(item_id.clone());
+            request.grant_key = Some(command.clone());
+            self.command_item(&item_id, &command, ItemStatus::InProgress, "", None).await;
+        }
+        run.log(LogStream::Agent, format!("asking for approval {number}: {}", request.summary)).await;
+        let answer = run.ask_approval(request).await;
+        let mut line = format!("approval {number}: {} by {}", answer.decision.as_str(), answer.decided_by);
+        if let Some(note) = &answer.note {
+            line.push_str(&format!(" ({note})"));
+        }
+        if let Some(answers) = &answer.answers {
+            line.push_str(&format!(", answers {answers}"));
+        }
+        run.log(LogStream::Agent, line).await;
+        if kind == ApprovalKind::Command {
+            let (status, output, exit_code) = if answer.is_approved() {
+                (ItemStatus::Completed, "done\n", Some(0))
+            } else {
+                (ItemStatus::Declined, "", None)
+            };
+            self.command_item(&item_id, &command, status, output, exit_code).await;
+        }
+        answer
+    }
+
+    async fn command_item(
+        &self,
+        id: &str,
+        command: &str,
+        status: ItemStatus,
+        output: &str,
+        exit_code: Option<i32>,
+    ) {
+        let body = ItemBody::Command {
+            command: command.to_owned(),
+            cwd: Some("/demo".to_owned()),
+            output: output.to_owned(),
+            exit_code,
+        };
+        self.report(id, status, body).await;
     }
 
     /// The change to `NOTES.md`, with its diff.
@@ -248,6 +354,33 @@ mod tests {
         assert!(matches!(outcome, Ok(RunOutcome::Succeeded { .. })) && lines.is_empty());
         let (outcome, _) = run(json!({"steps": 0, "fail": true})).await;
         assert!(matches!(outcome, Ok(RunOutcome::Failed { .. })), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn approvals_are_asked_in_turn_and_their_answers_logged() {
+        let (outcome, lines) = run(json!({"steps": 0, "approvals": 2})).await;
+        assert!(
+            matches!(outcome, Ok(RunOutcome::Succeeded { ref output, .. })
+                if output["decisions"] == json!(["approve", "approve"])),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            lines,
+            [
+                "asking for approval 1: demo --approved-step 1",
+                "approval 1: approve by policy",
+                "asking for approval 2: demo --approved-step 2",
+                "approval 2: approve by policy",
+            ]
+        );
+        let (outcome, _) = run(json!({"approvals": 101})).await;
+        assert!(
+            matches!(outcome, Err(BackendError::InvalidInput(ref message)) if message.starts_with("input.approvals"))
+        );
+        let (outcome, _) = run(json!({"approvals": 1, "approval_kind": "bribe"})).await;
+        assert!(
+            matches!(outcome, Err(BackendError::InvalidInput(ref message)) if message.starts_with("input.approval_kind"))
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, reason = "the report on stdout is what a benchmark is for")]
 
+mod approvals;
 mod echo;
 mod load;
 mod phases;

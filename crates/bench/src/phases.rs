@@ -1,6 +1,6 @@
 //! The phases of one benchmark run, in an order that keeps each clean: idle memory and live streams first (before
 //! load has grown the heap), then the echo ceiling, triggers, lifecycles, log ingestion, listing at growing sizes, and
-//! the status page of a long transcript.
+//! the status page of a long transcript, and approval round trips.
 
 use std::fmt::Write;
 use std::process::Stdio;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::load::{self, LoadResult};
-use crate::{Options, QUICK_FUNCTION, echo};
+use crate::{Options, QUICK_FUNCTION, approvals, echo};
 
 /// Unmeasured time at the start of each load phase: connections open, caches warm.
 const WARMUP: Duration = Duration::from_millis(500);
@@ -146,6 +146,9 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
 
     eprintln!("(g) the status page of an execution with {TRANSCRIPT_ITEMS} items…");
     rows.extend(transcript_page(options, server).await);
+
+    eprintln!("(h) {APPROVALS} approval round trips…");
+    rows.extend(approval_round_trips(&url).await);
 
     let stats = server.dashboard.store().stats();
     rows.push(row("store: group commits", commits(&stats.commit_seconds, &stats.batch_size), ""));
@@ -336,6 +339,34 @@ async fn transcript_page(options: &Options, server: &RunningServer) -> Vec<Row> 
             "(g′) bytes of that page (200 items shown, the rest paged)",
             format!("{} KiB", bytes / 1024),
             "paged",
+        ),
+    ]
+}
+
+/// Approvals in (h).
+const APPROVALS: usize = 1000;
+
+/// (h): [`APPROVALS`] approvals asked by the demo backend and approved over the API, one at a time.
+async fn approval_round_trips(url: &str) -> Vec<Row> {
+    let trips = approvals::round_trips(url, APPROVALS).await;
+    let figure = |measure: String, samples: &[Duration]| {
+        let (p50, p99) = approvals::quantiles(samples);
+        Row {
+            p50: ms(p50),
+            p99: ms(p99),
+            ..row(measure, format!("{} approvals", samples.len()), "p99 < 50 ms")
+        }
+    };
+    vec![
+        figure(
+            "(h) an agent's approval request → `approval.requested` on an SSE client of `/api/events/stream`"
+                .into(),
+            &trips.to_subscriber,
+        ),
+        figure(
+            "(h′) `POST /api/approvals/{id}` → the agent has the decision (its next request; an upper bound)"
+                .into(),
+            &trips.to_agent,
         ),
     ]
 }

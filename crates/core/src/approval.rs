@@ -88,9 +88,10 @@ impl FromStr for ApprovalKind {
     type Err = CoreError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text).ok_or_else(|| {
-            CoreError::invalid_field("kind", format!("unknown approval kind {text:?}"))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| CoreError::invalid_field("kind", format!("unknown approval kind {text:?}")))
     }
 }
 
@@ -139,9 +140,10 @@ impl FromStr for ApprovalStatus {
     type Err = CoreError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|status| status.as_str() == text).ok_or_else(|| {
-            CoreError::invalid_field("status", format!("unknown approval status {text:?}"))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| CoreError::invalid_field("status", format!("unknown approval status {text:?}")))
     }
 }
 
@@ -272,12 +274,22 @@ pub struct ApprovalDecision {
     pub note: Option<String>,
     /// A question's answers.
     pub answers: Option<Value>,
+    /// The agent's session, written onto an approval that has none yet (the agent reported it after asking), so that
+    /// a grant for the session is found in the session's later turns.
+    pub session_id: Option<String>,
 }
 
 impl ApprovalDecision {
     /// A decision with status `status` by `decided_by`, with no note or answers.
     pub fn new(status: ApprovalStatus, decided_by: impl Into<String>) -> Self {
-        Self { status, for_session: false, decided_by: Some(decided_by.into()), note: None, answers: None }
+        Self {
+            status,
+            for_session: false,
+            decided_by: Some(decided_by.into()),
+            note: None,
+            answers: None,
+            session_id: None,
+        }
     }
 
     /// The approval with this decision written onto it at `decided_at`.
@@ -289,6 +301,7 @@ impl ApprovalDecision {
             decided_at: Some(decided_at),
             note: self.note.clone(),
             answers: self.answers.clone(),
+            session_id: approval.session_id.clone().or_else(|| self.session_id.clone()),
             ..approval.clone()
         }
     }
@@ -323,9 +336,6 @@ mod tests {
         assert_eq!(Decision::ApproveForSession.status(), ApprovalStatus::Approved);
         assert_eq!(Decision::Decline.status(), ApprovalStatus::Declined);
         assert!("cancel".parse::<Decision>().is_err(), "Codex's cancel is never a decision");
-        assert_eq!(
-            serde_json::to_value(ApprovalPolicy::default()).ok(),
-            Some(serde_json::json!("auto"))
-        );
+        assert_eq!(serde_json::to_value(ApprovalPolicy::default()).ok(), Some(serde_json::json!("auto")));
     }
 }

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::{ApprovalPolicy, CoreError, DEFAULT_APPROVAL_TIMEOUT_SECS, FunctionId, Timestamp, check_input_schema, now};
+use crate::{
+    ApprovalPolicy, CoreError, DEFAULT_APPROVAL_TIMEOUT_SECS, FunctionId, Timestamp, check_input_schema, now,
+};
 
 /// The longest a description may be, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 10_000;

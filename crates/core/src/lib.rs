@@ -17,9 +17,9 @@ mod schema;
 mod time_util;
 
 pub use approval::{
-    Approval, ApprovalDecision, ApprovalKind, ApprovalPolicy, ApprovalStatus,
-    DEFAULT_APPROVAL_TIMEOUT_SECS, Decision, MAX_APPROVAL_DETAILS_BYTES, MAX_APPROVAL_NOTE_CHARS,
-    MAX_APPROVAL_SUMMARY_BYTES, approval_summary,
+    Approval, ApprovalDecision, ApprovalKind, ApprovalPolicy, ApprovalStatus, DEFAULT_APPROVAL_TIMEOUT_SECS,
+    Decision, MAX_APPROVAL_DETAILS_BYTES, MAX_APPROVAL_NOTE_CHARS, MAX_APPROVAL_SUMMARY_BYTES,
+    approval_summary,
 };
 pub use error::{CoreError, error_chain};
 pub use event::{Event, EventKind, NewEvent};

@@ -2,14 +2,15 @@
 //! the execution is `waiting`, expiry), decisions from the API, and the approvals a run leaves pending when it ends.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_backend_api::{Action, ApprovalAnswer, ApprovalGate, ApprovalRequest, Principal};
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalPolicy, ApprovalStatus, CoreError, Decision,
-    ExecutionId, ItemBody, ItemStatus, MAX_APPROVAL_DETAILS_BYTES, MAX_APPROVAL_NOTE_CHARS,
-    NewItem, approval_summary, now,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalPolicy, ApprovalStatus, CoreError,
+    Decision, EventKind, ExecutionId, ItemBody, ItemStatus, MAX_APPROVAL_DETAILS_BYTES,
+    MAX_APPROVAL_NOTE_CHARS, NewItem, approval_summary, now,
 };
 use dashboard_store::{ApprovalChange, ApprovalQuery};
 use serde_json::{Value, json};
@@ -100,6 +101,7 @@ impl Dashboard {
             decided_by: Some(decided_by.clone()),
             note: request.note.clone(),
             answers: request.answers.clone(),
+            session_id: None,
         };
         let change = inner.decide(&approval, decision).await?;
         inner.answer(
@@ -139,7 +141,9 @@ fn check_request(approval: &Approval, request: &DecideRequest) -> Result<(), Cor
                         list.as_array().is_some_and(|list| {
                             list.len() <= 64
                                 && list.iter().all(|answer| {
-                                    answer.as_str().is_some_and(|text| text.len() <= MAX_APPROVAL_DETAILS_BYTES / 64)
+                                    answer
+                                        .as_str()
+                                        .is_some_and(|text| text.len() <= MAX_APPROVAL_DETAILS_BYTES / 64)
                                 })
                         })
                     })
@@ -165,12 +169,25 @@ impl Inner {
         approval: &Approval,
         decision: ApprovalDecision,
     ) -> Result<ApprovalChange, EngineError> {
+        let mut decision = decision;
+        if approval.session_id.is_none() && decision.session_id.is_none() {
+            // The agent may have reported its session after it asked: a grant for the session needs it.
+            let execution = self.store.get_execution(approval.execution_id).await?;
+            decision.session_id = execution.and_then(|execution| execution.session_id);
+        }
         let item = approval_item(&decision.apply(approval, now()));
         let handle = self.run_handle(approval.execution_id);
         let mut status = match &handle {
             Some(handle) => Some(handle.status.lock().await),
             None => None,
         };
+        if let Some(status) = &status
+            && status.is_terminal()
+            && decision.status != ApprovalStatus::Expired
+        {
+            // The run ended while this decision waited for it: nobody will hear it, and its end expires the approval.
+            return Err(EngineError::ApprovalDecided { id: approval.id, status: ApprovalStatus::Expired });
+        }
         let change = self.observe(self.store.decide_approval(approval.id, decision, Some(item)).await)?;
         if let Some(status) = status.as_mut() {
             **status = change.execution.status;
@@ -184,10 +201,13 @@ impl Inner {
     fn publish_approval_change(&self, change: &ApprovalChange) {
         self.publish_stored_items(change.execution.id, change.items.clone());
         for event in &change.events {
+            if event.kind == EventKind::ExecutionWaiting {
+                // Counted as it reaches `waiting`; `running` again is no new start.
+                self.metrics.record(&change.execution);
+            }
             // No receiver is fine: the bus only wakes listeners.
             let _ = self.bus.send(BusMessage::Event(event.clone()));
         }
-        self.metrics.record(&change.execution);
     }
 
     /// Hands a decision to the backend waiting for it, if one still is.
@@ -234,7 +254,10 @@ impl Inner {
 
 /// The decision that expires an approval, noting why.
 fn expiry(why: &str) -> ApprovalDecision {
-    ApprovalDecision { note: Some(why.to_owned()), ..ApprovalDecision::new(ApprovalStatus::Expired, DECIDED_BY_DASHBOARD) }
+    ApprovalDecision {
+        note: Some(why.to_owned()),
+        ..ApprovalDecision::new(ApprovalStatus::Expired, DECIDED_BY_DASHBOARD)
+    }
 }
 
 /// The gate of one run: what its backend's approval requests go through.
@@ -251,7 +274,10 @@ pub(crate) struct RunGate {
 
 impl std::fmt::Debug for RunGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunGate").field("execution_id", &self.execution_id).field("policy", &self.policy).finish()
+        f.debug_struct("RunGate")
+            .field("execution_id", &self.execution_id)
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 
@@ -261,7 +287,10 @@ impl ApprovalGate for RunGate {
         match self.ask_or_fail(request).await {
             Ok(answer) => answer,
             Err(error) => {
-                log::warn!("execution {}: an approval request could not be recorded: {error}", self.execution_id);
+                log::warn!(
+                    "execution {}: an approval request could not be recorded: {error}",
+                    self.execution_id
+                );
                 let mut answer = ApprovalAnswer::new(Decision::Decline, DECIDED_BY_DASHBOARD);
                 answer.note = Some(format!("the dashboard could not record the request: {error}"));
                 answer
@@ -273,7 +302,8 @@ impl ApprovalGate for RunGate {
 impl RunGate {
     async fn ask_or_fail(&self, request: ApprovalRequest) -> Result<ApprovalAnswer, EngineError> {
         let inner = &self.inner;
-        let session_id = inner.store.get_execution(self.execution_id).await?.and_then(|execution| execution.session_id);
+        let session_id =
+            inner.store.get_execution(self.execution_id).await?.and_then(|execution| execution.session_id);
         let grant_key = request.grant_key.clone().unwrap_or_default();
         let requested_at = now();
         let mut approval = Approval {
@@ -301,11 +331,15 @@ impl RunGate {
             ApprovalPolicy::Auto => Some((Decision::Approve, DECIDED_BY_POLICY, None)),
             ApprovalPolicy::Deny => Some((Decision::Decline, DECIDED_BY_POLICY, None)),
             ApprovalPolicy::Ask => match &session_id {
-                Some(session_id) => inner
-                    .store
-                    .session_grant(session_id, request.kind, &grant_key)
-                    .await?
-                    .map(|grant| (Decision::Approve, DECIDED_BY_SESSION_GRANT, Some(format!("granted by approval {}", grant.id)))),
+                Some(session_id) => {
+                    inner.store.session_grant(session_id, request.kind, &grant_key).await?.map(|grant| {
+                        (
+                            Decision::Approve,
+                            DECIDED_BY_SESSION_GRANT,
+                            Some(format!("granted by approval {}", grant.id)),
+                        )
+                    })
+                }
                 None => None,
             },
         };
@@ -330,6 +364,7 @@ impl RunGate {
             .expect("approval waiters lock poisoned")
             .insert(id, Waiter { execution_id: self.execution_id, answer: sender });
         let item = approval_item(&approval);
+        self.handle.has_asked.store(true, Ordering::SeqCst);
         let created = {
             let mut status = self.handle.status.lock().await;
             let created = inner.observe(inner.store.create_approval(approval, Some(item)).await);

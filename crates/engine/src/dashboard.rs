@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use dashboard_backend_api::{Action, BackendError, BackendRegistry, Principal, Readiness};
 use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
-use dashboard_store::{DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, StoreError};
+use dashboard_store::{
+    ApprovalQuery, DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, StoreError,
+};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -347,7 +349,8 @@ impl Dashboard {
         Ok(self.enqueue(&function, new).await?.execution)
     }
 
-    /// After a restart: executions left `running` become `failed` as interrupted, `queued` ones are queued again.
+    /// After a restart: executions left `running` or `waiting` become `failed` as interrupted, `queued` ones are
+    /// queued again, and approvals left pending expire (nobody waits for them any more).
     pub async fn recover(&self) -> Result<RecoveryReport, EngineError> {
         let mut report = RecoveryReport::default();
         for execution in self.inner.store.list_unfinished().await? {
@@ -355,8 +358,8 @@ impl Dashboard {
                 continue;
             }
             match execution.status {
-                ExecutionStatus::Running => {
-                    let update = ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Failed)
+                ExecutionStatus::Running | ExecutionStatus::Waiting => {
+                    let update = ExecutionUpdate::new(execution.status, ExecutionStatus::Failed)
                         .error(INTERRUPTED_ERROR);
                     // Its items still in progress end with it, as those of a run that fails while the engine runs.
                     let open = self.inner.stored_open_items(execution.id).await;
@@ -372,6 +375,22 @@ impl Dashboard {
                     report.requeued += 1;
                 }
             }
+        }
+        // Nobody waits for an approval asked before the restart: each expires, telling why.
+        let pending = ApprovalQuery { pending_only: true, execution: None, limit: 1000 };
+        let mut orphans: Vec<ExecutionId> = self
+            .inner
+            .store
+            .list_approvals(&pending)
+            .await?
+            .into_iter()
+            .map(|approval| approval.execution_id)
+            .filter(|id| self.inner.run_handle(*id).is_none())
+            .collect();
+        orphans.sort_unstable();
+        orphans.dedup();
+        for id in orphans {
+            self.inner.expire_approvals_of(id, "the dashboard restarted while it was pending").await;
         }
         Ok(report)
     }
@@ -429,6 +448,14 @@ impl Dashboard {
 
     async fn check_function(&self, function: &Function) -> Result<(), EngineError> {
         self.check_backend("backend", &function.backend)?;
+        let refusal = self
+            .inner
+            .backends
+            .get(&function.backend)
+            .and_then(|backend| backend.refuses_approval_policy(function.approval_policy));
+        if let Some(reason) = refusal {
+            return Err(CoreError::invalid_field("approval_policy", reason).into());
+        }
         self.inner.compiled.get(function).await?;
         Ok(())
     }

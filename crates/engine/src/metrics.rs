@@ -20,7 +20,7 @@ pub const DURATION_SECONDS_BOUNDS: &[f64] =
 pub struct EngineMetrics {
     /// Per backend: how many executions reached each status (queued = triggered), by index in
     /// [`ExecutionStatus::ALL`].
-    by_backend: Mutex<HashMap<String, [u64; 6]>>,
+    by_backend: Mutex<HashMap<String, [u64; ExecutionStatus::ALL.len()]>>,
     /// Seconds from `started_at` to `finished_at` of every execution that ran and finished.
     duration_seconds: Histogram,
     /// Clients connected to a live stream (SSE) now. The server increments it when a stream opens and decrements it
@@ -61,7 +61,7 @@ impl EngineMetrics {
             match by_backend.get_mut(execution.backend.as_str()) {
                 Some(counts) => counts[index] += 1,
                 None => {
-                    let mut counts = [0; 6];
+                    let mut counts = [0; ExecutionStatus::ALL.len()];
                     counts[index] = 1;
                     by_backend.insert(execution.backend.clone(), counts);
                 }

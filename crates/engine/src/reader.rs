@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use dashboard_core::{Approval, ApprovalId, Event, Execution, ExecutionId, Function, Item, LogLine};
 use dashboard_store::{
-    ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError, StoreStats,
+    ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError,
+    StoreStats,
 };
 
 /// Reads of the engine's store; cheap to clone. Each method is the store's own (see `DashboardStore` for its

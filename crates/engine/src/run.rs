@@ -5,6 +5,7 @@ mod item_budget;
 mod log_writer;
 mod open_items;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub(crate) use self::item_budget::ItemBudget;
 use self::log_writer::{Batch, LogWriter};
 pub(crate) use self::log_writer::{LogBudget, LogLimit, truncate_line};
 pub(crate) use self::open_items::closed as close_open_items;
+use crate::approvals::RunGate;
 use crate::inner::{Inner, cancelled_message};
 use crate::json_size::json_len_up_to;
 use crate::scheduler::QueuedRun;
@@ -48,6 +50,8 @@ pub(crate) struct RunHandle {
     /// The execution's status as this engine last stored it while it runs (`running` or `waiting`), held while a
     /// change of it is stored: approvals move it, and the run's end starts from it.
     pub(crate) status: tokio::sync::Mutex<ExecutionStatus>,
+    /// Whether the run's backend has asked a person for an approval: its end then expires those still pending.
+    pub(crate) has_asked: AtomicBool,
 }
 
 impl RunHandle {
@@ -59,6 +63,7 @@ impl RunHandle {
             reported: Notify::new(),
             log_budget: Arc::new(Mutex::new(LogBudget::new(log_limit))),
             status: tokio::sync::Mutex::new(ExecutionStatus::Running),
+            has_asked: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +99,10 @@ impl Inner {
         if let Err(error) = self.run_to_end(execution, prompt, &handle).await {
             log::error!("execution {id}: {error}");
         }
+        if handle.has_asked.load(Ordering::SeqCst) {
+            // Nobody waits for its approvals any more: they expire, and say why.
+            self.expire_approvals_of(id, "the execution ended before anyone decided").await;
+        }
         self.runs.lock().expect("runs lock poisoned").remove(&id);
         self.scheduler.lock().expect("scheduler lock poisoned").release(function_id);
         self.runs_ended.notify_waiters();
@@ -104,7 +113,7 @@ impl Inner {
         self: &Arc<Self>,
         execution: Execution,
         prompt: Option<Option<String>>,
-        handle: &RunHandle,
+        handle: &Arc<RunHandle>,
     ) -> Result<(), EngineError> {
         let id = execution.id;
         let prepared = match self.prepare(&execution, prompt).await {
@@ -147,6 +156,16 @@ impl Inner {
         context.callback = self.settings.public_url.as_ref().map(|public_url| Callback {
             url: format!("{public_url}/api/executions/{id}"),
             token: self.callback_key.token(id),
+        });
+        context.approvals = Arc::new(RunGate {
+            inner: Arc::clone(self),
+            execution_id: id,
+            function: execution.function.clone(),
+            backend: execution.backend.clone(),
+            policy: prepared.function.approval_policy,
+            timeout: prepared.function.approval_timeout(),
+            handle: Arc::clone(handle),
+            cancel: handle.token.clone(),
         });
         let result = self.drive(prepared.backend.as_ref(), context, handle, timeout).await;
 
@@ -216,6 +235,22 @@ impl Inner {
         handle: &RunHandle,
     ) -> Result<(), EngineError> {
         let has_run = held.is_some();
+        if has_run
+            && update.to == ExecutionStatus::Succeeded
+            && *handle.status.lock().await == ExecutionStatus::Waiting
+        {
+            // The agent finished while a request of its was pending (it stopped waiting for it): the request expires,
+            // which makes the execution `running` again, so that it may succeed.
+            self.expire_approvals_of(id, "the agent finished without waiting for the decision").await;
+        }
+        // Held until the final status is stored: a decision that comes meanwhile waits, and so never moves the
+        // execution from under the compare-and-set below.
+        let status = if has_run { Some(handle.status.lock().await) } else { None };
+        if let Some(status) = &status
+            && update.from == ExecutionStatus::Running
+        {
+            update.from = **status;
+        }
         let Batch { mut lines, items, diff, has_open_items } = held.unwrap_or_default();
         // Items still in progress are closed with the final status (in the same write): see `open_items`.
         let stored_open = if has_open_items { self.stored_open_items(id).await } else { Vec::new() };
@@ -227,7 +262,13 @@ impl Inner {
         loop {
             let closed = open_items::closed(&stored_open, &items, update.to);
             match self.transition_with_logs(id, update.clone(), lines.clone(), closed).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if let Some(mut status) = status {
+                        // A decision that waited for this finds the run over.
+                        *status = update.to;
+                    }
+                    return Ok(());
+                }
                 Err(EngineError::StatusChanged { .. }) => {
                     if !lines.is_empty() {
                         self.append_logs(id, lines, true).await?;
@@ -280,6 +321,9 @@ impl Inner {
             self.backends.get(&execution.backend).cloned().ok_or_else(|| {
                 format!("could not start: backend {:?} is not configured", execution.backend)
             })?;
+        if let Some(reason) = backend.refuses_approval_policy(function.approval_policy) {
+            return Err(format!("could not start: {reason}"));
+        }
         if execution.continues.is_some() && !backend.can_continue() {
             return Err(format!(
                 "could not start: backend {:?} cannot continue a session",

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
-    NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus,
+    Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
-    Recorded, StatusCounts, StoreError, StoreStats,
+    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate,
+    FunctionKey, LoggedUpdate, NewExecution, Recorded, StatusCounts, StoreError, StoreStats,
 };
 
 /// The message of an injected failure: the words SQLite uses for a full disk.

@@ -22,16 +22,16 @@ pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
-    ApprovalChange, ApprovalQuery, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded,
-    StatusCounts,
+    ApprovalChange, ApprovalQuery, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate,
+    NewExecution, Recorded, StatusCounts,
 };
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine,
-    NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus,
+    Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
 };
 
 /// The storage contract of the dashboard.

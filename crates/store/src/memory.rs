@@ -6,13 +6,15 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec,
-    Item, LogLine, NewEvent, NewItem, NewLogLine, Timestamp, now,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Event, EventKind,
+    Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine, NewEvent,
+    NewItem, NewLogLine, Timestamp, now,
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
-    Recorded, StatusCounts, StoreError, check_transition, merge_items_by_id,
+    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate,
+    FunctionKey, LoggedUpdate, NewExecution, Recorded, StatusCounts, StoreError, check_transition,
+    merge_items_by_id,
 };
 
 /// A [`DashboardStore`] that keeps everything in memory: shared between tasks, and gone when the process ends.
@@ -391,7 +393,9 @@ impl DashboardStore for MemoryStore {
             return Err(StoreError::AlreadyDecided { existing: Box::new(stored.clone()) });
         }
         if decision.status == ApprovalStatus::Pending {
-            return Err(CoreError::invalid_field("status", "a decision cannot leave the approval pending").into());
+            return Err(
+                CoreError::invalid_field("status", "a decision cannot leave the approval pending").into()
+            );
         }
         let approval = decision.apply(stored, now());
         let execution_id = approval.execution_id;
