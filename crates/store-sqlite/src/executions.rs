@@ -118,6 +118,7 @@ pub(super) fn update(
         return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status }.into());
     }
     dashboard_store::check_transition(update.from, update.to)?;
+    let from = update.from;
     if let Some(diff) = &update.diff {
         connection
             .prepare_cached(
@@ -141,7 +142,8 @@ pub(super) fn update(
             execution.started_at.map(SqlTime),
             execution.finished_at.map(SqlTime),
         ])?;
-    let event = record(connection, NewEvent::for_execution(&execution))?;
+    // `running` again after `waiting` is `execution.resumed`, not a second start.
+    let event = record(connection, NewEvent::for_change(from, &execution))?;
     Ok(Recorded { value: execution, event })
 }
 
@@ -217,7 +219,7 @@ pub(super) fn list(connection: &Connection, query: &ExecutionQuery) -> OpResult<
 
 pub(super) fn list_unfinished(connection: &Connection) -> OpResult<Vec<Execution>> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM executions WHERE status IN ('queued', 'running') ORDER BY id"
+        "SELECT {COLUMNS} FROM executions WHERE status IN ('queued', 'running', 'waiting') ORDER BY id"
     ))?;
     let executions = statement.query_map([], from_row)?.collect::<Result<_, _>>()?;
     Ok(executions)

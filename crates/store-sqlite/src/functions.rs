@@ -1,19 +1,19 @@
 //! Functions in SQLite: create, look up, list, replace with a version check, delete — each write with its event.
 
-use dashboard_core::{CoreError, EventKind, Function, FunctionId, NewEvent};
+use dashboard_core::{ApprovalPolicy, CoreError, EventKind, Function, FunctionId, NewEvent};
 use dashboard_store::{FunctionKey, Recorded, StoreError};
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{Json, OpResult, SqlTime, is_unique_violation, parsed, text};
 use crate::events::record;
 
 const COLUMNS: &str = "id, name, description, backend, prompt, input_schema, config, timeout_secs, max_concurrency, \
-                       tags, metadata, version, created_at, updated_at";
+                       tags, metadata, version, created_at, updated_at, approval_policy, \
+                       approval_timeout_secs";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
     Ok(Function {
-        approval_policy: Default::default(), // TODO(approvals): columns
-        approval_timeout_secs: None,
         id: parsed(row, 0)?,
         name: row.get(1)?,
         description: row.get(2)?,
@@ -28,7 +28,16 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
         version: row.get(11)?,
         created_at: row.get::<_, SqlTime>(12)?.0,
         updated_at: row.get::<_, SqlTime>(13)?.0,
+        approval_policy: policy_from_row(row, 14)?,
+        approval_timeout_secs: row.get(15)?,
     })
+}
+
+/// Reads a policy stored as its API text (`auto`, `ask`, `deny`), parsed as the API parses it.
+fn policy_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<ApprovalPolicy> {
+    let text: String = row.get(index)?;
+    serde_json::from_value(serde_json::Value::String(text))
+        .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error)))
 }
 
 pub(super) fn get(connection: &Connection, key: &FunctionKey) -> OpResult<Option<Function>> {
@@ -62,7 +71,8 @@ pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Re
     }
     let inserted = connection
         .prepare_cached(&format!(
-            "INSERT INTO functions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            "INSERT INTO functions ({COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         ))?
         .execute(params![
             text(function.id),
@@ -79,6 +89,8 @@ pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Re
             function.version,
             SqlTime(function.created_at),
             SqlTime(function.updated_at),
+            function.approval_policy.as_str(),
+            function.approval_timeout_secs,
         ]);
     match inserted {
         Err(error) if is_unique_violation(&error) => {
@@ -110,7 +122,7 @@ pub(super) fn update(
         .prepare_cached(
             "UPDATE functions SET name = ?2, description = ?3, backend = ?4, prompt = ?5, input_schema = ?6, \
              config = ?7, timeout_secs = ?8, max_concurrency = ?9, tags = ?10, metadata = ?11, version = ?12, \
-             updated_at = ?13 WHERE id = ?1",
+             updated_at = ?13, approval_policy = ?14, approval_timeout_secs = ?15 WHERE id = ?1",
         )?
         .execute(params![
             text(id),
@@ -126,6 +138,8 @@ pub(super) fn update(
             Json(&next.metadata),
             next.version,
             SqlTime(next.updated_at),
+            next.approval_policy.as_str(),
+            next.approval_timeout_secs,
         ]);
     match updated {
         Err(error) if is_unique_violation(&error) => {
@@ -143,4 +157,22 @@ pub(super) fn delete(connection: &Connection, id: FunctionId) -> OpResult<Record
     connection.prepare_cached("DELETE FROM functions WHERE id = ?1")?.execute([text(id)])?;
     let event = record(connection, NewEvent::for_function(EventKind::FunctionDeleted, &function))?;
     Ok(Recorded { value: function, event })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_is_read_back_as_written() {
+        let connection = Connection::open_in_memory().expect("an in-memory database");
+        for policy in [ApprovalPolicy::Auto, ApprovalPolicy::Ask, ApprovalPolicy::Deny] {
+            let back = connection
+                .query_row("SELECT ?1", [policy.as_str()], |row| policy_from_row(row, 0))
+                .expect("a policy");
+            assert_eq!(back, policy);
+        }
+        let unknown = connection.query_row("SELECT 'maybe'", [], |row| policy_from_row(row, 0));
+        assert!(unknown.is_err(), "got {unknown:?}");
+    }
 }

@@ -14,6 +14,7 @@
 //! (`codec.rs`), and no public item names rusqlite — or become a dependency of the trait crate or of the engine: only
 //! whoever picks the store (the server, the bench, tests) depends on it.
 
+mod approvals;
 mod codec;
 mod events;
 mod executions;
@@ -37,8 +38,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Event, Execution, ExecutionId, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine,
-    Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, Function,
+    FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
 };
 
 pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
@@ -46,8 +47,8 @@ pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
 use self::readers::Readers;
 use self::writer::Writer;
 use dashboard_store::{
-    DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution,
-    Recorded, StatusCounts, StoreError,
+    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate,
+    FunctionKey, LoggedUpdate, NewExecution, Recorded, StatusCounts, StoreError,
 };
 
 /// A [`DashboardStore`] in one SQLite file: durable, shared by every task, and safe under many concurrent writers.
@@ -340,49 +341,46 @@ impl DashboardStore for SqliteStore {
         self.writer.run(move |connection| executions::set_session_id(connection, id, &session_id)).await
     }
 
-    // TODO(approvals): stubs until the SQLite approvals land.
     async fn create_approval(
         &self,
-        _approval: dashboard_core::Approval,
-        _item: Option<NewItem>,
-    ) -> Result<dashboard_store::ApprovalChange, StoreError> {
-        Err(StoreError::Unavailable { message: "approvals: not yet".into(), source: None })
+        approval: Approval,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError> {
+        self.writer.run(move |connection| approvals::create(connection, approval, item)).await
     }
 
     async fn decide_approval(
         &self,
-        _id: dashboard_core::ApprovalId,
-        _decision: dashboard_core::ApprovalDecision,
-        _item: Option<NewItem>,
-    ) -> Result<dashboard_store::ApprovalChange, StoreError> {
-        Err(StoreError::Unavailable { message: "approvals: not yet".into(), source: None })
+        id: ApprovalId,
+        decision: ApprovalDecision,
+        item: Option<NewItem>,
+    ) -> Result<ApprovalChange, StoreError> {
+        self.writer.run(move |connection| approvals::decide(connection, id, decision, item)).await
     }
 
-    async fn get_approval(
-        &self,
-        _id: dashboard_core::ApprovalId,
-    ) -> Result<Option<dashboard_core::Approval>, StoreError> {
-        Ok(None)
+    async fn get_approval(&self, id: ApprovalId) -> Result<Option<Approval>, StoreError> {
+        self.readers.run(move |connection| approvals::get(connection, id)).await
     }
 
-    async fn list_approvals(
-        &self,
-        _query: &dashboard_store::ApprovalQuery,
-    ) -> Result<Vec<dashboard_core::Approval>, StoreError> {
-        Ok(Vec::new())
+    async fn list_approvals(&self, query: &ApprovalQuery) -> Result<Vec<Approval>, StoreError> {
+        let query = query.clone();
+        self.readers.run(move |connection| approvals::list(connection, &query)).await
     }
 
     async fn count_pending_approvals(&self) -> Result<u64, StoreError> {
-        Ok(0)
+        self.readers.run(approvals::count_pending).await
     }
 
     async fn session_grant(
         &self,
-        _session_id: &str,
-        _kind: dashboard_core::ApprovalKind,
-        _grant_key: &str,
-    ) -> Result<Option<dashboard_core::Approval>, StoreError> {
-        Ok(None)
+        session_id: &str,
+        kind: ApprovalKind,
+        grant_key: &str,
+    ) -> Result<Option<Approval>, StoreError> {
+        let (session_id, grant_key) = (session_id.to_owned(), grant_key.to_owned());
+        self.readers
+            .run(move |connection| approvals::session_grant(connection, &session_id, kind, &grant_key))
+            .await
     }
 
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {

@@ -1,13 +1,14 @@
-//! Retention in SQLite: deletes old finished executions with their logs, items, diffs and events, a bounded batch per call.
+//! Retention in SQLite: deletes old finished executions with their logs, items, diffs, approvals and events, a bounded
+//! batch per call.
 
 use dashboard_core::Timestamp;
 use rusqlite::{Connection, params};
 
 use crate::codec::{OpResult, SqlTime, sql_int};
 
-/// Deletes up to `limit` executions that finished before `cutoff` (oldest finished first), their logs, items, diffs and
-/// events, and the events about no execution older than `cutoff`. Event ids are never reused: the events table is
-/// `AUTOINCREMENT`, whose counter survives deletes.
+/// Deletes up to `limit` executions that finished before `cutoff` (oldest finished first), their logs, items, diffs,
+/// approvals and events, and the events about no execution older than `cutoff`. Event ids are never reused: the events
+/// table is `AUTOINCREMENT`, whose counter survives deletes.
 pub(super) fn finished_before(connection: &Connection, cutoff: Timestamp, limit: usize) -> OpResult<usize> {
     let cutoff = SqlTime(cutoff);
     let doomed: Vec<String> = connection
@@ -20,12 +21,14 @@ pub(super) fn finished_before(connection: &Connection, cutoff: Timestamp, limit:
     let mut delete_logs = connection.prepare_cached("DELETE FROM logs WHERE execution_id = ?1")?;
     let mut delete_items = connection.prepare_cached("DELETE FROM items WHERE execution_id = ?1")?;
     let mut delete_diffs = connection.prepare_cached("DELETE FROM diffs WHERE execution_id = ?1")?;
+    let mut delete_approvals = connection.prepare_cached("DELETE FROM approvals WHERE execution_id = ?1")?;
     let mut delete_events = connection.prepare_cached("DELETE FROM events WHERE execution_id = ?1")?;
     let mut delete_execution = connection.prepare_cached("DELETE FROM executions WHERE id = ?1")?;
     for id in &doomed {
         delete_logs.execute([id])?;
         delete_items.execute([id])?;
         delete_diffs.execute([id])?;
+        delete_approvals.execute([id])?;
         delete_events.execute([id])?;
         delete_execution.execute([id])?;
     }

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_executions_without_rowid.sql"),
     include_str!("../migrations/0004_items.sql"),
     include_str!("../migrations/0005_sessions.sql"),
+    include_str!("../migrations/0006_approvals.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -275,6 +276,35 @@ mod tests {
     }
 
     #[test]
+    fn a_version_5_file_keeps_its_functions_with_the_default_approval_policy() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        for migration in &MIGRATIONS[..5] {
+            connection.execute_batch(migration).expect("a migration before approvals");
+        }
+        connection.execute_batch("PRAGMA user_version = 5").expect("set the version");
+        connection
+            .execute_batch(
+                "INSERT INTO functions (id, name, description, backend, prompt, input_schema, config, timeout_secs, \
+                 max_concurrency, tags, metadata, version, created_at, updated_at) \
+                 VALUES ('f1', 'alpha', '', 'demo', NULL, '{}', '{}', 60, NULL, '[]', '{}', 3, 't1', 't2')",
+            )
+            .expect("a function of version 5");
+        assert!(migrate(&mut connection).is_ok());
+        let kept: (String, u32, String, Option<u64>) = connection
+            .query_row(
+                "SELECT name, version, approval_policy, approval_timeout_secs FROM functions WHERE id = 'f1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .expect("the function");
+        assert_eq!(kept, ("alpha".to_owned(), 3, "auto".to_owned(), None));
+        let approvals: u32 = connection
+            .query_row("SELECT COUNT(*) FROM approvals", [], |row| row.get(0))
+            .expect("a new table");
+        assert_eq!(approvals, 0);
+    }
+
+    #[test]
     fn a_statement_is_not_prepared_again_when_its_values_change() {
         let connection = migrated();
         let mut statement = connection
@@ -292,8 +322,9 @@ mod tests {
     #[test]
     fn every_list_query_uses_an_index() {
         let connection = migrated();
-        // The unfinished executions are few (what runs and waits), so sorting the two statuses' ids is cheap.
-        let sorts_a_few = "SELECT id FROM executions WHERE status IN ('queued', 'running') ORDER BY id";
+        // The unfinished executions are few (what runs and waits), so sorting the three statuses' ids is cheap.
+        let sorts_a_few =
+            "SELECT id FROM executions WHERE status IN ('queued', 'running', 'waiting') ORDER BY id";
         // The newest first page walks the table itself, which is kept in id order (no rowid), and stops at the limit.
         let walks_the_key = "SELECT id FROM executions ORDER BY id DESC LIMIT ?1";
         // Bound values, as the store runs them: with the planner's stability guarantee a plan cannot depend on them.
@@ -319,8 +350,9 @@ mod tests {
             "SELECT id FROM events WHERE execution_id IS NULL AND ts < ?1",
             "SELECT name FROM functions ORDER BY name",
             "SELECT status, COUNT(*) FROM executions GROUP BY status",
+            "SELECT id FROM approvals WHERE execution_id = ?1",
         ];
-        for query in queries {
+        for query in queries.into_iter().chain(crate::approvals::QUERIES.iter().copied()) {
             let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {query}")).expect("a plan");
             // Unbound parameters are NULL, which is all a plan may know of them.
             let mut rows = statement.raw_query();

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_core::{ExecutionId, ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, now};
+use dashboard_core::{
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalPolicy, ApprovalStatus, ExecutionId,
+    ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, now,
+};
 use dashboard_store::{
     DashboardStore, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, StoreError,
 };
@@ -88,6 +91,56 @@ async fn everything_survives_a_reopen_and_event_ids_continue_after_pruning() {
     let beta = Function::create(FunctionSpec::new("beta", "demo")).expect("a valid spec");
     let event = store.create_function(beta).await.expect("create").event;
     assert!(event.id > newest_event, "event id {} reused after {newest_event}", event.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_execution_its_approvals_and_its_functions_policy_survive_a_reopen() {
+    let dir = TestDir::new("approvals");
+    let path = dir.0.join("dashboard.db");
+    let (asking, waiting, approval) = {
+        let store = open(&path);
+        let mut spec = FunctionSpec::new("asking", "demo");
+        spec.approval_policy = ApprovalPolicy::Ask;
+        spec.approval_timeout_secs = Some(300);
+        let asking = Function::create(spec).expect("a valid spec");
+        let asking = store.create_function(asking).await.expect("create function").value;
+        let execution = store.create_execution(trigger(&asking, None)).await.expect("create").value;
+        let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
+        let running = store.update_execution(execution.id, update).await.expect("start").value;
+        let requested_at = now();
+        let approval = Approval {
+            id: ApprovalId::generate(),
+            execution_id: running.id,
+            function: running.function.clone(),
+            backend: running.backend.clone(),
+            session_id: Some("thread-1".into()),
+            kind: ApprovalKind::FileChange,
+            summary: "src/lib.rs".into(),
+            details: json!({"changes": [{"path": "src/lib.rs", "kind": "update", "diff": "-a\n+b\n"}]}),
+            item_id: Some("item-7".into()),
+            grant_key: None,
+            status: ApprovalStatus::Pending,
+            for_session: false,
+            requested_at,
+            expires_at: requested_at + Duration::from_secs(300),
+            decided_by: None,
+            decided_at: None,
+            note: None,
+            answers: None,
+        };
+        let change = store.create_approval(approval, None).await.expect("create approval");
+        (asking, change.execution, change.approval)
+    };
+
+    let store = open(&path);
+    assert_eq!(store.get_function(&FunctionKey::Id(asking.id)).await.expect("get"), Some(asking));
+    assert_eq!(store.get_execution(waiting.id).await.expect("get"), Some(waiting.clone()));
+    assert_eq!(store.list_unfinished().await.expect("unfinished"), [waiting], "recovery sees it");
+    assert_eq!(store.get_approval(approval.id).await.expect("get"), Some(approval.clone()));
+    assert_eq!(store.count_pending_approvals().await.expect("count"), 1);
+    let expire = ApprovalDecision::new(ApprovalStatus::Expired, "dashboard");
+    let change = store.decide_approval(approval.id, expire, None).await.expect("decide after a reopen");
+    assert_eq!(change.execution.status, ExecutionStatus::Running);
 }
 
 #[test]

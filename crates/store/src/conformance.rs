@@ -25,6 +25,8 @@
 //! directly (`conformance::function_is_found_by_id_and_by_name(&store).await`). Both need a tokio runtime with
 //! the time driver enabled (`#[tokio::test]` gives one): some cases spawn tasks and sleep.
 
+mod approval_reads;
+mod approvals;
 mod events;
 mod executions;
 mod fixtures;
@@ -38,6 +40,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use approval_reads::*;
+pub use approvals::*;
 pub use events::*;
 pub use executions::*;
 pub use functions::*;
@@ -77,6 +81,7 @@ macro_rules! conformance_tests {
                 illegal_execution_transition_is_invalid,
                 terminal_execution_never_changes,
                 execution_update_of_unknown_id_is_not_found,
+                a_waiting_execution_runs_again_or_ends,
                 executions_are_listed_newest_first,
                 execution_filters_select_matching_executions,
                 execution_text_search_is_a_case_insensitive_substring_of_the_input,
@@ -100,6 +105,22 @@ macro_rules! conformance_tests {
                 a_diff_is_stored_with_the_status_change_and_read_apart,
                 prune_deletes_the_diffs_of_pruned_executions,
                 executions_are_listed_by_session,
+                a_pending_approval_moves_a_running_execution_to_waiting,
+                a_second_pending_approval_of_a_waiting_execution_changes_no_status,
+                a_pending_approval_of_an_execution_neither_running_nor_waiting_is_a_status_mismatch,
+                an_approval_stored_decided_records_requested_and_decided_and_changes_no_status,
+                an_approval_with_a_taken_id_is_invalid_and_writes_nothing,
+                an_approval_of_an_unknown_execution_is_not_found,
+                deciding_is_a_compare_and_set_on_pending,
+                deciding_the_last_pending_approval_resumes_the_execution,
+                deciding_changes_no_status_of_an_execution_that_is_not_waiting,
+                a_decision_that_decides_nothing_is_refused,
+                an_approval_is_stored_with_its_item,
+                approvals_are_listed_pending_oldest_first_and_all_newest_first,
+                pending_approvals_are_counted_across_executions,
+                a_session_grant_is_the_newest_approval_approved_for_the_session,
+                prune_deletes_the_approvals_of_pruned_executions,
+                a_function_keeps_its_approval_policy_and_timeout,
                 every_change_records_its_event_in_order,
                 events_are_listed_after_a_cursor_with_limit,
                 prune_deletes_old_finished_executions_with_their_logs_and_events,

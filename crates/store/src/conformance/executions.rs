@@ -1,7 +1,7 @@
 //! Conformance cases for executions: creation with idempotency keys, and status changes as a compare-and-set on
 //! the status machine.
 
-use dashboard_core::{CoreError, ExecutionId, ExecutionStatus, NewEvent, now};
+use dashboard_core::{CoreError, EventKind, ExecutionId, ExecutionStatus, NewEvent, now};
 use serde_json::json;
 
 use super::fixtures::{
@@ -146,15 +146,20 @@ pub async fn execution_update_with_wrong_from_is_status_mismatch(store: &dyn Das
 pub async fn illegal_execution_transition_is_invalid(store: &dyn DashboardStore) {
     use ExecutionStatus::*;
     let alpha = function(store, "alpha").await;
-    let waiting = queued(store, &alpha, json!({})).await;
+    let queued = queued(store, &alpha, json!({})).await;
     let running = in_status(store, &alpha, Running).await;
+    let waiting = in_status(store, &alpha, Waiting).await;
     let before = last_event_id(store).await;
     let cases = [
-        (&waiting, Succeeded),
-        (&waiting, TimedOut),
-        (&waiting, Queued),
+        (&queued, Succeeded),
+        (&queued, TimedOut),
+        (&queued, Queued),
+        (&queued, Waiting),
         (&running, Queued),
         (&running, Running),
+        (&waiting, Succeeded),
+        (&waiting, Queued),
+        (&waiting, Waiting),
     ];
     for (execution, to) in cases {
         let from = execution.status;
@@ -166,6 +171,40 @@ pub async fn illegal_execution_transition_is_invalid(store: &dyn DashboardStore)
         assert_eq!(store.get_execution(execution.id).await.expect("get").as_ref(), Some(execution));
     }
     assert_no_event_after(store, before, "an illegal transition").await;
+}
+
+/// A running execution waits (`execution.waiting`) and runs again (`execution.resumed`, `started_at` kept), and a
+/// waiting one may end `failed`, `timed_out` or `cancelled`, like a running one.
+pub async fn a_waiting_execution_runs_again_or_ends(store: &dyn DashboardStore) {
+    use ExecutionStatus::*;
+    let alpha = function(store, "alpha").await;
+    let running = in_status(store, &alpha, Running).await;
+    let waits =
+        store.update_execution(running.id, ExecutionUpdate::new(Running, Waiting)).await.expect("wait");
+    assert_eq!(waits.value, dashboard_core::Execution { status: Waiting, ..running.clone() });
+    assert_eq!(waits.event.kind, EventKind::ExecutionWaiting);
+    assert_eq!(waits.event, NewEvent::for_execution(&waits.value).recorded(waits.event.id, waits.event.ts));
+    let resumed = store.update_execution(running.id, ExecutionUpdate::new(Waiting, Running)).await;
+    let resumed = resumed.expect("resume");
+    assert_eq!(resumed.value, running, "running again, started_at kept");
+    assert_eq!(resumed.event.kind, EventKind::ExecutionResumed);
+    assert_eq!(
+        resumed.event,
+        NewEvent::for_change(Waiting, &resumed.value).recorded(resumed.event.id, resumed.event.ts)
+    );
+    assert_eq!(store.get_execution(running.id).await.expect("get"), Some(resumed.value));
+
+    for end in [Failed, TimedOut, Cancelled] {
+        let waiting = in_status(store, &alpha, Waiting).await;
+        let update = ExecutionUpdate::new(Waiting, end).error(format!("reason: {end}"));
+        let ended = store.update_execution(waiting.id, update).await.expect("a legal transition");
+        let value = &ended.value;
+        assert_eq!((value.status, value.error.as_deref()), (end, Some(format!("reason: {end}").as_str())));
+        assert!(value.finished_at.is_some(), "waiting → {end} must set finished_at");
+        assert_eq!(value.started_at, waiting.started_at, "waiting → {end} keeps started_at");
+        assert_eq!(ended.event, NewEvent::for_execution(value).recorded(ended.event.id, ended.event.ts));
+        assert_eq!(store.get_execution(waiting.id).await.expect("get").as_ref(), Some(value));
+    }
 }
 
 /// A terminal execution never changes again, whatever the caller claims its status is.

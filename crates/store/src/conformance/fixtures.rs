@@ -1,12 +1,15 @@
-//! Small helpers the conformance cases share: making functions and executions, moving executions along, and checking
-//! that a refused change wrote nothing.
+//! Small helpers the conformance cases share: making functions, executions and approvals, moving executions along,
+//! and checking that a refused change wrote nothing.
 
 use std::time::Duration;
 
-use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, Timestamp, now};
+use dashboard_core::{
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, Execution, ExecutionId,
+    ExecutionStatus, Function, FunctionSpec, ItemBody, ItemStatus, NewItem, Timestamp, now,
+};
 use serde_json::{Value, json};
 
-use crate::{DashboardStore, ExecutionQuery, ExecutionUpdate, NewExecution};
+use crate::{ApprovalChange, DashboardStore, ExecutionQuery, ExecutionUpdate, NewExecution};
 
 /// A valid spec on the `demo` backend.
 pub(crate) fn spec(name: &str) -> FunctionSpec {
@@ -40,21 +43,69 @@ pub(crate) async fn advance(
     recorded.unwrap_or_else(|error| panic!("{} → {to} was refused: {error}", execution.status)).value
 }
 
-/// Stores an execution of `function` and moves it to `status` along a legal path.
+/// Stores an execution of `function` and moves it to `status` along a legal path: every status but `queued` is
+/// reached through `running`.
 pub(crate) async fn in_status(
     store: &dyn DashboardStore,
     function: &Function,
     status: ExecutionStatus,
 ) -> Execution {
     let execution = queued(store, function, json!({})).await;
-    match status {
-        ExecutionStatus::Queued => execution,
-        ExecutionStatus::Running => advance(store, &execution, ExecutionStatus::Running).await,
-        terminal => {
-            let running = advance(store, &execution, ExecutionStatus::Running).await;
-            advance(store, &running, terminal).await
-        }
+    if status == ExecutionStatus::Queued {
+        return execution;
     }
+    let running = advance(store, &execution, ExecutionStatus::Running).await;
+    if status == ExecutionStatus::Running {
+        return running;
+    }
+    advance(store, &running, status).await
+}
+
+/// A pending approval, asked now, of `execution`'s agent to run `command` (also its grant key), expiring in an hour.
+pub(crate) fn pending_approval(execution: &Execution, command: &str) -> Approval {
+    let requested_at = now();
+    Approval {
+        id: ApprovalId::generate(),
+        execution_id: execution.id,
+        function: execution.function.clone(),
+        backend: execution.backend.clone(),
+        session_id: execution.session_id.clone(),
+        kind: ApprovalKind::Command,
+        summary: command.to_owned(),
+        details: json!({"command": command, "cwd": "/work/repo", "reason": "to finish the task"}),
+        item_id: Some(format!("call-{}", ApprovalId::generate())),
+        grant_key: Some(command.to_owned()),
+        status: ApprovalStatus::Pending,
+        for_session: false,
+        requested_at,
+        expires_at: requested_at + Duration::from_secs(3600),
+        decided_by: None,
+        decided_at: None,
+        note: None,
+        answers: None,
+    }
+}
+
+/// `approval` decided now, `status` by `decided_by`: as the function's policy stores it.
+pub(crate) fn decided(approval: Approval, status: ApprovalStatus, decided_by: &str) -> Approval {
+    ApprovalDecision::new(status, decided_by).apply(&approval, now())
+}
+
+/// Stores `approval` with `item`.
+pub(crate) async fn create_approval(
+    store: &dyn DashboardStore,
+    approval: Approval,
+    item: Option<NewItem>,
+) -> ApprovalChange {
+    let status = approval.status;
+    let created = store.create_approval(approval, item).await;
+    created.unwrap_or_else(|error| panic!("creating a {status} approval was refused: {error}"))
+}
+
+/// The transcript item of `approval`, in `status`.
+pub(crate) fn approval_item(approval: &Approval, status: ItemStatus) -> NewItem {
+    let body = ItemBody::Approval { approval_id: approval.id.to_string() };
+    NewItem::new(format!("approval-{}", approval.id), status, body).expect("a valid test item")
 }
 
 /// Every execution in the store, newest first, read through the list in one big page.

@@ -189,13 +189,14 @@ pub async fn execution_pages_visit_every_execution_once(store: &dyn DashboardSto
     );
 }
 
-/// Only `queued` and `running` executions are unfinished, and they come oldest first.
+/// Only `queued`, `running` and `waiting` executions are unfinished, and they come oldest first.
 pub async fn unfinished_executions_are_listed_oldest_first(store: &dyn DashboardStore) {
     use ExecutionStatus::*;
     assert!(store.list_unfinished().await.expect("list").is_empty());
     let alpha = function(store, "alpha").await;
     let mut expected = Vec::new();
-    for status in [Queued, Running, Succeeded, Failed, Running, TimedOut, Cancelled, Queued] {
+    for status in [Queued, Running, Succeeded, Waiting, Failed, Running, TimedOut, Cancelled, Waiting, Queued]
+    {
         let execution = in_status(store, &alpha, status).await;
         if !status.is_terminal() {
             expected.push(execution);
@@ -209,8 +210,12 @@ pub async fn executions_are_counted_by_status(store: &dyn DashboardStore) {
     use ExecutionStatus::*;
     let empty = store.count_by_status().await.expect("count");
     assert_eq!(empty.total(), 0);
+    let missing: Vec<_> =
+        ExecutionStatus::ALL.into_iter().filter(|status| !empty.0.contains_key(status)).collect();
+    assert!(missing.is_empty(), "every status is counted, with 0 when there is none; missing {missing:?}");
     let alpha = function(store, "alpha").await;
-    let plan = [(Queued, 3), (Running, 2), (Succeeded, 4), (Failed, 1), (TimedOut, 0), (Cancelled, 1)];
+    let plan =
+        [(Queued, 3), (Running, 2), (Waiting, 2), (Succeeded, 4), (Failed, 1), (TimedOut, 0), (Cancelled, 1)];
     for (status, n) in plan {
         for _ in 0..n {
             in_status(store, &alpha, status).await;
@@ -220,5 +225,5 @@ pub async fn executions_are_counted_by_status(store: &dyn DashboardStore) {
     for (status, n) in plan {
         assert_eq!(counts.get(status), n, "{status}: {counts:?}");
     }
-    assert_eq!(counts.total(), 11);
+    assert_eq!(counts.total(), 13);
 }
