@@ -399,12 +399,14 @@ impl DashboardStore for MemoryStore {
         }
         let approval = decision.apply(stored, now());
         let execution_id = approval.execution_id;
+        // Checked before anything changes: the change is whole or not made.
+        let status = state.executions.get(&execution_id).map(|execution| execution.status);
+        let Some(status) = status else { return Err(StoreError::execution_not_found(execution_id)) };
         state.approvals.insert(id, approval.clone());
         let mut events = vec![state.record(NewEvent::for_approval(EventKind::ApprovalDecided, &approval))];
         let still_waits =
             state.approvals.values().any(|other| other.execution_id == execution_id && other.is_pending());
-        let status = state.executions.get(&execution_id).map(|execution| execution.status);
-        if status == Some(ExecutionStatus::Waiting) && !still_waits {
+        if status == ExecutionStatus::Waiting && !still_waits {
             let update = ExecutionUpdate::new(ExecutionStatus::Waiting, ExecutionStatus::Running);
             events.push(state.update_execution(execution_id, update)?.event);
         }
