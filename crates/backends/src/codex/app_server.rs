@@ -1,9 +1,17 @@
 //! The `codex` backend's `app-server` mode: one `codex app-server` per execution, spoken to in JSON-RPC over its
 //! stdio — `initialize`, `thread/start` with the backend's sandbox and approval settings (or `thread/resume` of the
 //! thread a follow-up continues), `turn/start` with the prompt — until the turn completes. A cancel or timeout sends
-//! `turn/interrupt`, waits briefly for the turn to end, then stops the process group. Approval requests are
-//! declined: approvals by a person are not built yet.
+//! `turn/interrupt`, waits briefly for the turn to end, then stops the process group.
+//!
+//! The server's requests for a decision (a command, a file change, permissions, a question for the user;
+//! [`approvals`]) go through the run's approval gate, which applies the function's policy and may wait for a person
+//! for as long as an hour. Each ask runs as a task of its own ([`asks`]) while the loop reading the server goes on
+//! (several may be pending at once); its answer is written when it comes. A request Codex withdraws (`serverRequest/resolved`
+//! before it was answered) drops its ask, and so do a cancel and the turn's end. Other server requests are answered
+//! as not supported.
 
+mod approvals;
+mod asks;
 mod notifications;
 mod protocol;
 #[cfg(test)]
@@ -12,14 +20,17 @@ mod usage;
 
 use std::collections::VecDeque;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_backend_api::{BackendError, RunContext, RunOutcome};
-use dashboard_core::LogStream;
+use dashboard_backend_api::{ApprovalAnswer, BackendError, RunContext, RunOutcome};
+use dashboard_core::{Decision, LogStream};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 
+use self::approvals::Asked;
+use self::asks::{Asks, DECIDED_BY_DASHBOARD};
 use self::notifications::{Effect, Transcript, TurnEnd};
 pub use self::protocol::{CodexApproval, CodexSandbox};
 use self::protocol::{
@@ -37,8 +48,6 @@ const INTERRUPT_WAIT: Duration = Duration::from_secs(3);
 const EXIT_WAIT: Duration = Duration::from_secs(1);
 /// How many stderr lines are kept to explain a crash.
 const STDERR_TAIL_LINES: usize = 10;
-/// The log line for an approval request, declined because the dashboard cannot ask anyone yet.
-const APPROVALS_UNAVAILABLE: &str = "approvals are not available yet in this version of the dashboard";
 /// The log line for a continued turn whose usage could not be told apart from the thread's earlier turns.
 const NO_BASELINE: &str =
     "codex reported no usage from before this turn: the usage is the thread's total, earlier turns included";
@@ -71,6 +80,7 @@ pub(super) async fn run_turn(
         is_interrupting: false,
         is_skipping: false,
         max_event_bytes: config.max_event_bytes,
+        asks: Asks::default(),
     };
     let ended = server.converse(config, prompt).await;
     let outcome = match ended {
@@ -127,6 +137,8 @@ struct Server<'a> {
     /// Whether the pieces arriving belong to a message over the limit, which is skipped to its end.
     is_skipping: bool,
     max_event_bytes: usize,
+    /// The gate's asks still waiting for an answer; dropped (so stopped) with the server.
+    asks: Asks,
 }
 
 impl Server<'_> {
@@ -190,8 +202,10 @@ impl Server<'_> {
 
     /// Asks the server to end the turn, and waits briefly for it to say it has.
     async fn interrupt(&mut self) {
-        let (Some(thread_id), Some(turn_id)) = (self.thread_id.clone(), self.turn_id.clone()) else { return };
+        // Nobody will be told what the gate decides now: the turn ends unanswered, and the engine expires the asks.
+        self.asks.clear();
         self.is_interrupting = true;
+        let (Some(thread_id), Some(turn_id)) = (self.thread_id.clone(), self.turn_id.clone()) else { return };
         let id = self.next_id;
         self.next_id += 1;
         let params = TurnInterruptParams { thread_id, turn_id };
@@ -249,6 +263,10 @@ impl Server<'_> {
                 None => tokio::select! {
                     biased;
                     () = self.run.cancel.cancelled(), if !self.is_interrupting => return Err(Stop::Cancelled),
+                    Some((request_id, asked, answer)) = self.asks.next(), if !self.asks.is_empty() => {
+                        self.reply(&request_id, &asked, &answer).await;
+                        continue;
+                    }
                     output = self.program.next_output() => match output {
                         Output::Line(line) => line,
                         Output::Closed => {
@@ -295,7 +313,7 @@ impl Server<'_> {
         match protocol::incoming(&text) {
             Some(Incoming::Response { id, result }) => Some(Event::Response { id, result }),
             Some(Incoming::Request { id, method, params }) => {
-                self.answer(&id, &method, &params).await;
+                self.ask(id, &method, &params).await;
                 None
             }
             Some(Incoming::Notification { method, params }) => self.notification(&method, &params).await,
@@ -308,6 +326,12 @@ impl Server<'_> {
     }
 
     async fn notification(&mut self, method: &str, params: &Value) -> Option<Event> {
+        if method == protocol::SERVER_REQUEST_RESOLVED {
+            if let Some(request_id) = params.get("requestId") {
+                self.withdraw(request_id).await;
+            }
+            return None;
+        }
         let mut ended = None;
         for effect in self.transcript.notification(method, params) {
             match effect {
@@ -330,27 +354,43 @@ impl Server<'_> {
         ended
     }
 
-    /// Answers a server request: an approval request is declined (and said so in the log), anything else is not
-    /// supported.
-    async fn answer(&mut self, id: &Value, method: &str, params: &Value) {
-        let answer = match protocol::decline(method) {
-            Some(result) => {
-                let what = params
-                    .get("command")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| method.to_owned(), |command| format!("`{command}`"));
-                let line = format!("codex asked for approval of {what}: declined, {APPROVALS_UNAVAILABLE}");
-                self.run.log(LogStream::System, line).await;
-                protocol::response(id, &result)
-            }
-            None => {
-                log::debug!("codex app-server: request {method} answered as not supported");
-                protocol::error_response(id, protocol::METHOD_NOT_FOUND, "not supported")
-            }
+    /// Takes a server request: one asking for a decision goes to the gate, in a task of its own whose answer is
+    /// written when it comes; anything else is answered as not supported.
+    async fn ask(&mut self, request_id: Value, method: &str, params: &Value) {
+        let Some((asked, request)) = approvals::read(method, params, &self.transcript) else {
+            log::debug!("codex app-server: request {method} answered as not supported");
+            self.write(protocol::error_response(&request_id, protocol::METHOD_NOT_FOUND, "not supported"))
+                .await;
+            return;
         };
-        // A failed write means the server is gone; the reading loop finds out how.
+        self.run.log(LogStream::System, approvals::asked_line(&request)).await;
+        if self.is_interrupting {
+            let mut answer = ApprovalAnswer::new(Decision::Decline, DECIDED_BY_DASHBOARD);
+            answer.note = Some("the run is stopping".to_owned());
+            self.reply(&request_id, &asked, &answer).await;
+            return;
+        }
+        self.asks.start(Arc::clone(&self.run.approvals), request_id, asked, request);
+    }
+
+    /// Logs a decision and writes it to the server as the answer to request `request_id`.
+    async fn reply(&mut self, request_id: &Value, asked: &Asked, answer: &ApprovalAnswer) {
+        self.run.log(LogStream::System, approvals::decided_line(asked, answer)).await;
+        let result = approvals::response(asked, answer);
+        self.write(protocol::response(request_id, &result)).await;
+    }
+
+    /// Drops the ask of a request Codex no longer waits for (answered by now, or the turn ended without it).
+    async fn withdraw(&mut self, request_id: &Value) {
+        if self.asks.withdraw(request_id) {
+            self.run.log(LogStream::System, "codex withdrew its request before it was answered").await;
+        }
+    }
+
+    /// Writes one answer to the server. A failed write means the server is gone; the reading loop finds out how.
+    async fn write(&mut self, line: String) {
         if let Some(stdin) = self.stdin.as_mut() {
-            let _ = stdin.write_all(format!("{answer}\n").as_bytes()).await;
+            let _ = stdin.write_all(format!("{line}\n").as_bytes()).await;
             let _ = stdin.flush().await;
         }
     }

@@ -1,6 +1,9 @@
 //! The `codex` backend: runs the OpenAI Codex CLI — `codex exec --json` (the `exec` mode, the default), whose JSONL
 //! events become log lines, transcript items, usage and an output (the last agent message), or `codex app-server`
-//! (the `app-server` mode, [`app_server`]), spoken to in JSON-RPC.
+//! (the `app-server` mode, [`app_server`]), spoken to in JSON-RPC, whose approval requests go through the run's
+//! approval gate. `codex exec` never asks anyone (it runs with Codex's approval policy `never`), so a function whose
+//! approval policy is `ask` or `deny` runs only in the app-server mode, and only when Codex's own `approval` is not
+//! `never`.
 
 mod app_server;
 mod events;
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_backend_api::{Backend, BackendError, Readiness, RunContext, RunOutcome};
-use dashboard_core::{ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
+use dashboard_core::{ApprovalPolicy, ItemBody, ItemStatus, LogStream, MessageRole, NewItem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -195,6 +198,26 @@ impl Backend for CodexBackend {
     /// Both modes continue a thread: `codex exec resume`, or `thread/resume` then `turn/start`.
     fn can_continue(&self) -> bool {
         true
+    }
+
+    /// `ask` and `deny` need a Codex that asks: the app-server mode, unless Codex's own policy is `never`.
+    fn refuses_approval_policy(&self, policy: ApprovalPolicy) -> Option<String> {
+        if policy.is_auto() {
+            return None;
+        }
+        match (self.config.mode, self.config.approval) {
+            // `codex exec` runs with Codex's approval policy `never` whatever its config says, and has no channel
+            // back to the dashboard.
+            (CodexMode::Exec, _) => Some(format!(
+                "backend {KIND} runs `codex exec` (mode = \"exec\"), which never asks anyone: Codex's own sandbox \
+                 decides, so approval_policy \"{policy}\" would never apply; set mode = \"app-server\" to be asked"
+            )),
+            (CodexMode::AppServer, Some(CodexApproval::Never)) => Some(format!(
+                "backend {KIND} has approval = \"never\": Codex never asks, so approval_policy \"{policy}\" would \
+                 never apply"
+            )),
+            (CodexMode::AppServer, _) => None,
+        }
     }
 
     async fn check(&self) -> Readiness {

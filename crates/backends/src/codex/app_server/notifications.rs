@@ -125,6 +125,15 @@ impl Transcript {
         }
     }
 
+    /// The changes of the file change `item_id`, when it has started and not yet completed: Codex reports them with
+    /// `item/started` before it asks to apply them, and the request itself names only the item.
+    pub(crate) fn file_changes(&self, item_id: &str) -> Option<&[FileChange]> {
+        match &self.growing.get(item_id)?.item.body {
+            ItemBody::FileChange { changes } => Some(changes),
+            _ => None,
+        }
+    }
+
     fn item(&mut self, is_done: bool, item: &Value) -> Vec<Effect> {
         let Some(id) = text(item, "id").filter(|id| !id.is_empty()) else { return Vec::new() };
         let item_type = text(item, "type").unwrap_or_default();

@@ -1,7 +1,7 @@
 //! The part of the Codex app-server protocol (JSON-RPC over stdio, as `codex app-server generate-json-schema`
-//! describes it for 0.169) that the dashboard speaks: the requests and the notification it sends, its answers to the
-//! server's requests, and how an incoming message is told apart. Messages carry no `"jsonrpc"` member: the server's
-//! schema has none.
+//! describes it for 0.169) that the dashboard speaks: the requests and the notification it sends, the envelope of its
+//! answers to the server's requests (their results are shaped in [`super::approvals`]), and how an incoming message is
+//! told apart. Messages carry no `"jsonrpc"` member: the server's schema has none.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,6 +13,9 @@ pub(crate) const THREAD_START: &str = "thread/start";
 pub(crate) const THREAD_RESUME: &str = "thread/resume";
 pub(crate) const TURN_START: &str = "turn/start";
 pub(crate) const TURN_INTERRUPT: &str = "turn/interrupt";
+
+/// The notification that a server request was answered or withdrawn (by another client, or the turn's end).
+pub(crate) const SERVER_REQUEST_RESOLVED: &str = "serverRequest/resolved";
 
 /// JSON-RPC's "method not found", the answer to a server request the dashboard does not support.
 pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
@@ -37,7 +40,8 @@ pub enum CodexApproval {
     Untrusted,
     /// The model decides when to ask.
     OnRequest,
-    /// Never asks; a command the sandbox refuses fails.
+    /// Never asks; a command the sandbox refuses fails. A function whose `approval_policy` is `ask` or `deny` cannot
+    /// run on such a backend: nothing would ever reach the dashboard to ask about or decline.
     Never,
 }
 
@@ -131,23 +135,6 @@ pub(crate) fn response(id: &Value, result: &Value) -> String {
 /// An error answer to a server request, as one line.
 pub(crate) fn error_response(id: &Value, code: i64, message: &str) -> String {
     json!({"id": id, "error": {"code": code, "message": message}}).to_string()
-}
-
-/// The result that declines a server request asking for approval, or `None` when the method asks for none.
-pub(crate) fn decline(method: &str) -> Option<Value> {
-    let rejection = "approvals are not available yet in this version of the dashboard";
-    Some(match method {
-        "item/commandExecution/requestApproval" | "item/fileChange/requestApproval" => {
-            json!({"decision": "decline"})
-        }
-        // A permission request is declined by granting nothing.
-        "item/permissions/requestApproval" => json!({"permissions": {}, "scope": "turn"}),
-        // The protocol's first version, still served.
-        "execCommandApproval" | "applyPatchApproval" => {
-            json!({"decision": {"denied": {"rejection": rejection}}})
-        }
-        _ => return None,
-    })
 }
 
 /// One message from the server.
@@ -262,12 +249,5 @@ mod tests {
         let params = serde_json::to_value(ThreadResumeParams { thread_id: "thr_1".into(), settings })
             .expect("serializes");
         assert_eq!(params, json!({"threadId": "thr_1", "sandbox": "read-only"}));
-    }
-
-    #[test]
-    fn approval_requests_are_declined_and_others_have_no_decline() {
-        assert_eq!(decline("item/commandExecution/requestApproval"), Some(json!({"decision": "decline"})));
-        assert_eq!(decline("item/fileChange/requestApproval"), Some(json!({"decision": "decline"})));
-        assert_eq!(decline("item/tool/requestUserInput"), None);
     }
 }

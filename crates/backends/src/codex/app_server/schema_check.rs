@@ -1,15 +1,18 @@
 //! Checks the messages the dashboard sends against the protocol of the installed Codex: the schema that
 //! `codex app-server generate-json-schema` prints. Every method must be one the server knows and every field one
-//! its params have, with an allowed value where the schema lists them, and every field the schema requires sent. The
-//! answers and notifications whose fields the dashboard reads (a resumed thread's id, the thread's usage) are
-//! checked to carry them. Without `codex` on `PATH` the test skips,
-//! saying why — unless `CI` and `DASHBOARD_REQUIRE_CODEX=1` are set, where it fails.
+//! its params have, with an allowed value where the schema lists them, and every field the schema requires sent;
+//! every answer to an approval request (each decision, the permission grant, a question's answers) must fit the
+//! request's response. The answers, notifications and requests whose fields the dashboard reads (a resumed thread's
+//! id, the thread's usage, an approval request's item and command, a question's id and text) are checked to carry
+//! them. Without `codex` on `PATH` the test skips, saying why — unless `CI` and `DASHBOARD_REQUIRE_CODEX=1` are set,
+//! where it fails.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::protocol::{self, every_message_sent};
+use super::approvals::{self, every_response};
+use super::protocol::every_message_sent;
 
 /// The schema bundle of the installed Codex, or `None` (after saying why) when there is no `codex` to ask.
 fn generated_schema(test: &str) -> Option<PathBuf> {
@@ -96,8 +99,11 @@ fn fits(root: &Value, schema: &Value, value: &Value) -> Result<(), String> {
                 return Err(format!("no required field {missing:?}"));
             }
             let properties = schema.get("properties").and_then(Value::as_object);
+            // A map's values (`additionalProperties` a schema) fit that schema; `true` lets any through.
+            let others = schema.get("additionalProperties").filter(|others| others.is_object());
             for (name, member) in members {
-                let Some(property) = properties.and_then(|properties| properties.get(name)) else {
+                let property = properties.and_then(|properties| properties.get(name)).or(others);
+                let Some(property) = property else {
                     return Err(format!("no field {name:?}"));
                 };
                 fits(root, property, member).map_err(|error| format!("{name}: {error}"))?;
@@ -157,17 +163,18 @@ fn every_message_sent_is_in_the_installed_protocol() {
 fn every_answer_to_a_server_request_is_in_the_installed_protocol() {
     let Some(dir) = generated_schema("answers") else { return };
     let requests = load(&dir, "ServerRequest.json");
-    let approvals = [
-        ("item/commandExecution/requestApproval", "CommandExecutionRequestApprovalResponse.json"),
-        ("item/fileChange/requestApproval", "FileChangeRequestApprovalResponse.json"),
-        ("item/permissions/requestApproval", "PermissionsRequestApprovalResponse.json"),
-        ("execCommandApproval", "ExecCommandApprovalResponse.json"),
-        ("applyPatchApproval", "ApplyPatchApprovalResponse.json"),
-    ];
-    for (method, response) in approvals {
+    let response_of = |method: &str| match method {
+        approvals::COMMAND_APPROVAL => "CommandExecutionRequestApprovalResponse.json",
+        approvals::FILE_CHANGE_APPROVAL => "FileChangeRequestApprovalResponse.json",
+        approvals::PERMISSIONS_APPROVAL => "PermissionsRequestApprovalResponse.json",
+        approvals::QUESTION => "ToolRequestUserInputResponse.json",
+        approvals::LEGACY_COMMAND_APPROVAL => "ExecCommandApprovalResponse.json",
+        approvals::LEGACY_PATCH_APPROVAL => "ApplyPatchApprovalResponse.json",
+        other => panic!("no response schema known for {other}"),
+    };
+    for (method, answer) in every_response() {
         assert!(params_of(&requests, method).is_some(), "the installed Codex makes no request {method}");
-        let schema = load(&dir, response);
-        let answer = protocol::decline(method).expect("an approval request is declined");
+        let schema = load(&dir, response_of(method));
         if let Err(error) = fits(&schema, &schema, &answer) {
             panic!("{method}: {error} ({answer})");
         }
@@ -196,6 +203,29 @@ fn what_the_dashboard_reads_is_always_sent_by_the_installed_codex() {
         assert!(requires(&usage, &usage, &path), "thread/tokenUsage/updated has {path:?}");
     }
     assert!(requires(&usage, &usage, &["turnId"]), "thread/tokenUsage/updated names its turn");
+    for (file, path) in [
+        ("CommandExecutionRequestApprovalParams.json", ["itemId"].as_slice()),
+        ("FileChangeRequestApprovalParams.json", &["itemId"]),
+        ("PermissionsRequestApprovalParams.json", &["itemId"]),
+        ("PermissionsRequestApprovalParams.json", &["permissions"]),
+        ("ToolRequestUserInputParams.json", &["itemId"]),
+        ("ToolRequestUserInputParams.json", &["questions"]),
+        ("ExecCommandApprovalParams.json", &["command"]),
+        ("ApplyPatchApprovalParams.json", &["fileChanges"]),
+        ("v2/ServerRequestResolvedNotification.json", &["requestId"]),
+    ] {
+        let schema = load(&dir, file);
+        assert!(requires(&schema, &schema, path), "{file} has {path:?}");
+    }
+    let command = load(&dir, "CommandExecutionRequestApprovalParams.json");
+    for field in ["command", "cwd", "reason", "kind", "networkApprovalContext"] {
+        assert!(command["properties"].get(field).is_some(), "a command approval request may have {field:?}");
+    }
+    let question = load(&dir, "ToolRequestUserInputParams.json");
+    let question = &question["definitions"]["ToolRequestUserInputQuestion"];
+    for field in ["id", "question"] {
+        assert!(requires(question, question, &[field]), "a question has {field:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -215,4 +245,11 @@ fn the_check_finds_unknown_fields_and_values() {
     assert!(check(json!({"mode": "c"})).is_err());
     assert!(check(json!({"list": [{"y": "1"}]})).is_err());
     assert!(check(json!({"list": [{}]})).is_err(), "a required field missing");
+    let map = json!({"properties": {"answers": {"additionalProperties": {"$ref": "#/definitions/Answer"},
+                                                "type": "object"}},
+                     "definitions": {"Answer": {"properties": {"answers": {"items": {"type": "string"},
+                                                                           "type": "array"}},
+                                                "required": ["answers"]}}});
+    assert_eq!(fits(&map, &map, &json!({"answers": {"q": {"answers": ["a"]}}})), Ok(()));
+    assert!(fits(&map, &map, &json!({"answers": {"q": ["a"]}})).is_err(), "a map's values fit its schema");
 }
