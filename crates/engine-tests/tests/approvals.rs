@@ -391,3 +391,64 @@ async fn a_policy_the_backend_cannot_apply_is_refused_at_create_and_at_start() {
     let error = dashboard.store().get_execution(id).await.expect("read").expect("it exists").error;
     assert_eq!(error.as_deref(), Some("could not start: this agent never asks, so Ask would never apply"));
 }
+
+/// A backend whose agent asks, then withdraws its request after 200 ms (as Codex does when a turn moves on), and
+/// finishes.
+struct Withdraws;
+
+#[async_trait::async_trait]
+impl dashboard_backend_api::Backend for Withdraws {
+    fn kind(&self) -> &'static str {
+        "withdraws"
+    }
+
+    async fn check(&self) -> dashboard_backend_api::Readiness {
+        dashboard_backend_api::Readiness::ready("withdraws")
+    }
+
+    async fn trigger(
+        &self,
+        run: dashboard_backend_api::RunContext,
+    ) -> Result<dashboard_backend_api::RunOutcome, dashboard_backend_api::BackendError> {
+        let request = dashboard_backend_api::ApprovalRequest::new(
+            dashboard_core::ApprovalKind::Command,
+            "make",
+            json!({"command": "make"}),
+        );
+        let answered = tokio::time::timeout(Duration::from_millis(200), run.ask_approval(request)).await;
+        Ok(dashboard_backend_api::RunOutcome::Succeeded { output: json!(answered.is_ok()), usage: None })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_agent_withdraws_expires_and_the_run_goes_on() {
+    let dashboard =
+        Dashboard::builder().store(Arc::new(MemoryStore::default())).backend("withdraws", Withdraws).build();
+    let anyone = Principal::anonymous();
+    let spec = FunctionSpec { approval_policy: ApprovalPolicy::Ask, ..FunctionSpec::new("f", "withdraws") };
+    dashboard.create_function(&anyone, spec).await.expect("created");
+    let request =
+        TriggerRequest { function: "f".into(), input: json!({}), backend: None, idempotency_key: None };
+    let id = dashboard.trigger(&anyone, request).await.expect("accepted").execution.id;
+    assert_eq!(wait_until_terminal(&dashboard, id).await, ExecutionStatus::Succeeded);
+    assert_eq!(output(&dashboard, id).await, json!(false), "the agent stopped waiting");
+    let query = ApprovalQuery { pending_only: false, execution: Some(id), limit: 10 };
+    let approvals = dashboard.store().list_approvals(&query).await.expect("read");
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(
+        (approvals[0].status, approvals[0].note.as_deref()),
+        (ApprovalStatus::Expired, Some("the agent withdrew its request"))
+    );
+    assert_eq!(
+        event_kinds(&dashboard, id).await,
+        [
+            "execution.queued",
+            "execution.started",
+            "approval.requested",
+            "execution.waiting",
+            "approval.decided",
+            "execution.resumed",
+            "execution.succeeded"
+        ]
+    );
+}

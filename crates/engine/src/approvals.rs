@@ -381,8 +381,10 @@ impl RunGate {
             }
         };
         inner.publish_approval_change(&change);
+        // Should the backend stop waiting (the agent withdrew its request), the approval expires.
+        let withdrawn = Withdrawn { gate: self, approval: Some(change.approval.clone()) };
         let expires_in = self.timeout;
-        tokio::select! {
+        let answer = tokio::select! {
             answer = &mut receiver => Ok(answer.unwrap_or_else(|_| stopped())),
             () = self.cancel.cancelled() => Ok(stopped()),
             () = tokio::time::sleep(expires_in) => {
@@ -402,7 +404,39 @@ impl RunGate {
                     Err(error) => Err(error),
                 }
             }
+        };
+        withdrawn.disarm();
+        answer
+    }
+}
+
+/// Expires a pending approval whose backend stopped waiting for it before it was answered — unless the run is being
+/// stopped, whose end expires it (and must not see it `running` again first).
+struct Withdrawn<'a> {
+    gate: &'a RunGate,
+    approval: Option<Approval>,
+}
+
+impl Withdrawn<'_> {
+    fn disarm(mut self) {
+        self.approval = None;
+    }
+}
+
+impl Drop for Withdrawn<'_> {
+    fn drop(&mut self) {
+        let Some(approval) = self.approval.take() else { return };
+        if self.gate.cancel.is_cancelled() {
+            return;
         }
+        self.gate.inner.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&approval.id);
+        let inner = Arc::clone(&self.gate.inner);
+        inner.runtime.clone().spawn(async move {
+            match inner.decide(&approval, expiry("the agent withdrew its request")).await {
+                Ok(_) | Err(EngineError::ApprovalDecided { .. }) => {}
+                Err(error) => log::warn!("approval {}: could not expire it: {error}", approval.id),
+            }
+        });
     }
 }
 
