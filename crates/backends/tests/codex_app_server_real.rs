@@ -6,8 +6,9 @@
 //! approves, declines, or never answers before a cancel. Without `codex` on `PATH` the tests skip, saying why —
 //! unless `CI` and `DASHBOARD_REQUIRE_CODEX=1` are set, where they fail.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/fake_model.rs"]
+mod fake_model;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,175 +20,10 @@ use dashboard_backend_api::{
 use dashboard_backends::{CodexApproval, CodexBackend, CodexConfig, CodexMode, CodexSandbox};
 use dashboard_core::{ApprovalKind, Decision, ExecutionId, LogStream, NewLogLine};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Whether the real CLI is here; without it, the test skips (or fails where it is required).
-fn codex_is_installed() -> bool {
-    let required = std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1")
-        && std::env::var("DASHBOARD_REQUIRE_CODEX").is_ok_and(|value| value == "1");
-    match std::process::Command::new("codex").arg("--version").output() {
-        Ok(output) if output.status.success() => true,
-        other if required => panic!("codex is required here (DASHBOARD_REQUIRE_CODEX=1): {other:?}"),
-        other => {
-            eprintln!(
-                "skipped: the Codex CLI is not on PATH ({other:?}); npm install -g @openai/codex@0.169.0"
-            );
-            false
-        }
-    }
-}
-
-fn event(value: Value) -> String {
-    format!("event: {}\ndata: {value}\n\n", value["type"].as_str().unwrap_or_default())
-}
-
-fn usage() -> Value {
-    json!({"input_tokens": 120, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 9,
-           "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 129})
-}
-
-/// One plain message.
-fn message_stream(text: &str) -> String {
-    let item = json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                      "content": [{"type": "output_text", "text": text, "annotations": []}]});
-    [
-        event(json!({"type": "response.created", "response": {"id": "resp_1", "status": "in_progress"}})),
-        event(json!({"type": "response.output_item.added", "output_index": 0,
-                     "item": {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}})),
-        event(json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": text})),
-        event(json!({"type": "response.output_item.done", "output_index": 0, "item": item})),
-        event(json!({"type": "response.completed",
-                     "response": {"id": "resp_1", "status": "completed", "output": [item], "usage": usage()}})),
-    ]
-    .concat()
-}
-
-/// A response whose one output is a tool call (`function_call` or `custom_tool_call`).
-fn tool_call_stream(item: Value) -> String {
-    let id = format!("resp_{}", item["call_id"].as_str().unwrap_or("call"));
-    [
-        event(json!({"type": "response.created", "response": {"id": id, "status": "in_progress"}})),
-        event(json!({"type": "response.output_item.done", "output_index": 0, "item": item})),
-        event(json!({"type": "response.completed",
-                     "response": {"id": id, "status": "completed", "output": [item], "usage": usage()}})),
-    ]
-    .concat()
-}
-
-/// What the model answers one request with.
-enum Step {
-    /// A call of the shell tool: `exec_command` with `{"cmd": …}`.
-    Command(&'static str),
-    /// A call of the freeform `apply_patch` tool with this patch.
-    Patch(&'static str),
-}
-
-impl Step {
-    fn stream(&self, call_id: &str) -> String {
-        match self {
-            Self::Command(cmd) => tool_call_stream(json!({
-                "type": "function_call", "id": format!("fc_{call_id}"), "call_id": call_id, "name": "exec_command",
-                "arguments": json!({"cmd": cmd}).to_string(), "status": "completed"})),
-            Self::Patch(patch) => tool_call_stream(json!({
-                "type": "custom_tool_call", "id": format!("ctc_{call_id}"), "call_id": call_id,
-                "name": "apply_patch", "input": patch, "status": "completed"})),
-        }
-    }
-}
-
-/// The fake model: the n-th request gets the n-th step, and every request after the steps the closing message.
-struct Script {
-    steps: Vec<Step>,
-    closing: String,
-    n_requests: AtomicUsize,
-}
-
-impl Script {
-    fn next_answer(&self) -> String {
-        let n = self.n_requests.fetch_add(1, Ordering::SeqCst);
-        match self.steps.get(n) {
-            Some(step) => step.stream(&format!("call_{n}")),
-            None => message_stream(&self.closing),
-        }
-    }
-}
-
-/// One request the fake model server received: its method and path, and its body.
-#[derive(Debug)]
-struct Received {
-    path: String,
-    body: String,
-}
-
-async fn serve(
-    socket: TcpStream,
-    script: Arc<Script>,
-    received: Arc<Mutex<Vec<Received>>>,
-) -> std::io::Result<()> {
-    let (reader, mut writer) = socket.into_split();
-    let mut reader = BufReader::new(reader);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).await?;
-    let mut content_length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).await?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            content_length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; content_length];
-    reader.read_exact(&mut body).await?;
-    let path = request_line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    let body = String::from_utf8_lossy(&body).into_owned();
-    received.lock().expect("an unpoisoned lock").push(Received { path: path.clone(), body });
-    let response = if path.starts_with("POST") && path.ends_with("/responses") {
-        let answer = script.next_answer();
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-            answer.len()
-        )
-    } else {
-        "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
-    };
-    writer.write_all(response.as_bytes()).await?;
-    writer.flush().await
-}
-
-/// A CODEX_HOME whose config points Codex at the fake and turns off everything that would reach the internet.
-fn codex_home(dir: &Path, base_url: &str) {
-    let config = format!(
-        r#"model = "gpt-5.5"
-model_provider = "fake"
-check_for_update_on_startup = false
-
-[model_providers.fake]
-name = "fake"
-base_url = "{base_url}"
-wire_api = "responses"
-env_key = "FAKE_MODEL_KEY"
-request_max_retries = 0
-stream_max_retries = 0
-
-[analytics]
-enabled = false
-
-[features]
-plugins = false
-apps = false
-"#
-    );
-    std::fs::write(dir.join("config.toml"), config).expect("write config.toml");
-}
+use self::fake_model::{CodexFolder, FakeModel, Step, codex_is_installed};
 
 /// A gate that records every request and answers each with the next answer the test sends it, waiting as long as
 /// it takes (a test that keeps its sender and sends nothing gets a gate that never answers).
@@ -220,10 +56,11 @@ impl TestGate {
 
 /// The real Codex, pointed at a fake model server that plays a script.
 struct Setup {
-    root: std::path::PathBuf,
+    /// Kept for its `Drop`, which removes the folder.
+    _folder: CodexFolder,
     work: std::path::PathBuf,
     config: CodexConfig,
-    received: Arc<Mutex<Vec<Received>>>,
+    model: FakeModel,
 }
 
 /// What one turn reported.
@@ -243,42 +80,19 @@ async fn set_up(answer: &str) -> Setup {
 /// The real Codex, pointed at a fake model that answers with `steps`, then with the message `closing`. Codex runs
 /// with approval `never` in a read-only sandbox unless the test changes `config`.
 async fn set_up_scripted(steps: Vec<Step>, closing: &str) -> Setup {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a local port");
-    let base_url = format!("http://{}/v1", listener.local_addr().expect("an address"));
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let script = Arc::new(Script { steps, closing: closing.to_owned(), n_requests: AtomicUsize::new(0) });
-    let served = received.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(serve(socket, script.clone(), served.clone()));
-        }
-    });
-
-    let root = std::env::temp_dir().join(format!("real-codex-{}", ExecutionId::generate()));
-    let (home, work) = (root.join("home"), root.join("work"));
-    std::fs::create_dir_all(&home).expect("a home");
-    std::fs::create_dir_all(&work).expect("a workdir");
-    codex_home(&home, &base_url);
-    // The backend clears the environment; a wrapper gives the real codex its home and the fake's key.
-    let wrapper = root.join("codex");
-    let script = format!(
-        "#!/bin/sh\nexport CODEX_HOME='{}' HOME='{}' FAKE_MODEL_KEY=not-a-real-key\nexec codex \"$@\"\n",
-        home.display(),
-        home.display()
-    );
-    std::fs::write(&wrapper, script).expect("write the wrapper");
-    std::process::Command::new("chmod").arg("+x").arg(&wrapper).status().expect("chmod");
+    let model = FakeModel::start(steps, closing).await;
+    let folder = CodexFolder::new(&model.base_url);
     let config = CodexConfig {
         mode: CodexMode::AppServer,
-        command: wrapper.display().to_string(),
-        workdir: Some(work.clone()),
+        command: folder.wrapper.display().to_string(),
+        workdir: Some(folder.work.clone()),
         env_passthrough: Vec::new(),
         sandbox: Some(CodexSandbox::ReadOnly),
         approval: Some(CodexApproval::Never),
         kill_grace_secs: 2,
         ..CodexConfig::default()
     };
-    Setup { root, work, config, received }
+    Setup { work: folder.work.clone(), _folder: folder, config, model }
 }
 
 impl Setup {
@@ -321,40 +135,14 @@ impl Setup {
         turn
     }
 
-    /// The bodies of the model requests (`POST …/responses`) so far.
+    /// The bodies of the model requests so far.
     fn model_requests(&self) -> Vec<String> {
-        let received = self.received.lock().expect("an unpoisoned lock");
-        received
-            .iter()
-            .filter(|request| request.path.starts_with("POST") && request.path.ends_with("/responses"))
-            .map(|request| request.body.clone())
-            .collect()
+        self.model.model_requests()
     }
 
-    /// The outputs of tool calls that the model requests carried (`function_call_output`,
-    /// `custom_tool_call_output`), each once, in order.
+    /// The outputs of tool calls that the model requests carried, each once, in order.
     fn tool_outputs(&self) -> Vec<String> {
-        let mut outputs = Vec::new();
-        for body in self.model_requests() {
-            let Ok(request) = serde_json::from_str::<Value>(&body) else { continue };
-            for input in request["input"].as_array().into_iter().flatten() {
-                let kind = input["type"].as_str().unwrap_or_default();
-                if kind.ends_with("call_output") {
-                    let output =
-                        input["output"].as_str().map_or_else(|| input["output"].to_string(), str::to_owned);
-                    if !outputs.contains(&output) {
-                        outputs.push(output);
-                    }
-                }
-            }
-        }
-        outputs
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+        self.model.tool_outputs()
     }
 }
 
@@ -370,7 +158,7 @@ async fn a_turn_of_the_real_codex_whose_answer_is_a_message_succeeds_with_it() {
     let setup = set_up("Nothing to change: the tests already pass.").await;
     let (outcome, _) = setup.turn("Do the tests pass?", None).await;
     let Ok(RunOutcome::Succeeded { output, usage }) = outcome else {
-        panic!("{outcome:?}; requests: {:?}", setup.received.lock().expect("lock"))
+        panic!("{outcome:?}; requests: {:?}", setup.model_requests())
     };
     assert_eq!(output, json!({"message": "Nothing to change: the tests already pass."}));
     assert_eq!(input_tokens(usage.as_ref()), Some(120), "{usage:?}");
@@ -389,7 +177,7 @@ async fn a_follow_up_continues_the_thread_with_its_messages_and_counts_only_its_
 
     let (next, sessions) = setup.turn("And the lints, are they clean?", Some(thread)).await;
     let Ok(RunOutcome::Succeeded { usage, .. }) = next else {
-        panic!("{next:?}; requests: {:?}", setup.received.lock().expect("lock"))
+        panic!("{next:?}; requests: {:?}", setup.model_requests())
     };
     assert_eq!(sessions, [thread.as_str()], "the follow-up runs on the same thread");
     // The model sees the first turn's messages in the follow-up's request.
