@@ -15,6 +15,7 @@ mod item;
 mod log;
 mod schema;
 mod time_util;
+mod usage;
 
 pub use approval::{
     Approval, ApprovalDecision, ApprovalKind, ApprovalPolicy, ApprovalStatus, DEFAULT_APPROVAL_TIMEOUT_SECS,
@@ -33,3 +34,4 @@ pub use item::{
 pub use log::{LogLine, LogStream, NewLogLine};
 pub use schema::{InputValidator, check_input_schema};
 pub use time_util::{Timestamp, now};
+pub use usage::Usage;
