@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
+use dashboard_core::{ApprovalPolicy, ExecutionId, LogStream, NewItem, NewLogLine};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -151,6 +151,9 @@ pub struct RunContext {
     /// Where the agent's approval requests go (see [`ask_approval`](Self::ask_approval)); [`ApproveAll`] unless the
     /// engine sets its own.
     pub approvals: Arc<dyn ApprovalGate>,
+    /// The function's approval policy. A backend whose agent has its own way to decide without asking (Claude Code's
+    /// permission mode) asks the dashboard only when it is not `auto`; others ask always and let the gate apply it.
+    pub approval_policy: ApprovalPolicy,
     logs: LogSink,
 }
 
@@ -168,6 +171,7 @@ impl RunContext {
             callback: None,
             resume: None,
             approvals: Arc::new(ApproveAll),
+            approval_policy: ApprovalPolicy::Auto,
             logs,
         }
     }

@@ -452,3 +452,39 @@ async fn a_request_the_agent_withdraws_expires_and_the_run_goes_on() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_asks_through_the_dashboard_gets_the_same_gate_as_its_backend() {
+    let dashboard = dashboard();
+    let id = trigger(&dashboard, ApprovalPolicy::Ask, None, json!({"steps": 0, "hang": true})).await;
+    wait_for("the run to start", async || {
+        (status(&dashboard, id).await == ExecutionStatus::Running).then_some(())
+    })
+    .await;
+    let request = dashboard_backend_api::ApprovalRequest::new(
+        dashboard_core::ApprovalKind::Command,
+        "git push",
+        json!({"command": "git push"}),
+    );
+    let asking = tokio::spawn({
+        let dashboard = dashboard.clone();
+        async move { dashboard.ask_approval(id, request).await }
+    });
+    let approval = pending(&dashboard, id).await;
+    assert_eq!(approval.summary, "git push");
+    let bob = Principal::token("bob", Scope::Trigger, None);
+    dashboard.decide_approval(&bob, approval.id, decide(Decision::Approve)).await.expect("decided");
+    let answer = asking.await.expect("no panic").expect("answered");
+    assert_eq!((answer.decision, answer.decided_by.as_str()), (Decision::Approve, "bob"));
+    assert_eq!(status(&dashboard, id).await, ExecutionStatus::Running);
+
+    dashboard.cancel(&Principal::anonymous(), id).await.expect("cancelled");
+    wait_until_terminal(&dashboard, id).await;
+    let request =
+        dashboard_backend_api::ApprovalRequest::new(dashboard_core::ApprovalKind::Command, "late", json!({}));
+    let late = dashboard.ask_approval(id, request).await;
+    assert!(
+        matches!(late, Err(EngineError::StatusChanged { actual: ExecutionStatus::Cancelled })),
+        "{late:?}"
+    );
+}

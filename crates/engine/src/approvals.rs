@@ -117,6 +117,27 @@ impl Dashboard {
     }
 }
 
+impl Dashboard {
+    /// Asks for a decision for a running execution's agent that asks the dashboard itself (Claude Code's permission
+    /// prompt tool, served by the dashboard and authorized by the execution's callback token), and waits for it, as
+    /// the backend's own `run.ask_approval` does: the function's policy, a grant for the session, or a person.
+    ///
+    /// Errors: [`EngineError::NotFound`] for an unknown execution; [`EngineError::StatusChanged`] when it is not
+    /// running on this engine (queued, finished, or run by another instance).
+    pub async fn ask_approval(
+        &self,
+        id: ExecutionId,
+        request: ApprovalRequest,
+    ) -> Result<ApprovalAnswer, EngineError> {
+        let gate = self.inner.run_handle(id).and_then(|handle| handle.gate.get().cloned());
+        let Some(gate) = gate else {
+            let execution = self.execution(id).await?;
+            return Err(EngineError::StatusChanged { actual: execution.status });
+        };
+        Ok(gate.ask(request).await)
+    }
+}
+
 /// Checks a decision's note and answers against the approval it decides.
 fn check_request(approval: &Approval, request: &DecideRequest) -> Result<(), CoreError> {
     if request.note.as_ref().is_some_and(|note| note.chars().count() > MAX_APPROVAL_NOTE_CHARS) {

@@ -6,7 +6,7 @@ mod log_writer;
 mod open_items;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dashboard_backend_api::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
@@ -52,6 +52,9 @@ pub(crate) struct RunHandle {
     pub(crate) status: tokio::sync::Mutex<ExecutionStatus>,
     /// Whether the run's backend has asked a person for an approval: its end then expires those still pending.
     pub(crate) has_asked: AtomicBool,
+    /// The run's approval gate, once its backend has started: where requests that reach the dashboard from outside the
+    /// backend (an agent's own call to the API) go.
+    pub(crate) gate: OnceLock<Arc<RunGate>>,
 }
 
 impl RunHandle {
@@ -64,6 +67,7 @@ impl RunHandle {
             log_budget: Arc::new(Mutex::new(LogBudget::new(log_limit))),
             status: tokio::sync::Mutex::new(ExecutionStatus::Running),
             has_asked: AtomicBool::new(false),
+            gate: OnceLock::new(),
         }
     }
 
@@ -157,7 +161,8 @@ impl Inner {
             url: format!("{public_url}/api/executions/{id}"),
             token: self.callback_key.token(id),
         });
-        context.approvals = Arc::new(RunGate {
+        context.approval_policy = prepared.function.approval_policy;
+        let gate = Arc::new(RunGate {
             inner: Arc::clone(self),
             execution_id: id,
             function: execution.function.clone(),
@@ -167,6 +172,9 @@ impl Inner {
             handle: Arc::clone(handle),
             cancel: handle.token.clone(),
         });
+        // A remote agent's requests (Claude Code's permission tool, over the API) go through the same gate.
+        let _ = handle.gate.set(Arc::clone(&gate));
+        context.approvals = gate;
         let result = self.drive(prepared.backend.as_ref(), context, handle, timeout).await;
 
         let update = conclude(result, handle.reason(), self.settings.max_output_bytes);
