@@ -13,6 +13,8 @@ const MAX_DESCRIPTION_CHARS: usize = 10_000;
 const MAX_PROMPT_CHARS: usize = 100_000;
 /// How many tags a function may carry.
 const MAX_TAGS: usize = 32;
+/// The largest budget a function may set, in US dollars (a larger one is a mistake, not a budget).
+const MAX_BUDGET_USD: f64 = 1_000_000.0;
 /// The longest timeout a function may ask for: a week.
 const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
@@ -57,6 +59,19 @@ pub struct FunctionSpec {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout_secs: Option<u64>,
+    /// The most one execution may cost, in US dollars: a run that crosses it is stopped, `failed`.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// The most its executions may cost in one UTC day, in US dollars: triggers are refused (429) once it is spent,
+    /// and a run that crosses it is stopped.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cost_usd: Option<f64>,
+    /// The most tokens its executions may use in one UTC day, as `daily_cost_usd`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_tokens: Option<u64>,
     /// Labels to find it by.
     #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     #[serde(default)]
@@ -84,6 +99,9 @@ impl FunctionSpec {
             max_concurrency: None,
             approval_policy: ApprovalPolicy::Auto,
             approval_timeout_secs: None,
+            max_cost_usd: None,
+            daily_cost_usd: None,
+            daily_tokens: None,
             tags: Vec::new(),
             metadata: Map::new(),
         }
@@ -128,6 +146,17 @@ impl FunctionSpec {
                 ));
             }
             _ => {}
+        }
+        for (field, limit) in [("max_cost_usd", self.max_cost_usd), ("daily_cost_usd", self.daily_cost_usd)] {
+            if limit.is_some_and(|limit| !(limit.is_finite() && limit > 0.0 && limit <= MAX_BUDGET_USD)) {
+                return Err(CoreError::invalid_field(
+                    field,
+                    format!("must be more than 0 and at most {MAX_BUDGET_USD} (US dollars)"),
+                ));
+            }
+        }
+        if self.daily_tokens == Some(0) {
+            return Err(CoreError::invalid_field("daily_tokens", "must be at least 1"));
         }
         if self.max_concurrency == Some(0) {
             return Err(CoreError::invalid_field("max_concurrency", "must be at least 1"));
@@ -196,6 +225,15 @@ pub struct Function {
     /// How long an approval may stay pending (3600 s when unset).
     #[serde(default)]
     pub approval_timeout_secs: Option<u64>,
+    /// The most one execution may cost, in US dollars.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// The most its executions may cost in one UTC day, in US dollars.
+    #[serde(default)]
+    pub daily_cost_usd: Option<f64>,
+    /// The most tokens its executions may use in one UTC day.
+    #[serde(default)]
+    pub daily_tokens: Option<u64>,
     /// Its labels.
     pub tags: Vec<String>,
     /// Free-form data.
@@ -244,6 +282,9 @@ impl Function {
             max_concurrency: self.max_concurrency,
             approval_policy: self.approval_policy,
             approval_timeout_secs: self.approval_timeout_secs,
+            max_cost_usd: self.max_cost_usd,
+            daily_cost_usd: self.daily_cost_usd,
+            daily_tokens: self.daily_tokens,
             tags: self.tags.clone(),
             metadata: self.metadata.clone(),
         }
@@ -267,6 +308,9 @@ impl Function {
             max_concurrency,
             approval_policy,
             approval_timeout_secs,
+            max_cost_usd,
+            daily_cost_usd,
+            daily_tokens,
             tags,
             metadata,
         } = spec;
@@ -282,6 +326,9 @@ impl Function {
             max_concurrency,
             approval_policy,
             approval_timeout_secs,
+            max_cost_usd,
+            daily_cost_usd,
+            daily_tokens,
             tags,
             metadata,
             version,
@@ -327,6 +374,12 @@ mod tests {
             field_of(FunctionSpec { input_schema: json!({"type": "string"}), ..base.clone() }),
             "input_schema"
         );
+        assert_eq!(field_of(FunctionSpec { max_cost_usd: Some(0.0), ..base.clone() }), "max_cost_usd");
+        assert_eq!(
+            field_of(FunctionSpec { daily_cost_usd: Some(f64::NAN), ..base.clone() }),
+            "daily_cost_usd"
+        );
+        assert_eq!(field_of(FunctionSpec { daily_tokens: Some(0), ..base.clone() }), "daily_tokens");
         assert_eq!(field_of(FunctionSpec { tags: vec!["".into()], ..base }), "tags[0]");
     }
 

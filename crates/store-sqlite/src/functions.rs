@@ -30,6 +30,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
         updated_at: row.get::<_, SqlTime>(13)?.0,
         approval_policy: policy_from_row(row, 14)?,
         approval_timeout_secs: row.get(15)?,
+        // TODO(budgets): columns of migration 0007.
+        max_cost_usd: None,
+        daily_cost_usd: None,
+        daily_tokens: None,
     })
 }
 

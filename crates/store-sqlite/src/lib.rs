@@ -383,6 +383,18 @@ impl DashboardStore for SqliteStore {
             .await
     }
 
+    // TODO(budgets): stubs until the SQLite spend queries land.
+    async fn spend_since(
+        &self,
+        _query: &dashboard_store::SpendQuery,
+    ) -> Result<dashboard_store::Spend, StoreError> {
+        Ok(dashboard_store::Spend::default())
+    }
+
+    async fn daily_spend(&self, _since: Timestamp) -> Result<Vec<dashboard_store::DailySpend>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {
         self.readers.run(move |connection| executions::get_diff(connection, id)).await
     }

@@ -10,8 +10,9 @@ use dashboard_core::{
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate,
-    FunctionKey, LoggedUpdate, NewExecution, Recorded, StatusCounts, StoreError, StoreStats,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
+    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
+    StoreError, StoreStats,
 };
 
 /// The message of an injected failure: the words SQLite uses for a full disk.
@@ -190,6 +191,14 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
         grant_key: &str,
     ) -> Result<Option<Approval>, StoreError> {
         self.inner.session_grant(session_id, kind, grant_key).await
+    }
+
+    async fn spend_since(&self, query: &SpendQuery) -> Result<Spend, StoreError> {
+        self.inner.spend_since(query).await
+    }
+
+    async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
+        self.inner.daily_spend(since).await
     }
 
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {

@@ -22,8 +22,8 @@ pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
-    ApprovalChange, ApprovalQuery, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey, LoggedUpdate,
-    NewExecution, Recorded, StatusCounts,
+    ApprovalChange, ApprovalQuery, DailySpend, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey,
+    LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
 };
 
 use std::collections::HashMap;
@@ -215,6 +215,16 @@ pub trait DashboardStore: Send + Sync + 'static {
         grant_key: &str,
     ) -> Result<Option<Approval>, StoreError>;
 
+    /// What the executions created at or after `query.since` spent (of one function, of one caller, when asked):
+    /// the sums of their stored usage's `cost_usd` and tokens (`total_tokens`, else `input_tokens + output_tokens`;
+    /// a figure that is missing, negative or not a number counts 0). Budgets are checked against this, so spend
+    /// survives a restart.
+    async fn spend_since(&self, query: &SpendQuery) -> Result<Spend, StoreError>;
+
+    /// What each function's executions spent per UTC day (by their creation time), for the days at or after `since`:
+    /// one entry per (day, function) with at least one execution, by day then function.
+    async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError>;
+
     /// Up to `limit` events with `id > after`, oldest first.
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 
@@ -237,6 +247,15 @@ pub trait DashboardStore: Send + Sync + 'static {
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+}
+
+/// What one execution's stored usage adds to a [`Spend`]: its `cost_usd` and its tokens (`total_tokens`, else
+/// `input_tokens + output_tokens`), each 0 when missing, negative or not a number. A helper for implementations; the
+/// SQL of a durable store must agree with it (the conformance suite checks).
+pub fn usage_spend(usage: Option<&serde_json::Value>) -> (f64, u64) {
+    let Some(usage) = usage else { return (0.0, 0) };
+    let usage = dashboard_core::Usage::from_value(usage);
+    (usage.cost_usd.unwrap_or(0.0), usage.tokens())
 }
 
 /// `items` with each id once, in the order of its first mention, with the status and body of its last: how

@@ -12,9 +12,9 @@ use dashboard_core::{
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate,
-    FunctionKey, LoggedUpdate, NewExecution, Recorded, StatusCounts, StoreError, check_transition,
-    merge_items_by_id,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
+    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
+    StoreError, check_transition, merge_items_by_id, usage_spend,
 };
 
 /// A [`DashboardStore`] that keeps everything in memory: shared between tasks, and gone when the process ends.
@@ -461,6 +461,40 @@ impl DashboardStore for MemoryStore {
                     && approval.grant_key.as_deref() == Some(grant_key)
             })
             .cloned())
+    }
+
+    async fn spend_since(&self, query: &SpendQuery) -> Result<Spend, StoreError> {
+        let state = self.state()?;
+        let mut spend = Spend::default();
+        let matching = state.executions.values().filter(|execution| {
+            execution.created_at >= query.since
+                && query.function.as_ref().is_none_or(|function| &execution.function == function)
+                && query
+                    .triggered_by
+                    .as_ref()
+                    .is_none_or(|name| execution.triggered_by.as_ref() == Some(name))
+        });
+        for execution in matching {
+            let (cost_usd, tokens) = usage_spend(execution.usage.as_ref());
+            spend.cost_usd += cost_usd;
+            spend.tokens = spend.tokens.saturating_add(tokens);
+            spend.executions += 1;
+        }
+        Ok(spend)
+    }
+
+    async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
+        let state = self.state()?;
+        let mut by_day: BTreeMap<(String, String), Spend> = BTreeMap::new();
+        for execution in state.executions.values().filter(|execution| execution.created_at >= since) {
+            let day = execution.created_at.date().to_string();
+            let spend = by_day.entry((day, execution.function.clone())).or_default();
+            let (cost_usd, tokens) = usage_spend(execution.usage.as_ref());
+            spend.cost_usd += cost_usd;
+            spend.tokens = spend.tokens.saturating_add(tokens);
+            spend.executions += 1;
+        }
+        Ok(by_day.into_iter().map(|((day, function), spend)| DailySpend { day, function, spend }).collect())
     }
 
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

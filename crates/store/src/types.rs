@@ -233,6 +233,39 @@ pub struct ApprovalQuery {
     pub limit: usize,
 }
 
+/// Whose spending [`DashboardStore::spend_since`](crate::DashboardStore::spend_since) sums.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpendQuery {
+    /// Executions created at or after this time.
+    pub since: Timestamp,
+    /// Only this function's (by name).
+    pub function: Option<String>,
+    /// Only those triggered by this token (by name).
+    pub triggered_by: Option<String>,
+}
+
+/// What a set of executions spent, summed from their stored usage.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize)]
+pub struct Spend {
+    /// The sum of their `usage.cost_usd`.
+    pub cost_usd: f64,
+    /// The sum of their tokens: `usage.total_tokens`, else `input_tokens + output_tokens`.
+    pub tokens: u64,
+    /// How many executions were summed (those without usage included).
+    pub executions: u64,
+}
+
+/// What one function's executions created on one UTC day spent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DailySpend {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub day: String,
+    /// The function, by name.
+    pub function: String,
+    /// What its executions of that day spent.
+    pub spend: Spend,
+}
+
 /// Filters and a page of the executions list.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ExecutionQuery {
