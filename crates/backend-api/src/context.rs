@@ -110,6 +110,23 @@ pub fn bound_diff(mut diff: String, max_bytes: usize) -> (String, bool) {
     (diff, true)
 }
 
+/// Where a backend reports its run's usage as it grows (a Codex thread's running totals, a Claude Code session's
+/// messages): the engine keeps the latest report — it is the run's usage when the run ends without one of its own (a
+/// failure, a cancel) — and stops a run whose usage crosses a budget. A report is the backend's usage JSON, in any of
+/// the vocabularies `dashboard_core::Usage::from_report` reads; each replaces the one before.
+pub trait UsageMeter: Send + Sync + std::fmt::Debug {
+    /// Takes the run's usage so far. Cheap and never blocking: call it at every report.
+    fn report(&self, usage: &Value);
+}
+
+/// The meter of a run outside the engine: keeps nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMeter;
+
+impl UsageMeter for NoMeter {
+    fn report(&self, _usage: &Value) {}
+}
+
 /// Where a remote backend reports back: the execution's own API URL and the token that authorizes it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Callback {
@@ -154,6 +171,9 @@ pub struct RunContext {
     /// The function's approval policy. A backend whose agent has its own way to decide without asking (Claude Code's
     /// permission mode) asks the dashboard only when it is not `auto`; others ask always and let the gate apply it.
     pub approval_policy: ApprovalPolicy,
+    /// Where the run's usage goes as it grows (see [`report_usage`](Self::report_usage)); [`NoMeter`] unless the
+    /// engine sets its own.
+    pub meter: Arc<dyn UsageMeter>,
     logs: LogSink,
 }
 
@@ -172,6 +192,7 @@ impl RunContext {
             resume: None,
             approvals: Arc::new(ApproveAll),
             approval_policy: ApprovalPolicy::Auto,
+            meter: Arc::new(NoMeter),
             logs,
         }
     }
@@ -181,6 +202,12 @@ impl RunContext {
     /// meanwhile). A run that is stopped, or an approval that expires, gets a decline. Tell the agent the answer.
     pub async fn ask_approval(&self, request: ApprovalRequest) -> ApprovalAnswer {
         self.approvals.ask(request).await
+    }
+
+    /// Reports the run's usage so far (see [`UsageMeter`]): the engine keeps it, and stops the run as a cancel would
+    /// when it crosses a budget (`run.cancel` fires).
+    pub fn report_usage(&self, usage: &Value) {
+        self.meter.report(usage);
     }
 
     /// Writes a log line (see [`LogSink::log`]).

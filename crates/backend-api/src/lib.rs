@@ -16,7 +16,8 @@ mod registry;
 
 pub use approval::{ApprovalAnswer, ApprovalGate, ApprovalRequest, ApproveAll};
 pub use context::{
-    Callback, DIFF_CUT_MARKER, LogSink, MAX_DIFF_BYTES, RunContext, RunEntry, bound_diff, log_channel,
+    Callback, DIFF_CUT_MARKER, LogSink, MAX_DIFF_BYTES, NoMeter, RunContext, RunEntry, UsageMeter,
+    bound_diff, log_channel,
 };
 pub use error::BackendError;
 pub use registry::{Action, BackendRegistry, Principal, Scope};

@@ -36,7 +36,9 @@ pub struct DemoConfig {}
 /// `approvals` (after its steps, ask for that many approvals in turn, at most 100 — with the function's
 /// `approval_policy = "ask"` each waits for a person; each answer is logged, a `command` item per approval shows it
 /// with `items`, and the output's `decisions` lists them), `approval_kind` (what they are about: `command`, the
-/// default, `file_change`, `permission` or `question` — a question about a colour, whose answers are logged).
+/// default, `file_change`, `permission` or `question` — a question about a colour, whose answers are logged),
+/// `cost_per_step_usd` (the usage reports this cost per step, and the run reports its usage after each step as it
+/// goes, so budgets can stop it).
 ///
 /// Sessions: a first turn invents a session id (`demo-` and its execution id) and reports it, silently; a follow-up
 /// turn (`run.resume`) reports the same id and says in its log (and, with `items`, as an agent message) that it
@@ -96,6 +98,14 @@ impl Backend for DemoBackend {
             run.log(LogStream::Agent, format!("prompt: {prompt}")).await;
             transcript.message("prompt", MessageRole::User, prompt).await;
         }
+        let cost_per_step: Option<f64> = run.input_field("cost_per_step_usd")?;
+        let usage = |steps: u64| {
+            let mut usage = json!({"input_tokens": 12 * steps, "output_tokens": 34 * steps});
+            if let Some(cost) = cost_per_step {
+                usage["cost_usd"] = json!(cost * steps as f64);
+            }
+            usage
+        };
         for step in 1..=steps {
             if step > 1 {
                 run.sleep(delay).await?;
@@ -103,6 +113,9 @@ impl Backend for DemoBackend {
             let line = format!("step {step} of {steps}: thinking about {}", run.function);
             run.log(LogStream::Stdout, &line).await;
             transcript.message(&format!("step-{step}"), MessageRole::Agent, &line).await;
+            if cost_per_step.is_some() {
+                run.report_usage(&usage(step));
+            }
         }
         let mut decisions = Vec::new();
         for number in 1..=approvals {
@@ -135,10 +148,7 @@ impl Backend for DemoBackend {
         if approvals > 0 {
             output["decisions"] = json!(decisions);
         }
-        Ok(RunOutcome::Succeeded {
-            output,
-            usage: Some(json!({"input_tokens": 12 * steps, "output_tokens": 34 * steps})),
-        })
+        Ok(RunOutcome::Succeeded { output, usage: Some(usage(steps)) })
     }
 }
 

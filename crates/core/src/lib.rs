@@ -33,5 +33,5 @@ pub use item::{
 };
 pub use log::{LogLine, LogStream, NewLogLine};
 pub use schema::{InputValidator, check_input_schema};
-pub use time_util::{Timestamp, now};
+pub use time_util::{Timestamp, now, start_of_utc_day};
 pub use usage::Usage;

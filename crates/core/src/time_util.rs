@@ -11,3 +11,8 @@ pub fn now() -> Timestamp {
     let micros = now.microsecond();
     now.replace_microsecond(micros).expect("a microsecond taken from a valid time is valid")
 }
+
+/// The start (midnight, UTC) of the UTC day `at` falls on: where daily budgets and daily spend begin.
+pub fn start_of_utc_day(at: Timestamp) -> Timestamp {
+    at.to_offset(time::UtcOffset::UTC).replace_time(time::Time::MIDNIGHT)
+}

@@ -65,6 +65,61 @@ impl Usage {
         }
     }
 
+    /// The usage a backend reported, in whatever vocabulary it speaks, read into the one shape with the report kept in
+    /// `raw`: OpenAI's Chat Completions (`prompt_tokens`, `completion_tokens`, `*_tokens_details`), its Responses API
+    /// and Codex (`input_tokens`, `cached_input_tokens`, `cache_write_input_tokens`, `reasoning_output_tokens`,
+    /// `input_tokens_details.cached_tokens`, …), Anthropic's Messages API (`cache_read_input_tokens` and
+    /// `cache_creation_input_tokens`, which its `input_tokens` leaves out and this shape's counts in), and this shape
+    /// itself (a report that has `raw` is taken as already read). `cost_usd` or `total_cost_usd` is the backend's own
+    /// cost. `total_tokens` is filled in from input + output when not reported.
+    pub fn from_report(report: &Value) -> Self {
+        if report.get("raw").is_some() {
+            return Self::from_value(report).with_total();
+        }
+        let count = |path: &[&str]| {
+            path.iter().try_fold(report, |value, name| value.get(name)).and_then(Value::as_u64)
+        };
+        let first = |paths: &[&[&str]]| paths.iter().find_map(|path| count(path));
+        let cache_read = count(&["cache_read_input_tokens"]);
+        let cache_creation = count(&["cache_creation_input_tokens"]);
+        let mut input_tokens = first(&[&["input_tokens"], &["prompt_tokens"]]);
+        if cache_read.is_some() || cache_creation.is_some() {
+            // Anthropic's input_tokens are the uncached ones only.
+            let uncached = input_tokens.unwrap_or(0);
+            input_tokens = Some(
+                uncached.saturating_add(cache_read.unwrap_or(0)).saturating_add(cache_creation.unwrap_or(0)),
+            );
+        }
+        let cost_usd = ["cost_usd", "total_cost_usd"]
+            .iter()
+            .find_map(|name| report.get(name).and_then(Value::as_f64))
+            .filter(|cost| cost.is_finite() && *cost >= 0.0);
+        Self {
+            input_tokens,
+            cached_input_tokens: cache_read.or_else(|| {
+                first(&[
+                    &["cached_input_tokens"],
+                    &["input_tokens_details", "cached_tokens"],
+                    &["prompt_tokens_details", "cached_tokens"],
+                ])
+            }),
+            cache_write_tokens: cache_creation
+                .or_else(|| first(&[&["cache_write_tokens"], &["cache_write_input_tokens"]])),
+            output_tokens: first(&[&["output_tokens"], &["completion_tokens"]]),
+            reasoning_tokens: first(&[
+                &["reasoning_tokens"],
+                &["reasoning_output_tokens"],
+                &["output_tokens_details", "reasoning_tokens"],
+                &["completion_tokens_details", "reasoning_tokens"],
+            ]),
+            total_tokens: count(&["total_tokens"]),
+            cost_usd,
+            model: report.get("model").and_then(Value::as_str).map(str::to_owned),
+            raw: Some(report.clone()),
+        }
+        .with_total()
+    }
+
     /// All tokens: the total when reported, else input + output (0 when neither is).
     pub fn tokens(&self) -> u64 {
         self.total_tokens
@@ -85,6 +140,46 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn figures(usage: &Usage) -> [Option<u64>; 6] {
+        [
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.cache_write_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+            usage.total_tokens,
+        ]
+    }
+
+    #[test]
+    fn each_vocabulary_is_read_into_the_one_shape() {
+        let chat = json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+                          "prompt_tokens_details": {"cached_tokens": 60}, "completion_tokens_details": {"reasoning_tokens": 5}});
+        assert_eq!(
+            figures(&Usage::from_report(&chat)),
+            [Some(100), Some(60), None, Some(20), Some(5), Some(120)]
+        );
+        let responses = json!({"input_tokens": 100, "output_tokens": 20, "input_tokens_details": {"cached_tokens": 60},
+                               "output_tokens_details": {"reasoning_tokens": 5}});
+        assert_eq!(
+            figures(&Usage::from_report(&responses)),
+            [Some(100), Some(60), None, Some(20), Some(5), Some(120)]
+        );
+        let codex = json!({"input_tokens": 100, "cached_input_tokens": 60, "cache_write_input_tokens": 10,
+                           "output_tokens": 20, "reasoning_output_tokens": 5, "total_tokens": 120});
+        assert_eq!(
+            figures(&Usage::from_report(&codex)),
+            [Some(100), Some(60), Some(10), Some(20), Some(5), Some(120)]
+        );
+        let anthropic = json!({"input_tokens": 30, "cache_read_input_tokens": 60, "cache_creation_input_tokens": 10,
+                               "output_tokens": 20, "total_cost_usd": 0.5});
+        let read = Usage::from_report(&anthropic);
+        assert_eq!(figures(&read), [Some(100), Some(60), Some(10), Some(20), None, Some(120)]);
+        assert_eq!((read.cost_usd, read.raw.as_ref()), (Some(0.5), Some(&anthropic)));
+        let ours = read.clone().into_value();
+        assert_eq!(Usage::from_report(&ours), read, "a report in this shape is taken as read");
+    }
 
     #[test]
     fn the_shape_round_trips_and_reads_leniently() {

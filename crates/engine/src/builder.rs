@@ -11,6 +11,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 
 use crate::Dashboard;
+use crate::budgets::{Price, TokenBudgets};
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
@@ -46,6 +47,8 @@ impl Default for DashboardBuilder {
                 log_limit: LogLimit::default(),
                 max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
                 public_url: None,
+                prices: Vec::new(),
+                token_budgets: TokenBudgets::new(),
             },
         }
     }
@@ -137,6 +140,20 @@ impl DashboardBuilder {
     /// get no callback URL.
     pub fn public_url(mut self, url: Option<String>) -> Self {
         self.settings.public_url = url.map(|url| url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// What models cost (`[[prices]]`): usage reported without a cost is priced by its model; a model without a price
+    /// has no cost, never a guessed one.
+    pub fn prices(mut self, prices: Vec<Price>) -> Self {
+        self.settings.prices = prices;
+        self
+    }
+
+    /// Daily budgets in US dollars of tokens, by token name (`daily_cost_usd` of `[[auth.tokens]]`): a trigger, retry
+    /// or continue by a token whose executions spent it today is refused, and a run that crosses it is stopped.
+    pub fn token_budgets(mut self, budgets: HashMap<String, f64>) -> Self {
+        self.settings.token_budgets = budgets;
         self
     }
 

@@ -152,6 +152,7 @@ impl Dashboard {
             None if execution.status == ExecutionStatus::Running => {
                 let update = match outcome {
                     RunOutcome::Succeeded { output, usage } => {
+                        let usage = usage.map(|usage| self.inner.usage_in_shape(&usage, None));
                         ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Succeeded)
                             .output(output)
                             .usage(usage)

@@ -412,6 +412,12 @@ impl Dashboard {
         if !self.inner.is_accepting.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
+        // A spent daily budget refuses the new run (spend is read from the store, so it holds across restarts).
+        if let Some(exhausted) =
+            self.inner.daily_budgets(function, new.triggered_by.as_deref()).await?.exhausted()
+        {
+            return Err(exhausted.into());
+        }
         let compiled = self.inner.compiled.get(function).await?;
         // The input is checked (and the template rendered) even for a follow-up turn, whose prompt is its own.
         let rendered = compiled.prepare(&new.input).await?;

@@ -67,6 +67,16 @@ pub enum EngineError {
         /// How it ended.
         status: ApprovalStatus,
     },
+    /// A budget is spent: the trigger, retry or continue would spend more.
+    #[error("budget exhausted: {budget} ({spent:.2} of {limit:.2} spent today)")]
+    BudgetExhausted {
+        /// Which budget (`daily_cost_usd of function triage`).
+        budget: String,
+        /// What was spent.
+        spent: f64,
+        /// The limit.
+        limit: f64,
+    },
     /// The idempotency key was used before with another request.
     #[error("idempotency key {key:?} was already used for another request (execution {existing})")]
     IdempotencyKeyReused {

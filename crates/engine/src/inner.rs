@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 
 use crate::approvals::Waiter;
+use crate::budgets::{Price, TokenBudgets};
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
@@ -33,6 +34,10 @@ pub(crate) struct Settings {
     pub(crate) log_limit: LogLimit,
     pub(crate) max_output_bytes: usize,
     pub(crate) public_url: Option<String>,
+    /// What models cost, for usage a backend reports without a cost.
+    pub(crate) prices: Vec<Price>,
+    /// Tokens' daily budgets in dollars, by token name.
+    pub(crate) token_budgets: TokenBudgets,
 }
 
 /// The state shared by the dashboard handle and its run tasks.

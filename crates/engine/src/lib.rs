@@ -7,6 +7,7 @@
 //! another Rust service can embed it: `Dashboard::builder().store(...).backend("demo", ...).build()`.
 
 mod approvals;
+mod budgets;
 mod builder;
 mod bus;
 mod callbacks;
@@ -27,6 +28,7 @@ mod scheduler;
 pub use approvals::{
     DECIDED_BY_DASHBOARD, DECIDED_BY_POLICY, DECIDED_BY_SESSION_GRANT, DecideRequest, approval_item_id,
 };
+pub use budgets::{Exhausted, Price};
 pub use builder::DashboardBuilder;
 pub use bus::BusMessage;
 pub use callbacks::StatusReport;

@@ -22,6 +22,7 @@ use self::log_writer::{Batch, LogWriter};
 pub(crate) use self::log_writer::{LogBudget, LogLimit, truncate_line};
 pub(crate) use self::open_items::closed as close_open_items;
 use crate::approvals::RunGate;
+use crate::budgets::{LiveUsage, RunMeter};
 use crate::inner::{Inner, cancelled_message};
 use crate::json_size::json_len_up_to;
 use crate::scheduler::QueuedRun;
@@ -33,9 +34,17 @@ const LOG_BUFFER_LINES: usize = 4096;
 /// Why a run was stopped from outside; the first reason wins.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum StopReason {
-    Cancelled { by: Option<String> },
-    TimedOut { after: Duration },
+    Cancelled {
+        by: Option<String>,
+    },
+    TimedOut {
+        after: Duration,
+    },
     Shutdown,
+    /// Its usage crossed a budget; the message says which.
+    BudgetExceeded {
+        message: String,
+    },
 }
 
 /// The handle by which a running execution is stopped, or told how a detached run ended.
@@ -55,6 +64,8 @@ pub(crate) struct RunHandle {
     /// The run's approval gate, once its backend has started: where requests that reach the dashboard from outside the
     /// backend (an agent's own call to the API) go.
     pub(crate) gate: OnceLock<Arc<RunGate>>,
+    /// The usage its backend last reported while it ran (in the one shape): the run's usage when it ends without one.
+    pub(crate) usage: LiveUsage,
 }
 
 impl RunHandle {
@@ -68,6 +79,7 @@ impl RunHandle {
             status: tokio::sync::Mutex::new(ExecutionStatus::Running),
             has_asked: AtomicBool::new(false),
             gate: OnceLock::new(),
+            usage: LiveUsage::default(),
         }
     }
 
@@ -175,9 +187,30 @@ impl Inner {
         // A remote agent's requests (Claude Code's permission tool, over the API) go through the same gate.
         let _ = handle.gate.set(Arc::clone(&gate));
         context.approvals = gate;
+        let daily = match self.daily_budgets(&prepared.function, execution.triggered_by.as_deref()).await {
+            Ok(daily) => daily,
+            Err(error) => {
+                log::warn!(
+                    "execution {id}: could not read today's spend, so its daily budgets are not watched: {error}"
+                );
+                Default::default()
+            }
+        };
+        context.meter = Arc::new(RunMeter {
+            inner: Arc::clone(self),
+            function: Arc::clone(&prepared.function),
+            daily,
+            handle: Arc::clone(handle),
+        });
         let result = self.drive(prepared.backend.as_ref(), context, handle, timeout).await;
 
-        let update = conclude(result, handle.reason(), self.settings.max_output_bytes);
+        let mut update = conclude(result, handle.reason(), self.settings.max_output_bytes);
+        // The usage in the one shape, priced; a run that ended without one (failed, stopped) keeps what it reported
+        // while it ran.
+        update.usage = match update.usage.take() {
+            Some(report) => Some(self.usage_in_shape(&report, Some(&prepared.function))),
+            None => handle.usage.lock().expect("usage lock poisoned").take(),
+        };
         // The backend has returned (and dropped its sink): the writer hands back the lines and items it has not stored
         // yet, to be stored with the final status in one write.
         run_ended.cancel();
@@ -438,6 +471,9 @@ fn conclude(
             .error(format!("timed out after {} s", after.as_secs_f64())),
         (Some(StopReason::Shutdown), _) => {
             ExecutionUpdate::new(from, ExecutionStatus::Failed).error(INTERRUPTED_ERROR)
+        }
+        (Some(StopReason::BudgetExceeded { message }), _) => {
+            ExecutionUpdate::new(from, ExecutionStatus::Failed).error(message)
         }
         (None, Some(Ok(RunOutcome::Succeeded { output, usage }))) => {
             match output_too_large(&output, max_output_bytes) {

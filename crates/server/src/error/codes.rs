@@ -80,7 +80,7 @@ error_codes! {
     ExecutionNotFinished = (
         CONFLICT,
         "execution-not-finished",
-        "retry or continue of a queued or running execution"
+        "retry or continue of a queued, running or waiting execution"
     ),
     NoSession = (CONFLICT, "no-session", "continue of an execution whose backend reported no session"),
     IdempotencyKeyReused = (
@@ -90,6 +90,7 @@ error_codes! {
     ),
     IllegalTransition = (CONFLICT, "illegal-transition", "a status report the status machine refuses"),
     StatusChanged = (CONFLICT, "status-changed", "the execution changed status meanwhile (a report raced another change)"),
+    BudgetExhausted = (TOO_MANY_REQUESTS, "budget-exhausted", "a budget of the function or the token is spent for today (`details.budget`, `details.spent`, `details.limit`)"),
     ApprovalDecided = (CONFLICT, "approval-decided", "the approval was decided or expired already (`details.status`)"),
     BodyTooLarge = (PAYLOAD_TOO_LARGE, "body-too-large", "the body is over `DASHBOARD_MAX_BODY_BYTES` (default 1 MiB)"),
     UnsupportedMediaType = (UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "the body is not sent as JSON"),
