@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashboard_backend_api::{
     ApprovalAnswer, ApprovalGate, ApprovalRequest, ApproveAll, Backend, BackendError, RunContext, RunEntry,
-    RunOutcome, log_channel,
+    RunOutcome, UsageMeter, log_channel,
 };
 use dashboard_backends::{BackendConfig, CodexApproval, CodexBackend, CodexConfig, CodexMode, CodexSandbox};
 use dashboard_core::{ApprovalKind, ApprovalPolicy, Decision, ExecutionId, LogStream, NewItem, NewLogLine};
@@ -69,6 +69,18 @@ struct Ran {
     diffs: Vec<String>,
     sessions: Vec<String>,
     received: Vec<Value>,
+    /// Each usage reported while the run went on (`run.report_usage`), in order.
+    usage_reports: Vec<Value>,
+}
+
+/// A meter that keeps every usage report.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<Value>>);
+
+impl UsageMeter for Recorder {
+    fn report(&self, usage: &Value) {
+        self.0.lock().expect("an unpoisoned lock").push(usage.clone());
+    }
 }
 
 fn config(workdir: &Path) -> CodexConfig {
@@ -101,6 +113,7 @@ struct Started {
     receiver: mpsc::Receiver<RunEntry>,
     cancel: CancellationToken,
     outcome: tokio::task::JoinHandle<Result<RunOutcome, BackendError>>,
+    meter: Arc<Recorder>,
 }
 
 /// Starts the fake on `prompt`, as a follow-up turn of the thread `resume` when given.
@@ -112,10 +125,12 @@ fn start(prompt: &str, resume: Option<&str>, gate: Arc<dyn ApprovalGate>) -> Sta
     context.prompt = Some(prompt.to_owned());
     context.resume = resume.map(str::to_owned);
     context.approvals = gate;
+    let meter = Arc::new(Recorder::default());
+    context.meter = meter.clone();
     let cancel = context.cancel.clone();
     let backend = CodexBackend::new(config(&dir));
     let outcome = tokio::spawn(async move { backend.trigger(context).await });
-    Started { dir, receiver, cancel, outcome }
+    Started { dir, receiver, cancel, outcome, meter }
 }
 
 /// Runs the fake on `prompt`, as a follow-up turn of the thread `resume` when given.
@@ -138,7 +153,7 @@ async fn run_turn(
 
 /// Waits for the run to end, and gathers what it reported and what the fake received.
 async fn finish(started: Started) -> Ran {
-    let Started { dir, mut receiver, outcome, .. } = started;
+    let Started { dir, mut receiver, outcome, meter, .. } = started;
     let outcome = outcome.await.expect("the run does not panic");
     let (mut lines, mut items, mut diffs, mut sessions) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     while let Ok(entry) = receiver.try_recv() {
@@ -155,7 +170,8 @@ async fn finish(started: Started) -> Ran {
         .map(|line| serde_json::from_str(line).expect("the backend sends JSON"))
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    Ran { outcome, lines, items, diffs, sessions, received }
+    let usage_reports = std::mem::take(&mut *meter.0.lock().expect("an unpoisoned lock"));
+    Ran { outcome, lines, items, diffs, sessions, received, usage_reports }
 }
 
 fn summary(item: &NewItem) -> Value {
@@ -181,9 +197,14 @@ fn method(received: &[Value], method: &str) -> Value {
 
 #[tokio::test]
 async fn a_turn_with_a_command_a_file_change_and_a_message() {
-    let Ran { outcome, lines, items, diffs, sessions, received } = run("a full-turn please", None).await;
+    let Ran { outcome, lines, items, diffs, sessions, received, usage_reports } =
+        run("a full-turn please", None).await;
     let Ok(RunOutcome::Succeeded { output, usage }) = outcome else { panic!("{outcome:?}") };
     assert_eq!(output, json!({"message": "Fixed parse; the tests pass."}));
+    // Each report was told to the meter as it came, so a budget can stop the turn; the last is the run's usage.
+    let told: Vec<&Value> = usage_reports.iter().map(|report| &report["total_tokens"]).collect();
+    assert_eq!(told, [&json!(105), &json!(280)]);
+    assert_eq!(usage_reports.last(), usage.as_ref());
     // Thread totals: the last report replaces the first.
     assert_eq!(
         usage,

@@ -340,7 +340,13 @@ impl Server<'_> {
                 Effect::AgentMessage(message) => self.last_message = Some(message),
                 // Codex reports the thread's totals: a later report replaces an earlier one, never adds to it, and a
                 // resumed thread's earlier turns are taken off at the end.
-                Effect::Usage(usage) => self.usage.report(usage, self.turn_id.as_deref()),
+                Effect::Usage(usage) => {
+                    self.usage.report(usage, self.turn_id.as_deref());
+                    // The turn's usage so far, so that a budget can stop the turn while it runs.
+                    if let Some(so_far) = self.usage.usage() {
+                        self.run.report_usage(&so_far);
+                    }
+                }
                 Effect::Diff(diff) => self.run.diff(diff).await,
                 Effect::TurnStarted(id) => self.turn_id = Some(id),
                 Effect::TurnEnded(end) => {
