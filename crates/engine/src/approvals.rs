@@ -129,7 +129,10 @@ impl Dashboard {
         id: ExecutionId,
         request: ApprovalRequest,
     ) -> Result<ApprovalAnswer, EngineError> {
-        let gate = self.inner.run_handle(id).and_then(|handle| handle.gate.get().cloned());
+        let gate = self
+            .inner
+            .run_handle(id)
+            .and_then(|handle| handle.gate.lock().expect("gate lock poisoned").clone());
         let Some(gate) = gate else {
             let execution = self.execution(id).await?;
             return Err(EngineError::StatusChanged { actual: execution.status });

@@ -6,7 +6,7 @@ mod log_writer;
 mod open_items;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashboard_backend_api::{Backend, BackendError, Callback, RunContext, RunOutcome, log_channel};
@@ -63,7 +63,8 @@ pub(crate) struct RunHandle {
     pub(crate) has_asked: AtomicBool,
     /// The run's approval gate, once its backend has started: where requests that reach the dashboard from outside the
     /// backend (an agent's own call to the API) go.
-    pub(crate) gate: OnceLock<Arc<RunGate>>,
+    /// Cleared when the run ends: the gate holds the handle.
+    pub(crate) gate: Mutex<Option<Arc<RunGate>>>,
     /// The usage its backend last reported while it ran (in the one shape): the run's usage when it ends without one.
     pub(crate) usage: LiveUsage,
 }
@@ -78,7 +79,7 @@ impl RunHandle {
             log_budget: Arc::new(Mutex::new(LogBudget::new(log_limit))),
             status: tokio::sync::Mutex::new(ExecutionStatus::Running),
             has_asked: AtomicBool::new(false),
-            gate: OnceLock::new(),
+            gate: Mutex::new(None),
             usage: LiveUsage::default(),
         }
     }
@@ -115,6 +116,8 @@ impl Inner {
         if let Err(error) = self.run_to_end(execution, prompt, &handle).await {
             log::error!("execution {id}: {error}");
         }
+        // The gate holds the handle: let both go.
+        handle.gate.lock().expect("gate lock poisoned").take();
         if handle.has_asked.load(Ordering::SeqCst) {
             // Nobody waits for its approvals any more: they expire, and say why.
             self.expire_approvals_of(id, "the execution ended before anyone decided").await;
@@ -185,7 +188,7 @@ impl Inner {
             cancel: handle.token.clone(),
         });
         // A remote agent's requests (Claude Code's permission tool, over the API) go through the same gate.
-        let _ = handle.gate.set(Arc::clone(&gate));
+        *handle.gate.lock().expect("gate lock poisoned") = Some(Arc::clone(&gate));
         context.approvals = gate;
         let daily = match self.daily_budgets(&prepared.function, execution.triggered_by.as_deref()).await {
             Ok(daily) => daily,
