@@ -155,8 +155,8 @@ impl FunctionSpec {
                 ));
             }
         }
-        if self.daily_tokens == Some(0) {
-            return Err(CoreError::invalid_field("daily_tokens", "must be at least 1"));
+        if self.daily_tokens.is_some_and(|tokens| tokens == 0 || tokens > i64::MAX as u64) {
+            return Err(CoreError::invalid_field("daily_tokens", format!("must be 1 to {}", i64::MAX)));
         }
         if self.max_concurrency == Some(0) {
             return Err(CoreError::invalid_field("max_concurrency", "must be at least 1"));

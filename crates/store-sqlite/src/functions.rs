@@ -10,7 +10,7 @@ use crate::events::record;
 
 const COLUMNS: &str = "id, name, description, backend, prompt, input_schema, config, timeout_secs, max_concurrency, \
                        tags, metadata, version, created_at, updated_at, approval_policy, \
-                       approval_timeout_secs";
+                       approval_timeout_secs, max_cost_usd, daily_cost_usd, daily_tokens";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
     Ok(Function {
@@ -30,10 +30,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Function> {
         updated_at: row.get::<_, SqlTime>(13)?.0,
         approval_policy: policy_from_row(row, 14)?,
         approval_timeout_secs: row.get(15)?,
-        // TODO(budgets): columns of migration 0007.
-        max_cost_usd: None,
-        daily_cost_usd: None,
-        daily_tokens: None,
+        max_cost_usd: row.get(16)?,
+        daily_cost_usd: row.get(17)?,
+        daily_tokens: row.get(18)?,
     })
 }
 
@@ -42,6 +41,15 @@ fn policy_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<ApprovalPoli
     let text: String = row.get(index)?;
     serde_json::from_value(serde_json::Value::String(text))
         .map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error)))
+}
+
+/// `daily_tokens` as its column holds it. SQLite's integers are signed 64-bit: a budget above `i64::MAX` tokens (which
+/// the spec's validation lets through) is refused as an invalid field, not failed as a database error.
+fn daily_tokens_column(daily_tokens: Option<u64>) -> OpResult<Option<i64>> {
+    let column = daily_tokens.map(i64::try_from).transpose().map_err(|_| {
+        CoreError::invalid_field("daily_tokens", format!("must be at most {} (the store's limit)", i64::MAX))
+    })?;
+    Ok(column)
 }
 
 pub(super) fn get(connection: &Connection, key: &FunctionKey) -> OpResult<Option<Function>> {
@@ -76,7 +84,7 @@ pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Re
     let inserted = connection
         .prepare_cached(&format!(
             "INSERT INTO functions ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ))?
         .execute(params![
             text(function.id),
@@ -95,6 +103,9 @@ pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Re
             SqlTime(function.updated_at),
             function.approval_policy.as_str(),
             function.approval_timeout_secs,
+            function.max_cost_usd,
+            function.daily_cost_usd,
+            daily_tokens_column(function.daily_tokens)?,
         ]);
     match inserted {
         Err(error) if is_unique_violation(&error) => {
@@ -126,7 +137,8 @@ pub(super) fn update(
         .prepare_cached(
             "UPDATE functions SET name = ?2, description = ?3, backend = ?4, prompt = ?5, input_schema = ?6, \
              config = ?7, timeout_secs = ?8, max_concurrency = ?9, tags = ?10, metadata = ?11, version = ?12, \
-             updated_at = ?13, approval_policy = ?14, approval_timeout_secs = ?15 WHERE id = ?1",
+             updated_at = ?13, approval_policy = ?14, approval_timeout_secs = ?15, max_cost_usd = ?16, \
+             daily_cost_usd = ?17, daily_tokens = ?18 WHERE id = ?1",
         )?
         .execute(params![
             text(id),
@@ -144,6 +156,9 @@ pub(super) fn update(
             SqlTime(next.updated_at),
             next.approval_policy.as_str(),
             next.approval_timeout_secs,
+            next.max_cost_usd,
+            next.daily_cost_usd,
+            daily_tokens_column(next.daily_tokens)?,
         ]);
     match updated {
         Err(error) if is_unique_violation(&error) => {
@@ -178,5 +193,24 @@ mod tests {
         }
         let unknown = connection.query_row("SELECT 'maybe'", [], |row| policy_from_row(row, 0));
         assert!(unknown.is_err(), "got {unknown:?}");
+    }
+
+    #[test]
+    fn a_daily_tokens_budget_beyond_what_sqlite_holds_is_an_invalid_field() {
+        let connection = crate::schema::migrated();
+        let mut spec = dashboard_core::FunctionSpec::new("alpha", "demo");
+        spec.daily_tokens = Some(u64::MAX);
+        let function = Function::create(spec.clone()).expect("a valid spec");
+        let refused = create(&connection, function).map_err(|error| error.0);
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(error)) if error.to_string().contains("daily_tokens"))
+        );
+
+        spec.daily_tokens = Some(i64::MAX as u64);
+        let function = Function::create(spec).expect("a valid spec");
+        let created =
+            create(&connection, function).map_err(|error| error.0).expect("the largest budget it holds");
+        let read = get(&connection, &FunctionKey::Id(created.value.id)).map_err(|error| error.0);
+        assert_eq!(read.expect("a read").and_then(|function| function.daily_tokens), Some(i64::MAX as u64));
     }
 }

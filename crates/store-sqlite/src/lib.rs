@@ -25,6 +25,7 @@ mod options;
 mod prune;
 mod readers;
 mod schema;
+mod spend;
 mod writer;
 
 use std::collections::BTreeSet;
@@ -47,8 +48,9 @@ pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
 use self::readers::Readers;
 use self::writer::Writer;
 use dashboard_store::{
-    ApprovalChange, ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, ExecutionUpdate,
-    FunctionKey, LoggedUpdate, NewExecution, Recorded, StatusCounts, StoreError,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
+    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
+    StoreError,
 };
 
 /// A [`DashboardStore`] in one SQLite file: durable, shared by every task, and safe under many concurrent writers.
@@ -383,16 +385,13 @@ impl DashboardStore for SqliteStore {
             .await
     }
 
-    // TODO(budgets): stubs until the SQLite spend queries land.
-    async fn spend_since(
-        &self,
-        _query: &dashboard_store::SpendQuery,
-    ) -> Result<dashboard_store::Spend, StoreError> {
-        Ok(dashboard_store::Spend::default())
+    async fn spend_since(&self, query: &SpendQuery) -> Result<Spend, StoreError> {
+        let query = query.clone();
+        self.readers.run(move |connection| spend::since(connection, &query)).await
     }
 
-    async fn daily_spend(&self, _since: Timestamp) -> Result<Vec<dashboard_store::DailySpend>, StoreError> {
-        Ok(Vec::new())
+    async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
+        self.readers.run(move |connection| spend::daily(connection, since)).await
     }
 
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_items.sql"),
     include_str!("../migrations/0005_sessions.sql"),
     include_str!("../migrations/0006_approvals.sql"),
+    include_str!("../migrations/0007_budgets.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -154,6 +155,15 @@ fn migrate(connection: &mut Connection) -> Result<(), MigrationError> {
     Ok(())
 }
 
+/// A migrated in-memory database, with the settings of the store's own connections: for the tests of the queries.
+#[cfg(test)]
+pub(super) fn migrated() -> Connection {
+    let mut connection = Connection::open_in_memory().expect("an in-memory database");
+    tune(&connection).expect("the connection's settings");
+    assert!(migrate(&mut connection).is_ok());
+    connection
+}
+
 /// The busy timeout: how long a connection waits for a lock held by another process before it gives up.
 pub(super) const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -202,14 +212,6 @@ mod tests {
         assert!(
             matches!(migrate(&mut connection), Err(MigrationError::TooNew(found)) if found == SCHEMA_VERSION + 1)
         );
-    }
-
-    /// A migrated in-memory database, with the settings of the store's own connections.
-    fn migrated() -> Connection {
-        let mut connection = Connection::open_in_memory().expect("an in-memory database");
-        tune(&connection).expect("the connection's settings");
-        assert!(migrate(&mut connection).is_ok());
-        connection
     }
 
     #[test]
@@ -305,6 +307,43 @@ mod tests {
     }
 
     #[test]
+    fn a_version_6_file_keeps_its_functions_without_budgets_and_indexes_its_callers() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        for migration in &MIGRATIONS[..6] {
+            connection.execute_batch(migration).expect("a migration before budgets");
+        }
+        connection.execute_batch("PRAGMA user_version = 6").expect("set the version");
+        connection
+            .execute_batch(
+                "INSERT INTO functions (id, name, description, backend, prompt, input_schema, config, timeout_secs, \
+                 max_concurrency, tags, metadata, version, created_at, updated_at, approval_policy) \
+                 VALUES ('f1', 'alpha', '', 'demo', NULL, '{}', '{}', 60, NULL, '[]', '{}', 3, 't1', 't2', 'ask'); \
+                 INSERT INTO executions (id, function, function_id, function_version, backend, input, status, \
+                 attempt, triggered_by, created_at) VALUES \
+                 ('e1', 'alpha', 'f1', 3, 'demo', '{}', 'queued', 1, 'ci', 't3'), \
+                 ('e2', 'alpha', 'f1', 3, 'demo', '{}', 'queued', 1, NULL, 't4')",
+            )
+            .expect("a function and executions of version 6");
+        assert!(migrate(&mut connection).is_ok());
+        let kept: (String, String, Option<f64>, Option<f64>, Option<u64>) = connection
+            .query_row(
+                "SELECT name, approval_policy, max_cost_usd, daily_cost_usd, daily_tokens FROM functions",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            )
+            .expect("the function");
+        assert_eq!(kept, ("alpha".to_owned(), "ask".to_owned(), None, None, None));
+        let indexed: u32 = connection
+            .query_row(
+                "SELECT COUNT(*) FROM executions INDEXED BY executions_by_caller WHERE triggered_by IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .expect("the index's entries");
+        assert_eq!(indexed, 1, "only executions with a caller are indexed");
+    }
+
+    #[test]
     fn a_statement_is_not_prepared_again_when_its_values_change() {
         let connection = migrated();
         let mut statement = connection
@@ -352,7 +391,9 @@ mod tests {
             "SELECT status, COUNT(*) FROM executions GROUP BY status",
             "SELECT id FROM approvals WHERE execution_id = ?1",
         ];
-        for query in queries.into_iter().chain(crate::approvals::QUERIES.iter().copied()) {
+        // The daily spend groups the executions of its range by day and function: a sort (see `spend::DAILY`).
+        let spends = crate::spend::QUERIES.iter().copied();
+        for query in queries.into_iter().chain(crate::approvals::QUERIES.iter().copied()).chain(spends) {
             let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {query}")).expect("a plan");
             // Unbound parameters are NULL, which is all a plan may know of them.
             let mut rows = statement.raw_query();
@@ -368,7 +409,7 @@ mod tests {
                 "{query}: {plan}"
             );
             assert!(
-                query == sorts_a_few || !plan.contains("TEMP B-TREE"),
+                query == sorts_a_few || query == crate::spend::DAILY || !plan.contains("TEMP B-TREE"),
                 "{query} sorts without an index: {plan}"
             );
         }

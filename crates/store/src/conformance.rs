@@ -35,6 +35,7 @@ mod items;
 mod listing;
 mod logs;
 mod sessions;
+mod spend;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +50,7 @@ pub use items::*;
 pub use listing::*;
 pub use logs::*;
 pub use sessions::*;
+pub use spend::*;
 
 use crate::DashboardStore;
 
@@ -121,6 +123,12 @@ macro_rules! conformance_tests {
                 a_session_grant_is_the_newest_approval_approved_for_the_session,
                 prune_deletes_the_approvals_of_pruned_executions,
                 a_function_keeps_its_approval_policy_and_timeout,
+                spend_sums_the_usage_of_executions_with_and_without_usage,
+                spend_is_filtered_by_function_and_by_caller,
+                spend_counts_the_executions_created_at_or_after_since,
+                odd_usage_figures_count_as_usage_spend_reads_them,
+                daily_spend_is_per_utc_day_and_function_in_order,
+                a_function_keeps_its_budgets,
                 every_change_records_its_event_in_order,
                 events_are_listed_after_a_cursor_with_limit,
                 prune_deletes_old_finished_executions_with_their_logs_and_events,
