@@ -7,8 +7,9 @@ use dashboard_backend_api::{Backend, BackendError};
 use serde::de::{self, Deserialize, Deserializer};
 
 use crate::{
-    CodexBackend, CodexConfig, CommandBackend, CommandConfig, DemoBackend, DemoConfig, HttpBackend,
-    HttpConfig, OpenAiBackend, OpenAiConfig, codex, command, demo, http, openai,
+    ClaudeBackend, ClaudeConfig, CodexBackend, CodexConfig, CommandBackend, CommandConfig, DemoBackend,
+    DemoConfig, HttpBackend, HttpConfig, OpenAiBackend, OpenAiConfig, claude, codex, command, demo, http,
+    openai,
 };
 
 /// The settings of one backend, by kind: a `[[backends]]` entry less its `name`. Each variant's settings refuse
@@ -25,6 +26,9 @@ pub enum BackendConfig {
     /// The Codex CLI ([`CodexBackend`]).
     #[serde(deserialize_with = "naming_the_field")]
     Codex(CodexConfig),
+    /// Claude Code ([`ClaudeBackend`]).
+    #[serde(deserialize_with = "naming_the_field")]
+    Claude(ClaudeConfig),
     /// An HTTP agent server ([`HttpBackend`]); `agentkit` is the original dashboard's name for it.
     #[serde(alias = "agentkit", deserialize_with = "naming_the_field")]
     Http(HttpConfig),
@@ -41,6 +45,7 @@ impl BackendConfig {
             Self::Demo(DemoConfig {}) => Arc::new(DemoBackend),
             Self::Command(config) => Arc::new(CommandBackend::new(config)),
             Self::Codex(config) => Arc::new(CodexBackend::new(config)),
+            Self::Claude(config) => Arc::new(ClaudeBackend::new(config)),
             Self::Http(config) => Arc::new(HttpBackend::new(config)?),
             Self::Openai(config) => Arc::new(OpenAiBackend::new(config)?),
         })
@@ -52,6 +57,7 @@ impl BackendConfig {
             Self::Demo(_) => demo::KIND,
             Self::Command(_) => command::KIND,
             Self::Codex(_) => codex::KIND,
+            Self::Claude(_) => claude::KIND,
             Self::Http(_) => http::KIND,
             Self::Openai(_) => openai::KIND,
         }
@@ -117,7 +123,10 @@ mod tests {
 
     #[test]
     fn kinds_are_read_from_the_enum() {
-        assert_eq!(BackendConfig::kinds(), ["demo", "command", "codex", "agentkit", "http", "openai"]);
+        assert_eq!(
+            BackendConfig::kinds(),
+            ["demo", "command", "codex", "claude", "agentkit", "http", "openai"]
+        );
     }
 
     #[test]
@@ -131,6 +140,7 @@ mod tests {
         check(json!({"kind": "demo"}), "demo");
         check(json!({"kind": "command", "command": "ls"}), "command");
         check(json!({"kind": "codex"}), "codex");
+        check(json!({"kind": "claude"}), "claude");
         check(json!({"kind": "http", "url": "http://127.0.0.1:1/run"}), "http");
         check(json!({"kind": "agentkit", "url": "http://127.0.0.1:1/run"}), "http");
         check(json!({"kind": "openai", "model": "m"}), "openai");

@@ -193,6 +193,16 @@ impl Program {
     pub(crate) fn kill_leftovers(&self) {
         signal_group(self.group, Signal::SIGKILL);
     }
+
+    /// SIGINT to the program alone, not its group: an agent that handles it (Claude Code) ends its turn, stops what
+    /// it started — even in sessions of their own, out of the group's reach — and reports before it exits.
+    pub(crate) fn interrupt(&self) {
+        // The group's id is the program's own pid (it leads the group it was started in).
+        if let Some(pid) = self.group {
+            // ESRCH means it has exited already.
+            let _ = nix::sys::signal::kill(pid, Signal::SIGINT);
+        }
+    }
 }
 
 /// Runs the program to its end, feeding its output to `handler`; stops its whole group when `cancel` fires.
