@@ -298,7 +298,15 @@ impl ServerConfig {
         if let Some(bytes) = self.max_output_bytes {
             builder = builder.max_output_bytes(bytes);
         }
-        builder
+        if let Some(file) = &self.file {
+            builder = builder.prices(file.prices.clone());
+        }
+        let budgets = self
+            .auth_tokens
+            .iter()
+            .filter_map(|token| token.daily_cost_usd.map(|limit| (token.name.clone(), limit)))
+            .collect();
+        builder.token_budgets(budgets)
     }
 
     /// Whether the server listens on a loopback address only.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dashboard_backend_api::{Backend, BackendRegistry, Principal, Scope};
 use dashboard_backends::BackendConfig;
 use dashboard_core::{FunctionSpec, validate_name};
-use dashboard_engine::Dashboard;
+use dashboard_engine::{Dashboard, Price};
 use dashboard_store::FunctionKey;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -34,6 +34,8 @@ pub struct FileConfig {
     pub functions: Vec<FunctionSpec>,
     /// The tokens of `[[auth.tokens]]`; any turns auth on.
     pub tokens: Vec<TokenSpec>,
+    /// What models cost (`[[prices]]`), for usage reported without a cost.
+    pub prices: Vec<Price>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +47,19 @@ struct RawFile {
     functions: Vec<toml::Table>,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    prices: Vec<toml::Table>,
+}
+
+/// One `[[prices]]` entry as written: US dollars per million tokens.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    model: String,
+    input_per_mtok: f64,
+    cached_input_per_mtok: Option<f64>,
+    cache_write_per_mtok: Option<f64>,
+    output_per_mtok: f64,
 }
 
 #[derive(Default, Deserialize)]
@@ -62,6 +77,7 @@ struct RawToken {
     token_sha256: String,
     scopes: Vec<String>,
     backends: Option<Vec<String>>,
+    daily_cost_usd: Option<f64>,
 }
 
 /// Reads and checks a config file; backends are built (secrets read from the environment) here, so a missing
@@ -112,7 +128,41 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
         }
         tokens.push(token);
     }
-    Ok(FileConfig { backends, functions, tokens })
+    let mut prices: Vec<Price> = Vec::new();
+    for (index, table) in raw.prices.into_iter().enumerate() {
+        let price = price(table).map_err(|message| error(format!("prices[{index}]: {message}")))?;
+        if prices.iter().any(|other| other.model == price.model) {
+            return Err(error(format!("prices[{index}]: model: {:?} has a price already", price.model)));
+        }
+        prices.push(price);
+    }
+    Ok(FileConfig { backends, functions, tokens, prices })
+}
+
+/// A price entry: a model's name, and prices that are numbers of dollars, not negative.
+fn price(table: toml::Table) -> Result<Price, String> {
+    let raw: RawPrice = settings(table)?;
+    if raw.model.trim().is_empty() {
+        return Err("model: must name a model".into());
+    }
+    let figures = [
+        ("input_per_mtok", Some(raw.input_per_mtok)),
+        ("cached_input_per_mtok", raw.cached_input_per_mtok),
+        ("cache_write_per_mtok", raw.cache_write_per_mtok),
+        ("output_per_mtok", Some(raw.output_per_mtok)),
+    ];
+    for (field, figure) in figures {
+        if figure.is_some_and(|figure| !(figure.is_finite() && (0.0..=1_000_000.0).contains(&figure))) {
+            return Err(format!("{field}: must be 0 to 1000000 (US dollars per million tokens)"));
+        }
+    }
+    Ok(Price {
+        model: raw.model,
+        input_per_mtok: raw.input_per_mtok,
+        cached_input_per_mtok: raw.cached_input_per_mtok,
+        cache_write_per_mtok: raw.cache_write_per_mtok,
+        output_per_mtok: raw.output_per_mtok,
+    })
 }
 
 /// A token entry: a valid name, a 64-hex-digit hash, known scopes (the widest one counts, as each includes the ones
@@ -142,7 +192,10 @@ fn token(table: toml::Table, backends: &BackendRegistry) -> Result<TokenSpec, St
             backends.names().join(", ")
         ));
     }
-    Ok(TokenSpec { name: raw.name, sha256, scope, backends: raw.backends })
+    if raw.daily_cost_usd.is_some_and(|limit| !(limit.is_finite() && limit > 0.0 && limit <= 1_000_000.0)) {
+        return Err("daily_cost_usd: must be more than 0 and at most 1000000 (US dollars)".into());
+    }
+    Ok(TokenSpec { name: raw.name, sha256, scope, backends: raw.backends, daily_cost_usd: raw.daily_cost_usd })
 }
 
 type EntryError = (Option<String>, String);

@@ -58,6 +58,8 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::GET, "/api/executions/{id}/diff", READ, api::diff::get)
         .add(M::POST, "/api/executions/{id}/logs", Callback, api::callbacks::logs)
         .add(M::POST, "/api/executions/{id}/status", Callback, api::callbacks::status)
+        .add(M::POST, "/api/executions/{id}/mcp", Callback, api::permission_tool::message)
+        .add(M::GET, "/api/executions/{id}/mcp", Callback, api::permission_tool::stream)
         .add(M::GET, "/api/executions/{id}/logs/stream", READ, api::streams::logs)
         .add(M::GET, "/api/events", READ, api::events::list)
         .add(M::GET, "/api/events/stream", READ, api::streams::events)

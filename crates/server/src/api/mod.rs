@@ -12,6 +12,7 @@ pub(crate) mod items;
 pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod openapi;
+pub(crate) mod permission_tool;
 pub(crate) mod streams;
 
 use std::future::Future;

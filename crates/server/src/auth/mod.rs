@@ -21,7 +21,7 @@ pub const ENV_TOKEN_NAME: &str = "admin";
 
 /// One token that may use the dashboard: its name, the SHA-256 of its secret, its scope and, optionally, the only
 /// backends it may use.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct TokenSpec {
     /// Shown as `triggered_by` and in the header of the pages.
     pub name: String,
@@ -31,12 +31,14 @@ pub struct TokenSpec {
     pub scope: Scope,
     /// The backends it may trigger, cancel and retry on; `None` means all.
     pub backends: Option<Vec<String>>,
+    /// What its executions may cost in one UTC day, in US dollars (`daily_cost_usd`); `None` means no limit.
+    pub daily_cost_usd: Option<f64>,
 }
 
 impl TokenSpec {
     /// A token from its secret (as `DASHBOARD_AUTH_TOKEN` gives it); only the hash is kept.
     pub fn from_secret(name: impl Into<String>, secret: &str, scope: Scope) -> Self {
-        Self { name: name.into(), sha256: sha256(secret), scope, backends: None }
+        Self { name: name.into(), sha256: sha256(secret), scope, backends: None, daily_cost_usd: None }
     }
 
     /// Parses the hex SHA-256 of a config file entry.
