@@ -5,6 +5,7 @@
 // overview's fragments, which are the server's own escaped rendering of the same page.
 
 import { element, formatDuration, setText, showRelativeTimes, timeElement } from "./dom.js";
+import { followInbox } from "./approvals.js";
 import { followExecution } from "./execution.js";
 import { POLL_INTERVAL_MS, getJson, listen, pollUntilDone } from "./live.js";
 import { enhanceTriggerForm } from "./trigger.js";
@@ -21,6 +22,8 @@ function start() {
   if (feed) followEvents(feed);
   const execution = document.querySelector("[data-execution-id]");
   if (execution) followExecution(execution);
+  const inbox = document.querySelector("[data-approvals-inbox]");
+  if (inbox) followInbox(inbox);
 }
 
 /**
@@ -118,7 +121,8 @@ function followEvents(feed) {
     if (fresh.length === 0) return;
     feed.querySelector("[data-empty]")?.remove();
     while (feed.children.length > maxItems) feed.lastElementChild.remove();
-    if (refreshesFragments && fresh.some((event) => event.kind.startsWith("execution."))) {
+    const isCounted = (event) => event.kind.startsWith("execution.") || event.kind.startsWith("approval.");
+    if (refreshesFragments && fresh.some(isCounted)) {
       // A burst of events refreshes the counts once, a moment after it.
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(refreshFragments, 300);
@@ -134,11 +138,22 @@ function followEvents(feed) {
   listen(`/api/events/stream?after=${after}`, { event: (event) => show([event]) }, poll);
 }
 
-/** The colour of an event's badge: the status it reports, or the neutral one for changes of functions. */
-function eventTone(kind) {
-  if (!kind.startsWith("execution.")) return "function";
-  const status = kind.slice("execution.".length);
-  return status === "started" ? "running" : status;
+const DECIDED_TONES = { approved: "succeeded", declined: "failed", expired: "timed_out" };
+
+/**
+ * The colour of an event's badge, as the server picks it (pages/view.rs, `event_tone`): the status an execution event
+ * reports, `waiting` for an approval asked, the status that reads the same for an approval decided, or the neutral
+ * one for changes of functions.
+ */
+function eventTone(event) {
+  const kind = String(event.kind);
+  if (kind === "execution.started" || kind === "execution.resumed") return "running";
+  if (kind === "approval.requested") return "waiting";
+  if (kind === "approval.decided") {
+    const status = String(event.data?.status);
+    return Object.hasOwn(DECIDED_TONES, status) ? DECIDED_TONES[status] : "function";
+  }
+  return kind.startsWith("execution.") ? kind.slice("execution.".length) : "function";
 }
 
 function eventLink(event) {
@@ -151,7 +166,7 @@ function eventLink(event) {
 function eventItem(event) {
   const item = element("li", "event event-new");
   item.dataset.eventId = String(event.id);
-  item.append(element("span", `badge status-${eventTone(event.kind)}`, event.kind));
+  item.append(element("span", `badge status-${eventTone(event)}`, event.kind));
   const message = element("span", "event-message");
   const href = eventLink(event);
   if (href) {

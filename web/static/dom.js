@@ -10,9 +10,19 @@ export function element(tag, className, text) {
 
 // ---- Times -------------------------------------------------------------------------------------------------
 
-/** "just now", "3 s ago", "5 min ago", "2 h ago", "4 d ago", or the date for anything older than a month. */
+/**
+ * "just now", "3 s ago", "5 min ago", "2 h ago", "4 d ago", or the date for anything older than a month; a time to
+ * come (when an approval expires) reads "in 59 min".
+ */
 export function relativeTime(date, now) {
   const seconds = Math.floor((now - date) / 1000);
+  if (seconds <= -60) {
+    const ahead = -seconds;
+    if (ahead < 3600) return `in ${Math.floor(ahead / 60)} min`;
+    if (ahead < 86400) return `in ${Math.floor(ahead / 3600)} h`;
+    if (ahead < 30 * 86400) return `in ${Math.floor(ahead / 86400)} d`;
+    return date.toISOString().slice(0, 10);
+  }
   if (seconds < 1) return "just now";
   if (seconds < 60) return `${seconds} s ago`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;

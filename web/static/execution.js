@@ -4,6 +4,7 @@
 import { hasAnsi, showAnsiText } from "./ansi.js";
 import { element, formatDuration, setText, timeElement } from "./dom.js";
 import { POLL_INTERVAL_MS, getJson, listen, pollUntilDone } from "./live.js";
+import { approvalItems } from "./approvals.js";
 import { followTranscript } from "./transcript.js";
 
 const TERMINAL_STATUSES = new Set(["succeeded", "failed", "timed_out", "cancelled"]);
@@ -17,7 +18,7 @@ export function followExecution(root) {
   const id = encodeURIComponent(root.dataset.executionId);
   const log = root.querySelector("[data-log]");
   const tail = log ? followLogTail(root, log) : null;
-  const transcript = followTranscript(root);
+  const transcript = followTranscript(root, { onApproval: approvalItems(root.querySelector("[data-transcript]")) });
   let after = Number(root.dataset.lastSeq) || 0;
   const finish = () => {
     setText(root.querySelector('[data-field="log-state"]'), "finished");
@@ -195,6 +196,10 @@ function showTime(root, name, iso) {
 function showTimeline(root, execution, isTerminal) {
   const step = (name) => root.querySelector(`[data-step="${name}"]`);
   step("running")?.classList.toggle("reached", Boolean(execution.started_at));
+  const isWaiting = execution.status === "waiting";
+  const runningDot = root.querySelector('[data-field="timeline-running-dot"]');
+  if (runningDot) runningDot.className = `timeline-dot dot-${isWaiting ? "waiting" : "running"}`;
+  setText(root.querySelector('[data-field="timeline-running-name"]'), isWaiting ? "waiting for approval" : "running");
   step("end")?.classList.toggle("reached", isTerminal);
   const status = String(execution.status);
   const dot = root.querySelector('[data-field="timeline-end-dot"]');

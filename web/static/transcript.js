@@ -21,7 +21,7 @@ const OUTCOMES = {
  * poll items after (null when none can change what is shown), `isFull()` says the page takes no new items. Without a transcript on the page (the log view), an
  * item only reveals the links to it.
  */
-export function followTranscript(root) {
+export function followTranscript(root, { onApproval = () => {} } = {}) {
   const tabs = root.querySelector("[data-view-tabs]");
   const list = root.querySelector("[data-transcript]");
   if (!list) {
@@ -61,10 +61,14 @@ export function followTranscript(root) {
     const seq = Number(item.seq) || 0;
     const existing = nodes.get(id);
     if (!existing && (seq <= first || (isCut && seq > last))) return;
+    // An approval item changes only its status (its approval decided): one the page shows as it is keeps its card,
+    // and with it whatever is being typed in the card's form.
+    if (existing && item.kind === "approval" && existing.classList.contains(`item-${item.status}`)) return;
     const node = itemElement(item);
     if (!node) return;
     if (existing) {
       keepFolds(existing, node);
+      keepApprovalCard(existing, node);
       existing.replaceWith(node);
     } else if (nodes.size >= MAX_ITEMS_ON_PAGE) {
       showCut();
@@ -74,6 +78,7 @@ export function followTranscript(root) {
       last = Math.max(last, seq);
     }
     nodes.set(id, node);
+    if (item.kind === "approval") onApproval(node, item);
   };
   return {
     upsert(items) {
@@ -93,6 +98,13 @@ export function followTranscript(root) {
     /** Whether the page holds no more new items (a "show more" link leads on). */
     isFull: () => isCut,
   };
+}
+
+/** A replaced approval item shows its old card until the approval has been read again. */
+function keepApprovalCard(old, fresh) {
+  const card = old.querySelector(".approval");
+  const body = fresh.querySelector(".item-body");
+  if (card && body) body.replaceChildren(card);
 }
 
 /** A replaced item keeps what the user folded or unfolded. */
@@ -130,8 +142,19 @@ function label(item) {
   }
 }
 
-/** A command's exit code when it has one, else the status in words; for most kinds only when not just completed. */
+const APPROVAL_OUTCOMES = {
+  in_progress: ["waiting", "waiting"],
+  completed: ["approved", "ok"],
+  failed: ["failed", "failed"],
+  declined: ["declined", "declined"],
+};
+
+/**
+ * A command's exit code when it has one, else the status in words; for most kinds only when not just completed. An
+ * approval item always says where its approval is (pages/transcript.rs, `approval_outcome`).
+ */
 function outcome(item, status) {
+  if (item.kind === "approval") return APPROVAL_OUTCOMES[status];
   if (item.kind === "command" && Number.isInteger(item.exit_code)) {
     return item.exit_code === 0 ? ["exit 0", "ok"] : [`exit ${item.exit_code}`, "failed"];
   }

@@ -63,6 +63,9 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::GET, "/api/executions/{id}/logs/stream", READ, api::streams::logs)
         .add(M::GET, "/api/events", READ, api::events::list)
         .add(M::GET, "/api/events/stream", READ, api::streams::events)
+        .add(M::GET, "/api/approvals", READ, api::approvals::list)
+        .add(M::GET, "/api/approvals/{id}", READ, api::approvals::get)
+        .add(M::POST, "/api/approvals/{id}", TRIGGER, api::approvals::decide)
         .add(M::GET, "/api/backends", READ, api::backends::list)
         // The pages and their form posts.
         .add(M::GET, "/", READ, pages::overview::show)
@@ -81,6 +84,8 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::POST, "/executions/{id}/cancel", TRIGGER, pages::executions::cancel)
         .add(M::POST, "/executions/{id}/retry", TRIGGER, pages::executions::retry)
         .add(M::POST, "/executions/{id}/continue", TRIGGER, pages::sessions::continue_session)
+        .add(M::GET, "/approvals", READ, pages::approvals::inbox)
+        .add(M::POST, "/approvals/{id}", TRIGGER, pages::approvals::decide)
         .add(M::GET, "/activity", READ, pages::activity::show)
         .add(M::GET, "/backends", READ, pages::backends::show);
 }

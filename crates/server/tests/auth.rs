@@ -70,9 +70,11 @@ fn method_of(route: &RouteInfo) -> Method {
     Method::from_bytes(route.method.as_str().as_bytes()).expect("a standard method")
 }
 
-/// A route's path with its parameters filled in.
-fn concrete(path: &str, execution_id: &str) -> String {
-    path.replace("{key}", "on-a").replace("{id}", execution_id).replace("{path:.*}", "app.css")
+/// A route's path with its parameters filled in: an approval's routes with `approval_id`, the others' `{id}` with
+/// `execution_id`.
+fn concrete(path: &str, execution_id: &str, approval_id: &str) -> String {
+    let id = if path.contains("/approvals/") { approval_id } else { execution_id };
+    path.replace("{key}", "on-a").replace("{id}", id).replace("{path:.*}", "app.css")
 }
 
 /// Opens a route and reads only the head of the answer: the streams never end by themselves.
@@ -98,17 +100,22 @@ async fn status_of(server: &TestServer, method: &Method, path: &str, token: Opti
 async fn every_route_refuses_no_token_and_serves_a_valid_one() {
     let dir = TestDir::new("auth-routes");
     let server = guarded_server(&dir).await;
-    let triggered =
-        server.call(Method::POST, "/api/executions", Some(ADMIN), Some(json!({"function": "on-a"}))).await;
+    // The run asks one approval, which the function's policy (`auto`) approves: an approval for its routes.
+    let body = json!({"function": "on-a", "input": {"approvals": 1}});
+    let triggered = server.call(Method::POST, "/api/executions", Some(ADMIN), Some(body)).await;
     assert_eq!(triggered.status, 202, "{:?}", triggered.body);
     let id = triggered.body["id"].as_str().expect("an id").to_owned();
     assert_eq!(triggered.body["triggered_by"], "root", "the token's name is recorded");
     server.wait_for_with(&id, "succeeded", ADMIN).await;
+    let approvals = server
+        .call(Method::GET, &format!("/api/approvals?status=all&execution={id}"), Some(ADMIN), None)
+        .await;
+    let approval_id = approvals.body["items"][0]["id"].as_str().expect("an approval").to_owned();
 
     let routes = table();
     assert!(routes.len() > 30, "the table lists the routes: {}", routes.len());
     for route in &routes {
-        let path = concrete(route.path, &id);
+        let path = concrete(route.path, &id, &approval_id);
         let (status, content_type) = status_of(&server, &method_of(route), &path, None).await;
         match route.access {
             Access::Public if method_of(route) == Method::GET => {
@@ -136,7 +143,7 @@ async fn every_route_refuses_no_token_and_serves_a_valid_one() {
         .filter(|route| matches!(route.access, Access::Scope(_)))
         .partition(|route| method_of(route) == Method::GET);
     for route in reads.into_iter().chain(writes) {
-        let path = concrete(route.path, &id);
+        let path = concrete(route.path, &id, &approval_id);
         let (status, _) = status_of(&server, &method_of(route), &path, Some(ADMIN)).await;
         assert!(
             !matches!(status, 401 | 403) && status < 500,

@@ -625,3 +625,104 @@ async fn the_transcript_shows_an_agents_work_in_order_and_takes_new_items_live()
     handle.stop(true).await;
     drop(driver);
 }
+
+/// Approvals in the browser: the inbox shows a pending approval with its buttons and the header counts it; Approve
+/// posts the form and comes back with a notice, and the inbox takes the agent's next request without a reload; the
+/// status page shows both approvals in the transcript, and one decided meanwhile (over the API) turns approved there
+/// live, its buttons gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_is_decided_in_the_inbox_and_followed_live_on_the_status_page() {
+    let Some(chromedriver) = chromedriver() else {
+        return;
+    };
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let driver = Driver::start(&chromedriver);
+    let browser = driver.session().await;
+    let server = common::server().await;
+    let base = server.url.clone();
+    let limit = Duration::from_secs(15);
+    server.create_function("careful", json!({"approval_policy": "ask"})).await;
+    let id = server.trigger("careful", json!({"steps": 1, "approvals": 2, "items": true})).await;
+    server.wait_for(&id, "waiting", limit).await;
+
+    browser.goto(&format!("{base}/approvals")).await.expect("the inbox loads");
+    let first = "[data-approval-list] .approval[data-approval-status='pending']";
+    wait_until(
+        &browser,
+        "a pending approval",
+        &format!("return !!document.querySelector(\"{first}\");"),
+        limit,
+    )
+    .await;
+    assert_eq!(text_of(&browser, &format!("{first} .approval-summary")).await, "demo --approved-step 1");
+    assert_eq!(text_of(&browser, ".nav-count").await, "1", "the header counts it");
+    screenshot(&browser, &base, "/approvals", "approvals").await;
+    fill(&browser, &format!("{first} input[name='note']"), "looks safe").await;
+    click(&browser, &format!("{first} button[value='approve']")).await;
+    wait_until(&browser, "back on the inbox", "return location.search.startsWith('?decided=');", limit).await;
+    assert!(text_of(&browser, ".notice").await.starts_with("Approved: demo --approved-step 1"));
+    browser.execute("window.notReloaded = true;", Vec::new()).await.expect("the script runs");
+    // The agent asks its second approval: the inbox shows it without a reload.
+    wait_until(
+        &browser,
+        "the second approval, live",
+        &format!(
+            "return [...document.querySelectorAll(\"{first} .approval-summary\")].some((node) => \
+             node.textContent === 'demo --approved-step 2') && window.notReloaded === true;"
+        ),
+        limit,
+    )
+    .await;
+
+    // The status page: the first approved, the second pending with its buttons; decided elsewhere, it turns approved.
+    browser.goto(&format!("{base}/executions/{id}")).await.expect("the status page loads");
+    browser.execute("window.notReloaded = true;", Vec::new()).await.expect("the script runs");
+    let cards = "[data-transcript] .approval";
+    let statuses = format!(
+        "return [...document.querySelectorAll('{cards}')].map((card) => card.dataset.approvalStatus).join(' ');"
+    );
+    wait_until(
+        &browser,
+        "both approvals",
+        &format!("{} === 'approved pending';", statuses.trim_end_matches(';')),
+        limit,
+    )
+    .await;
+    assert!(
+        text_of(&browser, &format!("{cards}[data-approval-status='approved']")).await.contains("looks safe")
+    );
+    assert_eq!(text_of(&browser, "[data-status-badge]").await, "waiting");
+    let pending = server.get("/api/approvals").await;
+    let second = pending.body["items"][0]["id"].as_str().expect("the second approval").to_owned();
+    if std::env::var("DASHBOARD_SCREENSHOTS").as_deref() == Ok("1") {
+        // The page as it is (no reload): the pending card in view.
+        let card =
+            format!("document.getElementById('approval-{second}').scrollIntoView({{block: 'center'}});");
+        browser.execute(&card, Vec::new()).await.expect("the script runs");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = browser.screenshot().await.expect("a screenshot");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&dir).expect("the screenshots directory");
+        std::fs::write(dir.join("approval-transcript.png"), png).expect("the screenshot is saved");
+    }
+    let decided = server.post(&format!("/api/approvals/{second}"), json!({"decision": "decline"})).await;
+    assert_eq!(decided.status, 200, "{:?}", decided.body);
+    wait_until(
+        &browser,
+        "declined live, the run finished",
+        &format!(
+            "{} === 'approved declined' && !document.querySelector('{cards} form') \
+             && document.querySelector('[data-execution-id]').dataset.status === 'succeeded' \
+             && window.notReloaded === true;",
+            statuses.trim_end_matches(';')
+        ),
+        limit,
+    )
+    .await;
+    let declined = text_of(&browser, &format!("#approval-{second}")).await;
+    assert!(declined.contains("declined by anonymous"), "{declined}");
+
+    browser.close().await.expect("the session closes");
+    server.stop().await;
+    drop(driver);
+}

@@ -129,7 +129,8 @@ async fn an_agent_server_takes_runs_signed_and_reports_back_through_the_callback
     let called_back = server.trigger("remote", json!({"mode": "callback"})).await;
     let done = server.wait_for(&called_back, "succeeded", SETTLE).await;
     assert_eq!(done["output"], json!({"pull_request": "https://example.test/pr/1"}));
-    assert_eq!(done["usage"], json!({"tokens": 99}));
+    // Usage in the one shape: a vocabulary it does not know keeps the agent's report in `raw`.
+    assert_eq!(done["usage"], json!({"raw": {"tokens": 99}}));
     let logs = server.get(&format!("/api/executions/{called_back}/logs")).await.body;
     let lines: Vec<(String, String)> = logs["items"]
         .as_array()

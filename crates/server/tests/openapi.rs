@@ -182,3 +182,42 @@ async fn with_auth_on_refusals_are_documented() {
     check(&document, "post", "/api/functions", &read_only);
     server.stop().await;
 }
+
+/// The approval routes' answers, and their refusals, are the documented ones.
+#[tokio::test]
+async fn approval_answers_satisfy_the_documented_schemas() {
+    let server = server().await;
+    let document = document(&server).await;
+    server.create_function("careful", json!({"approval_policy": "ask"})).await;
+    let id = server.trigger("careful", json!({"steps": 0, "approvals": 1})).await;
+    server.wait_for(&id, "waiting", Duration::from_secs(10)).await;
+    let pending = server.get("/api/approvals").await;
+    check(&document, "get", "/api/approvals", &pending);
+    let approval_id = pending.body["items"][0]["id"].as_str().expect("a pending approval").to_owned();
+    let path = format!("/api/approvals/{approval_id}");
+    check(&document, "get", "/api/approvals/{id}", &server.get(&path).await);
+    let unknown_field = server.post(&path, json!({"decision": "approve", "colour": 1})).await;
+    assert_eq!(unknown_field.status, 422);
+    check(&document, "post", "/api/approvals/{id}", &unknown_field);
+    let decided = server.post(&path, json!({"decision": "approve", "note": "ok"})).await;
+    assert_eq!(decided.status, 200, "{:?}", decided.body);
+    check(&document, "post", "/api/approvals/{id}", &decided);
+    let again = server.post(&path, json!({"decision": "decline"})).await;
+    assert_eq!(again.status, 409);
+    check(&document, "post", "/api/approvals/{id}", &again);
+    server.wait_for(&id, "succeeded", Duration::from_secs(10)).await;
+    check(
+        &document,
+        "get",
+        "/api/approvals",
+        &server.get(&format!("/api/approvals?status=all&execution={id}")).await,
+    );
+    let bad_query = server.get("/api/approvals?status=decided").await;
+    assert_eq!(bad_query.status, 400);
+    check(&document, "get", "/api/approvals", &bad_query);
+    let missing = server.get("/api/approvals/0190b0c4-0000-7000-8000-000000000000").await;
+    assert_eq!(missing.status, 404);
+    check(&document, "get", "/api/approvals/{id}", &missing);
+    check(&document, "get", "/api/functions/{key}", &server.get("/api/functions/careful").await);
+    server.stop().await;
+}

@@ -111,6 +111,14 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
         Err(error) => log::warn!("metrics: could not count executions: {error}"),
     }
 
+    header(&mut text, "dashboard_approvals_pending", "gauge", "Approvals waiting for a person's decision.");
+    match dashboard.store().count_pending_approvals().await {
+        Ok(count) => {
+            let _ = writeln!(text, "dashboard_approvals_pending {count}");
+        }
+        Err(error) => log::warn!("metrics: could not count pending approvals: {error}"),
+    }
+
     let engine = dashboard.metrics();
     let counts = engine.status_counts();
     let families = [

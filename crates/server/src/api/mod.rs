@@ -1,6 +1,7 @@
 //! The JSON API under `/api`: one module per resource, and the body and query handling they share, which turns every
 //! client mistake into the JSON error body rather than actix's default text answers.
 
+pub(crate) mod approvals;
 pub(crate) mod backends;
 pub(crate) mod callbacks;
 pub(crate) mod diff;

@@ -248,6 +248,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .map(|name| {
             let description = match name {
                 "key" => "The function's id or name.",
+                "id" if path.starts_with("/api/approvals/") => "The approval's id.",
                 "id" => "The execution's id.",
                 _ => "",
             };
@@ -303,7 +304,7 @@ fn to_json(value: &impl serde::Serialize) -> Value {
 }
 
 /// The error answers, each with the codes it carries.
-const ERRORS: [(u16, &str, &str); 9] = [
+const ERRORS: [(u16, &str, &str); 10] = [
     (
         400,
         "BadRequest",
@@ -318,16 +319,27 @@ const ERRORS: [(u16, &str, &str); 9] = [
          write, or (with auth off) a Host that is not this server's (`forbidden`, `cross-site-request`, \
          `csrf-token-missing`, `host-not-allowed`).",
     ),
-    (404, "NotFound", "No such function or execution (`not-found`; `details.entity`, `details.key`)."),
+    (
+        404,
+        "NotFound",
+        "No such function, execution or approval (`not-found`; `details.entity`, `details.key`).",
+    ),
     (
         409,
         "Conflict",
         "A duplicate name, a version mismatch, a finished or unfinished execution, or an idempotency key reused \
-         with another request (`duplicate-name`, `version-mismatch`, `execution-finished`, \
-         `execution-not-finished`, `idempotency-key-reused`, `illegal-transition`, `status-changed`).",
+         with another request, or an approval decided already (`duplicate-name`, `version-mismatch`, \
+         `execution-finished`, `execution-not-finished`, `idempotency-key-reused`, `illegal-transition`, \
+         `status-changed`, `approval-decided`).",
     ),
     (413, "BodyTooLarge", "The body is over `DASHBOARD_MAX_BODY_BYTES` (`body-too-large`)."),
     (415, "UnsupportedMediaType", "The body is not sent as JSON (`unsupported-media-type`)."),
+    (
+        429,
+        "BudgetExhausted",
+        "A daily budget of the function or the token is spent (`budget-exhausted`; `details.budget`, \
+         `details.spent`, `details.limit`).",
+    ),
     (
         422,
         "Unprocessable",
@@ -412,9 +424,9 @@ mod tests {
 
     #[test]
     fn links_lead_to_operations_with_that_parameter() {
-        use operations::{EXECUTION_LINKS, FUNCTION_LINKS};
+        use operations::{APPROVAL_LINKS, EXECUTION_LINKS, FUNCTION_LINKS};
         let descriptions = operations();
-        for targets in [FUNCTION_LINKS, EXECUTION_LINKS] {
+        for targets in [FUNCTION_LINKS, EXECUTION_LINKS, APPROVAL_LINKS] {
             for (operation_id, parameter, _) in targets {
                 let target = descriptions.iter().find(|operation| operation.id == *operation_id);
                 let target =

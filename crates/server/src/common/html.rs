@@ -30,6 +30,8 @@ pub(crate) fn base_context(caller: Option<&Caller>, nav: &str, title: &str) -> t
     context.insert("csrf_token", caller.map_or("", |caller| caller.csrf.as_str()));
     context.insert("may_trigger", &may(Scope::Trigger));
     context.insert("may_admin", &may(Scope::Admin));
+    // The header's count of pending approvals, which the pages fill in (`pages::page_context`); none on error pages.
+    context.insert("pending_approvals", &None::<u64>);
     context
 }
 

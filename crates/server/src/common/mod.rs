@@ -9,4 +9,4 @@ pub(crate) mod route_info;
 
 pub(crate) use backend_view::BackendView;
 pub(crate) use caller::{Caller, Via};
-pub(crate) use ids::parse_execution_id;
+pub(crate) use ids::{parse_approval_id, parse_execution_id};

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::newest_events;
 use super::view::EventView;
 use crate::common::Caller;
-use crate::common::html::{base_context, error_page};
+use crate::common::html::error_page;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -38,7 +38,7 @@ async fn render(state: &State, caller: &Caller, before: Option<u64>) -> Result<H
     };
     let page = newest_events(&store, newest, PAGE_SIZE).await?;
 
-    let mut context = base_context(Some(caller), "activity", "Activity");
+    let mut context = super::page_context(state, caller, "activity", "Activity").await;
     context.insert("events", &page.events.iter().map(EventView::new).collect::<Vec<_>>());
     context.insert("older_before", &page.older_before);
     // Only the first page follows new events: an older page is a look at the past.

@@ -6,13 +6,12 @@ use actix_web::http::StatusCode;
 
 use crate::common::BackendView;
 use crate::common::Caller;
-use crate::common::html::base_context;
 use crate::state::State;
 
 pub(crate) async fn show(state: State, caller: Caller) -> HttpResponse {
     let backends: Vec<BackendView> =
         state.dashboard.backend_readiness().await.into_iter().map(BackendView::from).collect();
-    let mut context = base_context(Some(&caller), "backends", "Backends");
+    let mut context = super::page_context(&state, &caller, "backends", "Backends").await;
     context.insert("backends", &backends);
     state.render(StatusCode::OK, "backends.html", &context)
 }

@@ -3,8 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use dashboard_core::{ExecutionId, ExecutionStatus};
-use dashboard_store::ExecutionQuery;
+use dashboard_core::{ApprovalId, ExecutionId, ExecutionStatus};
+use dashboard_store::{ApprovalQuery, ExecutionQuery};
 use serde::{Deserialize, Serialize};
 
 use super::bulk::BulkSummary;
@@ -12,7 +12,7 @@ use super::transcript::{ItemView, RunDiffView};
 use super::view::{ExecutionDetail, ExecutionRow, LogLineView, query_string};
 use super::{FormError, insert_form_error};
 use crate::common::Caller;
-use crate::common::html::{base_context, error_page, see_other};
+use crate::common::html::{error_page, see_other};
 use crate::error::ApiError;
 use crate::state::{AppState, State};
 
@@ -23,6 +23,9 @@ const PAGE_LOG_LINES: usize = 2000;
 /// How many transcript items the status page renders; a "show more" link pages on (`?items_after=SEQ`). An agent run
 /// can have tens of thousands of items: a page of them keeps the page quick to make and the browser responsive.
 const PAGE_ITEMS: usize = 200;
+/// The most approvals of one execution the status page reads, for its transcript's approval items (the newest ones;
+/// an item whose approval is older shows its id, and the inbox has it).
+const PAGE_APPROVALS: usize = 1000;
 /// The most lines of a run's diff the status page shows; the download has the rest.
 const PAGE_DIFF_LINES: usize = 5000;
 
@@ -33,6 +36,8 @@ const PAGE_DIFF_LINES: usize = 5000;
 pub(crate) struct DetailQuery {
     view: String,
     items_after: String,
+    /// The approval a decision on this page has just decided, for the notice saying so.
+    decided: String,
 }
 
 /// The filters of the list, as typed in its form (GET). Text throughout, so a bad value is shown, not refused.
@@ -137,7 +142,7 @@ pub(crate) async fn list(
         Ok(functions) => functions.into_iter().map(|function| function.name).collect(),
         Err(_) => Vec::new(),
     };
-    let mut context = base_context(Some(&caller), "executions", "Executions");
+    let mut context = super::page_context(&state, &caller, "executions", "Executions").await;
     context.insert("executions", &rows);
     context.insert("filters", &filters);
     context.insert("statuses", &ExecutionStatus::ALL.map(ExecutionStatus::as_str));
@@ -207,6 +212,19 @@ async fn render_detail(
         Ok(diff) => diff.map(|diff| RunDiffView::new(&diff, PAGE_DIFF_LINES)),
         Err(error) => return error_page(state, &error.into()),
     };
+    // Read once for the page: the transcript's approval items show their approvals from this list.
+    let approvals_query = ApprovalQuery { pending_only: false, execution: Some(id), limit: PAGE_APPROVALS };
+    let approvals = match store.list_approvals(&approvals_query).await {
+        Ok(approvals) => approvals,
+        Err(error) => return error_page(state, &error.into()),
+    };
+    let n_pending = approvals.iter().filter(|approval| approval.is_pending()).count();
+    let decided_notice = query
+        .decided
+        .parse::<ApprovalId>()
+        .ok()
+        .and_then(|decided| approvals.iter().find(|approval| approval.id == decided))
+        .map(super::approvals::decided_sentence);
     // A run that reported no items (a backend without structure) shows its log, as before transcripts.
     let has_items = !items.is_empty() || items_after > 0;
     let view = match query.view.as_str() {
@@ -216,15 +234,15 @@ async fn render_detail(
         _ => "log",
     };
 
-    let mut context = base_context(
-        Some(caller),
-        "executions",
-        &format!("{} · {}", execution.function, super::view::short_id(&id)),
-    );
+    let title = format!("{} · {}", execution.function, super::view::short_id(&id));
+    let mut context = super::page_context(state, caller, "executions", &title).await;
     context.insert("execution", &ExecutionDetail::new(&execution));
     context.insert("view", view);
     context.insert("has_items", &has_items);
-    context.insert("items", &items.iter().map(|item| ItemView::new(id, item)).collect::<Vec<_>>());
+    let item_views: Vec<ItemView> = items.iter().map(|item| ItemView::new(id, item, &approvals)).collect();
+    context.insert("items", &item_views);
+    context.insert("n_pending_approvals", &n_pending);
+    context.insert("notice", &decided_notice);
     context.insert("items_after", &items_after);
     context.insert("items_last", &items_last);
     context.insert("is_items_cut", &is_items_cut);

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use dashboard_core::{Function, FunctionSpec};
+use dashboard_core::{ApprovalPolicy, Function, FunctionSpec};
 use dashboard_store::FunctionKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::view::pretty_json;
 use super::{FormError, insert_form_error};
 use crate::common::Caller;
-use crate::common::html::{base_context, error_page, see_other};
+use crate::common::html::{error_page, see_other};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::{AppState, State};
 
@@ -26,6 +26,9 @@ pub(crate) struct FunctionForm {
     input_schema: String,
     timeout_secs: String,
     max_concurrency: String,
+    /// `auto`, `ask` or `deny` (empty: `auto`).
+    approval_policy: String,
+    approval_timeout_secs: String,
     tags: String,
     /// On edit: the version the form was loaded from, so that two people editing at once cannot overwrite each
     /// other unknowingly.
@@ -52,6 +55,11 @@ impl FunctionForm {
             input_schema: pretty_json(&function.input_schema),
             timeout_secs: function.timeout_secs.map(|secs| secs.to_string()).unwrap_or_default(),
             max_concurrency: function.max_concurrency.map(|limit| limit.to_string()).unwrap_or_default(),
+            approval_policy: function.approval_policy.as_str().to_owned(),
+            approval_timeout_secs: function
+                .approval_timeout_secs
+                .map(|secs| secs.to_string())
+                .unwrap_or_default(),
             tags: function.tags.join(", "),
             expected_version: function.version.to_string(),
         }
@@ -74,6 +82,12 @@ impl FunctionForm {
             input_schema,
             timeout_secs: number(&self.timeout_secs, "timeout_secs", "a whole number of seconds")?,
             max_concurrency: number(&self.max_concurrency, "max_concurrency", "a whole number")?,
+            approval_policy: approval_policy(&self.approval_policy)?,
+            approval_timeout_secs: number(
+                &self.approval_timeout_secs,
+                "approval_timeout_secs",
+                "a whole number of seconds",
+            )?,
             tags: self
                 .tags
                 .split(',')
@@ -93,6 +107,16 @@ fn lines(text: &str) -> String {
     text.replace("\r\n", "\n")
 }
 
+/// The approval policy of the select: empty is the default, `auto`.
+fn approval_policy(text: &str) -> Result<ApprovalPolicy, FormError> {
+    match text.trim() {
+        "" | "auto" => Ok(ApprovalPolicy::Auto),
+        "ask" => Ok(ApprovalPolicy::Ask),
+        "deny" => Ok(ApprovalPolicy::Deny),
+        other => Err(FormError::new("approval_policy", format!("{other:?} is not auto, ask or deny"))),
+    }
+}
+
 /// An optional number field: empty is `None`.
 fn number<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Result<Option<T>, FormError> {
     match text.trim() {
@@ -102,8 +126,18 @@ fn number<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Result<O
 }
 
 /// The fields of the form that show their own error message; the errors of any other field go above the form.
-const FIELDS_WITH_MESSAGES: [&str; 8] =
-    ["name", "description", "backend", "prompt", "input_schema", "timeout_secs", "max_concurrency", "tags"];
+const FIELDS_WITH_MESSAGES: [&str; 10] = [
+    "name",
+    "description",
+    "backend",
+    "prompt",
+    "input_schema",
+    "timeout_secs",
+    "max_concurrency",
+    "approval_policy",
+    "approval_timeout_secs",
+    "tags",
+];
 
 impl FormError {
     fn is_beside_a_field(&self) -> bool {
@@ -122,7 +156,7 @@ enum Mode<'a> {
     Edit { name: &'a str },
 }
 
-fn render_form(
+async fn render_form(
     state: &AppState,
     caller: &Caller,
     mode: Mode<'_>,
@@ -141,7 +175,7 @@ fn render_form(
     if !form.backend.is_empty() && !backends.contains(&form.backend) {
         backends.push(form.backend.clone());
     }
-    let mut context = base_context(Some(caller), "functions", &title);
+    let mut context = super::page_context(state, caller, "functions", &title).await;
     context.insert("form", form);
     context.insert("is_edit", &matches!(mode, Mode::Edit { .. }));
     context.insert("action", &action);
@@ -153,19 +187,22 @@ fn render_form(
 }
 
 pub(crate) async fn new(state: State, caller: Caller) -> HttpResponse {
-    render_form(&state, &caller, Mode::New, &FunctionForm::blank(&state), None, StatusCode::OK)
+    render_form(&state, &caller, Mode::New, &FunctionForm::blank(&state), None, StatusCode::OK).await
 }
 
 pub(crate) async fn edit(state: State, caller: Caller, key: web::Path<String>) -> HttpResponse {
     match state.dashboard.store().get_function(&FunctionKey::parse(&key)).await {
-        Ok(Some(function)) => render_form(
-            &state,
-            &caller,
-            Mode::Edit { name: &function.name },
-            &FunctionForm::of(&function),
-            None,
-            StatusCode::OK,
-        ),
+        Ok(Some(function)) => {
+            render_form(
+                &state,
+                &caller,
+                Mode::Edit { name: &function.name },
+                &FunctionForm::of(&function),
+                None,
+                StatusCode::OK,
+            )
+            .await
+        }
         Ok(None) => error_page(&state, &ApiError::not_found("function", &key)),
         Err(error) => error_page(&state, &error.into()),
     }
@@ -183,7 +220,8 @@ pub(crate) async fn create(state: State, caller: Caller, form: web::Form<Functio
                 &form,
                 Some(error),
                 StatusCode::UNPROCESSABLE_ENTITY,
-            );
+            )
+            .await;
         }
     };
     match state.dashboard.create_function(&caller.principal, spec).await {
@@ -191,6 +229,7 @@ pub(crate) async fn create(state: State, caller: Caller, form: web::Form<Functio
         Err(error) => {
             let error = ApiError::from(error);
             render_form(&state, &caller, Mode::New, &form, Some(FormError::from(&error)), error.status())
+                .await
         }
     }
 }
@@ -210,7 +249,8 @@ pub(crate) async fn update(
     let (spec, expected_version) = match form.to_spec(current.spec()) {
         Ok(parsed) => parsed,
         Err(error) => {
-            return render_form(&state, &caller, mode, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY);
+            return render_form(&state, &caller, mode, &form, Some(error), StatusCode::UNPROCESSABLE_ENTITY)
+                .await;
         }
     };
     match state
@@ -228,7 +268,7 @@ pub(crate) async fn update(
                     shown.message
                 );
             }
-            render_form(&state, &caller, mode, &form, Some(shown), error.status())
+            render_form(&state, &caller, mode, &form, Some(shown), error.status()).await
         }
     }
 }
@@ -264,6 +304,11 @@ mod tests {
         assert_eq!((spec.timeout_secs, spec.max_concurrency, version), (Some(90), None, Some(3)));
         assert_eq!(spec.tags, ["a", "b", "c"]);
         assert_eq!(spec.input_schema, json!({"type": "object"}));
+        assert_eq!((spec.approval_policy, spec.approval_timeout_secs), (ApprovalPolicy::Auto, None));
+        let (spec, _) = form(&[("approval_policy", "ask"), ("approval_timeout_secs", "600")])
+            .to_spec(FunctionSpec::new("", ""))
+            .expect("valid form");
+        assert_eq!((spec.approval_policy, spec.approval_timeout_secs), (ApprovalPolicy::Ask, Some(600)));
     }
 
     #[test]
@@ -271,5 +316,7 @@ mod tests {
         assert_eq!(field_of(&[("input_schema", "{type: object}")]).as_deref(), Some("input_schema"));
         assert_eq!(field_of(&[("timeout_secs", "soon")]).as_deref(), Some("timeout_secs"));
         assert_eq!(field_of(&[("max_concurrency", "-1")]).as_deref(), Some("max_concurrency"));
+        assert_eq!(field_of(&[("approval_policy", "sometimes")]).as_deref(), Some("approval_policy"));
+        assert_eq!(field_of(&[("approval_timeout_secs", "1h")]).as_deref(), Some("approval_timeout_secs"));
     }
 }

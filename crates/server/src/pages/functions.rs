@@ -11,7 +11,7 @@ use super::schema_form::{self, Posted};
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
 use super::{FormError, insert_form_error};
 use crate::common::Caller;
-use crate::common::html::{base_context, error_page, see_other};
+use crate::common::html::{error_page, see_other};
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -21,7 +21,7 @@ const RECENT_EXECUTIONS: usize = 10;
 pub(crate) async fn list(state: State, caller: Caller) -> HttpResponse {
     match state.dashboard.store().list_functions().await {
         Ok(functions) => {
-            let mut context = base_context(Some(&caller), "functions", "Functions");
+            let mut context = super::page_context(&state, &caller, "functions", "Functions").await;
             context.insert("functions", &functions.iter().map(FunctionRow::new).collect::<Vec<_>>());
             state.render(StatusCode::OK, "functions.html", &context)
         }
@@ -109,7 +109,7 @@ async fn render_detail(
         backend: function.backend.clone(),
         ..TriggerForm::default()
     });
-    let mut context = base_context(Some(caller), "functions", &function.name);
+    let mut context = super::page_context(state, caller, "functions", &function.name).await;
     context.insert("function", &FunctionDetail::new(&function));
     context.insert("backends", &state.dashboard.backends().names());
     context.insert("trigger", &trigger);

@@ -5,6 +5,8 @@
 //! 303 See Other to the page they lead to, or re-render themselves with the error next to what the user typed.
 
 pub(crate) mod activity;
+mod approval_view;
+pub(crate) mod approvals;
 pub(crate) mod backends;
 pub(crate) mod bulk;
 mod chart;
@@ -22,7 +24,21 @@ use dashboard_core::Event;
 use dashboard_engine::StoreReader;
 use dashboard_store::StoreError;
 
+use crate::common::Caller;
+use crate::common::html::base_context;
 use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The context a page for `caller` starts from: [`base_context`], and the header's count of pending approvals (one
+/// count of the store per page; when the store cannot say, the header shows none rather than failing the page).
+async fn page_context(state: &AppState, caller: &Caller, nav: &str, title: &str) -> tera::Context {
+    let mut context = base_context(Some(caller), nav, title);
+    match state.dashboard.store().count_pending_approvals().await {
+        Ok(count) => context.insert("pending_approvals", &count),
+        Err(error) => log::warn!("the header's count of pending approvals: {error}"),
+    }
+    context
+}
 
 /// A form's error, shown next to the form: the sentence, and the field to mark when one is named.
 #[derive(Debug, serde::Serialize)]

@@ -10,7 +10,7 @@ use super::chart;
 use super::newest_events;
 use super::view::{EventView, ExecutionRow};
 use crate::common::Caller;
-use crate::common::html::{base_context, error_page};
+use crate::common::html::error_page;
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -38,7 +38,7 @@ async fn render(state: &State, caller: &Caller) -> Result<HttpResponse, ApiError
     let last_event_id = store.last_event_id().await?;
     let feed = newest_events(&store, last_event_id, RECENT_EVENTS).await?;
 
-    let mut context = base_context(Some(caller), "overview", "Overview");
+    let mut context = super::page_context(state, caller, "overview", "Overview").await;
     let tiles: Vec<StatusCount> = ExecutionStatus::ALL
         .into_iter()
         .map(|status| StatusCount { status, count: counts.get(status) })

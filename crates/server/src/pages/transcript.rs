@@ -3,9 +3,12 @@
 //! context), so that the page highlights diffs without any script. `web/static/transcript.js` builds the same
 //! markup for items that arrive live; the two must agree on classes and structure.
 
-use dashboard_core::{ExecutionId, FileChangeKind, Item, ItemBody, ItemStatus, MessageRole};
+use dashboard_core::{
+    Approval, ApprovalId, ExecutionId, FileChangeKind, Item, ItemBody, ItemStatus, MessageRole,
+};
 use serde::Serialize;
 
+use super::approval_view::ApprovalView;
 use super::view::{TimeView, pretty_json, time_view};
 
 /// The most of one text of an item (a message, a command's output, a diff, a tool's JSON) the page shows: an item may
@@ -24,6 +27,8 @@ pub(super) struct ItemView {
     ts: TimeView,
     /// Where the API has the whole item, when the page shows a text of it cut.
     whole_item: Option<WholeItem>,
+    /// For an `approval` item, the approval it stands for, when the page found it.
+    approval: Option<ApprovalView>,
     #[serde(flatten)]
     body: BodyView,
 }
@@ -59,7 +64,7 @@ enum BodyView {
 
 /// One file of a change, its diff split into classed lines.
 #[derive(Serialize)]
-struct FileView {
+pub(super) struct FileView {
     path: String,
     /// `add`, `delete` or `update`.
     change: &'static str,
@@ -76,6 +81,25 @@ pub(super) struct DiffLine {
     text: String,
 }
 
+impl FileView {
+    /// The view of a change to `path`, with its diff (`None` when the agent gave none) classed line by line.
+    pub(super) fn new(path: &str, kind: FileChangeKind, diff: Option<&str>) -> Self {
+        let lines = diff.map(|diff| diff_lines(diff, kind));
+        let count = |class| lines.iter().flatten().filter(|line| line.class == class).count();
+        Self {
+            path: path.to_owned(),
+            change: match kind {
+                FileChangeKind::Add => "add",
+                FileChangeKind::Delete => "delete",
+                FileChangeKind::Update => "update",
+            },
+            n_added: count("add"),
+            n_removed: count("del"),
+            lines,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct PlanEntryView {
     text: String,
@@ -83,16 +107,28 @@ struct PlanEntryView {
 }
 
 impl ItemView {
-    pub(super) fn new(execution_id: ExecutionId, item: &Item) -> Self {
+    /// The view of `item`; `approvals` are the execution's approvals, for the `approval` items to show.
+    pub(super) fn new(execution_id: ExecutionId, item: &Item, approvals: &[Approval]) -> Self {
         let exit_code = match &item.body {
             ItemBody::Command { exit_code, .. } => *exit_code,
             _ => None,
         };
         let always_shown = matches!(item.body, ItemBody::Command { .. } | ItemBody::ToolCall { .. });
-        let outcome = Some(outcome(item.status, exit_code))
-            .filter(|_| always_shown || item.status != ItemStatus::Completed);
+        let outcome = match item.body {
+            ItemBody::Approval { .. } => Some(approval_outcome(item.status)),
+            _ => Some(outcome(item.status, exit_code))
+                .filter(|_| always_shown || item.status != ItemStatus::Completed),
+        };
         let mut shown = Shown::default();
         let body = BodyView::new(&item.body, &mut shown);
+        let approval = match &item.body {
+            ItemBody::Approval { approval_id } => approval_id
+                .parse::<ApprovalId>()
+                .ok()
+                .and_then(|id| approvals.iter().find(|approval| approval.id == id))
+                .map(ApprovalView::new),
+            _ => None,
+        };
         Self {
             id: item.id.clone(),
             seq: item.seq,
@@ -102,6 +138,7 @@ impl ItemView {
             whole_item: shown
                 .is_cut
                 .then(|| WholeItem { execution_id: execution_id.to_string(), after: item.seq - 1 }),
+            approval,
             body,
         }
     }
@@ -125,20 +162,8 @@ impl BodyView {
                 changes: changes
                     .iter()
                     .map(|change| {
-                        let lines =
-                            change.diff.as_deref().map(|diff| diff_lines(&shown.head(diff), change.kind));
-                        let count = |class| lines.iter().flatten().filter(|line| line.class == class).count();
-                        FileView {
-                            path: change.path.clone(),
-                            change: match change.kind {
-                                FileChangeKind::Add => "add",
-                                FileChangeKind::Delete => "delete",
-                                FileChangeKind::Update => "update",
-                            },
-                            n_added: count("add"),
-                            n_removed: count("del"),
-                            lines,
-                        }
+                        let diff = change.diff.as_deref().map(|diff| shown.head(diff));
+                        FileView::new(&change.path, change.kind, diff.as_deref())
                     })
                     .collect(),
             },
@@ -210,6 +235,17 @@ fn outcome(status: ItemStatus, exit_code: Option<i32>) -> Outcome {
         (None, ItemStatus::Declined) => ("declined".to_owned(), "declined"),
     };
     Outcome { text, tone }
+}
+
+/// How far an approval item got: waiting for a person, approved, or declined (an expiry too).
+fn approval_outcome(status: ItemStatus) -> Outcome {
+    let (text, tone) = match status {
+        ItemStatus::InProgress => ("waiting", "waiting"),
+        ItemStatus::Completed => ("approved", "ok"),
+        ItemStatus::Failed => ("failed", "failed"),
+        ItemStatus::Declined => ("declined", "declined"),
+    };
+    Outcome { text: text.to_owned(), tone }
 }
 
 /// The lines of a diff, each classed. A unified diff (one with a `@@` hunk header) is read line by line — a turn's

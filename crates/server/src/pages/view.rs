@@ -81,7 +81,7 @@ impl ExecutionRow {
             duration: execution.duration(now()).map(duration_text),
             running_since: execution
                 .started_at
-                .filter(|_| execution.status == ExecutionStatus::Running)
+                .filter(|_| matches!(execution.status, ExecutionStatus::Running | ExecutionStatus::Waiting))
                 .and_then(|started| started.format(&Rfc3339).ok()),
         }
     }
@@ -177,11 +177,7 @@ pub(super) struct EventView {
 impl EventView {
     pub(super) fn new(event: &Event) -> Self {
         let kind = event.kind.as_str();
-        let tone = match kind.strip_prefix("execution.") {
-            Some("started") => "running",
-            Some(status) => status,
-            None => "function",
-        };
+        let tone = event_tone(kind, &event.data);
         Self {
             id: event.id,
             ts: time_view(event.ts),
@@ -191,6 +187,24 @@ impl EventView {
             execution_id: event.execution_id.map(|id| id.to_string()),
             function: event.function.clone(),
         }
+    }
+}
+
+/// The colour of an event's badge (`web/static/app.js` has the same rule): the status an execution event reports
+/// (`started` and `resumed` are `running`), `waiting` for an approval asked, and for an approval decided the
+/// execution status that reads the same (approved `succeeded`, declined `failed`, expired `timed_out`); the neutral
+/// `function` otherwise.
+fn event_tone(kind: &'static str, data: &Value) -> &'static str {
+    match kind {
+        "execution.started" | "execution.resumed" => "running",
+        "approval.requested" => "waiting",
+        "approval.decided" => match data.get("status").and_then(Value::as_str) {
+            Some("approved") => "succeeded",
+            Some("declined") => "failed",
+            Some("expired") => "timed_out",
+            _ => "function",
+        },
+        _ => kind.strip_prefix("execution.").unwrap_or("function"),
     }
 }
 
@@ -231,6 +245,10 @@ pub(super) struct FunctionDetail {
     config: Option<String>,
     timeout: Option<String>,
     max_concurrency: Option<u32>,
+    /// `auto`, `ask` or `deny`.
+    approval_policy: &'static str,
+    /// How long an approval may stay pending, in words.
+    approval_timeout: String,
     tags: Vec<String>,
     created_at: TimeView,
     updated_at: TimeView,
@@ -252,6 +270,10 @@ impl FunctionDetail {
                 .timeout_secs
                 .map(|secs| duration_text(time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))),
             max_concurrency: function.max_concurrency,
+            approval_policy: function.approval_policy.as_str(),
+            approval_timeout: duration_text(
+                time::Duration::try_from(function.approval_timeout()).unwrap_or(time::Duration::MAX),
+            ),
             tags: function.tags.clone(),
             created_at: time_view(function.created_at),
             updated_at: time_view(function.updated_at),
@@ -305,6 +327,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn event_badges_take_the_colour_of_what_they_report() {
+        assert_eq!(event_tone("execution.succeeded", &Value::Null), "succeeded");
+        assert_eq!(event_tone("execution.resumed", &Value::Null), "running");
+        assert_eq!(event_tone("execution.waiting", &Value::Null), "waiting");
+        assert_eq!(event_tone("approval.requested", &Value::Null), "waiting");
+        assert_eq!(event_tone("approval.decided", &json!({"status": "declined"})), "failed");
+        assert_eq!(event_tone("function.created", &Value::Null), "function");
+    }
 
     #[test]
     fn durations_read_naturally() {

@@ -5,6 +5,7 @@ use actix_web::http::Method;
 use serde_json::json;
 
 use super::{Operation, operation, schema_ref};
+use crate::api::approvals::ListQuery as ApprovalsQuery;
 use crate::api::events::EventsQuery;
 use crate::api::executions::ListQuery;
 use crate::api::items::ItemsQuery;
@@ -24,6 +25,10 @@ pub(super) const EXECUTION_LINKS: &[(&str, &str, &str)] = &[
     ("listItems", "id", "id"),
     ("getDiff", "id", "id"),
 ];
+
+/// The routes of an approval, by its id.
+pub(super) const APPROVAL_LINKS: &[(&str, &str, &str)] =
+    &[("getApproval", "id", "id"), ("decideApproval", "id", "id")];
 
 /// Every operation of the API, described once.
 pub(super) fn operations() -> Vec<Operation> {
@@ -81,7 +86,7 @@ pub(super) fn operations() -> Vec<Operation> {
             .links(202, EXECUTION_LINKS)
             .answer(200, "The first execution of a repeated idempotency key.", Some("Execution"))
             .location(200)
-            .errors(&[404, 409]),
+            .errors(&[404, 409, 429]),
         operation(M::GET, "/api/executions/{id}", "getExecution", "An execution").answer(
             200,
             "The execution.",
@@ -98,7 +103,7 @@ pub(super) fn operations() -> Vec<Operation> {
             .answer(202, "The new execution (`retry_of`, `attempt + 1`).", Some("Execution"))
             .location(202)
             .links(202, EXECUTION_LINKS)
-            .errors(&[409]),
+            .errors(&[409, 429]),
         operation(
             M::POST,
             "/api/executions/{id}/continue",
@@ -113,7 +118,7 @@ pub(super) fn operations() -> Vec<Operation> {
         )
         .location(202)
         .links(202, EXECUTION_LINKS)
-        .errors(&[409]),
+        .errors(&[409, 429]),
         operation(M::GET, "/api/executions/{id}/logs", "readLogs", "An execution's log, after a cursor")
             .query::<LogsQuery>()
             .answer_with(
@@ -165,6 +170,31 @@ pub(super) fn operations() -> Vec<Operation> {
             "`event: status`, `event: log` and `event: item` messages, until the terminal status.",
             text("text/event-stream"),
         ),
+        // The permission tool a running agent asks through (`api/permission_tool.rs`): MCP over JSON-RPC, any message.
+        Operation {
+            body: Some(json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"type": "object", "description": "One JSON-RPC message."}}},
+            })),
+            ..operation(
+                M::POST,
+                "/api/executions/{id}/mcp",
+                "permissionTool",
+                "The permission tool a running agent asks through (MCP, JSON-RPC)",
+            )
+        }
+        .answer_with(
+            200,
+            "The JSON-RPC answer; a `tools/call` that waits for a person is an SSE stream of progress notifications \
+             ending with the answer.",
+            Some(json!({
+                "application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            })),
+        )
+        .answer_with(202, "A notification: taken, nothing to answer.", None),
+        operation(M::GET, "/api/executions/{id}/mcp", "permissionToolStream", "Not served: no stream of its own")
+            .answer_with(405, "This server opens no stream of its own (`Allow: POST`).", None),
         operation(M::GET, "/api/events", "listEvents", "The activity feed, oldest first, after a cursor")
             .query::<EventsQuery>()
             .answer(200, "A page of events.", Some("EventsPage")),
@@ -172,6 +202,25 @@ pub(super) fn operations() -> Vec<Operation> {
             .query::<StreamQuery>()
             .header("Last-Event-ID", "Resume after this event id (a whole number).")
             .answer_with(200, "An `event: event` message for every new event.", text("text/event-stream")),
+        operation(M::GET, "/api/approvals", "listApprovals", "Approvals: the pending ones, or all of them")
+            .query::<ApprovalsQuery>()
+            .answer(
+                200,
+                "The approvals: pending ones oldest first; with `status=all`, newest first.",
+                Some("ApprovalList"),
+            ),
+        operation(M::GET, "/api/approvals/{id}", "getApproval", "An approval")
+            .answer(200, "The approval.", Some("Approval"))
+            .links(200, APPROVAL_LINKS),
+        operation(M::POST, "/api/approvals/{id}", "decideApproval", "Decide a pending approval")
+            .body("DecideBody")
+            .answer(
+                200,
+                "The approval as decided; the waiting agent has been told, and its execution runs again once none of \
+                 its approvals is pending.",
+                Some("Approval"),
+            )
+            .errors(&[409]),
         operation(
             M::GET,
             "/api/backends",

@@ -1,13 +1,14 @@
 //! The schemas of the document: derived from the Rust types the handlers read and write (utoipa's `ToSchema`), the
 //! answers' wrappers included, so the document describes what is really sent.
 
-use dashboard_core::{Execution, Function, FunctionSpec};
+use dashboard_core::{Approval, Execution, Function, FunctionSpec};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
 use super::to_json;
+use crate::api::approvals::{ApprovalList, DecideBody, StatusFilter};
 use crate::api::backends::BackendList;
 use crate::api::callbacks::{LogsBody, LogsReceived, StatusBody};
 use crate::api::events::EventsPage;
@@ -32,6 +33,8 @@ const ANSWERS: &[&str] = &[
     "LogsReceived",
     "EventsPage",
     "BackendList",
+    "Approval",
+    "ApprovalList",
 ];
 
 /// Every schema the operations name, with the schemas those refer to.
@@ -51,6 +54,10 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<StatusBody>(&mut found);
     collect::<EventsPage>(&mut found);
     collect::<BackendList>(&mut found);
+    collect::<Approval>(&mut found);
+    collect::<ApprovalList>(&mut found);
+    collect::<DecideBody>(&mut found);
+    collect::<StatusFilter>(&mut found);
     collect::<ErrorBody<'static>>(&mut found);
     collect::<Health>(&mut found);
     let mut schemas: Map<String, Value> =
