@@ -117,13 +117,16 @@ impl Driver {
         capabilities.insert("goog:chromeOptions".to_owned(), options);
         let started = Instant::now();
         loop {
-            let connected = ClientBuilder::new(HttpConnector::new())
-                .capabilities(capabilities.clone())
-                .connect(&self.url)
-                .await;
+            // A connect that hangs (chromedriver accepted, but no browser came up) is tried again, not waited on.
+            let connect =
+                ClientBuilder::new(HttpConnector::new()).capabilities(capabilities.clone()).connect(&self.url);
+            let connected = match tokio::time::timeout(Duration::from_secs(30), connect).await {
+                Ok(connected) => connected.map_err(|error| error.to_string()),
+                Err(_) => Err("chromedriver took over 30 s to start a browser".to_owned()),
+            };
             match connected {
                 Ok(client) => return client,
-                Err(error) if started.elapsed() < Duration::from_secs(15) => {
+                Err(error) if started.elapsed() < Duration::from_secs(60) => {
                     let _ = error;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
