@@ -118,8 +118,8 @@ impl Driver {
         let started = Instant::now();
         loop {
             // A connect that hangs (chromedriver accepted, but no browser came up) is tried again, not waited on.
-            let connect =
-                ClientBuilder::new(HttpConnector::new()).capabilities(capabilities.clone()).connect(&self.url);
+            let mut builder = ClientBuilder::new(HttpConnector::new());
+            let connect = builder.capabilities(capabilities.clone()).connect(&self.url);
             let connected = match tokio::time::timeout(Duration::from_secs(30), connect).await {
                 Ok(connected) => connected.map_err(|error| error.to_string()),
                 Err(_) => Err("chromedriver took over 30 s to start a browser".to_owned()),
