@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dashboard_backend_api::{Backend, BackendError, RunContext, RunEntry, RunOutcome, log_channel};
 use dashboard_backends::{OpenAiApi, OpenAiBackend, OpenAiConfig};
-use dashboard_core::{ExecutionId, LogStream};
+use dashboard_core::{ExecutionId, LogStream, Usage};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -219,15 +219,21 @@ async fn a_chat_stream_gives_the_text_whole_lines_and_the_usage() {
     let server = Server::start(Answer::events(chat_stream(&["Hel", "lo\nwor", "ld"]))).await;
     let (outcome, lines) =
         run(&backend(config(&server, OpenAiApi::Chat)), Some("Say hello"), json!({})).await;
-    let usage = json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10});
+    let usage = json!({"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "model": "tiny-1"});
     assert_eq!(
         outcome,
         RunOutcome::Succeeded {
             output: json!({"text": "Hello\nworld", "model": "tiny-1"}),
-            usage: Some(usage)
+            usage: Some(usage.clone())
         }
     );
     assert_eq!(lines, ["Hello", "world"]);
+    // What the engine stores: the one shape, priced by the model named.
+    let shaped = Usage::from_report(&usage);
+    assert_eq!(
+        (shaped.input_tokens, shaped.output_tokens, shaped.total_tokens, shaped.model.as_deref()),
+        (Some(7), Some(3), Some(10), Some("tiny-1"))
+    );
 }
 
 #[tokio::test]
@@ -293,13 +299,18 @@ async fn a_responses_stream_gives_the_text_whole_lines_and_the_usage() {
     let mut config = config(&server, OpenAiApi::Responses);
     config.system = Some("Be brief.".into());
     let (outcome, lines) = run(&backend(config), None, json!({})).await;
-    let usage = json!({"input_tokens": 11, "output_tokens": 4, "total_tokens": 15});
+    let usage = json!({"input_tokens": 11, "output_tokens": 4, "total_tokens": 15, "model": "tiny-r"});
     assert_eq!(
         outcome,
         RunOutcome::Succeeded {
             output: json!({"text": "Hello\nworld", "model": "tiny-r"}),
-            usage: Some(usage)
+            usage: Some(usage.clone())
         }
+    );
+    let shaped = Usage::from_report(&usage);
+    assert_eq!(
+        (shaped.input_tokens, shaped.output_tokens, shaped.total_tokens, shaped.model.as_deref()),
+        (Some(11), Some(4), Some(15), Some("tiny-r"))
     );
     assert_eq!(lines, ["Hello", "world"]);
 

@@ -1,6 +1,6 @@
 //! Usage, cost and budgets over HTTP, from the config file: `[[prices]]` price a run whose backend gives no cost, a
 //! function's spent daily budget answers `429 budget-exhausted` naming it, a run that crosses `max_cost_usd` fails
-//! saying so, and a token's `daily_cost_usd` of `[[auth.tokens]]` holds for that token only; a bad `[[prices]]` entry
+//! saying so (and the spent budget still refuses after a restart), and a token's `daily_cost_usd` of `[[auth.tokens]]` holds for that token only; a bad `[[prices]]` entry
 //! stops start-up naming the field.
 
 mod common;
@@ -61,11 +61,21 @@ fn hex_sha256(secret: &str) -> String {
 
 async fn set_up() -> (TestServer, tempdir::Dir) {
     let dir = tempdir::Dir::new();
+    let server = start_in(&dir).await;
+    (server, dir)
+}
+
+/// A server on the SQLite file and config file of `dir` (written when missing).
+async fn start_in(dir: &tempdir::Dir) -> TestServer {
     let path = dir.0.join("dashboard.toml");
     let text = CONFIG.replace("SHA_OF_CI", &hex_sha256(CI)).replace("SHA_OF_OPS", &hex_sha256(OPS));
     std::fs::write(&path, text).expect("the config file");
-    let server = server_with(|config| config.config_file = Some(path)).await;
-    (server, dir)
+    let database = dir.0.join("dashboard.db");
+    server_with(|config| {
+        config.config_file = Some(path);
+        config.store = dashboard_server::StoreSpec::Sqlite(database);
+    })
+    .await
 }
 
 /// A folder of the test's own, removed when dropped.
@@ -126,7 +136,7 @@ fn costing(steps: u64, cost: f64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prices_cost_a_run_and_budgets_refuse_and_stop_spending() {
-    let (server, _dir) = set_up().await;
+    let (server, dir) = set_up().await;
 
     let priced = run(&server, OPS, "priced", json!({"steps": 1, "delay_ms": 1})).await;
     let usage = &priced["usage"];
@@ -139,6 +149,9 @@ async fn prices_cost_a_run_and_budgets_refuse_and_stop_spending() {
     assert_eq!(capped["error"], "budget exceeded: max_cost_usd of function one-run-cap (0.30 of 0.25)");
 
     assert_eq!(run(&server, OPS, "capped", costing(5, 0.1)).await["status"], "succeeded");
+    // The spend is the store's: it holds after a restart on the same file.
+    server.stop().await;
+    let server = start_in(&dir).await;
     let refused = trigger(&server, OPS, "capped", costing(1, 0.1)).await;
     assert_eq!(refused.status, 429, "{:?}", refused.body);
     let error = &refused.body["error"];

@@ -154,6 +154,10 @@ async fn the_real_codex_waits_for_a_person_who_approves_over_the_api_and_the_com
     assert_eq!(execution["status"], "succeeded", "{execution}");
     assert_eq!(execution["output"], json!({"message": "Made it."}));
     assert!(folder.work.join("made.txt").exists(), "the approved command ran");
+    // Usage in the one shape, Codex's report kept in `raw`; no price is configured, so no cost.
+    let usage = &execution["usage"];
+    assert!(usage["raw"].is_object() && usage["input_tokens"].as_u64().is_some_and(|n| n > 0), "{usage}");
+    assert!(usage["output_tokens"].as_u64().is_some() && usage.get("cost_usd").is_none(), "{usage}");
     assert!(model.tool_outputs().iter().any(|output| output.contains("exited with code 0")));
 
     // The transcript: the approval (approved) and the command it was about, with its exit code.

@@ -163,7 +163,7 @@ async fn an_agent_server_takes_runs_signed_and_reports_back_through_the_callback
     // 200 at once: the answer is the output.
     let sync = server.trigger("remote", json!({"mode": "sync"})).await;
     let done = server.wait_for(&sync, "succeeded", SETTLE).await;
-    assert_eq!((&done["output"], &done["usage"]), (&json!({"answer": 42}), &json!({"tokens": 7})));
+    assert_eq!((&done["output"], &done["usage"]), (&json!({"answer": 42}), &json!({"raw": {"tokens": 7}})));
 
     // Signed with the wrong secret: the agent refuses, the run fails saying so.
     let refused = server

@@ -247,10 +247,16 @@ impl OpenAiBackend {
         }
         Ok(match failure {
             Some(error) => RunOutcome::Failed { error },
-            None => RunOutcome::Succeeded {
-                output: json!({"text": answer.text, "model": answer.model}),
-                usage: answer.usage,
-            },
+            None => {
+                // The model the server says answered goes with the usage, so that the engine can price it.
+                let usage = answer.usage.map(|mut usage| {
+                    if let Some(fields) = usage.as_object_mut() {
+                        fields.entry("model").or_insert_with(|| json!(answer.model));
+                    }
+                    usage
+                });
+                RunOutcome::Succeeded { output: json!({"text": answer.text, "model": answer.model}), usage }
+            }
         })
     }
 }

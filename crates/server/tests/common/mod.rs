@@ -203,7 +203,11 @@ impl TestServer {
     /// Stops the server; the client goes first, so no idle keep-alive connection holds up the graceful stop.
     pub async fn stop(self) {
         drop(self.client);
-        self.server.stop().await;
+        // Once seen under a heavy load: actix's graceful stop never finished (the test's runtime parked with nothing
+        // left to wake it). A test that got this far has made its point; it ends rather than hangs.
+        if tokio::time::timeout(Duration::from_secs(30), self.server.stop()).await.is_err() {
+            eprintln!("the server did not stop within 30 s; going on");
+        }
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
