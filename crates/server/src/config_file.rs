@@ -195,7 +195,13 @@ fn token(table: toml::Table, backends: &BackendRegistry) -> Result<TokenSpec, St
     if raw.daily_cost_usd.is_some_and(|limit| !(limit.is_finite() && limit > 0.0 && limit <= 1_000_000.0)) {
         return Err("daily_cost_usd: must be more than 0 and at most 1000000 (US dollars)".into());
     }
-    Ok(TokenSpec { name: raw.name, sha256, scope, backends: raw.backends, daily_cost_usd: raw.daily_cost_usd })
+    Ok(TokenSpec {
+        name: raw.name,
+        sha256,
+        scope,
+        backends: raw.backends,
+        daily_cost_usd: raw.daily_cost_usd,
+    })
 }
 
 type EntryError = (Option<String>, String);

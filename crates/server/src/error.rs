@@ -153,8 +153,10 @@ impl From<EngineError> for ApiError {
                 Self::new(ErrorCode::Forbidden, message).details(json!({"backend": backend}))
             }
             EngineError::ShuttingDown => Self::new(ErrorCode::ShuttingDown, message),
-            EngineError::BudgetExhausted { budget, spent, limit } => Self::new(ErrorCode::BudgetExhausted, message)
-                .details(json!({"budget": budget, "spent": spent, "limit": limit})),
+            EngineError::BudgetExhausted { budget, spent, limit } => {
+                Self::new(ErrorCode::BudgetExhausted, message)
+                    .details(json!({"budget": budget, "spent": spent, "limit": limit}))
+            }
             EngineError::ApprovalDecided { status, .. } => {
                 Self::new(ErrorCode::ApprovalDecided, message).details(json!({"status": status}))
             }
