@@ -49,6 +49,24 @@ export function timeElement(iso) {
   return time;
 }
 
+/**
+ * US dollars, the same wording as the server (pages/usage_view.rs): "$12.30" from a dollar up, up to four decimals
+ * below it ("$0.30", "$0.0125"), "< $0.0001" for a cost too small to show.
+ */
+export function formatMoney(usd) {
+  if (!Number.isFinite(usd) || usd <= 0) return "$0.00";
+  if (usd < 0.00005) return "< $0.0001";
+  if (usd >= 1) return `$${usd.toFixed(2)}`;
+  let text = usd.toFixed(4);
+  while (text.endsWith("0") && text.length > "0.00".length) text = text.slice(0, -1);
+  return `$${text}`;
+}
+
+/** A count with thousands separated, as the server writes it: "12,345". */
+export function formatCount(count) {
+  return String(count).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
 /** The same wording as the server: "850 ms", "12.3 s", "4 min 05 s", "2 h 07 min". */
 export function formatDuration(millis) {
   const ms = Math.max(0, Math.floor(millis));

@@ -2,7 +2,7 @@
 // the SSE stream, or by polling when it cannot be used). Log lines and items are only ever put in the page as text.
 
 import { hasAnsi, showAnsiText } from "./ansi.js";
-import { element, formatDuration, setText, timeElement } from "./dom.js";
+import { element, formatCount, formatDuration, formatMoney, setText, timeElement } from "./dom.js";
 import { POLL_INTERVAL_MS, getJson, listen, pollUntilDone } from "./live.js";
 import { approvalItems } from "./approvals.js";
 import { followTranscript } from "./transcript.js";
@@ -185,6 +185,41 @@ function showJson(root, name, value) {
   if (!section.hidden) setText(root.querySelector(`[data-field="${name}-text"]`), JSON.stringify(value, null, 2));
 }
 
+/** The token figures of the usage shape, in the order and with the labels the server shows them. */
+const USAGE_FIGURES = [
+  ["input_tokens", "Input tokens"],
+  ["cached_input_tokens", "Cached input"],
+  ["cache_write_tokens", "Cache writes"],
+  ["output_tokens", "Output tokens"],
+  ["reasoning_tokens", "Reasoning"],
+  ["total_tokens", "Total tokens"],
+];
+
+/**
+ * Shows the usage as the server does (pages/usage_view.rs): its tokens by kind, the model, the cost, or — tokens
+ * without a cost — why there is no price; and the stored JSON.
+ */
+function showUsage(root, usage) {
+  showJson(root, "usage", usage);
+  const figures = root.querySelector('[data-field="usage-figures"]');
+  if (!figures || !usage || typeof usage !== "object") return;
+  const isCount = (value) => Number.isInteger(value) && value >= 0;
+  const rows = USAGE_FIGURES.filter(([name]) => isCount(usage[name])).map(([name, label]) => [label, formatCount(usage[name])]);
+  const hasTokens = rows.length > 0;
+  const model = typeof usage.model === "string" ? usage.model : null;
+  const cost = Number.isFinite(usage.cost_usd) && usage.cost_usd >= 0 ? usage.cost_usd : null;
+  const nodes = rows.flatMap(([label, value]) => [element("dt", "", label), element("dd", "", value)]);
+  if (model !== null) nodes.push(element("dt", "", "Model"), element("dd", "mono", model));
+  if (cost !== null) nodes.push(element("dt", "", "Cost"), element("dd", "usage-cost", formatMoney(cost)));
+  figures.replaceChildren(...nodes);
+  const noPrice = root.querySelector('[data-field="usage-no-price"]');
+  if (noPrice) {
+    noPrice.hidden = cost !== null || !hasTokens;
+    const why = model !== null ? `no price for model ${model}` : "no price: the model is not known";
+    setText(root.querySelector('[data-field="usage-no-price-text"]'), noPrice.hidden ? "" : why);
+  }
+}
+
 /** Puts a time in a `<dd>`, or "not yet". */
 function showTime(root, name, iso) {
   const cell = root.querySelector(`[data-field="${name}"]`);
@@ -231,7 +266,7 @@ function showExecution(root, execution) {
     setText(root.querySelector('[data-field="error-text"]'), execution.error || "");
   }
   showJson(root, "output", execution.output);
-  showJson(root, "usage", execution.usage);
+  showUsage(root, execution.usage);
   showTimeline(root, execution, isTerminal);
   showTime(root, "started_at", execution.started_at);
   showTime(root, "finished_at", execution.finished_at);

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use dashboard_core::{Approval, ApprovalId, Event, Execution, ExecutionId, Function, Item, LogLine};
+use dashboard_core::{
+    Approval, ApprovalId, Event, Execution, ExecutionId, Function, Item, LogLine, Timestamp,
+};
 use dashboard_store::{
-    ApprovalQuery, DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, StatusCounts, StoreError,
-    StoreStats,
+    ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, Spend, SpendQuery,
+    StatusCounts, StoreError, StoreStats,
 };
 
 /// Reads of the engine's store; cheap to clone. Each method is the store's own (see `DashboardStore` for its
@@ -96,6 +98,16 @@ impl StoreReader {
     /// How many approvals are pending (the header's count).
     pub async fn count_pending_approvals(&self) -> Result<u64, StoreError> {
         self.store.count_pending_approvals().await
+    }
+
+    /// What the executions created at or after `query.since` spent (of one function, of one caller, when asked).
+    pub async fn spend_since(&self, query: &SpendQuery) -> Result<Spend, StoreError> {
+        self.store.spend_since(query).await
+    }
+
+    /// What each function's executions spent per UTC day, for the days at or after `since`, by day then function.
+    pub async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
+        self.store.daily_spend(since).await
     }
 
     /// What the store has recorded about its writes, for metrics.

@@ -11,9 +11,9 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 use dashboard_core::ExecutionStatus;
-use dashboard_store::HistogramSnapshot;
+use dashboard_store::{HistogramSnapshot, SpendQuery};
 
-use crate::state::State;
+use crate::state::{AppState, State};
 
 /// The label of requests that matched no route: raw paths would let any client grow the label set without end.
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -119,6 +119,8 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
         Err(error) => log::warn!("metrics: could not count pending approvals: {error}"),
     }
 
+    spend_today(&mut text, &state).await;
+
     let engine = dashboard.metrics();
     let counts = engine.status_counts();
     let families = [
@@ -217,6 +219,69 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
     }
 
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+}
+
+/// What each function's executions and each token's spent today (the UTC day, as budgets count it). Functions and
+/// tokens are closed sets — the registered functions and the configured tokens — so a label is never a name a client
+/// made up: spend of a deleted function is left out. The functions' figures come from one `daily_spend` query per
+/// scrape; each token's from one `spend_since`.
+async fn spend_today(text: &mut String, state: &AppState) {
+    let store = state.dashboard.store();
+    let since = dashboard_core::start_of_utc_day(dashboard_core::now());
+    let spend = match (store.list_functions().await, store.daily_spend(since).await) {
+        (Ok(functions), Ok(daily)) => {
+            let mut spend: BTreeMap<String, (f64, u64)> =
+                functions.into_iter().map(|function| (function.name, (0.0, 0))).collect();
+            for entry in daily {
+                if let Some((cost, tokens)) = spend.get_mut(&entry.function) {
+                    *cost += entry.spend.cost_usd;
+                    *tokens = tokens.saturating_add(entry.spend.tokens);
+                }
+            }
+            Some(spend)
+        }
+        (Err(error), _) | (_, Err(error)) => {
+            log::warn!("metrics: could not read today's spend: {error}");
+            None
+        }
+    };
+    if let Some(spend) = spend {
+        // Each function's figures as text: dollars, then tokens.
+        let figures: Vec<(String, String, String)> = spend
+            .into_iter()
+            .map(|(function, (cost, tokens))| (escape(&function), cost.to_string(), tokens.to_string()))
+            .collect();
+        let name = "dashboard_spend_usd_today";
+        header(
+            text,
+            name,
+            "gauge",
+            "What each function's executions created today (UTC) cost, in US dollars.",
+        );
+        for (function, cost, _) in &figures {
+            let _ = writeln!(text, "{name}{{function=\"{function}\"}} {cost}");
+        }
+        let name = "dashboard_spend_tokens_today";
+        header(text, name, "gauge", "The tokens each function's executions created today (UTC) used.");
+        for (function, _, tokens) in &figures {
+            let _ = writeln!(text, "{name}{{function=\"{function}\"}} {tokens}");
+        }
+    }
+    let tokens = &state.config.auth_tokens;
+    if tokens.is_empty() {
+        return;
+    }
+    let name = "dashboard_token_spend_usd_today";
+    header(text, name, "gauge", "What the executions each token triggered today (UTC) cost, in US dollars.");
+    for token in tokens {
+        let query = SpendQuery { since, function: None, triggered_by: Some(token.name.clone()) };
+        match store.spend_since(&query).await {
+            Ok(spent) => {
+                let _ = writeln!(text, "{name}{{token=\"{}\"}} {}", escape(&token.name), spent.cost_usd);
+            }
+            Err(error) => log::warn!("metrics: could not read the spend of token {}: {error}", token.name),
+        }
+    }
 }
 
 /// The method's label: its name when HTTP defines it (RFC 9110 §9 and PATCH), else [`OTHER_METHOD`].

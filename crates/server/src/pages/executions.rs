@@ -237,6 +237,7 @@ async fn render_detail(
     let title = format!("{} · {}", execution.function, super::view::short_id(&id));
     let mut context = super::page_context(state, caller, "executions", &title).await;
     context.insert("execution", &ExecutionDetail::new(&execution));
+    context.insert("usage_docs_url", super::usage_view::USAGE_DOCS_URL);
     context.insert("view", view);
     context.insert("has_items", &has_items);
     let item_views: Vec<ItemView> = items.iter().map(|item| ItemView::new(id, item, &approvals)).collect();

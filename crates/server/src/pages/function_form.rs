@@ -29,6 +29,10 @@ pub(crate) struct FunctionForm {
     /// `auto`, `ask` or `deny` (empty: `auto`).
     approval_policy: String,
     approval_timeout_secs: String,
+    /// The budgets: US dollars a run, US dollars a day, tokens a day.
+    max_cost_usd: String,
+    daily_cost_usd: String,
+    daily_tokens: String,
     tags: String,
     /// On edit: the version the form was loaded from, so that two people editing at once cannot overwrite each
     /// other unknowingly.
@@ -60,6 +64,9 @@ impl FunctionForm {
                 .approval_timeout_secs
                 .map(|secs| secs.to_string())
                 .unwrap_or_default(),
+            max_cost_usd: function.max_cost_usd.map(|usd| usd.to_string()).unwrap_or_default(),
+            daily_cost_usd: function.daily_cost_usd.map(|usd| usd.to_string()).unwrap_or_default(),
+            daily_tokens: function.daily_tokens.map(|tokens| tokens.to_string()).unwrap_or_default(),
             tags: function.tags.join(", "),
             expected_version: function.version.to_string(),
         }
@@ -88,6 +95,9 @@ impl FunctionForm {
                 "approval_timeout_secs",
                 "a whole number of seconds",
             )?,
+            max_cost_usd: dollars(&self.max_cost_usd, "max_cost_usd")?,
+            daily_cost_usd: dollars(&self.daily_cost_usd, "daily_cost_usd")?,
+            daily_tokens: number(&self.daily_tokens, "daily_tokens", "a whole number of tokens")?,
             tags: self
                 .tags
                 .split(',')
@@ -125,8 +135,16 @@ fn number<T: std::str::FromStr>(text: &str, field: &str, what: &str) -> Result<O
     }
 }
 
+/// An optional amount of US dollars: empty is `None`, a leading `$` is allowed. Whether it is a budget the engine
+/// accepts (more than 0, not too large) is the engine's to say, naming the field the same way.
+fn dollars(text: &str, field: &str) -> Result<Option<f64>, FormError> {
+    let amount = text.trim();
+    let amount = amount.strip_prefix('$').unwrap_or(amount).trim();
+    number(amount, field, "an amount of US dollars, such as 0.50")
+}
+
 /// The fields of the form that show their own error message; the errors of any other field go above the form.
-const FIELDS_WITH_MESSAGES: [&str; 10] = [
+const FIELDS_WITH_MESSAGES: [&str; 13] = [
     "name",
     "description",
     "backend",
@@ -136,6 +154,9 @@ const FIELDS_WITH_MESSAGES: [&str; 10] = [
     "max_concurrency",
     "approval_policy",
     "approval_timeout_secs",
+    "max_cost_usd",
+    "daily_cost_usd",
+    "daily_tokens",
     "tags",
 ];
 
@@ -309,6 +330,14 @@ mod tests {
             .to_spec(FunctionSpec::new("", ""))
             .expect("valid form");
         assert_eq!((spec.approval_policy, spec.approval_timeout_secs), (ApprovalPolicy::Ask, Some(600)));
+        let (spec, _) =
+            form(&[("max_cost_usd", " $0.25 "), ("daily_cost_usd", "10"), ("daily_tokens", "50000")])
+                .to_spec(FunctionSpec::new("", ""))
+                .expect("valid form");
+        assert_eq!(
+            (spec.max_cost_usd, spec.daily_cost_usd, spec.daily_tokens),
+            (Some(0.25), Some(10.0), Some(50_000))
+        );
     }
 
     #[test]
@@ -318,5 +347,19 @@ mod tests {
         assert_eq!(field_of(&[("max_concurrency", "-1")]).as_deref(), Some("max_concurrency"));
         assert_eq!(field_of(&[("approval_policy", "sometimes")]).as_deref(), Some("approval_policy"));
         assert_eq!(field_of(&[("approval_timeout_secs", "1h")]).as_deref(), Some("approval_timeout_secs"));
+        assert_eq!(field_of(&[("max_cost_usd", "ten")]).as_deref(), Some("max_cost_usd"));
+        assert_eq!(field_of(&[("daily_cost_usd", "1,5")]).as_deref(), Some("daily_cost_usd"));
+        assert_eq!(field_of(&[("daily_tokens", "1.5")]).as_deref(), Some("daily_tokens"));
+    }
+
+    #[test]
+    fn a_saved_budget_comes_back_as_typed() {
+        let mut spec = FunctionSpec::new("f", "demo");
+        (spec.max_cost_usd, spec.daily_cost_usd, spec.daily_tokens) = (Some(0.1), Some(10.0), Some(7));
+        let typed = FunctionForm::of(&Function::create(spec).expect("a valid spec"));
+        assert_eq!(
+            (typed.max_cost_usd.as_str(), typed.daily_cost_usd.as_str(), typed.daily_tokens.as_str()),
+            ("0.1", "10", "7")
+        );
     }
 }

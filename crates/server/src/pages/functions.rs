@@ -1,13 +1,15 @@
-//! `/functions` and `/functions/{key}`: the list, a function's page with its trigger form, triggering, deleting.
+//! `/functions` and `/functions/{key}`: the list, a function's page with its trigger form and its budgets, triggering,
+//! deleting.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use dashboard_engine::TriggerRequest;
-use dashboard_store::{ExecutionQuery, FunctionKey};
+use dashboard_store::{ExecutionQuery, FunctionKey, SpendQuery};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::schema_form::{self, Posted};
+use super::usage_view::SpendToday;
 use super::view::{ExecutionRow, FunctionDetail, FunctionRow, input_from_defaults};
 use super::{FormError, insert_form_error};
 use crate::common::Caller;
@@ -95,6 +97,19 @@ async fn render_detail(
         Ok(page) => page.items,
         Err(error) => return error_page(state, &error.into()),
     };
+    let spent_query = SpendQuery {
+        since: dashboard_core::start_of_utc_day(dashboard_core::now()),
+        function: Some(function.name.clone()),
+        triggered_by: None,
+    };
+    let spend_today = match store.spend_since(&spent_query).await {
+        Ok(spent) => Some(SpendToday::new(&function, &spent)),
+        Err(error) => {
+            // The page is still worth showing: it says that today's spend could not be read.
+            log::warn!("the page of function {}: today's spend: {error}", function.name);
+            None
+        }
+    };
     // An error the engine found in a generated field is shown beside that field too.
     if let Some(FormError { message, field: Some(field) }) = &error
         && typed.as_ref().is_some_and(|form| form.mode == "fields")
@@ -111,6 +126,7 @@ async fn render_detail(
     });
     let mut context = super::page_context(state, caller, "functions", &function.name).await;
     context.insert("function", &FunctionDetail::new(&function));
+    context.insert("spend_today", &spend_today);
     context.insert("backends", &state.dashboard.backends().names());
     context.insert("trigger", &trigger);
     context.insert("fields", &fields);

@@ -17,7 +17,9 @@ pub(crate) mod login;
 pub(crate) mod overview;
 mod schema_form;
 pub(crate) mod sessions;
+mod spend_chart;
 mod transcript;
+mod usage_view;
 mod view;
 
 use dashboard_core::Event;

@@ -1,4 +1,5 @@
-//! `/`: the overview — executions counted by status, the latest executions, and the live activity feed.
+//! `/`: the overview — executions counted by status, the latest executions, the live activity feed, and what the
+//! functions' executions cost per day.
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use super::chart;
 use super::newest_events;
+use super::spend_chart;
 use super::view::{EventView, ExecutionRow};
 use crate::common::Caller;
 use crate::common::html::error_page;
@@ -59,5 +61,9 @@ async fn render(state: &State, caller: &Caller) -> Result<HttpResponse, ApiError
     context.insert("duration_bar_x", &chart::duration_bar_x());
     context.insert("is_chart_cut", &is_cut);
     context.insert("chart_limit", &chart::MAX_EXECUTIONS);
+    let spend = store.daily_spend(spend_chart::since(now)).await?;
+    context.insert("spend", &spend_chart::daily(&spend, now));
+    context.insert("spend_days", &spend_chart::DAYS);
+    context.insert("usage_docs_url", super::usage_view::USAGE_DOCS_URL);
     Ok(state.render(StatusCode::OK, "overview.html", &context))
 }

@@ -9,6 +9,8 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
+use super::usage_view::UsageView;
+
 /// A point in time: RFC 3339 for `<time datetime>` (which the script turns into "3 s ago"), and readable text.
 #[derive(Serialize)]
 pub(super) struct TimeView {
@@ -66,6 +68,8 @@ pub(super) struct ExecutionRow {
     duration: Option<String>,
     /// When a running execution started (RFC 3339), so that the page can keep its duration ticking.
     running_since: Option<String>,
+    /// What it cost (`$0.30`), when its usage says.
+    cost: Option<String>,
 }
 
 impl ExecutionRow {
@@ -83,6 +87,7 @@ impl ExecutionRow {
                 .started_at
                 .filter(|_| matches!(execution.status, ExecutionStatus::Running | ExecutionStatus::Waiting))
                 .and_then(|started| started.format(&Rfc3339).ok()),
+            cost: super::usage_view::cost_of(execution.usage.as_ref()),
         }
     }
 }
@@ -101,6 +106,8 @@ pub(super) struct ExecutionDetail {
     output: Option<String>,
     error: Option<String>,
     usage: Option<String>,
+    /// The usage as a table: tokens by kind, the model, the cost or why there is none.
+    usage_view: Option<UsageView>,
     attempt: u32,
     retry_of: Option<String>,
     idempotency_key: Option<String>,
@@ -127,6 +134,7 @@ impl ExecutionDetail {
             output: execution.output.as_ref().map(pretty_json),
             error: execution.error.clone(),
             usage: execution.usage.as_ref().map(pretty_json),
+            usage_view: execution.usage.as_ref().map(UsageView::new),
             attempt: execution.attempt,
             retry_of: execution.retry_of.map(|id| id.to_string()),
             idempotency_key: execution.idempotency_key.clone(),

@@ -1,7 +1,7 @@
 //! The schemas of the document: derived from the Rust types the handlers read and write (utoipa's `ToSchema`), the
 //! answers' wrappers included, so the document describes what is really sent.
 
-use dashboard_core::{Approval, Execution, Function, FunctionSpec};
+use dashboard_core::{Approval, Execution, Function, FunctionSpec, Usage};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
@@ -44,6 +44,7 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<FunctionSpec>(&mut found);
     collect::<FunctionList>(&mut found);
     collect::<Execution>(&mut found);
+    collect::<Usage>(&mut found);
     collect::<ExecutionPage>(&mut found);
     collect::<TriggerBody>(&mut found);
     collect::<ContinueBody>(&mut found);
@@ -98,6 +99,35 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
         items["minLength"] = json!(1);
         items["maxLength"] = json!(64);
         items["pattern"] = json!("\\S");
+    }
+    // The budgets' upper bounds (`FunctionSpec::validate`), which utoipa's attributes on the core type leave out.
+    for (field, maximum) in [
+        ("max_cost_usd", json!(1_000_000)),
+        ("daily_cost_usd", json!(1_000_000)),
+        ("daily_tokens", json!(i64::MAX)),
+    ] {
+        if let Some(property) =
+            schemas.get_mut("FunctionSpec").and_then(|spec| spec.pointer_mut(&format!("/properties/{field}")))
+        {
+            property["maximum"] = maximum;
+        }
+    }
+    // An execution's usage is stored in the one shape (`Usage`), whatever its backend reported; the shape stays open
+    // (a usage stored before it, by an older version, has other names), and `raw` is the backend's report as it came,
+    // any JSON.
+    if let Some(usage) = schemas.get_mut("Usage") {
+        usage["properties"]["raw"] =
+            json!({"description": "What the backend reported, as it reported it (any JSON)."});
+        usage["properties"]["cost_usd"]["minimum"] = json!(0);
+    }
+    if let Some(property) =
+        schemas.get_mut("Execution").and_then(|execution| execution.pointer_mut("/properties/usage"))
+    {
+        *property = json!({
+            "description": "What the run spent, in the one shape every backend's report is read into (tokens by \
+                kind, `cost_usd`, `model`, `raw`), once its backend reported usage.",
+            "anyOf": [{"$ref": "#/components/schemas/Usage"}, {"type": "null"}],
+        });
     }
     // A replace is a whole function spec plus an optional `expected_version`, which the handler takes out first.
     let mut replace = schemas.get("FunctionSpec").cloned().unwrap_or_else(|| json!({"type": "object"}));
@@ -161,5 +191,26 @@ mod tests {
         assert_eq!(schemas["FunctionSpec"]["properties"]["backend"]["enum"], json!(["demo"]));
         assert_eq!(schemas["TriggerBody"]["properties"]["backend"]["enum"], json!(["demo", null]));
         assert!(schemas["FunctionReplace"]["properties"]["expected_version"].is_object());
+    }
+
+    #[test]
+    fn functions_describe_their_budgets_and_executions_their_usage() {
+        let schemas = schemas(&["demo".to_owned()]);
+        for schema in ["FunctionSpec", "FunctionReplace", "Function"] {
+            for field in ["max_cost_usd", "daily_cost_usd", "daily_tokens"] {
+                assert!(schemas[schema]["properties"][field].is_object(), "{schema}.{field}");
+            }
+        }
+        let spec = &schemas["FunctionSpec"]["properties"];
+        assert_eq!(
+            (&spec["max_cost_usd"]["exclusiveMinimum"], &spec["max_cost_usd"]["maximum"]),
+            (&json!(0), &json!(1_000_000))
+        );
+        assert_eq!(spec["daily_tokens"]["minimum"], json!(1));
+        assert_eq!(
+            schemas["Execution"]["properties"]["usage"]["anyOf"][0]["$ref"],
+            json!("#/components/schemas/Usage")
+        );
+        assert!(schemas["Usage"]["properties"]["cost_usd"].is_object());
     }
 }
