@@ -150,6 +150,8 @@ async fn a_daily_token_budget_counts_tokens() {
     let refused = trigger(&dashboard, json!({"steps": 1})).await;
     let Err(EngineError::BudgetExhausted { budget, spent, .. }) = refused else { panic!("{refused:?}") };
     assert_eq!((budget.as_str(), spent), ("daily_tokens of function f", 138.0));
+    let said = trigger(&dashboard, json!({"steps": 1})).await.expect_err("refused").to_string();
+    assert_eq!(said, "budget exhausted: daily_tokens of function f (138 of 100) spent today");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

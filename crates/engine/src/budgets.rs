@@ -58,11 +58,17 @@ pub struct Exhausted {
 impl Exhausted {
     /// `daily_cost_usd of function f (12.50 of 10.00)`.
     pub fn describe(&self) -> String {
-        if self.budget.starts_with("daily_tokens") {
-            format!("{} ({} of {})", self.budget, self.spent as u64, self.limit as u64)
-        } else {
-            format!("{} ({:.2} of {:.2})", self.budget, self.spent, self.limit)
-        }
+        describe(&self.budget, self.spent, self.limit)
+    }
+}
+
+/// `daily_cost_usd of function f (12.50 of 10.00)`, tokens as whole numbers: `daily_tokens of function f (1234 of
+/// 1000)`.
+pub(crate) fn describe(budget: &str, spent: f64, limit: f64) -> String {
+    if budget.starts_with("daily_tokens") {
+        format!("{budget} ({} of {})", spent as u64, limit as u64)
+    } else {
+        format!("{budget} ({spent:.2} of {limit:.2})")
     }
 }
 

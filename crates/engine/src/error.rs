@@ -68,7 +68,7 @@ pub enum EngineError {
         status: ApprovalStatus,
     },
     /// A budget is spent: the trigger, retry or continue would spend more.
-    #[error("budget exhausted: {budget} ({spent:.2} of {limit:.2} spent today)")]
+    #[error("budget exhausted: {} spent today", crate::budgets::describe(budget, *spent, *limit))]
     BudgetExhausted {
         /// Which budget (`daily_cost_usd of function triage`).
         budget: String,

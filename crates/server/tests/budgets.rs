@@ -78,6 +78,29 @@ async fn start_in(dir: &tempdir::Dir) -> TestServer {
     .await
 }
 
+/// [`start_in`] again after a stop: the stopped server's last tasks may hold the database file's lock a moment
+/// longer (a second server on a file in use is refused), so the start is tried again for a few seconds.
+async fn restart_in(dir: &tempdir::Dir) -> TestServer {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (database, path) = (dir.0.join("dashboard.db"), dir.0.join("dashboard.toml"));
+        let config = dashboard_server::ServerConfig {
+            host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
+            store: dashboard_server::StoreSpec::Sqlite(database),
+            config_file: Some(path),
+            ..dashboard_server::ServerConfig::default()
+        };
+        match dashboard_server::start(config).await {
+            Ok(running) => return common::around(running),
+            Err(error) if std::time::Instant::now() < deadline && error.to_string().contains("in use") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the server does not start again: {error}"),
+        }
+    }
+}
+
 /// A folder of the test's own, removed when dropped.
 mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
@@ -151,7 +174,7 @@ async fn prices_cost_a_run_and_budgets_refuse_and_stop_spending() {
     assert_eq!(run(&server, OPS, "capped", costing(5, 0.1)).await["status"], "succeeded");
     // The spend is the store's: it holds after a restart on the same file.
     server.stop().await;
-    let server = start_in(&dir).await;
+    let server = restart_in(&dir).await;
     let refused = trigger(&server, OPS, "capped", costing(1, 0.1)).await;
     assert_eq!(refused.status, 429, "{:?}", refused.body);
     let error = &refused.body["error"];

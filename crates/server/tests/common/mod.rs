@@ -35,6 +35,11 @@ pub async fn server_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
     TestServer { url: server.url(), client: client(), server }
 }
 
+/// A test server around a server the test started itself.
+pub fn around(server: RunningServer) -> TestServer {
+    TestServer { url: server.url(), client: client(), server }
+}
+
 /// An HTTP client for tests.
 pub fn client() -> reqwest::Client {
     client_builder().build().expect("a client")
