@@ -145,6 +145,7 @@ async fn with_ask_the_execution_waits_until_a_person_approves_and_the_agent_hear
     assert_eq!(approval_item.status, ItemStatus::Completed);
     let command = items.iter().find(|item| item.id == "approval-step-1").expect("the command");
     assert!(matches!(command.body, ItemBody::Command { exit_code: Some(0), .. }), "{command:?}");
+    assert!(command.seq < approval_item.seq, "the command the agent asks about comes first: {items:?}");
 
     let again = dashboard.decide_approval(&alice, approval.id, decide(Decision::Decline)).await;
     assert!(

@@ -326,6 +326,8 @@ impl ApprovalGate for RunGate {
 impl RunGate {
     async fn ask_or_fail(&self, request: ApprovalRequest) -> Result<ApprovalAnswer, EngineError> {
         let inner = &self.inner;
+        // What the agent did before it asked (the command it wants to run) comes first in the transcript.
+        self.handle.flush_logs().await;
         let session_id =
             inner.store.get_execution(self.execution_id).await?.and_then(|execution| execution.session_id);
         let grant_key = request.grant_key.clone().unwrap_or_default();

@@ -13,7 +13,7 @@ use dashboard_backend_api::{Backend, BackendError, Callback, RunContext, RunOutc
 use dashboard_core::{Execution, ExecutionId, ExecutionStatus, Function, LogStream, NewLogLine};
 use dashboard_store::{ExecutionUpdate, FunctionKey};
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,9 @@ use crate::inner::{Inner, cancelled_message};
 use crate::json_size::json_len_up_to;
 use crate::scheduler::QueuedRun;
 use crate::{EngineError, INTERRUPTED_ERROR};
+
+/// The longest an approval request waits for the backend's earlier lines and items to be stored before it is.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// How many log lines and transcript items may wait between a backend and the store before the backend waits.
 const LOG_BUFFER_LINES: usize = 4096;
@@ -67,6 +70,8 @@ pub(crate) struct RunHandle {
     pub(crate) gate: Mutex<Option<Arc<RunGate>>>,
     /// The usage its backend last reported while it ran (in the one shape): the run's usage when it ends without one.
     pub(crate) usage: LiveUsage,
+    /// Where a request to store the run's reported entries at once goes (see `flush_logs`), while its log writer runs.
+    flushes: Mutex<Option<mpsc::UnboundedSender<oneshot::Sender<()>>>>,
 }
 
 impl RunHandle {
@@ -81,6 +86,18 @@ impl RunHandle {
             has_asked: AtomicBool::new(false),
             gate: Mutex::new(None),
             usage: LiveUsage::default(),
+            flushes: Mutex::new(None),
+        }
+    }
+
+    /// Waits until the log writer has stored every line and item the backend reported before this call (at most
+    /// [`FLUSH_LIMIT`]: a store that cannot take them now is no reason to hold the caller).
+    pub(crate) async fn flush_logs(&self) {
+        let sender = self.flushes.lock().expect("flushes lock poisoned").clone();
+        let Some(sender) = sender else { return };
+        let (done, stored) = oneshot::channel();
+        if sender.send(done).is_ok() {
+            let _ = tokio::time::timeout(FLUSH_LIMIT, stored).await;
         }
     }
 
@@ -151,6 +168,8 @@ impl Inner {
             prepared.function.timeout_secs.map(Duration::from_secs).or(self.settings.default_timeout);
         let (sink, receiver) = log_channel(LOG_BUFFER_LINES);
         let run_ended = CancellationToken::new();
+        let (flush_requests, flushes) = mpsc::unbounded_channel();
+        *handle.flushes.lock().expect("flushes lock poisoned") = Some(flush_requests);
         let log_writer = tokio::spawn(
             LogWriter {
                 inner: Arc::clone(self),
@@ -161,6 +180,7 @@ impl Inner {
                 diff: None,
                 has_said_diff_cut: false,
                 session_id: None,
+                flushes,
             }
             .write(receiver),
         );

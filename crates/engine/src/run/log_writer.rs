@@ -9,7 +9,7 @@ use std::vec;
 
 use dashboard_backend_api::{MAX_DIFF_BYTES, RunEntry, bound_diff};
 use dashboard_core::{ExecutionId, LogStream, NewItem, NewLogLine};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -168,6 +168,9 @@ pub(super) struct LogWriter {
     pub(super) has_said_diff_cut: bool,
     /// A session id the backend reported and the store has not taken yet.
     pub(super) session_id: Option<String>,
+    /// Asks to store at once everything the backend has reported so far, answering when it is stored: the approval
+    /// gate's, so that an approval's item comes after the items the backend reported before it asked.
+    pub(super) flushes: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 }
 
 impl LogWriter {
@@ -184,6 +187,7 @@ impl LogWriter {
             tokio::time::sleep(LOG_DRAIN_LIMIT).await;
         };
         tokio::pin!(drain_limit);
+        let mut flushed: Vec<oneshot::Sender<()>> = Vec::new();
         loop {
             let room = LOG_BATCH_LINES.saturating_sub(batch.lines.len() + batch.items.len()).max(1);
             let mut is_drained = false;
@@ -192,6 +196,13 @@ impl LogWriter {
                     if received == 0 {
                         break;
                     }
+                }
+                Some(done) = self.flushes.recv() => {
+                    // Everything sent before the request is in the channel now: take it all, and store it below.
+                    while let Ok(entry) = receiver.try_recv() {
+                        incoming.push(entry);
+                    }
+                    flushed.push(done);
                 }
                 () = sleep_until_some(store_by) => {}
                 () = &mut drain_limit => {
@@ -228,9 +239,15 @@ impl LogWriter {
                 break;
             }
             let is_due = store_by.is_some_and(|at| at <= Instant::now());
-            if batch.is_full() || is_due {
-                self.store(std::mem::take(&mut batch)).await;
+            if batch.is_full() || is_due || !flushed.is_empty() {
+                if !batch.is_empty() {
+                    self.store(std::mem::take(&mut batch)).await;
+                }
                 store_by = None;
+                for done in flushed.drain(..) {
+                    // The asker may have stopped waiting: nothing to tell.
+                    let _ = done.send(());
+                }
             }
         }
         // Every sink is gone. Held entries wait for the run's end to go with the final status, but no longer than
