@@ -489,3 +489,21 @@ async fn an_agent_that_asks_through_the_dashboard_gets_the_same_gate_as_its_back
         "{late:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_stored_but_never_handed_over_reaches_the_agent_at_the_expiry() {
+    let dashboard = dashboard();
+    let id = trigger(&dashboard, ApprovalPolicy::Ask, Some(1), json!({"steps": 0, "approvals": 1})).await;
+    let approval = pending(&dashboard, id).await;
+    // Stored behind the engine's back, as when the request that stored a decision was dropped before it could tell
+    // the waiting agent.
+    let decision = dashboard_core::ApprovalDecision::new(ApprovalStatus::Approved, "carol");
+    dashboard.store_for_seeding().decide_approval(approval.id, decision, None).await.expect("stored");
+    assert_eq!(wait_until_terminal(&dashboard, id).await, ExecutionStatus::Succeeded);
+    assert_eq!(
+        output(&dashboard, id).await["decisions"],
+        json!(["approve"]),
+        "the stored decision, not a decline"
+    );
+    assert!(logs(&dashboard, id).await.contains(&"approval 1: approve by carol".to_owned()));
+}

@@ -103,17 +103,26 @@ impl Dashboard {
             answers: request.answers.clone(),
             session_id: None,
         };
-        let change = inner.decide(&approval, decision).await?;
-        inner.answer(
-            id,
-            ApprovalAnswer {
-                decision: request.decision,
-                decided_by,
-                note: request.note,
-                answers: request.answers,
-            },
-        );
-        Ok(change.approval)
+        // One task stores the decision and hands it to the waiting agent, so that a request dropped half-way (a
+        // closed tab) never leaves a stored decision untold.
+        let answer = ApprovalAnswer {
+            decision: request.decision,
+            decided_by,
+            note: request.note,
+            answers: request.answers,
+        };
+        let inner = Arc::clone(inner);
+        let decided = self.inner.runtime.spawn(async move {
+            let change = inner.decide(&approval, decision).await?;
+            inner.answer(id, answer);
+            Ok::<_, EngineError>(change.approval)
+        });
+        decided.await.map_err(|error| {
+            EngineError::StoreUnavailable(dashboard_store::StoreError::Unavailable {
+                message: format!("the decision's task failed: {error}"),
+                source: None,
+            })
+        })?
     }
 }
 
@@ -391,6 +400,9 @@ impl RunGate {
             .insert(id, Waiter { execution_id: self.execution_id, answer: sender });
         let item = approval_item(&approval);
         self.handle.has_asked.store(true, Ordering::SeqCst);
+        // Should the backend stop waiting (the agent withdrew its request) — even while the approval is being stored —
+        // the approval expires (the store's writer takes that after the approval itself).
+        let withdrawn = Withdrawn { gate: self, approval: Some(approval.clone()) };
         let created = {
             let mut status = self.handle.status.lock().await;
             let created = inner.observe(inner.store.create_approval(approval, Some(item)).await);
@@ -402,13 +414,12 @@ impl RunGate {
         let change = match created {
             Ok(change) => change,
             Err(error) => {
+                withdrawn.disarm();
                 inner.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
                 return Err(error.into());
             }
         };
         inner.publish_approval_change(&change);
-        // Should the backend stop waiting (the agent withdrew its request), the approval expires.
-        let withdrawn = Withdrawn { gate: self, approval: Some(change.approval.clone()) };
         let expires_in = self.timeout;
         let answer = tokio::select! {
             answer = &mut receiver => Ok(answer.unwrap_or_else(|_| stopped())),
@@ -422,12 +433,15 @@ impl RunGate {
                         answer.note = Some(why);
                         Ok(answer)
                     }
-                    // A person decided as it expired: their answer is on its way.
-                    Err(EngineError::ApprovalDecided { .. }) => Ok(tokio::select! {
-                        answer = receiver => answer.unwrap_or_else(|_| stopped()),
-                        () = self.cancel.cancelled() => stopped(),
-                    }),
-                    Err(error) => Err(error),
+                    // Decided meanwhile: the stored decision is the answer (its bearer may never arrive, if the
+                    // request that stored it was dropped before it could hand it over).
+                    Err(EngineError::ApprovalDecided { .. }) => {
+                        inner.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
+                        let stored = inner.store.get_approval(id).await?;
+                        Ok(stored.map_or_else(stopped, |stored| answer_of(&stored)))
+                    }
+                    // Not expired (the store refused): the guard tries again as it is dropped.
+                    Err(error) => return Err(error),
                 }
             }
         };
@@ -463,6 +477,21 @@ impl Drop for Withdrawn<'_> {
                 Err(error) => log::warn!("approval {}: could not expire it: {error}", approval.id),
             }
         });
+    }
+}
+
+/// What the agent is told of a decided approval, from the approval as stored.
+fn answer_of(approval: &Approval) -> ApprovalAnswer {
+    let decision = match (approval.status, approval.for_session) {
+        (ApprovalStatus::Approved, true) => Decision::ApproveForSession,
+        (ApprovalStatus::Approved, false) => Decision::Approve,
+        _ => Decision::Decline,
+    };
+    ApprovalAnswer {
+        decision,
+        decided_by: approval.decided_by.clone().unwrap_or_else(|| DECIDED_BY_DASHBOARD.to_owned()),
+        note: approval.note.clone(),
+        answers: approval.answers.clone(),
     }
 }
 

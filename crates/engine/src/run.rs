@@ -310,10 +310,12 @@ impl Inner {
         // Held until the final status is stored: a decision that comes meanwhile waits, and so never moves the
         // execution from under the compare-and-set below.
         let status = if has_run { Some(handle.status.lock().await) } else { None };
+        // How the run ended, before it is fitted to the status it ends from.
+        let intended = update.clone();
         if let Some(status) = &status
             && update.from == ExecutionStatus::Running
         {
-            update.from = **status;
+            update = ending_from(**status, intended.clone());
         }
         let Batch { mut lines, items, diff, has_open_items } = held.unwrap_or_default();
         // Items still in progress are closed with the final status (in the same write): see `open_items`.
@@ -332,6 +334,15 @@ impl Inner {
                         *status = update.to;
                     }
                     return Ok(());
+                }
+                // Still unfinished, in another status than this run last stored (an approval decided behind the
+                // engine's back): the run's end goes from there.
+                Err(EngineError::StatusChanged { actual })
+                    if has_run && !actual.is_terminal() && actual != update.from =>
+                {
+                    update = ending_from(actual, intended.clone());
+                    lines.pop();
+                    lines.push(self.system_line(closing_line(&update)));
                 }
                 Err(EngineError::StatusChanged { .. }) => {
                     if !lines.is_empty() {
@@ -459,6 +470,19 @@ impl Inner {
             }
         }
     }
+}
+
+/// The run's end `update` as a change from `status`: the same, unless the status machine forbids it (`waiting`
+/// cannot become `succeeded`: the agent finished while an approval of it was still pending), then a failure saying so.
+fn ending_from(status: ExecutionStatus, mut update: ExecutionUpdate) -> ExecutionUpdate {
+    update.from = status;
+    if status.can_become(update.to) {
+        return update;
+    }
+    ExecutionUpdate::new(status, ExecutionStatus::Failed)
+        .error("the agent finished while an approval of it was still pending")
+        .usage(update.usage.take())
+        .diff(update.diff.take())
 }
 
 /// The closing line of a run's log: how it ended.

@@ -53,11 +53,18 @@ pub(crate) async fn message(
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return Ok(json_answer(&error(Value::Null, INVALID_REQUEST, "the body is not one JSON-RPC message")));
     };
+    if message.is_array() {
+        return Ok(json_answer(&error(
+            Value::Null,
+            INVALID_REQUEST,
+            "batches are not served here; send one message",
+        )));
+    }
     let request_id = message.get("id").cloned();
-    let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+    let method = message.get("method").and_then(Value::as_str);
     let params = message.get("params").cloned().unwrap_or(Value::Null);
-    let Some(request_id) = request_id else {
-        // A notification (or a response to nothing we asked): accepted, nothing to say.
+    let (Some(request_id), Some(method)) = (request_id, method) else {
+        // A notification, or a response to nothing this server asked: accepted, nothing to say.
         return Ok(HttpResponse::Accepted().finish());
     };
     let answer = match method {
