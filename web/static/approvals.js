@@ -5,12 +5,11 @@
 // `card` macro in web/templates/approval.html; change both together), built with textContent only.
 
 import { element, showRelativeTimes, timeElement } from "./dom.js";
-import { diffLines } from "./transcript.js";
+import { fileElement } from "./transcript.js";
 import { POLL_INTERVAL_MS, getJson, listen, pollUntilDone } from "./live.js";
 
 const KIND_LABELS = { command: "Command", file_change: "File change", permission: "Permission", question: "Question" };
 const TONES = { pending: "waiting", approved: "succeeded", declined: "failed", expired: "timed_out" };
-const CHANGE_KINDS = new Set(["add", "delete", "update"]);
 /** As pages/approval_view.rs: how many questions, options and files a card shows at most. */
 const MAX_QUESTIONS = 64;
 const MAX_OPTIONS = 64;
@@ -100,27 +99,6 @@ function questionHead(question, tag, className) {
   if (question.header) head.append(element("strong", "", question.header), " ");
   head.append(question.question);
   return head;
-}
-
-function fileElement(change) {
-  const kind = CHANGE_KINDS.has(change?.kind) ? change.kind : "update";
-  const lines = typeof change?.diff === "string" ? diffLines(change.diff, kind) : null;
-  const count = (name) => (lines ?? []).filter((line) => line.className === name).length;
-  const details = element("details", "file");
-  details.open = true;
-  const summary = element("summary", "file-head");
-  const stat = element("span", "diff-stat");
-  stat.append(element("span", "diff-stat-add", `+${count("add")}`), " ", element("span", "diff-stat-del", `−${count("del")}`));
-  summary.append(element("span", `file-change file-${kind}`, kind), element("code", "file-path", text(change.path)), stat);
-  details.append(summary);
-  if (lines && lines.length > 0) {
-    const diff = element("div", "diff");
-    diff.append(...lines.map((line) => element("div", `diff-line diff-${line.className}`, line.text)));
-    details.append(diff);
-  } else {
-    details.append(element("p", "item-none", "No diff."));
-  }
-  return details;
 }
 
 function hidden(name, value) {

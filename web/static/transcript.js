@@ -266,9 +266,10 @@ function prettyJson(value) {
   return JSON.stringify(value, null, 2) ?? "null";
 }
 
-function fileElement(change) {
-  const kind = CHANGE_KINDS.has(change.kind) ? change.kind : "update";
-  const lines = typeof change.diff === "string" ? diffLines(change.diff, kind) : null;
+/** One changed file with its diff highlighted: a transcript's file change, or one an approval asks about. */
+export function fileElement(change) {
+  const kind = CHANGE_KINDS.has(change?.kind) ? change.kind : "update";
+  const lines = typeof change?.diff === "string" ? diffLines(change.diff, kind) : null;
   const count = (name) => (lines ?? []).filter((line) => line.className === name).length;
   const details = element("details", "file");
   details.open = true;
