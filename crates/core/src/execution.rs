@@ -163,6 +163,10 @@ pub struct Execution {
     /// template rendered with the input.
     #[serde(default)]
     pub prompt: Option<String>,
+    /// The id of the dashboard instance that ran it (`DASHBOARD_INSTANCE_ID`), set when it starts; `None` while it
+    /// is queued, and for executions stored before instances were recorded.
+    #[serde(default)]
+    pub instance: Option<String>,
     /// When it was accepted.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     #[serde(with = "time::serde::rfc3339")]

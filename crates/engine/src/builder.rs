@@ -11,6 +11,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 
 use crate::Dashboard;
+use crate::cluster::{ClusterSettings, Identity};
 use crate::budgets::{Price, TokenBudgets};
 use crate::callbacks::CallbackKey;
 use crate::compiled::CompiledCache;
@@ -31,6 +32,8 @@ pub struct DashboardBuilder {
     max_concurrency: usize,
     bus_capacity: usize,
     settings: Settings,
+    instance_id: Option<String>,
+    cluster: Option<ClusterSettings>,
 }
 
 impl Default for DashboardBuilder {
@@ -50,6 +53,8 @@ impl Default for DashboardBuilder {
                 prices: Vec::new(),
                 token_budgets: TokenBudgets::new(),
             },
+            instance_id: None,
+            cluster: None,
         }
     }
 }
@@ -157,6 +162,20 @@ impl DashboardBuilder {
         self
     }
 
+    /// This instance's id (`DASHBOARD_INSTANCE_ID`), recorded on each execution it runs; by default a random one.
+    pub fn instance_id(mut self, id: Option<String>) -> Self {
+        self.instance_id = id;
+        self
+    }
+
+    /// Makes this engine one of several instances sharing the store (whose [`Cluster`](dashboard_store::Cluster)
+    /// side `settings` holds): it claims queued work from the store under a lease instead of its own queue, renews
+    /// its leases, ends the work of instances that died, and hears cancels, decisions and events of the others.
+    pub fn cluster(mut self, settings: ClusterSettings) -> Self {
+        self.cluster = Some(settings);
+        self
+    }
+
     /// Builds the dashboard. Must be called inside a tokio runtime: runs are spawned on it.
     ///
     /// # Panics
@@ -178,7 +197,12 @@ impl DashboardBuilder {
                 approval_waiters: Mutex::new(HashMap::new()),
                 runs_ended: Notify::new(),
                 is_accepting: AtomicBool::new(true),
-                callback_key: CallbackKey::generate(),
+                callback_key: match &self.cluster {
+                    Some(cluster) => CallbackKey::from_secret(cluster.secret),
+                    None => CallbackKey::generate(),
+                },
+                identity: Identity::new(self.instance_id),
+                cluster: self.cluster,
                 settings: self.settings,
                 metrics: EngineMetrics::default(),
                 store_probe: StoreProbe::default(),

@@ -37,6 +37,11 @@ impl CallbackKey {
         mac
     }
 
+    /// The key every instance of a cluster shares.
+    pub(crate) fn from_secret(secret: [u8; 32]) -> Self {
+        Self(secret)
+    }
+
     pub(crate) fn token(&self, id: ExecutionId) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(id).finalize().into_bytes())
     }

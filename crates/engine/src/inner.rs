@@ -17,6 +17,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::approvals::Waiter;
 use crate::budgets::{Price, TokenBudgets};
 use crate::callbacks::CallbackKey;
+use crate::cluster::{ClusterSettings, Identity};
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
 use crate::health::StoreProbe;
@@ -54,6 +55,10 @@ pub(crate) struct Inner {
     pub(crate) runs_ended: Notify,
     pub(crate) is_accepting: AtomicBool,
     pub(crate) callback_key: CallbackKey,
+    /// Who this instance is.
+    pub(crate) identity: Identity,
+    /// The store's cluster side, when this engine shares its store with other instances.
+    pub(crate) cluster: Option<ClusterSettings>,
     pub(crate) settings: Settings,
     pub(crate) metrics: EngineMetrics,
     pub(crate) store_probe: StoreProbe,

@@ -11,6 +11,7 @@ mod budgets;
 mod builder;
 mod bus;
 mod callbacks;
+mod cluster;
 mod compiled;
 mod dashboard;
 mod error;
@@ -32,6 +33,7 @@ pub use budgets::{Exhausted, Price};
 pub use builder::DashboardBuilder;
 pub use bus::BusMessage;
 pub use callbacks::StatusReport;
+pub use cluster::{ClusterSettings, DEFAULT_LEASE};
 pub use dashboard::{
     BackendReadiness, ContinueRequest, Dashboard, READINESS_CHECK_LIMIT, RecoveryReport, TriggerRequest,
     Triggered,

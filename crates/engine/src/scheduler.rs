@@ -116,6 +116,7 @@ mod tests {
             session_id: None,
             continues: None,
             prompt: None,
+            instance: None,
             created_at: now(),
             started_at: None,
             finished_at: None,

@@ -15,7 +15,7 @@ use crate::events::record;
 
 const COLUMNS: &str = "id, function, function_id, function_version, backend, input, status, output, error, usage, \
                        attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at, \
-                       session_id, continues, prompt";
+                       session_id, continues, prompt, instance";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
     Ok(Execution {
@@ -39,6 +39,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
         session_id: row.get(17)?,
         continues: parsed_option(row, 18)?,
         prompt: row.get(19)?,
+        instance: row.get(20)?,
     })
 }
 
@@ -80,7 +81,7 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
     connection
         .prepare_cached(&format!(
             "INSERT INTO executions ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ))?
         .execute(params![
             text(execution.id),
@@ -103,6 +104,7 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
             execution.session_id,
             execution.continues.map(text),
             execution.prompt,
+            execution.instance,
         ])?;
     let event = record(connection, NewEvent::for_execution(&execution))?;
     Ok(Recorded { value: execution, event })
@@ -131,7 +133,7 @@ pub(super) fn update(
     connection
         .prepare_cached(
             "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, started_at = ?6, \
-             finished_at = ?7 WHERE id = ?1",
+             finished_at = ?7, instance = ?8 WHERE id = ?1",
         )?
         .execute(params![
             text(id),
@@ -141,6 +143,7 @@ pub(super) fn update(
             execution.usage.as_ref().map(Json),
             execution.started_at.map(SqlTime),
             execution.finished_at.map(SqlTime),
+            execution.instance,
         ])?;
     // `running` again after `waiting` is `execution.resumed`, not a second start.
     let event = record(connection, NewEvent::for_change(from, &execution))?;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_sessions.sql"),
     include_str!("../migrations/0006_approvals.sql"),
     include_str!("../migrations/0007_budgets.sql"),
+    include_str!("../migrations/0008_instances.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.

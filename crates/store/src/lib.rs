@@ -8,6 +8,7 @@
 //! This crate never depends on a database library: the durable stores are crates of their own
 //! (`dashboard-store-sqlite`, the default), so the engine and embedders compile only the store they choose.
 
+mod cluster;
 mod error;
 mod faults;
 mod memory;
@@ -17,6 +18,7 @@ mod types;
 #[cfg(feature = "testing")]
 pub mod conformance;
 
+pub use cluster::{Cluster, Heartbeat, InstanceInfo, LoginRecord, Signal, SignalSink};
 pub use error::StoreError;
 pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;

@@ -127,6 +127,7 @@ impl NewExecution {
             session_id: self.session_id,
             continues: self.continues,
             prompt: self.prompt,
+            instance: None,
             created_at,
             started_at: None,
             finished_at: None,
@@ -150,12 +151,21 @@ pub struct ExecutionUpdate {
     /// The run's unified diff, when its backend reported one: stored beside the execution, not in it (see
     /// [`DashboardStore::get_diff`](crate::DashboardStore::get_diff)), so lists of executions stay small.
     pub diff: Option<String>,
+    /// The instance that runs it (set with `running`): stored on the execution as `instance`; `None` keeps the one
+    /// stored.
+    pub instance: Option<String>,
 }
 
 impl ExecutionUpdate {
     /// A change from `from` to `to` with nothing else set.
     pub fn new(from: ExecutionStatus, to: ExecutionStatus) -> Self {
-        Self { from, to, output: None, error: None, usage: None, diff: None }
+        Self { from, to, output: None, error: None, usage: None, diff: None, instance: None }
+    }
+
+    /// With the instance that runs it.
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
     }
 
     /// With an output.
@@ -202,6 +212,9 @@ impl ExecutionUpdate {
         }
         if self.usage.is_some() {
             execution.usage = self.usage;
+        }
+        if self.instance.is_some() {
+            execution.instance = self.instance;
         }
     }
 }
