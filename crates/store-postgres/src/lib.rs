@@ -16,9 +16,15 @@
 //! What it must never do: let a PostgreSQL type out of this crate — errors become [`StoreError`]s where they enter
 //! (`codec.rs`).
 
+mod cluster;
 mod codec;
+mod import;
+mod listener;
 mod schema;
 mod signals;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
