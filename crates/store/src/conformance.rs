@@ -77,6 +77,7 @@ macro_rules! conformance_tests {
                 function_delete_keeps_its_executions,
                 function_delete_of_missing_function_is_not_found,
                 execution_create_records_queued,
+                the_instance_that_runs_an_execution_is_kept,
                 idempotency_key_reuse_returns_first_execution_and_writes_nothing,
                 execution_update_follows_the_status_machine,
                 execution_update_with_wrong_from_is_status_mismatch,

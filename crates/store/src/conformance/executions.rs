@@ -242,3 +242,18 @@ pub async fn execution_update_of_unknown_id_is_not_found(store: &dyn DashboardSt
     assert_eq!(store.get_execution(unknown).await.expect("get"), None);
     assert_no_event_after(store, before, "an update of an unknown execution").await;
 }
+
+/// The instance given with `running` is stored on the execution; a later change without one keeps it.
+pub async fn the_instance_that_runs_an_execution_is_kept(store: &dyn DashboardStore) {
+    let alpha = function(store, "alpha").await;
+    let execution = queued(store, &alpha, json!({})).await;
+    assert_eq!(execution.instance, None, "a queued execution has run nowhere yet");
+    let start = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running).instance("i-north");
+    let running = store.update_execution(execution.id, start).await.expect("start").value;
+    assert_eq!(running.instance.as_deref(), Some("i-north"));
+    let finish = ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Succeeded).output(json!(1));
+    let finished = store.update_execution(execution.id, finish).await.expect("finish").value;
+    assert_eq!(finished.instance.as_deref(), Some("i-north"), "the end keeps who ran it");
+    let stored = store.get_execution(execution.id).await.expect("get").expect("stored");
+    assert_eq!(stored, finished);
+}
