@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::StoreError;
 use async_trait::async_trait;
 use dashboard_core::{ApprovalId, Execution, ExecutionId, Timestamp};
-use crate::StoreError;
 
 /// Something another instance (or this one) did that an instance may need to act on. Signals only wake: what they
 /// tell is read from the store, which is the truth; a signal may come twice, or be lost while the connection that
@@ -101,7 +101,8 @@ pub trait Cluster: Send + Sync + 'static {
 
     /// Records that `instance` is alive with `running` executions, and renews for `lease` the lease of every
     /// unfinished execution it holds. Returns what it should act on.
-    async fn heartbeat(&self, instance: &str, running: u32, lease: Duration) -> Result<Heartbeat, StoreError>;
+    async fn heartbeat(&self, instance: &str, running: u32, lease: Duration)
+    -> Result<Heartbeat, StoreError>;
 
     /// Removes `instance` from the instances (it stopped cleanly); its leases are released or were ended already.
     async fn leave(&self, instance: &str) -> Result<(), StoreError>;
@@ -114,7 +115,12 @@ pub trait Cluster: Send + Sync + 'static {
     /// `queued` until the instance starts it. A function's `max_concurrency` holds across all instances: its
     /// executions that are `running`, `waiting`, or `queued` under a live lease all count. An execution whose
     /// function is at its limit is skipped without holding up the others.
-    async fn claim(&self, instance: &str, slots: usize, lease: Duration) -> Result<Vec<Execution>, StoreError>;
+    async fn claim(
+        &self,
+        instance: &str,
+        slots: usize,
+        lease: Duration,
+    ) -> Result<Vec<Execution>, StoreError>;
 
     /// Gives back a claimed execution that `instance` will not start (it is shutting down): the lease is cleared if
     /// `instance` holds it and the execution is still `queued`, so another instance may claim it.

@@ -1,0 +1,144 @@
+//! One store operation as one transaction: statements run prepared (and cached per connection), the events the
+//! operation records and the signals it sends, written at commit — event ids taken from `event_counter` as the last
+//! step, so that they follow commit order.
+
+use dashboard_core::{Event, NewEvent, Timestamp, now};
+use dashboard_store::{Signal, StoreError};
+use deadpool_postgres::{GenericClient, Object, Transaction};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::codec::{OpResult, json_text, sql_int, text, text_option};
+use crate::signals::{CHANNEL, payload};
+
+/// The parameters of a statement.
+pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The rows of `sql`, prepared once per connection.
+pub(crate) async fn rows(client: &impl GenericClient, sql: &str, params: Params<'_>) -> OpResult<Vec<Row>> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
+}
+
+/// The one row of `sql` or none (an error when there are several).
+pub(crate) async fn row(client: &impl GenericClient, sql: &str, params: Params<'_>) -> OpResult<Option<Row>> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
+/// The one row of `sql` (an error when there is none or several).
+pub(crate) async fn one(client: &impl GenericClient, sql: &str, params: Params<'_>) -> OpResult<Row> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_one(&statement, params).await?)
+}
+
+/// Runs `sql`; how many rows it changed.
+pub(crate) async fn execute(client: &impl GenericClient, sql: &str, params: Params<'_>) -> OpResult<u64> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
+}
+
+/// Takes `n` event ids from the counter (the row's lock is held to the commit) and inserts the events with them, in
+/// one statement; answers the last id taken.
+const INSERT_EVENTS: &str = "WITH counter AS (UPDATE event_counter SET last_id = last_id + $1 RETURNING last_id), \
+     inserted AS (INSERT INTO events (id, ts, kind, execution_id, function, backend, message, data) \
+     SELECT counter.last_id - $1 + event.n, event.ts, event.kind, event.execution_id, event.function, \
+     event.backend, event.message, event.data FROM counter, \
+     unnest($2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[]) \
+     WITH ORDINALITY AS event (ts, kind, execution_id, function, backend, message, data, n)) \
+     SELECT last_id FROM counter";
+
+/// Sends each payload on the channel, in order; delivered at commit.
+const NOTIFY: &str = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS sent (payload, n) \
+                      ORDER BY n";
+
+/// A transaction of the store: what an operation writes, the events it records and the signals it sends, all at its
+/// [`commit`](Self::commit) or none (dropped without it, it rolls back).
+pub(crate) struct Tx<'c> {
+    /// The transaction, for statements (the functions above take it).
+    pub(crate) db: Transaction<'c>,
+    /// The events recorded so far, each with the time it was recorded; their ids are taken at commit.
+    events: Vec<(NewEvent, Timestamp)>,
+    /// The signals other than `Events` to send at commit.
+    signals: Vec<Signal>,
+}
+
+impl<'c> Tx<'c> {
+    /// Begins a transaction on `client`.
+    pub(crate) async fn begin(client: &'c mut Object) -> OpResult<Self> {
+        Ok(Self { db: client.transaction().await?, events: Vec::new(), signals: Vec::new() })
+    }
+
+    /// Records `event` with this transaction; it gets its id at commit.
+    pub(crate) fn record(&mut self, event: NewEvent) {
+        self.events.push((event, now()));
+    }
+
+    /// Sends `signal` to every instance when this transaction commits.
+    pub(crate) fn signal(&mut self, signal: Signal) {
+        self.signals.push(signal);
+    }
+
+    /// Commits: the events recorded get their ids (the event counter is the last thing locked, so ids follow commit
+    /// order across every instance), the signals are sent — `Events` last — and the events come back in the order
+    /// recorded.
+    pub(crate) async fn commit(self) -> OpResult<Vec<Event>> {
+        let Self { db, events, signals } = self;
+        let mut payloads: Vec<String> = signals.iter().filter_map(payload).collect();
+        let events = if events.is_empty() { Vec::new() } else { insert_events(&db, events).await? };
+        if let Some(last) = events.last() {
+            payloads.extend(payload(&Signal::Events { last_id: last.id }));
+        }
+        if !payloads.is_empty() {
+            execute(&db, NOTIFY, &[&CHANNEL, &payloads]).await?;
+        }
+        db.commit().await?;
+        Ok(events)
+    }
+}
+
+/// Inserts `events` with the next ids of the counter, in the order given.
+async fn insert_events(db: &Transaction<'_>, events: Vec<(NewEvent, Timestamp)>) -> OpResult<Vec<Event>> {
+    let n = sql_int(events.len());
+    let mut times = Vec::with_capacity(events.len());
+    let mut kinds = Vec::with_capacity(events.len());
+    let mut executions: Vec<Option<Uuid>> = Vec::with_capacity(events.len());
+    let mut functions = Vec::with_capacity(events.len());
+    let mut backends = Vec::with_capacity(events.len());
+    let mut messages = Vec::with_capacity(events.len());
+    let mut data = Vec::with_capacity(events.len());
+    for (event, ts) in &events {
+        times.push(*ts);
+        kinds.push(event.kind.as_str());
+        executions.push(event.execution_id.map(|id| id.as_uuid()));
+        functions.push(text_option(event.function.as_deref()));
+        backends.push(text_option(event.backend.as_deref()));
+        messages.push(text(&event.message));
+        data.push(json_text(&event.data)?);
+    }
+    let row =
+        one(db, INSERT_EVENTS, &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data])
+            .await?;
+    let last_id: i64 = row.try_get(0)?;
+    // The ids taken are the `n` up to `last_id`, the first to the first event.
+    let first_id = u64::try_from(last_id - n + 1).map_err(|_| StoreError::Unavailable {
+        message: format!("the event counter holds {last_id}, not an id"),
+        source: None,
+    })?;
+    Ok(events.into_iter().zip(first_id..).map(|((event, ts), id)| event.recorded(id, ts)).collect())
+}
+
+/// The one event of an operation that records exactly one.
+pub(crate) fn single(events: Vec<Event>) -> OpResult<Event> {
+    let n_events = events.len();
+    let mut events = events.into_iter();
+    match (events.next(), events.next()) {
+        (Some(event), None) => Ok(event),
+        _ => Err(StoreError::Unavailable {
+            message: format!("an operation that records one event recorded {n_events}"),
+            source: None,
+        }
+        .into()),
+    }
+}
