@@ -114,7 +114,10 @@ impl Dashboard {
         let inner = Arc::clone(inner);
         let decided = self.inner.runtime.spawn(async move {
             let change = inner.decide(&approval, decision).await?;
-            inner.answer(id, answer);
+            if !inner.answer(id, answer) {
+                // No backend waits for it here: in a cluster, the instance whose run waits hears of it.
+                inner.announce_decision(id).await;
+            }
             Ok::<_, EngineError>(change.approval)
         });
         decided.await.map_err(|error| {
@@ -243,12 +246,74 @@ impl Inner {
         }
     }
 
-    /// Hands a decision to the backend waiting for it, if one still is.
-    pub(crate) fn answer(&self, id: ApprovalId, answer: ApprovalAnswer) {
+    /// Hands a decision to the backend waiting for it here, if one still is; whether one was.
+    pub(crate) fn answer(&self, id: ApprovalId, answer: ApprovalAnswer) -> bool {
         let waiter = self.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
-        if let Some(waiter) = waiter {
-            // The backend may have stopped waiting (its run ended): nobody to tell.
-            let _ = waiter.answer.send(answer);
+        match waiter {
+            Some(waiter) => {
+                // The backend may have stopped waiting (its run ended): nobody to tell.
+                let _ = waiter.answer.send(answer);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the other instances of a cluster that approval `id` was decided here, for the one whose backend waits for
+    /// it. A failure is logged: that backend still hears the decision at its instance's next heartbeat, which reads the
+    /// approvals its runs wait for ([`recheck_waiters`](Self::recheck_waiters)).
+    async fn announce_decision(&self, id: ApprovalId) {
+        let Some(membership) = &self.cluster else { return };
+        if let Err(error) = membership.settings.cluster.announce_decision(id).await {
+            log::warn!("approval {id}: could not tell the other instances of its decision: {error}");
+        }
+    }
+
+    /// Hands a decision stored by another instance to the backend waiting for it here, if one is and the approval is
+    /// no longer pending: the run's idea of its status first (the decision may have made it `running` again), then
+    /// the answer, made from the approval as stored.
+    pub(crate) async fn hear_decision(&self, id: ApprovalId) {
+        let execution_id = {
+            let waiters = self.approval_waiters.lock().expect("approval waiters lock poisoned");
+            match waiters.get(&id) {
+                Some(waiter) => waiter.execution_id,
+                None => return,
+            }
+        };
+        let approval = match self.store.get_approval(id).await {
+            Ok(Some(approval)) if !approval.is_pending() => approval,
+            Ok(_) => return,
+            Err(error) => {
+                log::warn!("approval {id}: could not read the decision made on another instance: {error}");
+                return;
+            }
+        };
+        self.refresh_run_status(execution_id).await;
+        self.answer(id, answer_of(&approval));
+    }
+
+    /// Looks at every approval a backend here waits for, and hands over those decided elsewhere: the backstop for a
+    /// `Signal::Decided` that was lost.
+    pub(crate) async fn recheck_waiters(&self) {
+        let waited: Vec<ApprovalId> =
+            self.approval_waiters.lock().expect("approval waiters lock poisoned").keys().copied().collect();
+        for id in waited {
+            self.hear_decision(id).await;
+        }
+    }
+
+    /// Brings a run's idea of its status in line with the store after a change made behind its back (a decision on
+    /// another instance). Holds the run's status lock, as every change of it does; a run that has ended is left alone.
+    async fn refresh_run_status(&self, execution_id: ExecutionId) {
+        let Some(handle) = self.run_handle(execution_id) else { return };
+        let mut status = handle.status.lock().await;
+        if status.is_terminal() {
+            return;
+        }
+        match self.store.get_execution(execution_id).await {
+            Ok(Some(execution)) if !execution.status.is_terminal() => *status = execution.status,
+            Ok(_) => {}
+            Err(error) => log::warn!("execution {execution_id}: could not read its status: {error}"),
         }
     }
 
@@ -437,6 +502,8 @@ impl RunGate {
                     // request that stored it was dropped before it could hand it over).
                     Err(EngineError::ApprovalDecided { .. }) => {
                         inner.approval_waiters.lock().expect("approval waiters lock poisoned").remove(&id);
+                        // Decided on another instance, maybe: the store may have made the execution `running` again.
+                        inner.refresh_run_status(self.execution_id).await;
                         let stored = inner.store.get_approval(id).await?;
                         Ok(stored.map_or_else(stopped, |stored| answer_of(&stored)))
                     }

@@ -11,9 +11,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, broadcast};
 
 use crate::Dashboard;
-use crate::cluster::{ClusterSettings, Identity};
 use crate::budgets::{Price, TokenBudgets};
 use crate::callbacks::CallbackKey;
+use crate::cluster::{self, ClusterSettings, Identity, Membership};
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
 use crate::health::StoreProbe;
@@ -185,29 +185,29 @@ impl DashboardBuilder {
         let runtime =
             Handle::try_current().expect("Dashboard::build() must be called inside a tokio runtime");
         let (bus, _) = broadcast::channel(self.bus_capacity);
-        Dashboard {
-            inner: Arc::new(Inner {
-                store,
-                backends: self.backends,
-                bus,
-                compiled: CompiledCache::default(),
-                functions: FunctionCache::default(),
-                scheduler: Mutex::new(Scheduler::new(self.max_concurrency)),
-                runs: Mutex::new(HashMap::new()),
-                approval_waiters: Mutex::new(HashMap::new()),
-                runs_ended: Notify::new(),
-                is_accepting: AtomicBool::new(true),
-                callback_key: match &self.cluster {
-                    Some(cluster) => CallbackKey::from_secret(cluster.secret),
-                    None => CallbackKey::generate(),
-                },
-                identity: Identity::new(self.instance_id),
-                cluster: self.cluster,
-                settings: self.settings,
-                metrics: EngineMetrics::default(),
-                store_probe: StoreProbe::default(),
-                runtime,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            store,
+            backends: self.backends,
+            bus,
+            compiled: CompiledCache::default(),
+            functions: FunctionCache::default(),
+            scheduler: Mutex::new(Scheduler::new(self.max_concurrency)),
+            runs: Mutex::new(HashMap::new()),
+            approval_waiters: Mutex::new(HashMap::new()),
+            runs_ended: Notify::new(),
+            is_accepting: AtomicBool::new(true),
+            callback_key: match &self.cluster {
+                Some(cluster) => CallbackKey::from_secret(cluster.secret),
+                None => CallbackKey::generate(),
+            },
+            identity: Identity::new(self.instance_id),
+            cluster: self.cluster.map(Membership::new),
+            settings: self.settings,
+            metrics: EngineMetrics::default(),
+            store_probe: StoreProbe::default(),
+            runtime,
+        });
+        cluster::start(&inner);
+        Dashboard { inner }
     }
 }

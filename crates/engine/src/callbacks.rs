@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashboard_backend_api::RunOutcome;
 use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, NewLogLine};
-use dashboard_store::ExecutionUpdate;
+use dashboard_store::{ExecutionUpdate, FunctionKey};
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
@@ -83,6 +83,10 @@ impl Dashboard {
     /// so that no line can follow its end. The lines count against the execution's log limit, with those the run
     /// itself stored: past it, one `system` line says so and later lines are dropped (the answer is still a success).
     /// Lines the store refuses (a 503 on a full disk) are not counted, so the agent's retry of them counts once.
+    ///
+    /// In a cluster the report may reach an instance that does not run the execution: the lines are stored all the
+    /// same (and reach every instance's listeners through the store), limited per report, since the run's count of
+    /// its log lives on its own instance.
     pub async fn report_logs(&self, id: ExecutionId, mut lines: Vec<NewLogLine>) -> Result<u64, EngineError> {
         let execution = self.execution(id).await?;
         if execution.status.is_terminal() {
@@ -109,6 +113,11 @@ impl Dashboard {
 
     /// Records a remote agent's status report. `running` changes nothing; `succeeded` or `failed` ends the run (its
     /// timeout no longer applies); a report on a finished execution is a no-op, so agents may safely repeat one.
+    ///
+    /// In a cluster the report may reach an instance that does not run the execution: it is stored here with the
+    /// compare-and-set on `running` (the store lets exactly one end win), and the instance that runs it notices the
+    /// end among the events it relays, stops its run, and adds the run's last lines and its closing line after it.
+    /// An execution `waiting` for an approval is not ended by a report that reaches another instance.
     pub async fn report_status(
         &self,
         id: ExecutionId,
@@ -157,7 +166,14 @@ impl Dashboard {
             None if execution.status == ExecutionStatus::Running => {
                 let update = match outcome {
                     RunOutcome::Succeeded { output, usage } => {
-                        let usage = usage.map(|usage| self.inner.usage_in_shape(&usage, None));
+                        // Priced by the function's model, as the run would have priced it.
+                        let function = match usage {
+                            Some(_) => {
+                                self.inner.store.get_function(&FunctionKey::Id(execution.function_id)).await?
+                            }
+                            None => None,
+                        };
+                        let usage = usage.map(|usage| self.inner.usage_in_shape(&usage, function.as_ref()));
                         ExecutionUpdate::new(ExecutionStatus::Running, ExecutionStatus::Succeeded)
                             .output(output)
                             .usage(usage)

@@ -1,13 +1,28 @@
 //! One engine among several on a shared store (DESIGN.md §13): the instance's id, and — when the builder was given a
-//! [`Cluster`] — claiming queued work from the store under a lease, heartbeats, recovery of the work of instances that
-//! died, and the signals that carry cancels, decisions and events between instances.
+//! [`Cluster`] — claiming queued work from the store under a lease (`claims.rs`), heartbeats and the end of the work
+//! of instances that died (`heartbeats.rs`), and the signals that carry cancels, decisions and events between
+//! instances (`signals.rs`), each a task of its own that ends with the engine.
+//!
+//! In a cluster, the store is the queue: a trigger stores its execution `queued` and wakes the claim loop, which claims
+//! as many as the instance has free slots; a function's `max_concurrency` is held by the claim, across instances. Each
+//! instance renews the leases of what it runs every third of the lease; an execution whose lease ran out is ended as
+//! interrupted by whichever instance finds it first (a compare-and-set only one wins).
+
+mod claims;
+mod heartbeats;
+mod outage;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashboard_core::{Timestamp, now};
 use dashboard_store::{Cluster, InstanceInfo};
+use tokio::sync::{Mutex, Notify, OnceCell};
+use tokio_util::sync::CancellationToken;
 
+use self::outage::Outage;
+use crate::inner::Inner;
 use crate::{Dashboard, EngineError};
 
 /// The lease an instance holds on the executions it runs unless the builder says otherwise (`DASHBOARD_LEASE_SECS`).
@@ -47,8 +62,64 @@ fn random_instance_id() -> String {
     format!("i-{hex}")
 }
 
+/// This engine's part in a cluster: the settings, and what its cluster tasks share.
+pub(crate) struct Membership {
+    pub(crate) settings: ClusterSettings,
+    /// Wakes the claim loop: an execution was queued, a slot freed, or another instance recorded events.
+    claims_wake: Arc<Notify>,
+    /// Wakes the relay of other instances' events.
+    relay_wake: Arc<Notify>,
+    /// Set once the instance has joined and ended its own leftovers ([`Inner::join_cluster`]): how many it ended.
+    joined: OnceCell<usize>,
+    /// Ends the cluster tasks (shutdown).
+    stopped: CancellationToken,
+    /// Held by a heartbeat while it is sent, and by the shutdown before it leaves: a heartbeat still under way would
+    /// record the instance again after it left.
+    heartbeat_turn: Mutex<()>,
+    /// The store's trouble with this instance's cluster work, told once per episode.
+    outage: Outage,
+}
+
+impl Membership {
+    pub(crate) fn new(settings: ClusterSettings) -> Self {
+        Self {
+            settings,
+            claims_wake: Arc::default(),
+            relay_wake: Arc::default(),
+            joined: OnceCell::new(),
+            stopped: CancellationToken::new(),
+            heartbeat_turn: Mutex::new(()),
+            outage: Outage::default(),
+        }
+    }
+
+    fn cluster(&self) -> &dyn Cluster {
+        self.settings.cluster.as_ref()
+    }
+
+    /// Asks the claim loop for a round now (it runs at least every second anyway).
+    pub(crate) fn wake_claims(&self) {
+        self.claims_wake.notify_one();
+    }
+
+    /// Stops the cluster tasks: no claims, heartbeats, signals or relayed events from now on.
+    fn stop_tasks(&self) {
+        self.stopped.cancel();
+    }
+}
+
+/// Starts the cluster tasks of a newly built engine, if it has a cluster: it hears the signals of every instance from
+/// now on. The tasks hold the engine weakly, and end with it or at its shutdown.
+pub(crate) fn start(inner: &Arc<Inner>) {
+    let Some(membership) = &inner.cluster else { return };
+    signals::subscribe(inner, membership);
+    heartbeats::spawn(inner, membership);
+    claims::spawn(inner, membership);
+}
+
 impl Dashboard {
-    /// This instance's id (`DASHBOARD_INSTANCE_ID`, or a random one chosen at build).
+    /// This instance's id (`DASHBOARD_INSTANCE_ID`, or a random one chosen at build): recorded on every execution it
+    /// runs (`Execution::instance`), and what `/metrics` and `GET /api/instances` name it by.
     pub fn instance_id(&self) -> &str {
         &self.inner.identity.id
     }
@@ -62,13 +133,56 @@ impl Dashboard {
     /// own, this instance alone.
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, EngineError> {
         match &self.inner.cluster {
-            Some(settings) => Ok(settings.cluster.list_instances(settings.lease * 3).await?),
+            Some(membership) => {
+                let settings = &membership.settings;
+                Ok(settings.cluster.list_instances(settings.lease * 3).await?)
+            }
             None => Ok(vec![InstanceInfo {
                 id: self.inner.identity.id.clone(),
                 started_at: self.inner.identity.started_at,
                 heartbeat_at: now(),
                 running: u32::try_from(self.running_count()).unwrap_or(u32::MAX),
             }]),
+        }
+    }
+}
+
+impl Inner {
+    /// Joins the cluster, once: records this instance as started, then ends its own leftovers — the unfinished work
+    /// of an earlier process under the same id — and the expired work of others. Claims and heartbeats wait for it, so
+    /// that the leftovers' pass never meets this process's own claims. Returns how many executions it ended; a later
+    /// call returns the same number without doing anything. A failure is tried again by the next call.
+    pub(crate) async fn join_cluster(&self) -> Result<usize, EngineError> {
+        let Some(membership) = &self.cluster else { return Ok(0) };
+        let id = self.identity.id.as_str();
+        let ended = membership
+            .joined
+            .get_or_try_init(|| async {
+                membership.cluster().join(id).await?;
+                let ended = self.end_expired(Some(id), usize::MAX).await?;
+                log::info!("instance {id} joined the cluster; it ended {ended} executions left unfinished");
+                Ok::<_, EngineError>(ended)
+            })
+            .await?;
+        Ok(*ended)
+    }
+
+    /// Leaves the cluster after a clean shutdown (every run of this instance has ended), and stops the cluster tasks.
+    /// With runs left (their backends would not stop), it does not leave: its leases then run out, and another
+    /// instance ends them as interrupted.
+    pub(crate) async fn leave_cluster(&self, is_clean: bool) {
+        let Some(membership) = &self.cluster else { return };
+        membership.stop_tasks();
+        if !is_clean {
+            log::warn!(
+                "instance {}: runs were still going at shutdown; the cluster ends them when their leases run out",
+                self.identity.id
+            );
+            return;
+        }
+        let _turn = membership.heartbeat_turn.lock().await;
+        if let Err(error) = membership.cluster().leave(&self.identity.id).await {
+            log::warn!("instance {}: could not leave the cluster: {error}", self.identity.id);
         }
     }
 }

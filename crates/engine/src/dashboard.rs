@@ -16,7 +16,7 @@ use crate::builder::DashboardBuilder;
 use crate::inner::{Inner, cancelled_message};
 use crate::metrics::EngineMetrics;
 use crate::reader::StoreReader;
-use crate::run::{StopReason, close_open_items};
+use crate::run::StopReason;
 use crate::scheduler::QueuedRun;
 use crate::{BusMessage, EngineError, INTERRUPTED_ERROR};
 
@@ -139,7 +139,8 @@ impl Dashboard {
         self.inner.bus.subscribe()
     }
 
-    /// How many executions wait for a slot.
+    /// How many executions wait for a slot of this engine. In a cluster they wait in the store, for whichever instance
+    /// claims them first, and this is 0.
     pub fn queue_depth(&self) -> usize {
         self.inner.scheduler.lock().expect("scheduler lock poisoned").queue_depth()
     }
@@ -258,7 +259,8 @@ impl Dashboard {
     }
 
     /// Cancels an execution: a queued one at once, a running one by stopping its backend (the status becomes
-    /// `cancelled` when the backend has stopped, or after the grace period).
+    /// `cancelled` when the backend has stopped, or after the grace period). In a cluster, a run on another instance
+    /// is stopped by that instance, which hears of the cancel at once (and at its next heartbeat at the latest).
     pub async fn cancel(&self, principal: &Principal, id: ExecutionId) -> Result<Execution, EngineError> {
         let execution = self.execution(id).await?;
         self.authorize(principal, &execution.backend, Action::Cancel)?;
@@ -270,6 +272,12 @@ impl Dashboard {
             }
             if let Some(handle) = self.inner.run_handle(id) {
                 handle.stop(StopReason::Cancelled { by: principal.name.clone() });
+                return Ok(execution);
+            }
+            if let Some(membership) = &self.inner.cluster
+                && matches!(execution.status, ExecutionStatus::Running | ExecutionStatus::Waiting)
+            {
+                membership.settings.cluster.request_cancel(id, principal.name.as_deref()).await?;
                 return Ok(execution);
             }
             let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Cancelled)
@@ -351,7 +359,16 @@ impl Dashboard {
 
     /// After a restart: executions left `running` or `waiting` become `failed` as interrupted, `queued` ones are
     /// queued again, and approvals left pending expire (nobody waits for them any more).
+    ///
+    /// In a cluster, the other instances' work is theirs: this instance joins the cluster, then ends as interrupted
+    /// only its own leftovers (an earlier process under the same id) and the executions whose lease ran out, expiring
+    /// their pending approvals; queued executions wait for the claims of whichever instance is free.
     pub async fn recover(&self) -> Result<RecoveryReport, EngineError> {
+        if self.inner.cluster.is_some() {
+            let own = self.inner.join_cluster().await?;
+            let expired = self.inner.end_expired(None, usize::MAX).await?;
+            return Ok(RecoveryReport { interrupted: own + expired, requeued: 0 });
+        }
         let mut report = RecoveryReport::default();
         for execution in self.inner.store.list_unfinished().await? {
             if self.inner.run_handle(execution.id).is_some() {
@@ -359,13 +376,10 @@ impl Dashboard {
             }
             match execution.status {
                 ExecutionStatus::Running | ExecutionStatus::Waiting => {
-                    let update = ExecutionUpdate::new(execution.status, ExecutionStatus::Failed)
-                        .error(INTERRUPTED_ERROR);
                     // Its items still in progress end with it, as those of a run that fails while the engine runs.
-                    let open = self.inner.stored_open_items(execution.id).await;
-                    let items = close_open_items(&open, &[], update.to);
-                    self.inner.transition_with_logs(execution.id, update, Vec::new(), items).await?;
-                    report.interrupted += 1;
+                    if self.inner.interrupt(&execution, INTERRUPTED_ERROR).await? {
+                        report.interrupted += 1;
+                    }
                 }
                 _ => {
                     let function =
@@ -396,16 +410,21 @@ impl Dashboard {
     }
 
     /// Stops taking work, waits up to `grace` for running executions, then stops the rest (they end `failed` as
-    /// interrupted). Queued executions stay queued in the store and run after the next start.
+    /// interrupted). Queued executions stay queued in the store and run after the next start — in a cluster, on
+    /// whichever instance claims them. In a cluster it then stops its claims, heartbeats and signals, and leaves the
+    /// cluster when every run has ended.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.is_accepting.store(false, Ordering::SeqCst);
         self.inner.scheduler.lock().expect("scheduler lock poisoned").pause();
-        if !self.inner.wait_for_runs(grace).await {
+        let mut has_ended = self.inner.wait_for_runs(grace).await;
+        if !has_ended {
             for handle in self.inner.runs.lock().expect("runs lock poisoned").values() {
                 handle.stop(StopReason::Shutdown);
             }
-            self.inner.wait_for_runs(self.inner.settings.cancel_grace + Duration::from_secs(1)).await;
+            has_ended =
+                self.inner.wait_for_runs(self.inner.settings.cancel_grace + Duration::from_secs(1)).await;
         }
+        self.inner.leave_cluster(has_ended).await;
     }
 
     async fn enqueue(&self, function: &Function, new: NewExecution) -> Result<Triggered, EngineError> {
@@ -427,12 +446,15 @@ impl Dashboard {
             Ok(recorded) => {
                 let execution = self.inner.publish(recorded);
                 self.inner.metrics.record(&execution);
-                let max_concurrency = function.max_concurrency;
-                self.inner.schedule(QueuedRun {
-                    execution: execution.clone(),
-                    max_concurrency,
-                    prompt: Some(prompt),
-                });
+                match &self.inner.cluster {
+                    // Stored queued is all it takes: whichever instance has a free slot claims it.
+                    Some(membership) => membership.wake_claims(),
+                    None => self.inner.schedule(QueuedRun {
+                        execution: execution.clone(),
+                        max_concurrency: function.max_concurrency,
+                        prompt: Some(prompt),
+                    }),
+                }
                 Ok(Triggered { execution, created: true })
             }
             Err(StoreError::IdempotencyKeyExists { existing }) => {

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, broadcast};
 use crate::approvals::Waiter;
 use crate::budgets::{Price, TokenBudgets};
 use crate::callbacks::CallbackKey;
-use crate::cluster::{ClusterSettings, Identity};
+use crate::cluster::{Identity, Membership};
 use crate::compiled::CompiledCache;
 use crate::functions::FunctionCache;
 use crate::health::StoreProbe;
@@ -57,8 +57,8 @@ pub(crate) struct Inner {
     pub(crate) callback_key: CallbackKey,
     /// Who this instance is.
     pub(crate) identity: Identity,
-    /// The store's cluster side, when this engine shares its store with other instances.
-    pub(crate) cluster: Option<ClusterSettings>,
+    /// Its part in a cluster, when this engine shares its store with other instances.
+    pub(crate) cluster: Option<Membership>,
     pub(crate) settings: Settings,
     pub(crate) metrics: EngineMetrics,
     pub(crate) store_probe: StoreProbe,
@@ -202,9 +202,23 @@ impl Inner {
     pub(crate) fn start_startable(self: &Arc<Self>) {
         let startable = self.scheduler.lock().expect("scheduler lock poisoned").take_startable();
         for run in startable {
-            let handle = Arc::new(RunHandle::new(self.settings.log_limit));
-            self.runs.lock().expect("runs lock poisoned").insert(run.execution.id, handle.clone());
-            self.runtime.spawn(self.clone().run(run, handle));
+            self.spawn_run(run);
+        }
+    }
+
+    /// Starts the task of a run the scheduler counts as running already.
+    pub(crate) fn spawn_run(self: &Arc<Self>, run: QueuedRun) {
+        let handle = Arc::new(RunHandle::new(self.settings.log_limit));
+        self.runs.lock().expect("runs lock poisoned").insert(run.execution.id, handle.clone());
+        self.runtime.spawn(self.clone().run(run, handle));
+    }
+
+    /// A run has ended and freed its slot: the next queued one may start, or, in a cluster, the next claim be made.
+    pub(crate) fn slot_freed(self: &Arc<Self>) {
+        self.runs_ended.notify_waiters();
+        self.start_startable();
+        if let Some(membership) = &self.cluster {
+            membership.wake_claims();
         }
     }
 

@@ -49,3 +49,7 @@ pub use retention::RetentionPolicy;
 
 /// The error of an execution that was running when the server stopped.
 pub const INTERRUPTED_ERROR: &str = "interrupted: the server stopped while this execution was running";
+
+/// The error of an execution whose instance stopped renewing its lease (it died, or lost the store) while it ran: another
+/// instance, or the same one restarted under its id, ends it so (DESIGN.md §13).
+pub const INSTANCE_STOPPED_ERROR: &str = "interrupted: the instance running this execution stopped";

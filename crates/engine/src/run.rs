@@ -48,6 +48,13 @@ pub(crate) enum StopReason {
     BudgetExceeded {
         message: String,
     },
+    /// Its execution was ended behind this run's back — by a remote agent's report that reached another instance, or
+    /// by another instance that found its lease expired — with this status and error: nothing the backend still does
+    /// will be recorded, so it stops.
+    EndedElsewhere {
+        status: ExecutionStatus,
+        error: Option<String>,
+    },
 }
 
 /// The handle by which a running execution is stopped, or told how a detached run ended.
@@ -113,6 +120,11 @@ impl RunHandle {
         self.token.cancel();
     }
 
+    /// Whether the run has stored its final status; a change of status being stored now counts as not yet.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.status.try_lock().is_ok_and(|status| status.is_terminal())
+    }
+
     fn reason(&self) -> Option<StopReason> {
         self.reason.lock().expect("stop reason lock poisoned").clone()
     }
@@ -141,8 +153,7 @@ impl Inner {
         }
         self.runs.lock().expect("runs lock poisoned").remove(&id);
         self.scheduler.lock().expect("scheduler lock poisoned").release(function_id);
-        self.runs_ended.notify_waiters();
-        self.start_startable();
+        self.slot_freed();
     }
 
     async fn run_to_end(
@@ -255,7 +266,8 @@ impl Inner {
             if let Some(StopReason::Cancelled { by }) = handle.reason() {
                 break by;
             }
-            let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
+            let update = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running)
+                .instance(self.identity.id.clone());
             match self
                 .transition_with_logs(id, update, vec![self.system_line(first_line.clone())], Vec::new())
                 .await
@@ -521,6 +533,15 @@ fn conclude(
         }
         (Some(StopReason::BudgetExceeded { message }), _) => {
             ExecutionUpdate::new(from, ExecutionStatus::Failed).error(message)
+        }
+        // What the store holds already: the compare-and-set of the run's end finds it there and stores only the
+        // run's last lines, closed with how it ended.
+        (Some(StopReason::EndedElsewhere { status, error }), _) => {
+            let update = ExecutionUpdate::new(from, status);
+            match error {
+                Some(error) => update.error(error),
+                None => update,
+            }
         }
         (None, Some(Ok(RunOutcome::Succeeded { output, usage }))) => {
             match output_too_large(&output, max_output_bytes) {

@@ -68,6 +68,23 @@ impl Scheduler {
         startable
     }
 
+    /// How many more runs may start now: the global limit less the runs counted as running; none while paused. In
+    /// cluster mode this is how many queued executions the instance claims from the store.
+    pub(crate) fn free_slots(&self) -> usize {
+        if self.is_paused { 0 } else { self.global_limit.saturating_sub(self.running_total) }
+    }
+
+    /// Counts a run of `function_id` claimed from the store as running, if the global limit allows it and starting is
+    /// not paused; whether it was admitted. Its function's limit was held by the claim, across instances.
+    pub(crate) fn admit(&mut self, function_id: FunctionId) -> bool {
+        if self.free_slots() == 0 {
+            return false;
+        }
+        *self.running_by_function.entry(function_id).or_default() += 1;
+        self.running_total += 1;
+        true
+    }
+
     /// Frees the slot of a run of `function_id` that has ended.
     pub(crate) fn release(&mut self, function_id: FunctionId) {
         self.running_total = self.running_total.saturating_sub(1);
@@ -148,6 +165,21 @@ mod tests {
         assert_eq!(started, [limited, free]);
         scheduler.release(limited);
         assert_eq!(scheduler.take_startable().len(), 1);
+    }
+
+    #[test]
+    fn claimed_runs_are_admitted_up_to_the_global_limit_and_not_while_paused() {
+        let mut scheduler = Scheduler::new(2);
+        let function_id = FunctionId::generate();
+        assert_eq!(scheduler.free_slots(), 2);
+        assert!(scheduler.admit(function_id));
+        assert!(scheduler.admit(function_id));
+        assert!(!scheduler.admit(function_id), "the global limit holds");
+        scheduler.release(function_id);
+        assert_eq!(scheduler.free_slots(), 1);
+        scheduler.pause();
+        assert_eq!(scheduler.free_slots(), 0);
+        assert!(!scheduler.admit(function_id), "nothing starts while paused");
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod cluster;
 mod error;
 mod faults;
 mod memory;
+#[cfg(feature = "testing")]
+mod shared_memory;
 mod stats;
 mod types;
 
@@ -22,6 +24,8 @@ pub use cluster::{Cluster, Heartbeat, InstanceInfo, LoginRecord, Signal, SignalS
 pub use error::StoreError;
 pub use faults::{FailingWrites, INJECTED_FAILURE};
 pub use memory::MemoryStore;
+#[cfg(feature = "testing")]
+pub use shared_memory::SharedMemory;
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
     ApprovalChange, ApprovalQuery, DailySpend, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey,
