@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use dashboard_backend_api::Scope;
 use dashboard_engine::DashboardBuilder;
+use dashboard_store_postgres::{is_postgres_url, redacted_url};
 use dashboard_store_sqlite::Synchronous;
 
 use crate::auth::{ENV_TOKEN_NAME, TokenSpec};
@@ -15,7 +16,8 @@ use crate::config_file::{self, ConfigFileError, FileConfig};
 
 /// The binary's usage text.
 pub const USAGE: &str = "\
-Usage: agent-dashboard [--config FILE] [--host ADDRESS] [--port PORT] [--store memory|sqlite:PATH]
+Usage: agent-dashboard [--config FILE] [--host ADDRESS] [--port PORT] [--store STORE]
+       agent-dashboard migrate-store --from sqlite:PATH --to postgres://USER:PASSWORD@HOST:PORT/DATABASE
 
 Agent Dashboard: a control plane for AI agents. Flags override the DASHBOARD_* environment variables;
 see README.md for all of them.
@@ -23,17 +25,53 @@ see README.md for all of them.
   --config FILE    backends and functions from a TOML file (DASHBOARD_CONFIG)
   --host ADDRESS   the address to listen on (DASHBOARD_HOST, default 0.0.0.0)
   --port PORT      the port (DASHBOARD_PORT, default 8000)
-  --store STORE    memory, or sqlite:PATH (DASHBOARD_STORE, default sqlite:data/agent-dashboard.db)
+  --store STORE    memory, sqlite:PATH or postgres://… (DASHBOARD_STORE, default sqlite:data/agent-dashboard.db)
   -h, --help       this text
-  -V, --version    the version";
+  -V, --version    the version
+
+  migrate-store    copies a SQLite file into an empty PostgreSQL database (stop the server on the file first)";
+
+/// The usage text of `agent-dashboard migrate-store`.
+pub const MIGRATE_USAGE: &str = "\
+Usage: agent-dashboard migrate-store --from sqlite:PATH --to postgres://USER:PASSWORD@HOST:PORT/DATABASE
+
+Copies everything a SQLite file holds (functions, executions, their logs, transcripts and events, approvals) into an
+empty PostgreSQL database, which it creates the schema of. Stop the server that uses the file first.
+
+  --from sqlite:PATH     the SQLite file
+  --to postgres://…      the PostgreSQL database (also postgresql://…); it must hold no data yet
+  -h, --help             this text";
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
     /// Serve with these settings, merged and with the config file read.
     Serve(Box<ServerConfig>),
+    /// Copy a SQLite file into a PostgreSQL database (`agent-dashboard migrate-store`).
+    MigrateStore(MigrateStore),
     /// Print this text (help, version) and stop.
     Print(String),
+}
+
+/// `agent-dashboard migrate-store --from sqlite:PATH --to postgres://…`: what to copy where.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MigrateStore {
+    /// The SQLite file.
+    pub from: PathBuf,
+    /// The PostgreSQL URL (it may hold a password: [`redacted_url`] before showing it).
+    pub to: String,
+    /// The most connections the copy may hold (`DASHBOARD_PG_POOL_SIZE`).
+    pub pg_pool_size: usize,
+}
+
+impl std::fmt::Debug for MigrateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateStore")
+            .field("from", &self.from)
+            .field("to", &redacted_url(&self.to))
+            .field("pg_pool_size", &self.pg_pool_size)
+            .finish()
+    }
 }
 
 /// Settings that could not be read: a variable or flag, or the config file.
@@ -45,6 +83,9 @@ pub enum SettingsError {
     /// The config file is wrong.
     #[error(transparent)]
     ConfigFile(#[from] ConfigFileError),
+    /// A subcommand was used wrongly (a missing or unknown flag); the message ends with its usage text.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Where the data lives when `DASHBOARD_STORE` is not set: relative to the working directory.
@@ -53,14 +94,94 @@ pub const DEFAULT_SQLITE_PATH: &str = "data/agent-dashboard.db";
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// The longest retention that can be asked for (a century); beyond it, say 0 to keep everything.
 const MAX_RETENTION_DAYS: u32 = 36_500;
+/// How long an instance's claim on an execution lasts without a heartbeat when `DASHBOARD_LEASE_SECS` is not set.
+pub const DEFAULT_LEASE_SECS: u64 = 30;
+/// The shortest and longest lease (`DASHBOARD_LEASE_SECS`): heartbeats come every third of it, so a shorter one
+/// would cost the database a write a second per instance, and a longer one leaves a dead instance's runs `running`
+/// for over an hour.
+const LEASE_SECS: std::ops::RangeInclusive<u64> = 3..=3600;
+/// How many connections an instance's pool may hold when `DASHBOARD_PG_POOL_SIZE` is not set.
+pub const DEFAULT_PG_POOL_SIZE: usize = 16;
+/// The most connections one instance's pool may be given (`DASHBOARD_PG_POOL_SIZE`).
+const MAX_PG_POOL_SIZE: usize = 1000;
+/// How many executions one instance runs at once when `DASHBOARD_MAX_RUNNING` is not set.
+pub const DEFAULT_MAX_RUNNING: usize = 32;
+/// The most executions one instance may be asked to run at once (`DASHBOARD_MAX_RUNNING`).
+const MAX_MAX_RUNNING: usize = 10_000;
+/// The longest instance id (`DASHBOARD_INSTANCE_ID`): it is a label in logs and metrics.
+const MAX_INSTANCE_ID_CHARS: usize = 64;
 
 /// Where the dashboard keeps its data.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     /// In memory: lost when the process stops.
     Memory,
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL (`postgres://…` or `postgresql://…`), which several instances may share. The
+    /// URL may hold a password: it is shown only through [`StoreSpec::describe`] (or `Debug`), which hide it.
+    Postgres(String),
+}
+
+impl StoreSpec {
+    /// The store as it may be shown in a log or an error: the password of a PostgreSQL URL replaced by `***`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Memory => "memory".to_owned(),
+            Self::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Self::Postgres(url) => redacted_url(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redacted_url(url)).finish(),
+        }
+    }
+}
+
+/// Who this instance is among those that share a store (`DASHBOARD_INSTANCE_ID`): shown in every log line, on
+/// `/metrics` and `GET /api/instances`, and recorded on the executions it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceId {
+    /// Named by `DASHBOARD_INSTANCE_ID`.
+    Named(String),
+    /// Chosen at random when the settings were read, since none was named: `i-` and 12 hex digits.
+    Random(String),
+}
+
+impl InstanceId {
+    /// A new random id: `i-` and 12 hex digits.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 6];
+        // The kernel's random source does not fail on the systems this runs on; if it did, no id could be drawn.
+        getrandom::fill(&mut bytes).expect("the system's random source is readable");
+        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        Self::Random(format!("i-{hex}"))
+    }
+
+    /// The id itself.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Named(id) | Self::Random(id) => id,
+        }
+    }
+}
+
+impl Default for InstanceId {
+    fn default() -> Self {
+        Self::random()
+    }
+}
+
+impl std::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A setting that could not be understood; names the variable.
@@ -82,8 +203,20 @@ pub struct ServerConfig {
     pub port: u16,
     /// Verbose logs and templates reloaded from disk (`DASHBOARD_DEBUG=1`).
     pub debug: bool,
-    /// The store (`DASHBOARD_STORE`: `memory` or `sqlite:PATH`; default `sqlite:data/agent-dashboard.db`).
+    /// The store (`DASHBOARD_STORE`: `memory`, `sqlite:PATH` or `postgres://…`; default
+    /// `sqlite:data/agent-dashboard.db`).
     pub store: StoreSpec,
+    /// This instance's id (`DASHBOARD_INSTANCE_ID`; a random one when unset).
+    pub instance_id: InstanceId,
+    /// How long, in seconds, an instance's claim on an execution holds without a heartbeat, on PostgreSQL
+    /// (`DASHBOARD_LEASE_SECS`, default 30, from 3 to 3600): an instance that dies leaves its runs `running` at most
+    /// this long.
+    pub lease_secs: u64,
+    /// The most connections of this instance's PostgreSQL pool (`DASHBOARD_PG_POOL_SIZE`, default 16, from 1 to
+    /// 1000); its listener holds one more.
+    pub pg_pool_size: usize,
+    /// How many executions this instance runs at once (`DASHBOARD_MAX_RUNNING`, default 32); more wait `queued`.
+    pub max_running: usize,
     /// How far a SQLite commit goes before it is answered (`DASHBOARD_SQLITE_SYNC`: `full`, the default, survives a
     /// power loss; `normal` survives a crash of the process only).
     pub sqlite_sync: Synchronous,
@@ -134,6 +267,10 @@ impl Default for ServerConfig {
             port: 8000,
             debug: false,
             store: StoreSpec::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH)),
+            instance_id: InstanceId::random(),
+            lease_secs: DEFAULT_LEASE_SECS,
+            pg_pool_size: DEFAULT_PG_POOL_SIZE,
+            max_running: DEFAULT_MAX_RUNNING,
             sqlite_sync: Synchronous::default(),
             retention_days: DEFAULT_RETENTION_DAYS,
             web_dir: None,
@@ -166,6 +303,10 @@ impl ServerConfig {
         let mut parser = lexopt::Parser::from_args(args);
         while let Some(argument) = parser.next().map_err(|error| flag_error(error.to_string()))? {
             let variable = match argument {
+                Value(command) if command == "migrate-store" && overrides.is_empty() => {
+                    let config = Self::from_lookup(&lookup)?;
+                    return migrate_store(&mut parser, config.pg_pool_size);
+                }
                 Long("config") => "DASHBOARD_CONFIG",
                 Long("host") => "DASHBOARD_HOST",
                 Long("port") => "DASHBOARD_PORT",
@@ -201,6 +342,19 @@ impl ServerConfig {
             return Ok(());
         }
         let mut file = config_file::load(path)?;
+        // A login session names its token (it may be kept in a shared store): two tokens of one name could not be told
+        // apart, nor could their executions' `triggered_by`.
+        let taken = |name: &str| self.auth_tokens.iter().any(|token| token.name == name);
+        if let Some((index, token)) = file.tokens.iter().enumerate().find(|(_, token)| taken(&token.name)) {
+            return Err(ConfigFileError {
+                path: path.clone(),
+                message: format!(
+                    "auth.tokens[{index}] ({:?}): name: the token of DASHBOARD_AUTH_TOKEN is called {:?}; give this \
+                     one another name",
+                    token.name, token.name
+                ),
+            });
+        }
         self.auth_tokens.append(&mut file.tokens);
         self.file = Some(file);
         Ok(())
@@ -232,6 +386,16 @@ impl ServerConfig {
         if let Some(store) = var("DASHBOARD_STORE") {
             config.store = parse_store(&store)?;
         }
+        if let Some(id) = var("DASHBOARD_INSTANCE_ID") {
+            config.instance_id = InstanceId::Named(parse_instance_id(&id)?);
+        }
+        config.lease_secs =
+            within(&var, "DASHBOARD_LEASE_SECS", LEASE_SECS, "seconds")?.unwrap_or(DEFAULT_LEASE_SECS);
+        config.pg_pool_size =
+            within(&var, "DASHBOARD_PG_POOL_SIZE", 1..=MAX_PG_POOL_SIZE as u64, "connections")?
+                .map_or(DEFAULT_PG_POOL_SIZE, |size| size as usize);
+        config.max_running = within(&var, "DASHBOARD_MAX_RUNNING", 1..=MAX_MAX_RUNNING as u64, "executions")?
+            .map_or(DEFAULT_MAX_RUNNING, |count| count as usize);
         if let Some(sync) = var("DASHBOARD_SQLITE_SYNC") {
             config.sqlite_sync =
                 sync.parse().map_err(|error| invalid("DASHBOARD_SQLITE_SYNC", format!("{error}")))?;
@@ -282,7 +446,10 @@ impl ServerConfig {
     /// The engine's settings that come from here — the public URL and the limits on what one execution may store —
     /// applied to `builder`.
     pub fn configure_engine(&self, builder: DashboardBuilder) -> DashboardBuilder {
-        let mut builder = builder.public_url(self.public_url.clone());
+        let mut builder = builder
+            .public_url(self.public_url.clone())
+            .instance_id(Some(self.instance_id.as_str().to_owned()))
+            .max_concurrency(self.max_running);
         if let Some(lines) = self.max_log_lines {
             builder = builder.max_log_lines(lines);
         }
@@ -313,15 +480,99 @@ impl ServerConfig {
     pub fn is_loopback(&self) -> bool {
         self.host.is_loopback()
     }
+
+    /// How long a claim holds without a heartbeat (`lease_secs`).
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
+    }
+}
+
+/// The rest of `agent-dashboard migrate-store …` after its name: `--from sqlite:PATH --to postgres://…`.
+fn migrate_store(parser: &mut lexopt::Parser, pg_pool_size: usize) -> Result<Invocation, SettingsError> {
+    use lexopt::prelude::*;
+    let usage =
+        |message: String| SettingsError::Usage(format!("migrate-store: {message}\n\n{MIGRATE_USAGE}"));
+    let (mut from, mut to) = (None, None);
+    while let Some(argument) = parser.next().map_err(|error| usage(error.to_string()))? {
+        let slot = match argument {
+            Long("from") => &mut from,
+            Long("to") => &mut to,
+            Short('h') | Long("help") => return Ok(Invocation::Print(MIGRATE_USAGE.to_owned())),
+            other => return Err(usage(other.unexpected().to_string())),
+        };
+        let value = parser.value().map_err(|error| usage(error.to_string()))?;
+        *slot = Some(value.string().map_err(|error| usage(error.to_string()))?);
+    }
+    let from = match from.as_deref().map(|from| from.strip_prefix("sqlite:")) {
+        None => return Err(usage("--from sqlite:PATH is missing".into())),
+        Some(Some(path)) if !path.is_empty() => PathBuf::from(path),
+        Some(_) => return Err(usage("--from must be sqlite:PATH, the SQLite file to copy".into())),
+    };
+    let to = match to {
+        None => return Err(usage("--to postgres://… is missing".into())),
+        Some(url) if is_postgres_url(&url) => url,
+        Some(url) => {
+            let shown = redacted_url(&url);
+            return Err(usage(format!(
+                "--to {shown:?} is no PostgreSQL URL (postgres://… or postgresql://…)"
+            )));
+        }
+    };
+    Ok(Invocation::MigrateStore(MigrateStore { from, to, pg_pool_size }))
 }
 
 fn parse_store(text: &str) -> Result<StoreSpec, ConfigError> {
     if text == "memory" {
         return Ok(StoreSpec::Memory);
     }
+    if is_postgres_url(text) {
+        return Ok(StoreSpec::Postgres(text.to_owned()));
+    }
     match text.strip_prefix("sqlite:") {
         Some(path) if !path.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(path))),
-        _ => Err(invalid("DASHBOARD_STORE", format!("{text:?}: expected `memory` or `sqlite:PATH`"))),
+        // The value may be a URL with a password in it: the error shows it redacted.
+        _ => Err(invalid(
+            "DASHBOARD_STORE",
+            format!(
+                "{:?}: expected `memory`, `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
+                redacted_url(text)
+            ),
+        )),
+    }
+}
+
+/// An instance id as `DASHBOARD_INSTANCE_ID` gives it: 1 to 64 letters, digits, `.`, `_` or `-` (it is a label in
+/// logs and metrics, and a key in the database).
+fn parse_instance_id(text: &str) -> Result<String, ConfigError> {
+    let is_allowed = |char: char| char.is_ascii_alphanumeric() || matches!(char, '.' | '_' | '-');
+    if text.chars().count() > MAX_INSTANCE_ID_CHARS || !text.chars().all(is_allowed) {
+        return Err(invalid(
+            "DASHBOARD_INSTANCE_ID",
+            format!(
+                "{text:?} is not an instance id: use 1 to {MAX_INSTANCE_ID_CHARS} letters, digits, `.`, `_` or `-` \
+                 (such as `web-1`), and give each instance its own"
+            ),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A whole number of `unit` read from `variable`, within `range`; `None` when it is not set.
+fn within(
+    var: &impl Fn(&str) -> Option<String>,
+    variable: &str,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = var(variable) else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(value) if range.contains(&value) => Ok(Some(value)),
+        _ => Err(invalid(
+            variable,
+            format!("{text:?} is not a number of {unit} from {} to {}", range.start(), range.end()),
+        )),
     }
 }
 
@@ -348,6 +599,7 @@ fn invalid(variable: &str, message: String) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use super::*;
 
@@ -368,6 +620,7 @@ mod tests {
         match invocation {
             Ok(Invocation::Serve(config)) => *config,
             Ok(Invocation::Print(text)) => panic!("printed {text:?} instead of serving"),
+            Ok(Invocation::MigrateStore(migrate)) => panic!("{migrate:?} instead of serving"),
             Err(error) => panic!("{error}"),
         }
     }
@@ -411,6 +664,26 @@ mod tests {
         assert!(error.to_string().starts_with("DASHBOARD_PORT:"), "{error}");
         assert!(matches!(load(&[], &["--help"]), Ok(Invocation::Print(text)) if text == USAGE));
         assert!(load(&[], &["--no-such-flag"]).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+    }
+
+    #[test]
+    fn a_file_token_may_not_take_the_name_of_the_environments() {
+        let dir = std::env::temp_dir().join(format!("dashboard-token-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let file = dir.join("tokens.toml");
+        let hash = "b".repeat(64);
+        let text = format!(
+            "[[backends]]\nname = \"a\"\nkind = \"demo\"\n\n[[auth.tokens]]\nname = \"admin\"\n\
+             token_sha256 = \"{hash}\"\nscopes = [\"read\"]\n"
+        );
+        std::fs::write(&file, text).expect("written");
+        let path = file.to_str().expect("a UTF-8 path");
+        let variables = [("DASHBOARD_CONFIG", path), ("DASHBOARD_AUTH_TOKEN", "an-admin-token-0123456789")];
+        let error = load(&variables, &[]).expect_err("two tokens called admin");
+        assert!(error.to_string().contains("auth.tokens[0] (\"admin\"): name:"), "{error}");
+        let alone = served(load(&[("DASHBOARD_CONFIG", path)], &[]));
+        assert_eq!(alone.auth_tokens.len(), 1, "without the environment's token the name is free");
         std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
@@ -474,9 +747,93 @@ mod tests {
             ("DASHBOARD_MAX_OUTPUT_BYTES", "-1"),
             ("DASHBOARD_MAX_ITEMS", "0"),
             ("DASHBOARD_MAX_ITEM_BYTES", "100"),
+            ("DASHBOARD_STORE", "postgres:/db"),
+            ("DASHBOARD_STORE", "mysql://u:p@h/d"),
+            ("DASHBOARD_INSTANCE_ID", "web 1"),
+            ("DASHBOARD_INSTANCE_ID", "web/1"),
+            ("DASHBOARD_INSTANCE_ID", "é"),
+            ("DASHBOARD_LEASE_SECS", "2"),
+            ("DASHBOARD_LEASE_SECS", "3601"),
+            ("DASHBOARD_LEASE_SECS", "half a minute"),
+            ("DASHBOARD_PG_POOL_SIZE", "0"),
+            ("DASHBOARD_PG_POOL_SIZE", "1001"),
+            ("DASHBOARD_MAX_RUNNING", "0"),
         ] {
             let error = super::tests::config(&[(name, value)]).expect_err("bad value accepted");
             assert_eq!(error.variable, name);
         }
+        let long_id = "a".repeat(65);
+        let error =
+            super::tests::config(&[("DASHBOARD_INSTANCE_ID", &long_id)]).expect_err("a 65-character id");
+        assert!(error.to_string().starts_with("DASHBOARD_INSTANCE_ID:"), "{error}");
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_its_password_never_shows() {
+        for url in ["postgres://dash:s3cret@db:5432/dash", "postgresql://dash:s3cret@db/dash"] {
+            let config = config(&[("DASHBOARD_STORE", url)]).expect("a PostgreSQL URL");
+            assert_eq!(config.store, StoreSpec::Postgres(url.to_owned()));
+            assert!(!config.store.describe().contains("s3cret"), "{}", config.store.describe());
+            assert!(!format!("{config:?}").contains("s3cret"), "Debug shows no password");
+        }
+        let error = config(&[("DASHBOARD_STORE", "pg://dash:s3cret@db/dash")]).expect_err("not a store");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn the_settings_of_several_instances_are_read_with_their_defaults() {
+        let defaults = config(&[]).expect("defaults are valid");
+        assert_eq!((defaults.lease_secs, defaults.pg_pool_size, defaults.max_running), (30, 16, 32));
+        let InstanceId::Random(id) = &defaults.instance_id else { panic!("{:?}", defaults.instance_id) };
+        assert!(id.starts_with("i-") && id.len() == 14, "{id}");
+        assert_ne!(defaults.instance_id, config(&[]).expect("valid").instance_id, "each start draws its own");
+        let named = config(&[
+            ("DASHBOARD_INSTANCE_ID", "web-1.eu_west"),
+            ("DASHBOARD_LEASE_SECS", "3"),
+            ("DASHBOARD_PG_POOL_SIZE", "1000"),
+            ("DASHBOARD_MAX_RUNNING", "4"),
+        ])
+        .expect("valid settings");
+        assert_eq!(named.instance_id, InstanceId::Named("web-1.eu_west".into()));
+        assert_eq!((named.lease(), named.pg_pool_size, named.max_running), (Duration::from_secs(3), 1000, 4));
+    }
+
+    #[test]
+    fn migrate_store_reads_its_source_and_target_and_refuses_bad_usage() {
+        let url = "postgres://dash:s3cret@db/dash";
+        let variables = [("DASHBOARD_PG_POOL_SIZE", "4")];
+        match load(&variables, &["migrate-store", "--from", "sqlite:data/x.db", "--to", url]) {
+            Ok(Invocation::MigrateStore(migrate)) => {
+                assert_eq!(migrate.from, PathBuf::from("data/x.db"));
+                assert_eq!((migrate.to.as_str(), migrate.pg_pool_size), (url, 4));
+                assert!(!format!("{migrate:?}").contains("s3cret"), "Debug shows no password");
+            }
+            other => panic!("{other:?}"),
+        }
+        let help = load(&[], &["migrate-store", "--help"]);
+        assert!(matches!(help, Ok(Invocation::Print(text)) if text == MIGRATE_USAGE));
+        for (flags, expected) in [
+            (&["migrate-store", "--to", url][..], "--from sqlite:PATH is missing"),
+            (&["migrate-store", "--from", "sqlite:x.db"][..], "--to postgres://… is missing"),
+            (&["migrate-store", "--from", "x.db", "--to", url][..], "--from must be sqlite:PATH"),
+            (&["migrate-store", "--from", "sqlite:x.db", "--to", "sqlite:y.db"][..], "is no PostgreSQL URL"),
+            (&["migrate-store", "--from", "sqlite:x.db", "--to", url, "--port", "1"][..], "--port"),
+            (&["migrate-store", "--from"][..], "--from"),
+        ] {
+            match load(&[], flags) {
+                Err(SettingsError::Usage(message)) => {
+                    assert!(message.contains(expected), "{flags:?}: {message}");
+                    assert!(message.ends_with(MIGRATE_USAGE), "{message}");
+                    assert!(!message.contains("s3cret"), "{message}");
+                }
+                other => panic!("{flags:?}: {other:?}"),
+            }
+        }
+        // A bad variable is still named, also for the subcommand.
+        let error =
+            load(&[("DASHBOARD_PG_POOL_SIZE", "0")], &["migrate-store"]).expect_err("a bad pool size");
+        assert!(error.to_string().starts_with("DASHBOARD_PG_POOL_SIZE:"), "{error}");
+        // Without a subcommand it serves, as ever.
+        assert!(matches!(load(&[], &[]), Ok(Invocation::Serve(_))));
     }
 }

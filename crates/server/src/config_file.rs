@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dashboard_backend_api::{Backend, BackendRegistry, Principal, Scope};
 use dashboard_backends::BackendConfig;
 use dashboard_core::{FunctionSpec, validate_name};
-use dashboard_engine::{Dashboard, Price};
+use dashboard_engine::{Dashboard, EngineError, Price};
 use dashboard_store::FunctionKey;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -255,25 +255,64 @@ fn function(table: toml::Table) -> Result<FunctionSpec, String> {
     Ok(spec)
 }
 
+/// How often one function's sync starts over after another instance changed it meanwhile, before it gives up.
+const SYNC_ATTEMPTS: usize = 5;
+
+/// What syncing one declared function did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Synced {
+    Created,
+    Updated,
+    Unchanged,
+}
+
 /// Creates the declared functions that do not exist and updates those that changed; returns how many of each.
+///
+/// Instances that share a store start together and each syncs the same file: a function is created once (version 1),
+/// whichever instance wins; the others find it made (their create answers `DuplicateName`) and go on as for a function
+/// that was there, comparing it with the file. Updates are compare-and-set on the version read, so a function the
+/// file changed is updated once, not once per instance.
 pub async fn sync_functions(dashboard: &Dashboard, specs: &[FunctionSpec]) -> Result<(usize, usize), String> {
     let (mut created, mut updated) = (0, 0);
     for spec in specs {
-        let key = FunctionKey::Name(spec.name.clone());
-        let existing = dashboard.store().get_function(&key).await.map_err(|error| error.to_string())?;
-        let result = match existing {
-            None => {
-                dashboard.create_function(&Principal::anonymous(), spec.clone()).await.map(|_| created += 1)
-            }
-            Some(function) if function.spec() != *spec => dashboard
-                .update_function(&Principal::anonymous(), &key, spec.clone(), None)
-                .await
-                .map(|_| updated += 1),
-            Some(_) => Ok(()),
-        };
-        result.map_err(|error| format!("function {:?}: {error}", spec.name))?;
+        match sync_function(dashboard, spec)
+            .await
+            .map_err(|error| format!("function {:?}: {error}", spec.name))?
+        {
+            Synced::Created => created += 1,
+            Synced::Updated => updated += 1,
+            Synced::Unchanged => {}
+        }
     }
     Ok((created, updated))
+}
+
+/// Brings one function in the store to `spec`, starting over when another instance changed it between the read and
+/// the write.
+async fn sync_function(dashboard: &Dashboard, spec: &FunctionSpec) -> Result<Synced, String> {
+    let key = FunctionKey::Name(spec.name.clone());
+    let anyone = Principal::anonymous();
+    for _ in 0..SYNC_ATTEMPTS {
+        let stored = dashboard.store().get_function(&key).await.map_err(|error| error.to_string())?;
+        let result = match stored {
+            None => dashboard.create_function(&anyone, spec.clone()).await.map(|_| Synced::Created),
+            Some(function) if function.spec() != *spec => dashboard
+                .update_function(&anyone, &key, spec.clone(), Some(function.version))
+                .await
+                .map(|_| Synced::Updated),
+            Some(_) => return Ok(Synced::Unchanged),
+        };
+        match result {
+            // Another instance created, changed or deleted it meanwhile: read it again.
+            Err(
+                EngineError::DuplicateName { .. }
+                | EngineError::VersionMismatch { .. }
+                | EngineError::NotFound { .. },
+            ) => {}
+            outcome => return outcome.map_err(|error| error.to_string()),
+        }
+    }
+    Err(format!("changed by another instance {SYNC_ATTEMPTS} times while this one synced it; start it again"))
 }
 
 #[cfg(test)]

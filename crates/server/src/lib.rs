@@ -16,6 +16,7 @@ mod auth;
 mod common;
 mod error;
 mod http1;
+mod migrate;
 mod pages;
 mod seed;
 mod state;
@@ -28,15 +29,20 @@ use actix_web::dev::ServerHandle;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpRequest, HttpResponse, web};
 use dashboard_backends::DemoBackend;
-use dashboard_engine::{Dashboard, RetentionPolicy};
-use dashboard_store::{DashboardStore, MemoryStore};
+use dashboard_engine::{ClusterSettings, Dashboard, RetentionPolicy};
+use dashboard_store::{Cluster, DashboardStore, MemoryStore};
+use dashboard_store_postgres::{PostgresOptions, PostgresStore, redacted_url};
 use dashboard_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 pub use assets::{Templates, WebSource};
 pub use auth::{ENV_TOKEN_NAME, TokenSpec};
-pub use config::{ConfigError, Invocation, ServerConfig, SettingsError, StoreSpec, USAGE};
+pub use config::{
+    ConfigError, InstanceId, Invocation, MIGRATE_USAGE, MigrateStore, ServerConfig, SettingsError, StoreSpec,
+    USAGE,
+};
 pub use config_file::{ConfigFileError, FileConfig};
 pub use error::{ApiError, ErrorCode};
+pub use migrate::{MigrateError, migrate_store};
 pub use state::AppState;
 
 /// Why the server could not start.
@@ -65,23 +71,48 @@ pub enum StartError {
     },
 }
 
+/// The engine, and — when its store is shared by several instances — the store's cluster side, which also keeps the
+/// login sessions.
+struct Built {
+    dashboard: Dashboard,
+    cluster: Option<Arc<dyn Cluster>>,
+}
+
 /// Opens the configured store and builds the engine: with the config file's backends and functions, or, without a
-/// file, with the demo backend and the example function.
-async fn build_dashboard(config: &ServerConfig) -> Result<Dashboard, StartError> {
+/// file, with the demo backend and the example function. On PostgreSQL the engine is one of the instances sharing
+/// the store.
+async fn build_dashboard(config: &ServerConfig) -> Result<Built, StartError> {
+    let mut cluster = None;
     let store: Arc<dyn DashboardStore> = match &config.store {
         StoreSpec::Memory => {
             log::info!("store: in memory (DASHBOARD_STORE=memory); everything is lost when the server stops");
             Arc::new(MemoryStore::default())
         }
         StoreSpec::Sqlite(path) => Arc::new(open_sqlite(path, config.sqlite_sync).await?),
+        StoreSpec::Postgres(url) => {
+            let store = Arc::new(open_postgres(url, config).await?);
+            let secret = store.shared_secret().await.map_err(|error| {
+                StartError::Store(format!(
+                    "{}: could not read the cluster's secret: {error}",
+                    redacted_url(url)
+                ))
+            })?;
+            let shared: Arc<dyn Cluster> = store.clone();
+            cluster = Some(ClusterSettings { cluster: shared, lease: config.lease(), secret });
+            store
+        }
     };
-    let builder = config.configure_engine(Dashboard::builder().store(store));
+    let mut builder = config.configure_engine(Dashboard::builder().store(store));
+    if let Some(settings) = &cluster {
+        builder = builder.cluster(settings.clone());
+    }
+    let cluster = cluster.map(|settings| settings.cluster);
     let (Some(path), Some(file)) = (&config.config_file, &config.file) else {
         let dashboard = builder.backend("demo", DemoBackend).build();
         if config.seed_example {
             seed::example_function(&dashboard).await.map_err(|error| StartError::Store(error.to_string()))?;
         }
-        return Ok(dashboard);
+        return Ok(Built { dashboard, cluster });
     };
     let dashboard = builder.backends(file.backends.clone()).build();
     let (created, updated) = config_file::sync_functions(&dashboard, &file.functions)
@@ -92,7 +123,23 @@ async fn build_dashboard(config: &ServerConfig) -> Result<Dashboard, StartError>
         path.display(),
         dashboard.backends().names().join(", ")
     );
-    Ok(dashboard)
+    Ok(Built { dashboard, cluster })
+}
+
+/// Connects to PostgreSQL, which creates or migrates the schema; an unreachable server is a start error naming the
+/// URL (its password hidden).
+async fn open_postgres(url: &str, config: &ServerConfig) -> Result<PostgresStore, StartError> {
+    let options = PostgresOptions { pool_size: config.pg_pool_size, ..PostgresOptions::new(url) };
+    let shown = redacted_url(url);
+    let store = PostgresStore::connect(options)
+        .await
+        .map_err(|error| StartError::Store(format!("PostgreSQL at {shown}: {error}")))?;
+    log::info!(
+        "store: PostgreSQL at {shown} (pool of {} connections, lease {} s), shared with the other instances",
+        config.pg_pool_size,
+        config.lease_secs
+    );
+    Ok(store)
 }
 
 /// Opens the SQLite store off the async runtime: opening reads files and may migrate the schema.
@@ -234,7 +281,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
 
     // Read by `ServerConfig::load` already, unless an embedder named a file without reading it.
     config.read_config_file()?;
-    let dashboard = build_dashboard(&config).await?;
+    match &config.instance_id {
+        InstanceId::Named(id) => log::info!("instance {id} (DASHBOARD_INSTANCE_ID)"),
+        InstanceId::Random(id) => {
+            log::info!("instance {id} (drawn at random for this run; DASHBOARD_INSTANCE_ID names it)")
+        }
+    }
+    let Built { dashboard, cluster } = build_dashboard(&config).await?;
     if let Some(warning) = exposure_warning(&config, &config.auth_tokens, dashboard.backends()) {
         log::warn!("{warning}");
     }
@@ -254,7 +307,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     }
     let web_source = WebSource::choose(config.web_dir.as_deref(), config.debug);
     let templates = Templates::load(&web_source)?;
-    let state = web::Data::new(AppState::new(dashboard.clone(), templates, config));
+    let mut state = AppState::new(dashboard.clone(), templates, config);
+    if let Some(cluster) = cluster.filter(|_| dashboard.is_clustered()) {
+        state = state.with_shared_sessions(cluster);
+    }
+    let state = web::Data::new(state);
     let web_source = web::Data::new(web_source);
     let http_metrics = web::Data::new(api::metrics::HttpMetrics::default());
     let max_body_bytes = state.config.max_body_bytes;

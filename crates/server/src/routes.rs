@@ -67,6 +67,7 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::GET, "/api/approvals/{id}", READ, api::approvals::get)
         .add(M::POST, "/api/approvals/{id}", TRIGGER, api::approvals::decide)
         .add(M::GET, "/api/backends", READ, api::backends::list)
+        .add(M::GET, "/api/instances", READ, api::instances::list)
         // The pages and their form posts.
         .add(M::GET, "/", READ, pages::overview::show)
         .add(M::GET, "/functions", READ, pages::functions::list)

@@ -1,8 +1,11 @@
 //! `AppState`: what every handler can reach — the engine, the templates, the settings.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use dashboard_engine::Dashboard;
+use dashboard_store::Cluster;
 
 use crate::ServerConfig;
 use crate::assets::Templates;
@@ -15,7 +18,7 @@ pub struct AppState {
     pub templates: Templates,
     /// The settings the server started with.
     pub config: ServerConfig,
-    /// The tokens and login sessions.
+    /// The tokens and login sessions (in memory, or in the shared store: [`AppState::with_shared_sessions`]).
     pub(crate) auth: crate::auth::Auth,
 }
 
@@ -28,6 +31,14 @@ impl AppState {
     pub fn new(dashboard: Dashboard, templates: Templates, config: ServerConfig) -> Self {
         let auth = crate::auth::Auth::new(config.auth_tokens.clone(), config.public_url.as_deref());
         Self { dashboard, templates, config, auth }
+    }
+
+    /// Keeps login sessions in the store whose shared side is `cluster` rather than in this process, so that a
+    /// browser signed in on one instance is signed in on every instance sharing that store. [`crate::start`] does this
+    /// when the store is shared (`DASHBOARD_STORE=postgres://…`).
+    pub fn with_shared_sessions(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.auth.share_sessions(cluster);
+        self
     }
 
     /// Renders a page template with `context`; a template error is logged and answered with a plain 500 page.

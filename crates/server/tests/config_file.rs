@@ -1,11 +1,22 @@
 //! The config file end to end: the binary starts with `examples/agent-dashboard.toml` and shows what it declares;
-//! a bad file stops start-up with a message naming the file, the entry and the field.
+//! a bad file stops start-up with a message naming the file, the entry and the field; instances that start together
+//! on one store create each declared function once.
 
 mod common;
+#[path = "common/hooked_store.rs"]
+mod hooked_store;
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::binary::{BinaryServer, TestDir};
+use dashboard_backends::DemoBackend;
+use dashboard_core::FunctionSpec;
+use dashboard_engine::Dashboard;
+use dashboard_server::config_file::sync_functions;
+use dashboard_store::{DashboardStore, FunctionKey, MemoryStore};
+use hooked_store::{Hook, HookedStore};
 use serde_json::Value;
 
 fn example_config() -> String {
@@ -81,4 +92,49 @@ fn a_bad_config_stops_start_up_naming_file_entry_and_field() {
         ),
         "{printed}"
     );
+}
+
+/// Two instances that start together on one store sync the same file at once. The store holds the first read of each
+/// at a barrier until the other has read too, so both find the same thing and both write: a function missing from
+/// the store is created once (version 1) and the other instance's create, refused as a duplicate, is no error; a
+/// function the file changed is updated once (version 2), not once per instance.
+#[tokio::test]
+async fn two_instances_syncing_one_file_at_once_create_and_update_each_function_once() {
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let reads_to_hold = Arc::new(AtomicUsize::new(0));
+    let (held, gate) = (reads_to_hold.clone(), barrier.clone());
+    let hook: Hook = Arc::new(move |method| {
+        let is_held = method == "get_function"
+            && held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok();
+        let gate = gate.clone();
+        Box::pin(async move {
+            if is_held {
+                gate.wait().await;
+            }
+            Ok(())
+        })
+    });
+    let store: Arc<dyn DashboardStore> = Arc::new(HookedStore::new(Arc::new(MemoryStore::default()), hook));
+    let instance = || Dashboard::builder().store(store.clone()).backend("demo", DemoBackend).build();
+    let (first, second) = (instance(), instance());
+    let version = async |name: &str| {
+        let function = store.get_function(&FunctionKey::Name(name.into())).await.expect("memory store");
+        function.map(|function| (function.version, function.description))
+    };
+
+    let mut specs = vec![FunctionSpec::new("triage", "demo"), FunctionSpec::new("review", "demo")];
+    reads_to_hold.store(2, Ordering::SeqCst);
+    let (a, b) = tokio::join!(sync_functions(&first, &specs), sync_functions(&second, &specs));
+    let (a, b) = (a.expect("the first instance syncs"), b.expect("the second instance syncs"));
+    assert_eq!((a.0 + b.0, a.1 + b.1), (2, 0), "created and updated, by both: {a:?} {b:?}");
+    assert_eq!(version("triage").await, Some((1, String::new())));
+    assert_eq!(version("review").await, Some((1, String::new())));
+
+    specs[0].description = "Triage an issue.".into();
+    reads_to_hold.store(2, Ordering::SeqCst);
+    let (a, b) = tokio::join!(sync_functions(&first, &specs), sync_functions(&second, &specs));
+    let (a, b) = (a.expect("the first instance syncs"), b.expect("the second instance syncs"));
+    assert_eq!((a.0 + b.0, a.1 + b.1), (0, 1), "created and updated, by both: {a:?} {b:?}");
+    assert_eq!(version("triage").await, Some((2, "Triage an issue.".to_owned())));
+    assert_eq!(version("review").await, Some((1, String::new())));
 }

@@ -117,6 +117,7 @@ async fn real_answers_satisfy_the_documented_schemas() {
     check(&document, "get", "/api/executions/{id}/items", &items);
     check(&document, "get", "/api/events", &server.get("/api/events").await);
     check(&document, "get", "/api/backends", &server.get("/api/backends").await);
+    check(&document, "get", "/api/instances", &server.get("/api/instances").await);
     check(&document, "get", "/healthz", &server.get("/healthz").await);
     let retried = server.post(&format!("/api/executions/{id}/retry"), json!({})).await;
     check(&document, "post", "/api/executions/{id}/retry", &retried);

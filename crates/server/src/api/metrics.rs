@@ -194,6 +194,8 @@ pub(crate) async fn metrics(state: State, http: Option<web::Data<HttpMetrics>>) 
         let _ = writeln!(text, "{name} {value}");
     }
 
+    instances(&mut text, dashboard).await;
+
     let store = dashboard.store().stats();
     histogram(
         &mut text,
@@ -281,6 +283,31 @@ async fn spend_today(text: &mut String, state: &AppState) {
             }
             Err(error) => log::warn!("metrics: could not read the spend of token {}: {error}", token.name),
         }
+    }
+}
+
+/// Which instance answers (`dashboard_instance_info`, so that a scrape through a load balancer says whose figures
+/// these are), and how many executions each live instance sharing the store was running at its last heartbeat — one
+/// read of the instances per scrape; on a store of its own, this instance alone.
+async fn instances(text: &mut String, dashboard: &dashboard_engine::Dashboard) {
+    let name = "dashboard_instance_info";
+    header(text, name, "gauge", "The instance that answered this scrape (DASHBOARD_INSTANCE_ID); always 1.");
+    let _ = writeln!(text, "{name}{{instance=\"{}\"}} 1", escape(dashboard.instance_id()));
+    match dashboard.instances().await {
+        Ok(instances) => {
+            let name = "dashboard_instance_running_executions";
+            header(
+                text,
+                name,
+                "gauge",
+                "Executions each live instance sharing the store was running at its last heartbeat.",
+            );
+            for instance in instances {
+                let _ =
+                    writeln!(text, "{name}{{instance=\"{}\"}} {}", escape(&instance.id), instance.running);
+            }
+        }
+        Err(error) => log::warn!("metrics: could not list the instances: {error}"),
     }
 }
 

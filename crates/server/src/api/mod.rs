@@ -9,6 +9,7 @@ pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod functions;
 pub(crate) mod health;
+pub(crate) mod instances;
 pub(crate) mod items;
 pub(crate) mod logs;
 pub(crate) mod metrics;

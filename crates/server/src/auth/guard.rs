@@ -79,10 +79,22 @@ pub(crate) async fn authenticate(
     } else if let Some(principal) = state.auth.bearer(request.request()) {
         Some(Caller { principal, via: Via::Bearer, csrf: String::new() })
     } else {
-        request
-            .cookie(SESSION_COOKIE)
-            .and_then(|cookie| state.auth.sessions.get(cookie.value()))
-            .map(|session| Caller { principal: session.principal, via: Via::Session, csrf: session.csrf })
+        match request.cookie(SESSION_COOKIE) {
+            None => None,
+            Some(cookie) => match state.auth.session(cookie.value()).await {
+                Ok(session) => session.map(|session| Caller {
+                    principal: session.principal,
+                    via: Via::Session,
+                    csrf: session.csrf,
+                }),
+                Err(error) => {
+                    // The sessions' store does not answer: who this is cannot be known. A route that needs a caller
+                    // answers the store's error (503), not 401 — the browser is not signed out; public ones go on.
+                    request.extensions_mut().insert(SessionUnknown(ApiError::from(error)));
+                    None
+                }
+            },
+        }
     };
     if let Some(caller) = caller {
         request.extensions_mut().insert(caller);
@@ -93,6 +105,11 @@ pub(crate) async fn authenticate(
     }
     Ok(response)
 }
+
+/// Recorded instead of a [`Caller`] when the request's session could not be read (the store is down): the error that
+/// a route needing a caller answers with.
+#[derive(Clone, Debug)]
+struct SessionUnknown(ApiError);
 
 /// What a route needs, fixed when the router is built.
 #[derive(Clone, Copy, Debug)]
@@ -120,6 +137,10 @@ pub(crate) async fn require(
         return Err(ApiError::new(ErrorCode::Unauthorized, "this route needs a token").into());
     };
     let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+        let unknown = request.extensions().get::<SessionUnknown>().map(|unknown| unknown.0.clone());
+        if let Some(error) = unknown {
+            return Ok(refuse(request, &state, error, check.api));
+        }
         let message = if super::bearer_token(request.request()).is_some() {
             "the token is not valid"
         } else if check.api {

@@ -2,19 +2,32 @@
 //!
 //! Off by default. `DASHBOARD_AUTH_TOKEN` or `[[auth.tokens]]` in the config file turn it on for every route but
 //! the public ones of the route table. Tokens are kept only as their SHA-256 and compared in constant time; a login
-//! session lives in memory (lost at a restart: sign in again) behind an HttpOnly, SameSite=Strict cookie. The
+//! session lives in memory (lost at a restart: sign in again), or in the store when several instances share one,
+//! behind an HttpOnly, SameSite=Strict cookie. The
 //! checks themselves (401, 403, CSRF) are in `guard.rs`; the login form is a page (`pages/login.rs`). docs/security.md says who can
 //! do what.
 
 pub(crate) mod guard;
 mod session;
 
+use std::sync::Arc;
+
 use actix_web::HttpRequest;
 use dashboard_backend_api::{Principal, Scope};
+use dashboard_store::{Cluster, StoreError};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub(crate) use session::Sessions;
+
+/// A signed-in browser: who it is now, and the token its forms carry.
+#[derive(Clone, Debug)]
+pub(crate) struct Session {
+    /// The principal of the token that signed in, as that token is configured now.
+    pub principal: Principal,
+    /// The token its forms carry.
+    pub csrf: String,
+}
 
 /// The name the token of `DASHBOARD_AUTH_TOKEN` is known by (and recorded as `triggered_by`).
 pub const ENV_TOKEN_NAME: &str = "admin";
@@ -81,7 +94,7 @@ pub(crate) fn sha256(secret: &str) -> [u8; 32] {
 /// The tokens and sessions of a running server.
 pub(crate) struct Auth {
     tokens: Vec<TokenSpec>,
-    pub(crate) sessions: Sessions,
+    sessions: Sessions,
     /// Drawn at start-up: the key of the CSRF tokens of browsers without a session.
     csrf_key: String,
     /// The host of `DASHBOARD_PUBLIC_URL`, which a dashboard without auth answers to besides localhost and IPs.
@@ -93,6 +106,36 @@ impl Auth {
     pub(crate) fn new(tokens: Vec<TokenSpec>, public_url: Option<&str>) -> Self {
         let public_host = public_url.and_then(guard::url_host).map(str::to_owned);
         Self { tokens, sessions: Sessions::default(), csrf_key: random_token(), public_host }
+    }
+
+    /// Keeps login sessions in the store that `cluster` is the shared side of, so that every instance knows them.
+    pub(crate) fn share_sessions(&mut self, cluster: Arc<dyn Cluster>) {
+        self.sessions = Sessions::shared(cluster);
+    }
+
+    /// Starts a login session for `token`; returns its id, the cookie's value.
+    pub(crate) async fn start_session(&self, token: &TokenSpec) -> Result<String, StoreError> {
+        self.sessions.start(&token.name).await
+    }
+
+    /// The session with this id, with the rights its token has now: none when it expired, was ended, or its token is
+    /// no longer configured (removing a token from the config ends its sessions). A store that cannot answer is an
+    /// error, never a session.
+    pub(crate) async fn session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let Some(login) = self.sessions.get(id).await? else {
+            return Ok(None);
+        };
+        let mut named = self.tokens.iter().filter(|token| token.name == login.token_name);
+        // Token names are unique (`ServerConfig::read_config_file`); were two alike, neither would be guessed at.
+        Ok(match (named.next(), named.next()) {
+            (Some(token), None) => Some(Session { principal: token.principal(), csrf: login.csrf }),
+            _ => None,
+        })
+    }
+
+    /// Ends the session with this id.
+    pub(crate) async fn end_session(&self, id: &str) -> Result<(), StoreError> {
+        self.sessions.end(id).await
     }
 
     /// The host of the public URL, when there is one.

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use crate::auth::TokenSpec;
 use crate::auth::guard::{SESSION_COOKIE, cookie, expired_cookie};
 use crate::common::Caller;
-use crate::common::html::{local_path, login_form, see_other};
+use crate::common::html::{error_page, local_path, login_form, see_other};
+use crate::error::ApiError;
 use crate::state::State;
 
 /// The login form as posted.
@@ -30,9 +31,13 @@ pub(crate) struct NextQuery {
 /// `GET /login`: the form; with auth off, or already signed in, straight on to the page asked for.
 pub(crate) async fn form(state: State, request: HttpRequest, query: web::Query<NextQuery>) -> HttpResponse {
     let next = local_path(&query.next);
-    let is_signed_in = request
-        .cookie(SESSION_COOKIE)
-        .is_some_and(|session| state.auth.sessions.get(session.value()).is_some());
+    let is_signed_in = match request.cookie(SESSION_COOKIE) {
+        Some(session) if state.auth.is_on() => match state.auth.session(session.value()).await {
+            Ok(session) => session.is_some(),
+            Err(error) => return error_page(&state, &ApiError::from(error)),
+        },
+        _ => false,
+    };
     if !state.auth.is_on() || is_signed_in {
         return see_other(next);
     }
@@ -49,9 +54,12 @@ pub(crate) async fn sign_in(state: State, request: HttpRequest, form: web::Form<
         log::warn!("login refused from {}: the token is not valid", peer(&request));
         return login_form(&state, next, StatusCode::UNAUTHORIZED, Some("That token is not valid."));
     };
+    let session = match state.auth.start_session(token).await {
+        Ok(session) => session,
+        Err(error) => return error_page(&state, &ApiError::from(error)),
+    };
     let principal = TokenSpec::principal(token);
     log::info!("login: {} ({} scope) from {}", principal.label(), principal.scope, peer(&request));
-    let session = state.auth.sessions.start(principal);
     let mut response = see_other(next);
     // Adding a cookie fails only for a value that is not a valid header, which a hex id never is.
     let _ = response.add_cookie(&cookie(&request, &state, SESSION_COOKIE, session));
@@ -60,8 +68,11 @@ pub(crate) async fn sign_in(state: State, request: HttpRequest, form: web::Form<
 
 /// `POST /logout`: ends the session and removes its cookie.
 pub(crate) async fn sign_out(state: State, request: HttpRequest, caller: Caller) -> HttpResponse {
-    if let Some(session) = request.cookie(SESSION_COOKIE) {
-        state.auth.sessions.end(session.value());
+    // A session that cannot be ended now stays usable: the browser keeps its cookie and may sign out again.
+    if let Some(session) = request.cookie(SESSION_COOKIE)
+        && let Err(error) = state.auth.end_session(session.value()).await
+    {
+        return error_page(&state, &ApiError::from(error));
     }
     log::info!("logout: {}", caller.principal.label());
     let mut response = see_other(if state.auth.is_on() { "/login" } else { "/" });

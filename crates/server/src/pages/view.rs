@@ -112,6 +112,8 @@ pub(super) struct ExecutionDetail {
     retry_of: Option<String>,
     idempotency_key: Option<String>,
     triggered_by: Option<String>,
+    /// The dashboard instance that ran it, once one started it.
+    instance: Option<String>,
     session_id: Option<String>,
     continues: Option<String>,
     created_at: TimeView,
@@ -139,6 +141,7 @@ impl ExecutionDetail {
             retry_of: execution.retry_of.map(|id| id.to_string()),
             idempotency_key: execution.idempotency_key.clone(),
             triggered_by: execution.triggered_by.clone(),
+            instance: execution.instance.clone(),
             session_id: execution.session_id.clone(),
             continues: execution.continues.map(|id| id.to_string()),
             created_at: time_view(execution.created_at),

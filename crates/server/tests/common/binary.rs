@@ -95,6 +95,15 @@ impl BinaryServer {
         }
     }
 
+    /// SIGTERM: the clean stop an operator makes (running executions get their grace period, the store is closed);
+    /// waits until the process has exited.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|status| status.success()), "kill -TERM {pid}");
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -228,5 +228,16 @@ pub(super) fn operations() -> Vec<Operation> {
             "The configured backends and whether they are ready",
         )
         .answer(200, "The backends; never a secret.", Some("BackendList")),
+        operation(
+            M::GET,
+            "/api/instances",
+            "listInstances",
+            "The dashboard instances sharing this store, and which one answered",
+        )
+        .answer(
+            200,
+            "The live instances by id, `this` on the one that answered; on a store of its own, that one alone.",
+            Some("InstanceList"),
+        ),
     ]
 }

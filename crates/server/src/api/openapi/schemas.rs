@@ -15,6 +15,7 @@ use crate::api::events::EventsPage;
 use crate::api::executions::{ContinueBody, ExecutionPage, TriggerBody};
 use crate::api::functions::FunctionList;
 use crate::api::health::Health;
+use crate::api::instances::InstanceList;
 use crate::api::items::ItemsPage;
 use crate::api::logs::LogsPage;
 use crate::error::{ErrorBody, ErrorCode};
@@ -35,6 +36,8 @@ const ANSWERS: &[&str] = &[
     "BackendList",
     "Approval",
     "ApprovalList",
+    "InstanceList",
+    "InstanceView",
 ];
 
 /// Every schema the operations name, with the schemas those refer to.
@@ -61,6 +64,7 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<StatusFilter>(&mut found);
     collect::<ErrorBody<'static>>(&mut found);
     collect::<Health>(&mut found);
+    collect::<InstanceList>(&mut found);
     let mut schemas: Map<String, Value> =
         found.iter().map(|(name, schema)| (name.clone(), to_json(schema))).collect();
     // Answers are exact: every field is always sent (`null` when empty), and none other is.
