@@ -1,6 +1,7 @@
 //! The Agent Dashboard load benchmark: starts the real server in this process on 127.0.0.1 with a fresh SQLite file
-//! (durable settings, `synchronous = FULL`), measures it with N concurrent keep-alive clients, measures a minimal
-//! actix-web echo handler the same way as the ceiling, and prints a markdown table.
+//! (durable settings, `synchronous = FULL`) — or, with `--store postgres://…`, one or more instances (`--instances
+//! N`) on a fresh database of that PostgreSQL server — measures it with N concurrent keep-alive clients (spread over
+//! the instances), measures a minimal actix-web echo handler the same way as the ceiling, and prints a markdown table.
 //!
 //! Run with: `cargo run --release -p dashboard-bench` (options: `--help`).
 
@@ -10,13 +11,14 @@ mod approvals;
 mod echo;
 mod load;
 mod phases;
+mod postgres;
 mod sse;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dashboard_server::{ServerConfig, StoreSpec};
+use dashboard_server::{InstanceId, ServerConfig, StoreSpec};
 use dashboard_store_sqlite::Synchronous;
 
 /// The allocator of the `agent-dashboard` binary, so that the server measured here is the one that ships.
@@ -47,16 +49,30 @@ pub struct Options {
     /// `synchronous = NORMAL` instead of FULL (`--sync normal`): no flush per commit, so not durable against a power
     /// loss; like the in-memory store, a comparison only.
     pub sync_normal: bool,
+    /// A PostgreSQL server (`--store postgres://…`): the bench makes a fresh database on it, runs there, and drops
+    /// it at the end (the phases get the fresh database's URL here).
+    pub postgres: Option<String>,
+    /// Instances of the dashboard sharing the PostgreSQL database (`--instances N`, default 1).
+    pub instances: usize,
 }
 
 impl Options {
     /// How the report names the store under test.
-    pub fn store_label(&self) -> &'static str {
+    pub fn store_label(&self) -> String {
+        if self.postgres.is_some() {
+            let instances = if self.instances == 1 {
+                "1 instance".to_owned()
+            } else {
+                format!("{} instances", self.instances)
+            };
+            return format!("PostgreSQL, {instances}");
+        }
         match (self.memory_store, self.sync_normal) {
             (true, _) => "in-memory store, not durable",
             (false, true) => "SQLite with synchronous = NORMAL, not durable against a power loss",
             (false, false) => "durable SQLite",
         }
+        .to_owned()
     }
 }
 
@@ -71,12 +87,15 @@ impl Default for Options {
             sse_triggers: 20,
             memory_store: false,
             sync_normal: false,
+            postgres: None,
+            instances: 1,
         }
     }
 }
 
 const USAGE: &str = "dashboard-bench [--clients N] [--seconds S] [--list-sizes 10000,1000000] [--seed-budget S] \
-                     [--subscribers N] [--sse-triggers N] [--store sqlite|memory] [--sync full|normal]";
+                     [--subscribers N] [--sse-triggers N] [--store sqlite|memory|postgres://…] [--sync full|normal] \
+                     [--instances N]";
 
 fn parse_options() -> Options {
     let mut options = Options::default();
@@ -100,13 +119,15 @@ fn parse_options() -> Options {
             "--seed-budget" => options.seed_budget = Duration::from_secs_f64(number(&value)),
             "--subscribers" => options.subscribers = number(&value) as usize,
             "--sse-triggers" => options.sse_triggers = (number(&value) as usize).max(1),
+            "--store" if dashboard_store_postgres::is_postgres_url(&value) => options.postgres = Some(value),
             "--store" => {
                 options.memory_store = match value.as_str() {
                     "sqlite" => false,
                     "memory" => true,
-                    _ => panic!("--store: {value:?} is neither sqlite nor memory"),
+                    _ => panic!("--store: {value:?} is neither sqlite, memory nor a postgres:// URL"),
                 }
             }
+            "--instances" => options.instances = (number(&value) as usize).max(1),
             "--sync" => {
                 options.sync_normal = match value.as_str() {
                     "full" => false,
@@ -117,6 +138,10 @@ fn parse_options() -> Options {
             _ => panic!("unknown option {flag}; usage: {USAGE}"),
         }
     }
+    assert!(
+        options.instances == 1 || options.postgres.is_some(),
+        "--instances needs --store postgres://…: only instances on PostgreSQL share their work"
+    );
     options
 }
 
@@ -139,24 +164,55 @@ fn main() {
 }
 
 async fn run(options: &Options, database: PathBuf) -> String {
-    let config = ServerConfig {
+    let fresh = match &options.postgres {
+        Some(server) => Some(postgres::FreshDatabase::create(server).await),
+        None => None,
+    };
+    let config = |index: usize| ServerConfig {
         host: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port: 0,
-        store: if options.memory_store { StoreSpec::Memory } else { StoreSpec::Sqlite(database.clone()) },
+        store: match (&fresh, options.memory_store) {
+            (Some(fresh), _) => StoreSpec::Postgres(fresh.url.clone()),
+            (None, true) => StoreSpec::Memory,
+            (None, false) => StoreSpec::Sqlite(database.clone()),
+        },
+        instance_id: InstanceId::Named(format!("bench-{}", index + 1)),
         seed_example: false,
         retention_days: 0,
         max_sse_clients: options.subscribers + 64,
         sqlite_sync: if options.sync_normal { Synchronous::Normal } else { Synchronous::Full },
         ..ServerConfig::default()
     };
-    let sync = config.sqlite_sync;
-    let server = dashboard_server::start(config).await.expect("the dashboard starts");
-    if options.memory_store {
-        eprintln!("dashboard on {} (in-memory store)", server.url());
-    } else {
-        eprintln!("dashboard on {} (SQLite {}, synchronous = {sync})", server.url(), database.display());
+    let mut servers = Vec::new();
+    for index in 0..options.instances {
+        servers.push(dashboard_server::start(config(index)).await.expect("the dashboard starts"));
     }
-    let report = phases::all(options, &server).await;
-    server.stop().await;
+    let sync = config(0).sqlite_sync;
+    for server in &servers {
+        match (&fresh, options.memory_store) {
+            (Some(fresh), _) => eprintln!(
+                "dashboard {} on {} (PostgreSQL {})",
+                server.dashboard.instance_id(),
+                server.url(),
+                fresh.name
+            ),
+            (None, true) => eprintln!("dashboard on {} (in-memory store)", server.url()),
+            (None, false) => eprintln!(
+                "dashboard on {} (SQLite {}, synchronous = {sync})",
+                server.url(),
+                database.display()
+            ),
+        }
+    }
+    // The phases seed the database in use, not the server's default one.
+    let mut measured = options.clone();
+    measured.postgres = fresh.as_ref().map(|fresh| fresh.url.clone());
+    let report = phases::all(&measured, &servers).await;
+    for server in servers {
+        server.stop().await;
+    }
+    if let Some(fresh) = fresh {
+        fresh.drop_database().await;
+    }
     report
 }

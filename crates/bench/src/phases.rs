@@ -63,9 +63,13 @@ fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
 }
 
-/// Runs every phase and returns the report (markdown).
-pub async fn all(options: &Options, server: &RunningServer) -> String {
+/// Runs every phase and returns the report (markdown). With several instances, load phases spread their clients over
+/// them (client `i` talks to instance `i mod n`), and the SSE subscribers listen on the last instance while the
+/// triggers they time go to the first.
+pub async fn all(options: &Options, servers: &[RunningServer]) -> String {
+    let server = &servers[0];
     let url = server.url();
+    let urls: Arc<[String]> = servers.iter().map(RunningServer::url).collect();
     let duration = Duration::from_secs_f64(options.seconds);
     let clients = options.clients;
     let mut rows = Vec::new();
@@ -84,8 +88,9 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
 
     if options.subscribers > 0 {
         eprintln!("(e) {} SSE subscribers…", options.subscribers);
-        rows.extend(sse(options, &url, idle_rss).await);
-        drain(server).await;
+        let subscribed = servers.last().map_or_else(|| url.clone(), RunningServer::url);
+        rows.extend(sse(options, &subscribed, &url, idle_rss).await);
+        drain(servers).await;
         // The server learns that a subscriber left only when a write to it fails (a heartbeat at the latest), and
         // until then its stream is live: wait for that, so the phases after do not share the machine with it.
         let released = departed_streams_released(&setup, &url).await;
@@ -98,7 +103,7 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
 
     // The smallest list size is measured before the load phases fill the store past it.
     if let Some(size) = options.list_sizes.first() {
-        rows.push(list(options, server, *size).await);
+        rows.push(list(options, servers, *size).await);
     }
 
     eprintln!("ceiling: echo handler, {clients} clients…");
@@ -113,18 +118,20 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
     rows.push(load_row("ceiling: actix-web echo of the same JSON body", &ceiling, "req", 1.0, ""));
 
     eprintln!("(a) triggers, {clients} clients…");
-    let trigger_url = format!("{url}/api/executions");
+    let trigger_urls = Arc::clone(&urls);
     let trigger_body = body.clone();
     let (writer_before, phase_started) = (server.dashboard.store().stats(), Instant::now());
-    let triggers = load::run(clients, WARMUP, duration, StatusCode::ACCEPTED, move |client, _| {
-        client.post(&trigger_url).json(&trigger_body)
+    let triggers = load::run(clients, WARMUP, duration, StatusCode::ACCEPTED, move |client, index| {
+        client
+            .post(format!("{}/api/executions", trigger_urls[index % trigger_urls.len()]))
+            .json(&trigger_body)
     })
     .await;
     let ratio = triggers.per_second() / ceiling.per_second().max(f64::EPSILON);
     let trigger_label = format!("(a) `POST /api/executions` ({})", options.store_label());
     let mut trigger_row = load_row(&trigger_label, &triggers, "req", 1.0, "≥ 50% of ceiling");
     trigger_row.result.push_str(&format!(" = {:.0}% of ceiling", ratio * 100.0));
-    let drained = drain(server).await;
+    let drained = drain(servers).await;
     trigger_row.writer = writer_note(server, &writer_before, phase_started.elapsed());
     rows.push(trigger_row);
     rows.push(row(
@@ -134,14 +141,14 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
     ));
 
     eprintln!("(b) lifecycles, {clients} clients…");
-    rows.push(lifecycles(server, &url, clients, duration).await);
+    rows.push(lifecycles(servers, &urls, clients, duration).await);
 
     eprintln!("(c) log ingestion, {clients} clients…");
     rows.push(log_ingestion(server, &url, clients, duration).await);
-    drain(server).await;
+    drain(servers).await;
 
     for size in options.list_sizes.iter().skip(1) {
-        rows.push(list(options, server, *size).await);
+        rows.push(list(options, servers, *size).await);
     }
 
     eprintln!("(g) the status page of an execution with {TRANSCRIPT_ITEMS} items…");
@@ -156,18 +163,21 @@ pub async fn all(options: &Options, server: &RunningServer) -> String {
 }
 
 /// `GET /api/executions?limit=50` once the store holds `size` executions (seeded as needed).
-async fn list(options: &Options, server: &RunningServer, size: u64) -> Row {
+async fn list(options: &Options, servers: &[RunningServer], size: u64) -> Row {
+    let server = &servers[0];
     let measure = format!("(d) `GET /api/executions?limit=50` at {size} executions");
-    let Some(seeded) = seed(server, size, options.seed_budget).await else {
+    let Some(seeded) = seed(options, server, size, options.seed_budget).await else {
         return row(measure, "skipped: seeding would take longer than --seed-budget", "");
     };
     let stored = server.dashboard.store().count_by_status().await.expect("the store counts").total();
     eprintln!("(d) list at {stored} executions ({seeded})…");
-    let list_url = format!("{}/api/executions?limit=50", server.url());
+    let list_urls: Vec<String> =
+        servers.iter().map(|server| format!("{}/api/executions?limit=50", server.url())).collect();
     let duration = Duration::from_secs_f64(options.seconds);
-    let listed =
-        load::run(options.clients, WARMUP, duration, StatusCode::OK, move |client, _| client.get(&list_url))
-            .await;
+    let listed = load::run(options.clients, WARMUP, duration, StatusCode::OK, move |client, index| {
+        client.get(&list_urls[index % list_urls.len()])
+    })
+    .await;
     let mut result = load_row(&measure, &listed, "req", 1.0, "p99 at 1M ≤ 2× at 10k");
     result.measure = format!("(d) `GET /api/executions?limit=50` at {stored} executions");
     result
@@ -175,10 +185,16 @@ async fn list(options: &Options, server: &RunningServer, size: u64) -> Row {
 
 /// Opens the subscribers in a child process, measures this process's RSS with them connected, and has the child
 /// time deliveries.
-async fn sse(options: &Options, url: &str, idle_rss: u64) -> Vec<Row> {
+async fn sse(options: &Options, url: &str, trigger_url: &str, idle_rss: u64) -> Vec<Row> {
     let executable = std::env::current_exe().expect("the bench knows its own path");
     let mut child = tokio::process::Command::new(executable)
-        .args(["sse-clients", url, &options.subscribers.to_string(), &options.sse_triggers.to_string()])
+        .args([
+            "sse-clients",
+            url,
+            &options.subscribers.to_string(),
+            &options.sse_triggers.to_string(),
+            trigger_url,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -202,7 +218,14 @@ async fn sse(options: &Options, url: &str, idle_rss: u64) -> Vec<Row> {
     let per_client = connected_rss.saturating_sub(idle_rss) as f64 / options.subscribers as f64;
     let number = |key: &str| report[key].as_f64().unwrap_or(f64::NAN);
     let mut delivery = row(
-        format!("(e) {} subscribers on `/api/events/stream`: trigger → delivery", options.subscribers),
+        if url == trigger_url {
+            format!("(e) {} subscribers on `/api/events/stream`: trigger → delivery", options.subscribers)
+        } else {
+            format!(
+                "(e) {} subscribers on `/api/events/stream` of another instance than the triggers': trigger → delivery",
+                options.subscribers
+            )
+        },
         format!(
             "{} of {} deliveries, max {:.1} ms",
             report["received"],
@@ -225,19 +248,26 @@ async fn sse(options: &Options, url: &str, idle_rss: u64) -> Vec<Row> {
 
 /// Complete lifecycles (queued → running → succeeded, 10 log lines each): clients trigger for `duration`, then the
 /// clock runs until every one of them has succeeded.
-async fn lifecycles(server: &RunningServer, url: &str, clients: usize, duration: Duration) -> Row {
-    let finished_before = finished(server);
+async fn lifecycles(
+    servers: &[RunningServer],
+    urls: &Arc<[String]>,
+    clients: usize,
+    duration: Duration,
+) -> Row {
+    let server = &servers[0];
+    let finished_before = finished(servers);
     let writer_before = server.dashboard.store().stats();
     let started = Instant::now();
-    let trigger_url = format!("{url}/api/executions");
+    let trigger_urls = Arc::clone(urls);
     let body = json!({"function": QUICK_FUNCTION, "input": {"steps": 10, "delay_ms": 0}});
-    let triggered = load::run(clients, Duration::ZERO, duration, StatusCode::ACCEPTED, move |client, _| {
-        client.post(&trigger_url).json(&body)
-    })
-    .await;
-    drain(server).await;
+    let triggered =
+        load::run(clients, Duration::ZERO, duration, StatusCode::ACCEPTED, move |client, index| {
+            client.post(format!("{}/api/executions", trigger_urls[index % trigger_urls.len()])).json(&body)
+        })
+        .await;
+    drain(servers).await;
     let elapsed = started.elapsed();
-    let completed = finished(server) - finished_before;
+    let completed = finished(servers) - finished_before;
     let mut result = row(
         "(b) complete lifecycles (trigger → succeeded, 10 log lines)",
         format!(
@@ -408,7 +438,7 @@ fn transcript_item(index: usize) -> NewItem {
 
 /// Fills the store up to `size` executions straight through the store API (as queued executions of the bench
 /// function, with their events); `None` when that would take longer than `budget`.
-async fn seed(server: &RunningServer, size: u64, budget: Duration) -> Option<String> {
+async fn seed(options: &Options, server: &RunningServer, size: u64, budget: Duration) -> Option<String> {
     const TASKS: u64 = 64;
     let store = server.dashboard.store_for_seeding();
     let have = store.count_by_status().await.expect("the store counts").total();
@@ -421,6 +451,12 @@ async fn seed(server: &RunningServer, size: u64, budget: Duration) -> Option<Str
         .expect("the store answers")
         .expect("the bench function exists");
     let missing = size - have;
+    if let Some(url) = &options.postgres {
+        let started = Instant::now();
+        crate::postgres::seed_finished(url, &function, missing).await;
+        let rate = missing as f64 / started.elapsed().as_secs_f64();
+        return Some(format!("seeded {missing} finished ones in SQL at {rate:.0}/s"));
+    }
     let started = Instant::now();
     // A probe of 1% (at least 2,000) tells whether the rest fits the budget.
     let probe = missing.min((missing / 100).max(2_000));
@@ -455,14 +491,27 @@ async fn seed_n(store: &Arc<dyn DashboardStore>, function: &dashboard_core::Func
     }
 }
 
-/// Waits until nothing is queued or running in the engine; how long that took.
-async fn drain(server: &RunningServer) -> Duration {
+/// Waits until nothing is queued or running; how long that took. On a store of its own, the engine's counts say
+/// (seeded executions that no engine ever queued don't count); on a shared store, the queue is the store's.
+async fn drain(servers: &[RunningServer]) -> Duration {
     let started = Instant::now();
-    while server.dashboard.queue_depth() + server.dashboard.running_count() > 0 {
+    loop {
+        let busy = if servers[0].dashboard.is_clustered() {
+            let counts = servers[0].dashboard.store().count_by_status().await.expect("the store counts");
+            [ExecutionStatus::Queued, ExecutionStatus::Running, ExecutionStatus::Waiting]
+                .into_iter()
+                .map(|status| counts.get(status))
+                .sum::<u64>()
+        } else {
+            let engine = &servers[0].dashboard;
+            (engine.queue_depth() + engine.running_count()) as u64
+        };
+        if busy == 0 {
+            return started.elapsed();
+        }
         assert!(started.elapsed() < Duration::from_secs(600), "the engine did not drain in 10 minutes");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    started.elapsed()
 }
 
 /// How long until `GET /metrics` shows no SSE client (at most a minute).
@@ -495,10 +544,14 @@ async fn wait_until_running(server: &RunningServer, id: ExecutionId) {
     panic!("execution {id} did not start");
 }
 
-/// Executions that reached a terminal status since the engine started.
-fn finished(server: &RunningServer) -> u64 {
-    let counts = server.dashboard.metrics().status_counts();
-    counts.iter().filter(|count| count.status.is_terminal()).map(|count| count.count).sum()
+/// Executions that reached a terminal status since the engines started, on every instance.
+fn finished(servers: &[RunningServer]) -> u64 {
+    servers
+        .iter()
+        .flat_map(|server| server.dashboard.metrics().status_counts())
+        .filter(|count| count.status.is_terminal())
+        .map(|count| count.count)
+        .sum()
 }
 
 /// This process's resident set size in KiB, from `/proc/self/status` (0 where there is none).

@@ -19,10 +19,10 @@ const DELIVERY_LIMIT: Duration = Duration::from_secs(30);
 /// The pause between two triggers, so that each delay is measured on its own.
 const TRIGGER_SPACING: Duration = Duration::from_millis(25);
 
-/// The child's side. `args`: URL, subscribers, triggers.
+/// The child's side. `args`: URL (subscribed to), subscribers, triggers, and the URL the triggers go to.
 pub async fn child(args: &[String]) {
-    let [url, subscribers, triggers] = args else {
-        panic!("usage: dashboard-bench sse-clients URL SUBSCRIBERS TRIGGERS");
+    let [url, subscribers, triggers, trigger_url] = args else {
+        panic!("usage: dashboard-bench sse-clients URL SUBSCRIBERS TRIGGERS TRIGGER_URL");
     };
     let subscribers: usize = subscribers.parse().expect("SUBSCRIBERS is a number");
     let triggers: usize = triggers.parse().expect("TRIGGERS is a number");
@@ -48,7 +48,7 @@ pub async fn child(args: &[String]) {
         let sent = Instant::now();
         let body = json!({"function": crate::QUICK_FUNCTION, "input": {"steps": 0}});
         let response = client
-            .post(format!("{url}/api/executions"))
+            .post(format!("{trigger_url}/api/executions"))
             .json(&body)
             .send()
             .await
