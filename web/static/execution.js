@@ -220,6 +220,15 @@ function showUsage(root, usage) {
   }
 }
 
+/** Shows the instance that runs the execution once it has one (a queued execution has none yet). */
+function showInstance(root, instance) {
+  const cell = root.querySelector('[data-field="instance"]');
+  const label = root.querySelector('[data-field="instance-label"]');
+  if (!cell || !label || typeof instance !== "string" || instance === "") return;
+  cell.hidden = label.hidden = false;
+  setText(cell, instance);
+}
+
 /** Puts a time in a `<dd>`, or "not yet". */
 function showTime(root, name, iso) {
   const cell = root.querySelector(`[data-field="${name}"]`);
@@ -270,6 +279,7 @@ function showExecution(root, execution) {
   showTimeline(root, execution, isTerminal);
   showTime(root, "started_at", execution.started_at);
   showTime(root, "finished_at", execution.finished_at);
+  showInstance(root, execution.instance);
   if (execution.started_at) {
     const end = execution.finished_at ? new Date(execution.finished_at) : new Date();
     const duration = root.querySelector('[data-field="duration"]');
