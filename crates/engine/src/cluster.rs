@@ -5,8 +5,11 @@
 //!
 //! In a cluster, the store is the queue: a trigger stores its execution `queued` and wakes the claim loop, which claims
 //! as many as the instance has free slots; a function's `max_concurrency` is held by the claim, across instances. Each
-//! instance renews the leases of what it runs every third of the lease; an execution whose lease ran out is ended as
-//! interrupted by whichever instance finds it first (a compare-and-set only one wins).
+//! instance's heartbeat comes every sixth of the lease and renews what it runs for five sixths of it (its claims hold
+//! as long), and each heartbeat also looks for work whose lease ran out, which it ends as interrupted (a
+//! compare-and-set only one instance wins): so an instance's work is ended within the lease of its death — five sixths
+//! until its last renewal runs out, a sixth until some heartbeat sees it — while an instance that misses a heartbeat
+//! or two (the database unreachable for up to half the lease) keeps its work.
 
 mod claims;
 mod heartbeats;
@@ -33,11 +36,25 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub struct ClusterSettings {
     /// The store's [`Cluster`] side (the same object the builder's `.store(...)` was given).
     pub cluster: Arc<dyn Cluster>,
-    /// How long a claim holds without a heartbeat; heartbeats come every third of it.
+    /// Within how long the work of an instance that died is ended (`DASHBOARD_LEASE_SECS`): claims and renewals
+    /// hold for five sixths of it, and heartbeats come every sixth.
     pub lease: Duration,
     /// The cluster's shared secret ([`Cluster::shared_secret`]): the key of callback tokens, so that a callback may
     /// reach any instance.
     pub secret: [u8; 32],
+}
+
+impl ClusterSettings {
+    /// How long a claim or a renewal holds: five sixths of the lease, so that with a heartbeat every sixth (which is
+    /// also when expired work is looked for) a dead instance's work is ended within the lease.
+    pub(crate) fn hold(&self) -> Duration {
+        self.lease - self.lease / 6
+    }
+
+    /// The time between two heartbeats.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        self.lease / 6
+    }
 }
 
 /// Who this engine is among the instances.

@@ -96,9 +96,9 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 const MAX_RETENTION_DAYS: u32 = 36_500;
 /// How long an instance's claim on an execution lasts without a heartbeat when `DASHBOARD_LEASE_SECS` is not set.
 pub const DEFAULT_LEASE_SECS: u64 = 30;
-/// The shortest and longest lease (`DASHBOARD_LEASE_SECS`): heartbeats come every third of it, so a shorter one
-/// would cost the database a write a second per instance, and a longer one leaves a dead instance's runs `running`
-/// for over an hour.
+/// The shortest and longest lease (`DASHBOARD_LEASE_SECS`): heartbeats come every sixth of it, so a shorter one
+/// would cost the database more than two heartbeats a second per instance, and a longer one leaves a dead instance's
+/// runs `running` for over an hour.
 const LEASE_SECS: std::ops::RangeInclusive<u64> = 3..=3600;
 /// How many connections an instance's pool may hold when `DASHBOARD_PG_POOL_SIZE` is not set.
 pub const DEFAULT_PG_POOL_SIZE: usize = 16;

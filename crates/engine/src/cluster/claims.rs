@@ -57,7 +57,7 @@ impl Inner {
                 return;
             }
             let settings = &membership.settings;
-            let claimed = match settings.cluster.claim(&self.identity.id, free, settings.lease).await {
+            let claimed = match settings.cluster.claim(&self.identity.id, free, settings.hold()).await {
                 Ok(claimed) => claimed,
                 Err(error) => {
                     membership.outage.failed(CLAIMING, &error);

@@ -1,4 +1,4 @@
-//! Heartbeats: every third of the lease, this instance tells the store it is alive (which renews the leases of what it
+//! Heartbeats: every sixth of the lease, this instance tells the store it is alive (which renews the leases of what it
 //! runs), carries out the cancels asked of its runs elsewhere, and ends the work of instances whose leases ran out —
 //! as the single-node recovery ends what a restart left `running`.
 
@@ -26,7 +26,7 @@ const HEARTBEAT: &str = "the heartbeat";
 const ENDING_EXPIRED: &str = "ending the work of stopped instances";
 
 pub(super) fn spawn(inner: &Arc<Inner>, membership: &Membership) {
-    let interval = (membership.settings.lease / 3).max(MIN_INTERVAL);
+    let interval = membership.settings.heartbeat_interval().max(MIN_INTERVAL);
     inner.runtime.spawn(heartbeat_loop(Arc::downgrade(inner), interval, membership.stopped.clone()));
 }
 
@@ -58,7 +58,7 @@ impl Inner {
         }
         let settings = &membership.settings;
         let running = u32::try_from(self.runs.lock().expect("runs lock poisoned").len()).unwrap_or(u32::MAX);
-        let heartbeat = match settings.cluster.heartbeat(&self.identity.id, running, settings.lease).await {
+        let heartbeat = match settings.cluster.heartbeat(&self.identity.id, running, settings.hold()).await {
             Ok(heartbeat) => heartbeat,
             Err(error) => {
                 membership.outage.failed(HEARTBEAT, &error);

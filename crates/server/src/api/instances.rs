@@ -27,7 +27,7 @@ pub(crate) struct InstanceView {
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
     started_at: Timestamp,
-    /// Its last heartbeat (every third of `DASHBOARD_LEASE_SECS`); for an instance alone, now.
+    /// Its last heartbeat (every sixth of `DASHBOARD_LEASE_SECS`); for an instance alone, now.
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
     heartbeat_at: Timestamp,
