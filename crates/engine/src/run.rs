@@ -262,6 +262,9 @@ impl Inner {
         let id = execution.id;
         let first_line = format!("running on backend {} (attempt {})", execution.backend, execution.attempt);
         let mut retry = self.metrics.store_writes.retry();
+        // Whether an attempt failed without an answer: its start may have been stored all the same (a commit whose
+        // answer was lost), and the next attempt then finds the execution running.
+        let mut was_unanswered = false;
         let cancelled_by = loop {
             if let Some(StopReason::Cancelled { by }) = handle.reason() {
                 break by;
@@ -273,9 +276,15 @@ impl Inner {
                 .await
             {
                 Ok(_) => return Ok(true),
-                // Cancelled while it waited: nothing to run.
+                Err(EngineError::StatusChanged { actual: ExecutionStatus::Running })
+                    if was_unanswered && self.started_here(id).await =>
+                {
+                    return Ok(true);
+                }
+                // Cancelled while it waited, or started by another instance: nothing to run here.
                 Err(EngineError::StatusChanged { .. }) => return Ok(false),
                 Err(EngineError::StoreUnavailable(_)) => {
+                    was_unanswered = true;
                     // A cancel cuts the wait short: it is recorded at the next attempt.
                     retry.wait(Some(&handle.token).filter(|token| !token.is_cancelled())).await;
                     if handle.reason() == Some(StopReason::Shutdown) {
@@ -294,6 +303,18 @@ impl Inner {
             .error(cancelled_message(cancelled_by.as_deref()));
         self.finish(id, update, None, handle).await?;
         Ok(false)
+    }
+
+    /// Whether execution `id` is stored as started by this instance: its start went through though its answer was
+    /// lost. (A store that cannot say is taken as no: the execution's lease then runs out and it is recovered.)
+    async fn started_here(&self, id: ExecutionId) -> bool {
+        match self.store.get_execution(id).await {
+            Ok(Some(execution)) => {
+                execution.status == ExecutionStatus::Running
+                    && execution.instance.as_deref() == Some(self.identity.id.as_str())
+            }
+            _ => false,
+        }
     }
 
     /// Records the final status — with the `held` lines, items and diff and the closing line when the run got as far

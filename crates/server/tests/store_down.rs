@@ -60,7 +60,7 @@ impl Cluster for Logins {
         Err(down())
     }
 
-    async fn heartbeat(&self, _: &str, _: u32, _: Duration) -> Result<Heartbeat, StoreError> {
+    async fn heartbeat(&self, _: &str, _: &[ExecutionId], _: Duration) -> Result<Heartbeat, StoreError> {
         Err(down())
     }
 

@@ -75,7 +75,7 @@ const LEASE: &str = concat!(
 
 /// Renews for `$2` seconds the lease of every unfinished execution instance `$1` holds.
 const RENEW: &str = "UPDATE executions SET lease_expires_at = now() + make_interval(secs => $2) \
-     WHERE lease_owner = $1 AND status IN ('queued', 'running', 'waiting') \
+     WHERE lease_owner = $1 AND id = ANY($3) AND status IN ('queued', 'running', 'waiting') \
      RETURNING id, status, cancel_requested, cancel_by";
 
 /// Releases the queued executions whose lease ended, and those of instance `$1` (`lease_owner = NULL` is never true:
@@ -105,11 +105,11 @@ impl Cluster for PostgresStore {
     async fn heartbeat(
         &self,
         instance: &str,
-        running: u32,
+        held: &[ExecutionId],
         lease: Duration,
     ) -> Result<Heartbeat, StoreError> {
         let mut client = self.client().await?;
-        heartbeat(&mut client, instance, running, lease)
+        heartbeat(&mut client, instance, held, lease)
             .await
             .map_err(|error| error.during("could not record the instance's heartbeat"))
     }
@@ -267,13 +267,20 @@ fn seconds(lease: Duration) -> f64 {
     lease.as_secs_f64()
 }
 
-async fn heartbeat(client: &mut Client, instance: &str, running: u32, lease: Duration) -> Outcome<Heartbeat> {
+async fn heartbeat(
+    client: &mut Client,
+    instance: &str,
+    held: &[ExecutionId],
+    lease: Duration,
+) -> Outcome<Heartbeat> {
     let instance = text(instance);
+    let running = u32::try_from(held.len()).unwrap_or(u32::MAX);
+    let held: Vec<uuid::Uuid> = held.iter().map(ExecutionId::as_uuid).collect();
     let transaction = client.transaction().await?;
     let alive = "INSERT INTO instances (id, started_at, heartbeat_at, running) VALUES ($1, now(), now(), $2) \
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), running = $2";
     execute(&transaction, alive, &[&instance, &i64::from(running)]).await?;
-    let rows = query(&transaction, RENEW, &[&instance, &seconds(lease)]).await?;
+    let rows = query(&transaction, RENEW, &[&instance, &seconds(lease), &held]).await?;
     transaction.commit().await?;
     let mut cancel_requested = Vec::new();
     for row in &rows {
@@ -518,7 +525,7 @@ mod tests {
             ("room", ROOM, &[]),
             ("candidates", CANDIDATES, &[&Uuid::nil(), &some_ids, &8_i64]),
             ("lease", LEASE, &[&"a", &30.0_f64, &some_ids]),
-            ("renew", RENEW, &[&"a", &30.0_f64]),
+            ("renew", RENEW, &[&"a", &30.0_f64, &Vec::<uuid::Uuid>::new()]),
             ("release", RELEASE_ENDED, &[&instance]),
             ("orphans", ORPHANS, &[&instance, &100_i64]),
         ];

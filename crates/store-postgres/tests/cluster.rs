@@ -245,7 +245,7 @@ async fn a_heartbeat_renews_leases_and_reports_cancels_asked_elsewhere() {
     advance(&a, queued[0], ExecutionStatus::Queued, ExecutionStatus::Running).await;
 
     leases_ended(&url, "a").await;
-    let heartbeat = a.heartbeat("a", 1, LEASE).await.expect("a heartbeat");
+    let heartbeat = a.heartbeat("a", &queued[..2], LEASE).await.expect("a heartbeat");
     assert!(heartbeat.cancel_requested.is_empty());
     assert!(b.expired(None, 10).await.expect("a look").is_empty(), "renewed: nothing has ended");
     assert_eq!(lease(&url, queued[1]).await, (Some("a".to_owned()), true), "a claimed one is renewed too");
@@ -254,13 +254,19 @@ async fn a_heartbeat_renews_leases_and_reports_cancels_asked_elsewhere() {
     b.request_cancel(queued[1], Some("bob")).await.expect("a queued one is left alone");
     b.request_cancel(queued[2], None).await.expect("an unclaimed one is left alone");
     b.request_cancel(ExecutionId::generate(), None).await.expect("an unknown one is no error");
-    let heartbeat = a.heartbeat("a", 1, LEASE).await.expect("a heartbeat");
+    let heartbeat = a.heartbeat("a", &queued[..2], LEASE).await.expect("a heartbeat");
     assert_eq!(heartbeat.cancel_requested, [(queued[0], Some("alice".to_owned()))]);
-    assert!(b.heartbeat("b", 0, LEASE).await.expect("a heartbeat").cancel_requested.is_empty(), "not b's");
+    assert!(b.heartbeat("b", &[], LEASE).await.expect("a heartbeat").cancel_requested.is_empty(), "not b's");
 
     let instances = b.list_instances(Duration::from_secs(60)).await.expect("the instances");
     let seen: Vec<(&str, u32)> = instances.iter().map(|info| (info.id.as_str(), info.running)).collect();
-    assert_eq!(seen, [("a", 1), ("b", 0)]);
+    assert_eq!(seen, [("a", 2), ("b", 0)]);
+
+    // A claimed execution the instance does not name (its claim's answer was lost) is not renewed: it runs out.
+    leases_ended(&url, "a").await;
+    a.heartbeat("a", &queued[..1], LEASE).await.expect("a heartbeat");
+    assert_eq!(lease(&url, queued[0]).await, (Some("a".to_owned()), true), "named, so renewed");
+    assert_eq!(lease(&url, queued[1]).await, (Some("a".to_owned()), false), "not named, so left to run out");
     assert!(instances.iter().all(|info| info.started_at <= info.heartbeat_at));
     admin(&url)
         .await

@@ -99,10 +99,16 @@ pub trait Cluster: Send + Sync + 'static {
     /// executions.
     async fn join(&self, instance: &str) -> Result<(), StoreError>;
 
-    /// Records that `instance` is alive with `running` executions, and renews for `lease` the lease of every
-    /// unfinished execution it holds. Returns what it should act on.
-    async fn heartbeat(&self, instance: &str, running: u32, lease: Duration)
-    -> Result<Heartbeat, StoreError>;
+    /// Records that `instance` is alive with `held.len()` executions, and renews for `lease` the lease of each
+    /// unfinished execution of `held` that it holds — the ones it claimed or runs, by its own account. An execution it
+    /// holds in the store but does not name (a claim or a start whose commit it never heard of) is not renewed: its
+    /// lease runs out, and it is recovered as any other. Returns what it should act on.
+    async fn heartbeat(
+        &self,
+        instance: &str,
+        held: &[ExecutionId],
+        lease: Duration,
+    ) -> Result<Heartbeat, StoreError>;
 
     /// Removes `instance` from the instances (it stopped cleanly); its leases are released or were ended already.
     async fn leave(&self, instance: &str) -> Result<(), StoreError>;

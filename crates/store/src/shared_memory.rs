@@ -167,9 +167,10 @@ impl Cluster for SharedMemory {
     async fn heartbeat(
         &self,
         instance: &str,
-        running: u32,
+        held_here: &[ExecutionId],
         lease: Duration,
     ) -> Result<Heartbeat, StoreError> {
+        let running = u32::try_from(held_here.len()).unwrap_or(u32::MAX);
         self.check_reachable(instance)?;
         let mut state = self.cluster.lock().await;
         let unfinished: HashMap<ExecutionId, ExecutionStatus> =
@@ -185,7 +186,7 @@ impl Cluster for SharedMemory {
         state.leases.retain(|id, _| unfinished.contains_key(id));
         let mut held = Vec::new();
         for (id, lease_of) in &mut state.leases {
-            if lease_of.owner == instance {
+            if lease_of.owner == instance && held_here.contains(id) {
                 lease_of.until = at + lease;
                 held.push(*id);
             }
@@ -645,11 +646,11 @@ mod tests {
         let id = queue(&store, &function).await;
         store.claim("a", 1, Duration::ZERO).await.expect("claimed");
         start(&store, id).await;
-        store.heartbeat("a", 1, LEASE).await.expect("alive");
+        store.heartbeat("a", &[id], LEASE).await.expect("alive");
         assert!(store.expired(None, 10).await.expect("expired").is_empty(), "renewed");
 
         store.request_cancel(id, Some("alice")).await.expect("asked");
-        let heartbeat = store.heartbeat("a", 1, LEASE).await.expect("alive");
+        let heartbeat = store.heartbeat("a", &[id], LEASE).await.expect("alive");
         assert_eq!(heartbeat.cancel_requested, [(id, Some("alice".to_owned()))]);
         assert!(
             heard
@@ -662,6 +663,6 @@ mod tests {
         );
 
         store.cut_off("a");
-        assert!(matches!(store.heartbeat("a", 1, LEASE).await, Err(StoreError::Unavailable { .. })));
+        assert!(matches!(store.heartbeat("a", &[id], LEASE).await, Err(StoreError::Unavailable { .. })));
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use dashboard_core::{Execution, ExecutionStatus};
+use dashboard_core::{Execution, ExecutionId, ExecutionStatus};
 use dashboard_store::ExecutionUpdate;
 use tokio_util::sync::CancellationToken;
 
@@ -57,8 +57,9 @@ impl Inner {
             return;
         }
         let settings = &membership.settings;
-        let running = u32::try_from(self.runs.lock().expect("runs lock poisoned").len()).unwrap_or(u32::MAX);
-        let heartbeat = match settings.cluster.heartbeat(&self.identity.id, running, settings.hold()).await {
+        // What this instance claimed or runs, by its own account: only those are renewed.
+        let held: Vec<ExecutionId> = self.runs.lock().expect("runs lock poisoned").keys().copied().collect();
+        let heartbeat = match settings.cluster.heartbeat(&self.identity.id, &held, settings.hold()).await {
             Ok(heartbeat) => heartbeat,
             Err(error) => {
                 membership.outage.failed(HEARTBEAT, &error);
