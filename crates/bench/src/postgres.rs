@@ -20,8 +20,13 @@ impl FreshDatabase {
     pub async fn create(server_url: &str) -> Self {
         let name = format!("dashboard_bench_{}", std::process::id());
         let client = connect(server_url).await;
+        // Two statements, not one batch: a batch is one transaction, and neither may run inside one.
         client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("the bench may drop its own database of an earlier run");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("the bench may create a database (the role needs CREATEDB)");
         Self { url: with_database(server_url, &name), name, server: server_url.to_owned() }

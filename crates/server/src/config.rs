@@ -512,10 +512,8 @@ fn migrate_store(parser: &mut lexopt::Parser, pg_pool_size: usize) -> Result<Inv
         None => return Err(usage("--to postgres://… is missing".into())),
         Some(url) if is_postgres_url(&url) => url,
         Some(url) => {
-            let shown = redacted_url(&url);
-            return Err(usage(format!(
-                "--to {shown:?} is no PostgreSQL URL (postgres://… or postgresql://…)"
-            )));
+            let shown = shown_store(&url);
+            return Err(usage(format!("--to {shown} is no PostgreSQL URL (postgres://… or postgresql://…)")));
         }
     };
     Ok(Invocation::MigrateStore(MigrateStore { from, to, pg_pool_size }))
@@ -530,14 +528,27 @@ fn parse_store(text: &str) -> Result<StoreSpec, ConfigError> {
     }
     match text.strip_prefix("sqlite:") {
         Some(path) if !path.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(path))),
-        // The value may be a URL with a password in it: the error shows it redacted.
         _ => Err(invalid(
             "DASHBOARD_STORE",
             format!(
-                "{:?}: expected `memory`, `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
-                redacted_url(text)
+                "{}: expected `memory`, `sqlite:PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`",
+                shown_store(text)
             ),
         )),
+    }
+}
+
+/// A store value that was refused, as its error may show it — it may be a mistyped database address with a password
+/// in it: a URL or a key=value string with its passwords hidden ([`redacted_url`], which shows nothing of what it
+/// cannot read), a plain value with no `@`, `=` or space (`memroy`, `sqlite:`, `postgres:/db`) as it is, and
+/// anything else (`postgres:/dash:secret@db/dash`) not at all.
+fn shown_store(text: &str) -> String {
+    if text.contains("://") || text.contains('=') {
+        format!("{:?}", redacted_url(text))
+    } else if text.contains('@') || text.contains(char::is_whitespace) {
+        "the value (not shown: it may hold a password)".to_owned()
+    } else {
+        format!("{text:?}")
     }
 }
 
@@ -778,6 +789,37 @@ mod tests {
         }
         let error = config(&[("DASHBOARD_STORE", "pg://dash:s3cret@db/dash")]).expect_err("not a store");
         assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_store_is_shown_only_without_its_password() {
+        let check = |value: &str, shown: &str| {
+            let error = config(&[("DASHBOARD_STORE", value)]).expect_err("not a store").to_string();
+            assert!(
+                error.starts_with(&format!("DASHBOARD_STORE: {shown}: expected `memory`")),
+                "{value}: {error}"
+            );
+            assert!(!error.contains("s3cr") && !error.contains("et@"), "{value}: {error}");
+        };
+        check("memroy", "\"memroy\"");
+        check("sqlite:", "\"sqlite:\"");
+        check("postgres:/db", "\"postgres:/db\"");
+        check("pg://dash:s3cr/et@db/dash", "\"pg://dash:***@db/dash\"");
+        check("mysql://db/dash?password=s3cret", "\"mysql://db/dash?password=***\"");
+        check("host=db password=s3cret", "\"host=db password=***\"");
+        check("host=db password='s3cret", &format!("{:?}", dashboard_store_postgres::UNREADABLE_ADDRESS));
+        let hidden = "the value (not shown: it may hold a password)";
+        check("postgres:/dash:s3cret@db/dash", hidden);
+        check("postgres:dash:s3cr/et@db", hidden);
+        check("dash:s3cret @db", hidden);
+
+        let to = |url: &str| match load(&[], &["migrate-store", "--from", "sqlite:x.db", "--to", url]) {
+            Err(SettingsError::Usage(message)) => message,
+            other => panic!("{url}: {other:?}"),
+        };
+        let message = to("postgres:/dash:s3cret@db/dash");
+        assert!(message.contains("--to the value (not shown") && !message.contains("s3cret"), "{message}");
+        assert!(to("sqlite:y.db").contains("--to \"sqlite:y.db\" is no PostgreSQL URL"));
     }
 
     #[test]

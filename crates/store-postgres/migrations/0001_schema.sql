@@ -117,7 +117,9 @@ CREATE TABLE approvals (
 );
 CREATE INDEX approvals_pending ON approvals (id) WHERE status = 'pending';
 CREATE INDEX approvals_by_execution ON approvals (execution_id, id);
-CREATE INDEX approvals_session_grants ON approvals (session_id, kind, grant_key, id)
+-- A grant key is a whole command line, of any length, and a btree refuses a row over ~2.7 kB: the index holds its
+-- md5, and a lookup compares both (`md5(grant_key) = md5($x) AND grant_key = $x`).
+CREATE INDEX approvals_session_grants ON approvals (session_id, kind, md5(grant_key), id)
     WHERE status = 'approved' AND for_session;
 
 CREATE TABLE events (

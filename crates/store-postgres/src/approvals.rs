@@ -55,12 +55,13 @@ const ALL: &str = concat!("SELECT ", columns!(), " FROM approvals ORDER BY id DE
 const ALL_OF_EXECUTION: &str =
     concat!("SELECT ", columns!(), " FROM approvals WHERE execution_id = $1 ORDER BY id DESC LIMIT $2");
 const COUNT_PENDING: &str = "SELECT COUNT(*) FROM approvals WHERE status = 'pending'";
-/// `status` and `for_session` literally, as the partial index of grants says them.
+/// `status` and `for_session` literally, as the partial index of grants says them, and the key by its md5 as the
+/// index holds it (a key may be too long for a btree), then by itself.
 const SESSION_GRANT: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM approvals WHERE session_id = $1 AND kind = $2 AND grant_key = $3 AND status = 'approved' \
-     AND for_session ORDER BY id DESC LIMIT 1"
+    " FROM approvals WHERE session_id = $1 AND kind = $2 AND md5(grant_key) = md5($3::text) AND grant_key = $3 \
+     AND status = 'approved' AND for_session ORDER BY id DESC LIMIT 1"
 );
 
 fn from_row(row: &Row) -> OpResult<Approval> {
@@ -245,4 +246,37 @@ pub(crate) async fn session_grant(
 ) -> OpResult<Option<Approval>> {
     let found = row(client, SESSION_GRANT, &[&text(session_id), &kind.as_str(), &text(grant_key)]).await?;
     found.as_ref().map(from_row).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PostgresOptions, PostgresStore, testing};
+
+    /// 20,000 approvals of 200 sessions approved for the session, each on its own long command.
+    const MANY_GRANTS: &str = "
+        INSERT INTO approvals (id, execution_id, function, backend, session_id, kind, summary, status, for_session,
+                               grant_key, requested_at, expires_at, details)
+        SELECT gen_random_uuid(), gen_random_uuid(), 'f', 'demo', 'thread-' || (n % 200), 'command', 'a command',
+               'approved', true, repeat(md5(n::text), 100), now(), now() + interval '1 hour', '{}'
+        FROM generate_series(1, 20000) AS n;
+        ANALYZE approvals;";
+
+    #[tokio::test]
+    async fn a_session_grant_is_looked_up_through_the_index_of_md5s() {
+        let Some(url) = testing::database("store_grant_plan").await else { return };
+        let store =
+            PostgresStore::connect(PostgresOptions::new(&url)).await.expect("a store on the test database");
+        let client = store.client().await.expect("a connection");
+        client.batch_execute(MANY_GRANTS).await.expect("20,000 grants");
+        let key = "x".repeat(10_000);
+        let rows = client
+            .query(&format!("EXPLAIN {SESSION_GRANT}"), &[&"thread-7", &"command", &key])
+            .await
+            .expect("a plan");
+        let plan: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("approvals_session_grants"), "the index of grants is not used:\n{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
 }

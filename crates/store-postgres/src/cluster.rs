@@ -18,11 +18,13 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::codec::{Columns, OpError, sql_int, text, unavailable};
+use crate::codec::{Columns, OpError, database_error, sql_int, text};
 use crate::signals::{CHANNEL, payload};
 
 /// The key of the advisory lock that serialises claims across instances ("dashclam" in ASCII): two claims counting
-/// a function's running executions at once could both take its last slot.
+/// a function's running executions at once could both take its last slot. A claim only tries it: when another
+/// instance's claim holds it, this one claims nothing this round (its instance tries again within a second), so a
+/// claim never waits behind a session that froze while holding it.
 const CLAIM_LOCK: i64 = 0x6461_7368_636c_616d;
 
 /// The first key of the advisory locks that serialise the login sessions of one token (the second is a hash of the
@@ -66,9 +68,10 @@ const CANDIDATES: &str = "SELECT e.id, e.function_id, f.max_concurrency \
      ORDER BY e.id LIMIT $3 \
      FOR UPDATE OF e SKIP LOCKED";
 
-/// Leases the executions `$3` to instance `$1` for `$2` seconds.
+/// Leases the executions `$3` to instance `$1` for `$2` seconds from now — the clock's now, not the transaction's
+/// start (`now()`), so that whatever the claim waited for is not taken from the lease.
 const LEASE: &str = concat!(
-    "UPDATE executions SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2) \
+    "UPDATE executions SET lease_owner = $1, lease_expires_at = clock_timestamp() + make_interval(secs => $2) \
      WHERE id = ANY ($3) RETURNING ",
     execution_columns!()
 );
@@ -232,7 +235,7 @@ impl Failure {
     /// The error, saying `what` failed.
     fn during(self, what: &str) -> StoreError {
         match self {
-            Self::Database(error) => unavailable(error, what),
+            Self::Database(error) => database_error(error, what),
             Self::Store(error) => error,
         }
     }
@@ -328,7 +331,7 @@ async fn list_instances(client: &Client, within: Duration) -> Outcome<Vec<Instan
 }
 
 /// One claim, in one transaction under [`CLAIM_LOCK`]: a function's running count cannot change under a claim except
-/// by a run ending, which only frees room.
+/// by a run ending, which only frees room. Nothing when another claim holds the lock.
 async fn claim(
     client: &mut Client,
     instance: &str,
@@ -336,7 +339,15 @@ async fn claim(
     lease: Duration,
 ) -> Outcome<Vec<Execution>> {
     let transaction = client.transaction().await?;
-    execute(&transaction, "SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
+    let locked = query(&transaction, "SELECT pg_try_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
+    let is_locked: bool = match locked.first() {
+        Some(row) => row.try_get(0)?,
+        None => false,
+    };
+    if !is_locked {
+        transaction.rollback().await?;
+        return Ok(Vec::new());
+    }
     let mut room: HashMap<Uuid, i64> = HashMap::new();
     for row in query(&transaction, ROOM, &[]).await? {
         room.insert(row.try_get(0)?, row.try_get(1)?);

@@ -21,11 +21,13 @@ use deadpool_postgres::{PoolError, TimeoutType};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
+use tokio_postgres::error::{DbError, SqlState};
 use uuid::Uuid;
 
+use crate::session::{IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT, shown};
+
 /// What an operation on the database can fail with: a store error it decided on, or an error of PostgreSQL (already
-/// turned into [`StoreError::Unavailable`]). The `?` of the per-record modules converts into it.
+/// turned into a [`StoreError`] by [`database_error`]). The `?` of the per-record modules converts into it.
 #[derive(Debug)]
 pub(crate) struct OpError(pub(crate) StoreError);
 
@@ -46,7 +48,7 @@ impl From<CoreError> for OpError {
 
 impl From<tokio_postgres::Error> for OpError {
     fn from(error: tokio_postgres::Error) -> Self {
-        Self(unavailable(error, "the database failed"))
+        Self(database_error(error, "the database failed"))
     }
 }
 
@@ -56,11 +58,59 @@ impl From<OpError> for StoreError {
     }
 }
 
+/// An error of PostgreSQL as the [`StoreError`] its caller can act on, by the class of its SQLSTATE. A refusal that
+/// the data caused, and that every retry would meet again, is [`StoreError::Invalid`] naming what was refused (a 422
+/// for the client, not a 503 retried for ever): class 22 (data exception: a value out of range, malformed, too long),
+/// 23 (integrity constraint violation) and 54 (program limit exceeded: an index row too large, say). Everything else
+/// is [`StoreError::Unavailable`] (see [`unavailable`]): a lost connection, a server shutting down, a lock or
+/// statement timeout, a serialization failure or deadlock (40), insufficient resources (53) — what may pass.
+pub(crate) fn database_error(error: tokio_postgres::Error, what: &str) -> StoreError {
+    match error.as_db_error() {
+        Some(db_error) if is_refusal_of_data(db_error.code()) => refused(db_error),
+        _ => unavailable(error, what),
+    }
+}
+
+/// Whether `code` is of a class that the data sent causes, deterministically: 22, 23 or 54.
+fn is_refusal_of_data(code: &SqlState) -> bool {
+    matches!(code.code().get(..2), Some("22" | "23" | "54"))
+}
+
+/// A refusal of the data as an invalid field: the column, constraint or table PostgreSQL names, with its message and
+/// detail (the relation an index row is of, the key a unique index holds already).
+fn refused(db_error: &DbError) -> StoreError {
+    let field = db_error.column().or(db_error.constraint()).or(db_error.table()).unwrap_or("value");
+    let detail = db_error.detail().map(|detail| format!(" ({detail})")).unwrap_or_default();
+    let message = format!("the database refuses this value: {}{detail}", db_error.message());
+    StoreError::Invalid(CoreError::invalid_field(field, message))
+}
+
 /// An error of PostgreSQL as [`StoreError::Unavailable`]: `what` failed, and why, in a sentence for the operator's
-/// log. A lost server (refused or reset connection, shutdown, a standby that cannot write) says so plainly.
+/// log. A lost server (refused or reset connection, shutdown, a standby that cannot write) says so plainly, and so
+/// does a statement cut short by a timeout of `session.rs`, with what it waited for.
 pub(crate) fn unavailable(error: tokio_postgres::Error, what: &str) -> StoreError {
     let reason = describe(&error);
     let message = match error.code() {
+        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => format!(
+            "{what}: it waited longer than the lock timeout ({}) for a lock another database session holds ({reason}); \
+             a session that froze in the middle of a transaction keeps its locks until the server ends it, within {}",
+            shown(LOCK_TIMEOUT),
+            shown(IDLE_IN_TRANSACTION_TIMEOUT)
+        ),
+        Some(code) if *code == SqlState::QUERY_CANCELED => format!(
+            "{what}: the statement was cancelled — it ran longer than the statement timeout ({}), or an \
+             administrator cancelled it ({reason})",
+            shown(STATEMENT_TIMEOUT)
+        ),
+        Some(code) if *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => format!(
+            "{what}: the server ended the session, idle in a transaction for longer than {} ({reason})",
+            shown(IDLE_IN_TRANSACTION_TIMEOUT)
+        ),
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            format!("{what}: it collided with a concurrent change and was undone; try again ({reason})")
+        }
         Some(code) if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CRASH_SHUTDOWN => {
             format!("{what}: the database server is shutting down ({reason})")
         }
@@ -97,7 +147,9 @@ pub(crate) fn unavailable(error: tokio_postgres::Error, what: &str) -> StoreErro
 /// `Display` leaves the cause out: "error connecting to server" alone says nothing of what happened).
 fn describe(error: &tokio_postgres::Error) -> String {
     if let Some(db_error) = error.as_db_error() {
-        return db_error.to_string().replace('\n', "; ");
+        // The context says what a lock wait was for ("while updating tuple (0,1) in relation \"event_counter\"").
+        let context = db_error.where_().map(|context| format!("; CONTEXT: {context}")).unwrap_or_default();
+        return format!("{db_error}{context}").replace('\n', "; ");
     }
     match std::error::Error::source(error) {
         Some(cause) => format!("{error}: {cause}"),
@@ -279,5 +331,72 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(sql_int(u64::MAX), i64::MAX);
+    }
+
+    /// What `sql` fails with on `client`, as the store maps it.
+    async fn failure_of(client: &tokio_postgres::Client, sql: &str) -> StoreError {
+        match client.batch_execute(sql).await {
+            Ok(()) => panic!("{sql} did not fail"),
+            Err(error) => database_error(error, "the test statement failed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_the_data_is_invalid_and_what_may_pass_is_unavailable() {
+        let Some(url) = crate::testing::database("store_codec").await else { return };
+        let connect = || async {
+            let (client, connection) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("a connection");
+            tokio::spawn(connection);
+            client
+        };
+        let client = connect().await;
+        client
+            .batch_execute(
+                "CREATE TABLE keys (key text PRIMARY KEY, note text NOT NULL); \
+                 CREATE INDEX keys_by_note ON keys (note); INSERT INTO keys VALUES ('taken', '')",
+            )
+            .await
+            .expect("a table");
+        // An index row too large: random text that no compression shrinks under the btree's 2.7 kB.
+        let too_long =
+            "INSERT INTO keys SELECT 'long', string_agg(md5(n::text), '') FROM generate_series(1, 150) AS n";
+        let refusals = [
+            ("SELECT 1 / 0", "division by zero"),
+            ("SELECT 'x'::uuid", "invalid input syntax"),
+            ("INSERT INTO keys VALUES ('taken', '')", "duplicate key"),
+            ("INSERT INTO keys VALUES ('new', NULL)", "note"),
+            (too_long, "keys_by_note"),
+        ];
+        for (sql, expected) in refusals {
+            match failure_of(&client, sql).await {
+                StoreError::Invalid(error) => assert!(error.to_string().contains(expected), "{sql}: {error}"),
+                other => panic!("{sql}: a refusal of the data must be Invalid, not {other:?}"),
+            }
+        }
+
+        let holder = connect().await;
+        holder.batch_execute("BEGIN; SELECT * FROM keys FOR UPDATE").await.expect("the rows held");
+        let waits = [
+            (
+                "BEGIN; SET LOCAL lock_timeout = 50; UPDATE keys SET note = 'x'",
+                "lock timeout",
+                "relation \"keys\"",
+            ),
+            (
+                "BEGIN; SET LOCAL statement_timeout = 50; SELECT pg_sleep(10)",
+                "statement timeout",
+                "canceling",
+            ),
+        ];
+        for (sql, expected, reason) in waits {
+            let client = connect().await;
+            match failure_of(&client, sql).await {
+                StoreError::Unavailable { message, .. } => {
+                    assert!(message.contains(expected) && message.contains(reason), "{sql}: {message}");
+                }
+                other => panic!("{sql}: a wait cut short must be Unavailable, not {other:?}"),
+            }
+        }
     }
 }

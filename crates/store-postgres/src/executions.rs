@@ -3,7 +3,8 @@
 //! own).
 //!
 //! Concurrency: every change of an execution first locks its row (`FOR UPDATE`), so a compare-and-set holds across
-//! instances, and log and item appends (which lock it too) number without gaps. A repeated idempotency key is caught
+//! instances, and log and item appends (which lock it too) number without gaps. A start that names its instance also
+//! needs the execution's lease: free, or its own and live (see [`update`]). A repeated idempotency key is caught
 //! by the unique index, also when two instances insert it at once: the second waits for the first to commit, then
 //! finds its execution.
 
@@ -46,6 +47,13 @@ const INSERT: &str = concat!(
 );
 const UPDATE: &str = "UPDATE executions SET status = $2, output = $3, error = $4, usage = $5, started_at = $6, \
                       finished_at = $7, instance = $8 WHERE id = $1";
+/// A start by instance `$2` takes the execution's lease when it is free, or its own and live: `lease_owner = $2`, and
+/// the lease's end kept while live, else now — so that its owner's heartbeat renews it, or the others find it ended.
+/// Changes nothing (and the start is refused) under another instance's lease or its own ended one. "Now" is the
+/// clock's, not the transaction's start: a lease that ended while the start waited for the row's lock has ended.
+const TAKE_LEASE: &str = "UPDATE executions \
+     SET lease_owner = $2, lease_expires_at = GREATEST(lease_expires_at, clock_timestamp()) \
+     WHERE id = $1 AND (lease_owner IS NULL OR (lease_owner = $2 AND lease_expires_at > clock_timestamp()))";
 const UPSERT_DIFF: &str = "INSERT INTO diffs (execution_id, diff) VALUES ($1, $2) \
                            ON CONFLICT (execution_id) DO UPDATE SET diff = excluded.diff";
 const SET_SESSION: &str =
@@ -168,12 +176,26 @@ pub(crate) async fn create(tx: &mut Tx<'_>, new: NewExecution) -> OpResult<Execu
 }
 
 /// The compare-and-set of `DashboardStore::update_execution`, under the execution's row lock; records its event.
+///
+/// A start (`queued → running`) that names its instance must also hold the lease (see [`TAKE_LEASE`]): an instance
+/// whose claim ran out — released, or claimed since by another — would otherwise run the execution under no lease or
+/// another's (left `running` for ever if it dies, its function's `max_concurrency` exceeded). Refused, it is a
+/// [`StoreError::StatusMismatch`] from `queued` to `queued` — the execution is not this caller's to start — and
+/// nothing is written.
 pub(crate) async fn update(tx: &mut Tx<'_>, id: ExecutionId, update: ExecutionUpdate) -> OpResult<Execution> {
     let mut execution = get_for_update(tx, id).await?;
     if execution.status != update.from {
         return Err(StoreError::StatusMismatch { expected: update.from, actual: execution.status }.into());
     }
     dashboard_store::check_transition(update.from, update.to)?;
+    if let (ExecutionStatus::Queued, ExecutionStatus::Running, Some(instance)) =
+        (update.from, update.to, &update.instance)
+        && execute(&tx.db, TAKE_LEASE, &[&id.as_uuid(), &text(instance)]).await? == 0
+    {
+        let refused =
+            StoreError::StatusMismatch { expected: ExecutionStatus::Queued, actual: ExecutionStatus::Queued };
+        return Err(refused.into());
+    }
     let from = update.from;
     if let Some(diff) = &update.diff {
         execute(&tx.db, UPSERT_DIFF, &[&id.as_uuid(), &text(diff)]).await?;

@@ -298,6 +298,15 @@ pub async fn import_sqlite(path: &Path, target: &PostgresStore) -> Result<Import
         .transaction()
         .await
         .map_err(|error| unavailable(error, "could not begin the import's transaction"))?;
+    // The session's timeouts (`session.rs`) are lifted: a copy of any size is not cut short, nor the session ended
+    // while it waits between batches for the file's reader, and a second import waits for this one's lock.
+    transaction
+        .batch_execute(
+            "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; \
+             SET LOCAL idle_in_transaction_session_timeout = 0",
+        )
+        .await
+        .map_err(|error| unavailable(error, "could not lift the session's timeouts for the import"))?;
     // Held to the commit: a second import waits for this one, then finds the tables full and is refused.
     transaction
         .batch_execute("LOCK TABLE functions, executions, events IN SHARE ROW EXCLUSIVE MODE")

@@ -20,6 +20,10 @@
 //! deadpool-postgres a small pool made for it. No TLS: the dashboard reaches its database on a trusted network (or
 //! through a local proxy), as docs/operations.md says.
 //!
+//! Every session it opens, pooled or the listener's, has server-side timeouts (`session.rs`): a session that froze in a
+//! transaction is ended by the server, and a statement that waits for a lock or runs too long is cancelled, so an
+//! instance that stops answering holds up the others for seconds (each hears `Unavailable`), never for hours.
+//!
 //! What it must never do: let a PostgreSQL type out of this crate — errors become [`StoreError`]s where they enter
 //! (`codec.rs`).
 
@@ -34,7 +38,9 @@ mod items;
 mod listener;
 mod logs;
 mod prune;
+mod redact;
 mod schema;
+mod session;
 mod signals;
 mod spend;
 mod transaction;
@@ -60,6 +66,7 @@ use dashboard_store::{
 use self::transaction::{Tx, single};
 
 pub use import::{ImportReport, SQLITE_SCHEMA_VERSION, import_sqlite};
+pub use redact::{UNREADABLE_ADDRESS, is_postgres_url, redacted_url};
 pub use schema::SCHEMA_VERSION;
 
 /// How to reach the database and how many connections to keep.
@@ -90,28 +97,6 @@ impl fmt::Debug for PostgresOptions {
             .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
-}
-
-/// `url` with any password replaced by `***`, for logs and errors.
-pub fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (authority, tail) = match rest.find('/') {
-        Some(index) => rest.split_at(index),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
-            let password = if user_info.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{password}@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-/// Whether `store` names a PostgreSQL database (`postgres://` or `postgresql://`).
-pub fn is_postgres_url(store: &str) -> bool {
-    store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 
 /// The dashboard's store on PostgreSQL. Cheap to share (`Arc`); every method borrows a pooled connection for one
@@ -147,6 +132,7 @@ impl PostgresStore {
             config.application_name("agent-dashboard");
         }
         tune_dead_peer_detection(&mut config);
+        session::apply_server_options(&mut config);
         let manager = deadpool_postgres::Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -405,10 +391,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_password_never_shows() {
-        assert_eq!(redacted_url("postgres://dash:s3cret@db:5432/dash"), "postgres://dash:***@db:5432/dash");
-        assert_eq!(redacted_url("postgres://dash@db/dash"), "postgres://dash@db/dash");
-        assert_eq!(redacted_url("postgresql://db/dash"), "postgresql://db/dash");
-        assert!(!format!("{:?}", PostgresOptions::new("postgres://u:pw@h/d")).contains("pw"));
+    fn the_options_never_show_a_password() {
+        let shown = format!("{:?}", PostgresOptions::new("postgres://u:pw/with/slashes@h/d"));
+        assert!(!shown.contains("pw") && !shown.contains("slashes"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn every_pooled_session_has_the_server_side_timeouts() {
+        let Some(url) = testing::database("store_session").await else { return };
+        let store =
+            PostgresStore::connect(PostgresOptions::new(url)).await.expect("a store on the test database");
+        let client = store.client().await.expect("a connection");
+        let rows = client
+            .query(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('idle_in_transaction_session_timeout', \
+                 'lock_timeout', 'statement_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval', \
+                 'tcp_keepalives_count') ORDER BY name",
+                &[],
+            )
+            .await
+            .expect("the settings");
+        let settings: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let expected = [
+            ("idle_in_transaction_session_timeout", "10000"),
+            ("lock_timeout", "5000"),
+            ("statement_timeout", "30000"),
+            ("tcp_keepalives_count", "3"),
+            ("tcp_keepalives_idle", "30"),
+            ("tcp_keepalives_interval", "10"),
+        ];
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        assert_eq!(settings, expected, "the test server is reached over TCP, so the keep-alives apply too");
     }
 }

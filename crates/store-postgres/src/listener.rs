@@ -63,6 +63,8 @@ pub(crate) fn spawn(options: PostgresOptions, sinks: Arc<Sinks>) {
             .keepalives_interval(KEEPALIVE_INTERVAL)
             .keepalives_retries(KEEPALIVE_RETRIES);
     }
+    // The server's side too: a listener that vanished leaves no session behind for long.
+    crate::session::apply_server_options(&mut config);
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(run(config, options.connect_timeout, Arc::downgrade(&sinks)));

@@ -5,10 +5,14 @@
 //! the others wait for the lock, then find the schema current — and a migration that fails leaves nothing behind
 //! (PostgreSQL's DDL is transactional), lock included.
 
+use std::time::Duration;
+
 use dashboard_store::StoreError;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use crate::codec::{OpResult, unavailable};
+use crate::session::{IDLE_IN_TRANSACTION_TIMEOUT, shown};
 
 /// Every migration, in order; the table `dashboard_schema` holds how many of them the database has. Append only.
 pub(crate) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_schema.sql")];
@@ -25,6 +29,13 @@ const MIGRATION_LOCK: i64 = 0x6461_7368_6d69_6772;
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let failed = |error| unavailable(error, "could not migrate the database schema");
     let transaction = client.transaction().await.map_err(failed)?;
+    // A migration may rewrite a large table, and an instance starting meanwhile waits for it under the lock: neither
+    // is cut short by the session's timeouts (`session.rs`). A migrating session that froze is still ended by the
+    // server when idle in its transaction.
+    transaction
+        .batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await
+        .map_err(failed)?;
     transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(failed)?;
     transaction
         .batch_execute("CREATE TABLE IF NOT EXISTS dashboard_schema (version bigint NOT NULL)")
@@ -64,12 +75,36 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The health check's probe: the schema version written back unchanged in a transaction that is rolled back. It goes
-/// through the server's checks of a write — a standby or a read-only database refuses it — and takes only the
-/// `dashboard_schema` row's lock, which nothing else holds after start.
+/// How long the probe waits for the event counter's row: far longer than any write holds it (until its commit, a
+/// few milliseconds), far shorter than a health check waits.
+const PROBE_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The health check's probe, in a transaction that is rolled back: the schema version written back unchanged — it goes
+/// through the server's checks of a write, so a standby or a read-only database refuses it — and the `event_counter`
+/// row locked as every write that records an event locks it, waiting at most [`PROBE_LOCK_TIMEOUT`]. A counter that
+/// another session holds (one that froze in the middle of a write) lets no write through, and fails the probe too.
 pub(crate) async fn probe(client: &mut Client) -> OpResult<()> {
     let transaction = client.transaction().await?;
     transaction.execute("UPDATE dashboard_schema SET version = version", &[]).await?;
+    let wait = format!("SET LOCAL lock_timeout = {}", PROBE_LOCK_TIMEOUT.as_millis());
+    transaction.batch_execute(&wait).await?;
+    let counter = transaction.execute("SELECT last_id FROM event_counter FOR UPDATE", &[]).await;
+    if let Err(error) = counter {
+        if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+            return Err(StoreError::Unavailable {
+                message: format!(
+                    "the event counter (table event_counter) stayed locked by another database session for over {}: \
+                     no write that records an event gets through until that session lets go (the server ends an \
+                     instance's session idle in a transaction within {})",
+                    shown(PROBE_LOCK_TIMEOUT),
+                    shown(IDLE_IN_TRANSACTION_TIMEOUT)
+                ),
+                source: None,
+            }
+            .into());
+        }
+        return Err(error.into());
+    }
     transaction.rollback().await?;
     Ok(())
 }

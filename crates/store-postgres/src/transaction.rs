@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::codec::{OpResult, json_text, sql_int, text, text_option};
+use crate::codec::{OpResult, database_error, json_text, sql_int, text, text_option};
 use crate::signals::{CHANNEL, payload};
 
 /// The parameters of a statement.
@@ -117,9 +117,16 @@ async fn insert_events(db: &Transaction<'_>, events: Vec<(NewEvent, Timestamp)>)
         messages.push(text(&event.message));
         data.push(json_text(&event.data)?);
     }
-    let row =
-        one(db, INSERT_EVENTS, &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data])
-            .await?;
+    let params: Params<'_> = &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data];
+    // Every write that records an event waits here for the ones before it: a failure says so (a lock timeout names
+    // the counter's row).
+    let counted = async { db.query_one(&db.prepare_cached(INSERT_EVENTS).await?, params).await };
+    let row = counted.await.map_err(|error| {
+        database_error(
+            error,
+            "could not take the next event ids from the event counter (table event_counter)",
+        )
+    })?;
     let last_id: i64 = row.try_get(0)?;
     // The ids taken are the `n` up to `last_id`, the first to the first event.
     let first_id = u64::try_from(last_id - n + 1).map_err(|_| StoreError::Unavailable {

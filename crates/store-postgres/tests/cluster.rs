@@ -8,8 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashboard_core::{ApprovalId, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, now};
-use dashboard_store::{Cluster, DashboardStore, ExecutionUpdate, LoginRecord, NewExecution, Signal};
+use dashboard_core::{
+    ApprovalId, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, now,
+};
+use dashboard_store::{
+    Cluster, DashboardStore, ExecutionUpdate, LoginRecord, NewExecution, Signal, StoreError,
+};
 use dashboard_store_postgres::{PostgresOptions, PostgresStore, testing};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -280,6 +284,76 @@ async fn a_heartbeat_renews_leases_and_reports_cancels_asked_elsewhere() {
     assert!(b.list_instances(Duration::from_secs(60)).await.expect("the instances").is_empty());
     assert_eq!(lease(&url, queued[1]).await, (None, false), "what a claimed and never started is free");
     assert_eq!(lease(&url, queued[0]).await, (Some("a".to_owned()), true), "what runs keeps its lease");
+}
+
+/// A start (`queued → running`) by `instance`.
+fn start_by(instance: &str) -> ExecutionUpdate {
+    ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running).instance(instance)
+}
+
+/// Whether `result` is the refusal of a start that is not the caller's: queued, and left so.
+fn is_refused_start<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(
+        result,
+        Err(StoreError::StatusMismatch {
+            expected: ExecutionStatus::Queued,
+            actual: ExecutionStatus::Queued
+        })
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_needs_a_live_lease_of_its_own_or_none() {
+    let Some(Instances { url, a, b }) = instances("cluster_start_lease").await else { return };
+    let queued = queue(&a, &function(&a, "work", None).await, 3).await;
+    assert_eq!(ids(&a.claim("a", 3, LEASE).await.expect("a claim")), queued);
+    let last_event = a.last_event_id().await.expect("the last event");
+
+    let started = b.update_execution(queued[0], start_by("b")).await;
+    assert!(is_refused_start(&started), "b started what a holds: {started:?}");
+
+    // a's leases run out (it froze, say): it may start none of them any more.
+    leases_ended(&url, "a").await;
+    let line = NewLogLine { stream: LogStream::System, message: "running".to_owned() };
+    let started = a.update_execution_with_logs(queued[1], start_by("a"), vec![line], Vec::new()).await;
+    assert!(is_refused_start(&started), "a started under its ended lease: {started:?}");
+    assert!(
+        a.read_logs(queued[1], 0, 10).await.expect("the log").is_empty(),
+        "the refused start wrote no line"
+    );
+
+    // b claims them; a, back, cannot start them under b's lease.
+    assert_eq!(ids(&b.claim("b", 3, LEASE).await.expect("a claim")), queued);
+    let started = a.update_execution(queued[2], start_by("a")).await;
+    assert!(is_refused_start(&started), "a started under b's lease: {started:?}");
+
+    assert_eq!(
+        a.last_event_id().await.expect("the last event"),
+        last_event,
+        "no refused start recorded an event"
+    );
+    for id in &queued {
+        let execution = a.get_execution(*id).await.expect("a read").expect("the execution");
+        assert_eq!(execution.status, ExecutionStatus::Queued);
+    }
+    let started = b.update_execution(queued[0], start_by("b")).await.expect("b starts what it holds").value;
+    assert_eq!(started.instance.as_deref(), Some("b"));
+    assert_eq!(lease(&url, queued[0]).await, (Some("b".to_owned()), true), "the live lease is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_of_an_unclaimed_execution_takes_its_lease_for_recovery() {
+    let Some(Instances { url, a, b }) = instances("cluster_start_free").await else { return };
+    let id = queue(&a, &function(&a, "work", None).await, 1).await[0];
+    a.update_execution(id, start_by("a")).await.expect("a free execution is started");
+    assert_eq!(lease(&url, id).await.0.as_deref(), Some("a"), "its owner is recorded");
+
+    // Its owner's heartbeat renews it; when the owner stops renewing, the others find it.
+    a.heartbeat("a", &[id], LEASE).await.expect("a heartbeat");
+    assert_eq!(lease(&url, id).await, (Some("a".to_owned()), true));
+    assert!(b.expired(None, 10).await.expect("a look").is_empty(), "a renews it");
+    leases_ended(&url, "a").await;
+    assert_eq!(ids(&b.expired(None, 10).await.expect("a look")), [id], "a stopped renewing it");
 }
 
 /// A sink that forwards every signal to a channel.
