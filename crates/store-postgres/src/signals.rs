@@ -3,7 +3,8 @@
 //! read by each instance's listener (`listener.rs`).
 //!
 //! A payload is short text: `e <last event id>`, `l <execution> <last seq>`, `i <execution> <seq>,<seq>…`,
-//! `c <execution> [<by>]`, `d <approval>`. PostgreSQL folds identical payloads sent in one transaction into one.
+//! `c <execution> [<by>]`, `d <approval>`. PostgreSQL folds identical payloads sent in one transaction into one. (The
+//! `e` payload is also built in SQL, by transaction.rs's statement that takes the event ids: keep the two alike.)
 
 use dashboard_core::{ApprovalId, ExecutionId};
 use dashboard_store::Signal;

@@ -39,15 +39,17 @@ pub(crate) async fn execute(client: &impl GenericClient, sql: &str, params: Para
     Ok(client.execute(&statement, params).await?)
 }
 
-/// Takes `n` event ids from the counter (the row's lock is held to the commit) and inserts the events with them, in
-/// one statement; answers the last id taken.
+/// Takes `n` event ids from the counter (the row's lock is held to the commit), inserts the events with them and
+/// sends the `Events` signal (`signals::payload`'s `e <last id>`, built here in SQL), in one statement; answers the
+/// last id taken. One statement, because every write that records events waits for the counter while another holds
+/// it, from this statement to its commit: each round trip in that span is paid by all of them, one after another.
 const INSERT_EVENTS: &str = "WITH counter AS (UPDATE event_counter SET last_id = last_id + $1 RETURNING last_id), \
      inserted AS (INSERT INTO events (id, ts, kind, execution_id, function, backend, message, data) \
      SELECT counter.last_id - $1 + event.n, event.ts, event.kind, event.execution_id, event.function, \
      event.backend, event.message, event.data FROM counter, \
      unnest($2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[]) \
      WITH ORDINALITY AS event (ts, kind, execution_id, function, backend, message, data, n)) \
-     SELECT last_id FROM counter";
+     SELECT last_id, pg_notify($9, 'e ' || last_id::text) FROM counter";
 
 /// Sends each payload on the channel, in order; delivered at commit.
 const NOTIFY: &str = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) WITH ORDINALITY AS sent (payload, n) \
@@ -85,14 +87,13 @@ impl<'c> Tx<'c> {
     /// recorded.
     pub(crate) async fn commit(self) -> OpResult<Vec<Event>> {
         let Self { db, events, signals } = self;
-        let mut payloads: Vec<String> = signals.iter().filter_map(payload).collect();
-        let events = if events.is_empty() { Vec::new() } else { insert_events(&db, events).await? };
-        if let Some(last) = events.last() {
-            payloads.extend(payload(&Signal::Events { last_id: last.id }));
-        }
+        // The other signals first, before the counter is taken (delivered at commit all the same, in the order sent);
+        // `Events` goes with the events themselves, last.
+        let payloads: Vec<String> = signals.iter().filter_map(payload).collect();
         if !payloads.is_empty() {
             execute(&db, NOTIFY, &[&CHANNEL, &payloads]).await?;
         }
+        let events = if events.is_empty() { Vec::new() } else { insert_events(&db, events).await? };
         db.commit().await?;
         Ok(events)
     }
@@ -117,7 +118,7 @@ async fn insert_events(db: &Transaction<'_>, events: Vec<(NewEvent, Timestamp)>)
         messages.push(text(&event.message));
         data.push(json_text(&event.data)?);
     }
-    let params: Params<'_> = &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data];
+    let params: Params<'_> = &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data, &CHANNEL];
     // Every write that records an event waits here for the ones before it: a failure says so (a lock timeout names
     // the counter's row).
     let counted = async { db.query_one(&db.prepare_cached(INSERT_EVENTS).await?, params).await };
