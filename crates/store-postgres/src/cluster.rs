@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::PostgresStore;
+use crate::executions::{columns, from_row};
 use crate::codec::{Columns, OpError, database_error, sql_int, text};
 use crate::signals::{CHANNEL, payload};
 
@@ -34,15 +35,6 @@ const LOGIN_LOCK: i32 = 0x6c67_6e73;
 
 /// The most login sessions one token keeps; its oldest make room for a new one.
 const LOGINS_PER_TOKEN: i64 = 100;
-
-/// The columns of an execution as [`execution`] reads them; a macro so that the statements below are constants.
-macro_rules! execution_columns {
-    () => {
-        "id, function, function_id, function_version, backend, input, status, output, error, usage, attempt, \
-         retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at, session_id, continues, \
-         prompt, instance"
-    };
-}
 
 // The queries below that look at unfinished executions name their statuses as the partial index
 // `executions_unfinished` does (`status IN ('queued', 'running', 'waiting')`, or a part of that list), so that they
@@ -73,7 +65,7 @@ const CANDIDATES: &str = "SELECT e.id, e.function_id, f.max_concurrency \
 const LEASE: &str = concat!(
     "UPDATE executions SET lease_owner = $1, lease_expires_at = clock_timestamp() + make_interval(secs => $2) \
      WHERE id = ANY ($3) RETURNING ",
-    execution_columns!()
+    columns!()
 );
 
 /// Renews for `$2` seconds the lease of every unfinished execution instance `$1` holds.
@@ -89,7 +81,7 @@ const RELEASE_ENDED: &str = "UPDATE executions SET lease_owner = NULL, lease_exp
 /// The running and waiting executions whose lease ended, and those of instance `$1`, oldest first, at most `$2`.
 const ORPHANS: &str = concat!(
     "SELECT ",
-    execution_columns!(),
+    columns!(),
     " FROM executions WHERE status IN ('running', 'waiting') AND (lease_expires_at < now() OR lease_owner = $1) \
      ORDER BY id LIMIT $2"
 );
@@ -388,7 +380,7 @@ async fn claim(
     }
     let rows = query(&transaction, LEASE, &[&text(instance), &seconds(lease), &taken]).await?;
     transaction.commit().await?;
-    let mut claimed = rows.iter().map(execution).collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     claimed.sort_by_key(|execution| execution.id);
     Ok(claimed)
 }
@@ -399,7 +391,7 @@ async fn expired(client: &mut Client, instance: Option<&str>, limit: usize) -> O
     execute(&transaction, RELEASE_ENDED, &[&instance]).await?;
     let rows = query(&transaction, ORPHANS, &[&instance, &sql_int(limit)]).await?;
     transaction.commit().await?;
-    Ok(rows.iter().map(execution).collect::<Result<Vec<_>, _>>()?)
+    Ok(rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?)
 }
 
 async fn shared_secret(client: &Client) -> Outcome<[u8; 32]> {
@@ -472,33 +464,6 @@ async fn get_login(client: &Client, id_hash: &str) -> Outcome<Option<LoginRecord
     }))
 }
 
-/// An execution from the columns `execution_columns!()` names, in that order.
-fn execution(row: &Row) -> Result<Execution, OpError> {
-    let columns = Columns(row);
-    Ok(Execution {
-        id: columns.id(0)?,
-        function: columns.get(1)?,
-        function_id: columns.id(2)?,
-        function_version: columns.unsigned(3)?,
-        backend: columns.get(4)?,
-        input: columns.json(5)?,
-        status: columns.parsed(6)?,
-        output: columns.json_option(7)?,
-        error: columns.get(8)?,
-        usage: columns.json_option(9)?,
-        attempt: columns.unsigned(10)?,
-        retry_of: columns.id_option(11)?,
-        idempotency_key: columns.get(12)?,
-        triggered_by: columns.get(13)?,
-        created_at: columns.get(14)?,
-        started_at: columns.get(15)?,
-        finished_at: columns.get(16)?,
-        session_id: columns.get(17)?,
-        continues: columns.id_option(18)?,
-        prompt: columns.get(19)?,
-        instance: columns.get(20)?,
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,8 @@ use tokio_postgres::types::ToSql;
 use crate::codec::{Columns, OpResult, json_text, sql_int, text, text_option};
 use crate::transaction::{Tx, execute, row, rows};
 
-/// An execution's columns in [`from_row`]'s order; a macro so that the statements below are constants.
+/// An execution's columns in [`from_row`]'s order; a macro so that the statements below (and those of
+/// `cluster.rs`) are constants.
 macro_rules! columns {
     () => {
         "id, function, function_id, function_version, backend, input, status, output, error, usage, attempt, \
@@ -29,6 +30,7 @@ macro_rules! columns {
          prompt, instance"
     };
 }
+pub(crate) use columns;
 
 const GET: &str = concat!("SELECT ", columns!(), " FROM executions WHERE id = $1");
 /// The row locked for a change: the compare-and-set and the numbering of logs and items happen under this lock.
@@ -67,7 +69,8 @@ const UNFINISHED: &str = concat!(
 );
 const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM executions GROUP BY status";
 
-fn from_row(row: &Row) -> OpResult<Execution> {
+/// An execution from the columns `columns!()` names, in that order.
+pub(crate) fn from_row(row: &Row) -> OpResult<Execution> {
     let columns = Columns(row);
     Ok(Execution {
         id: columns.id(0)?,

@@ -120,7 +120,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// (`FOR UPDATE SKIP LOCKED`): the lease (`instance`, now + `lease`) is written on each, and its status stays
     /// `queued` until the instance starts it. A function's `max_concurrency` holds across all instances: its
     /// executions that are `running`, `waiting`, or `queued` under a live lease all count. An execution whose
-    /// function is at its limit is skipped without holding up the others.
+    /// function is at its limit is skipped without holding up the others. It may claim nothing while another
+    /// instance's claim is under way (rather than wait for it): the caller tries again soon.
     async fn claim(
         &self,
         instance: &str,
