@@ -18,8 +18,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::PostgresStore;
-use crate::executions::{columns, from_row};
 use crate::codec::{Columns, OpError, database_error, sql_int, text};
+use crate::executions::{columns, from_row};
 use crate::signals::{CHANNEL, payload};
 
 /// The key of the advisory lock that serialises claims across instances ("dashclam" in ASCII): two claims counting
@@ -463,7 +463,6 @@ async fn get_login(client: &Client, id_hash: &str) -> Outcome<Option<LoginRecord
         expires_at: columns.get(3)?,
     }))
 }
-
 
 #[cfg(test)]
 mod tests {

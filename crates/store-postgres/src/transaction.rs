@@ -118,7 +118,8 @@ async fn insert_events(db: &Transaction<'_>, events: Vec<(NewEvent, Timestamp)>)
         messages.push(text(&event.message));
         data.push(json_text(&event.data)?);
     }
-    let params: Params<'_> = &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data, &CHANNEL];
+    let params: Params<'_> =
+        &[&n, &times, &kinds, &executions, &functions, &backends, &messages, &data, &CHANNEL];
     // Every write that records an event waits here for the ones before it: a failure says so (a lock timeout names
     // the counter's row).
     let counted = async { db.query_one(&db.prepare_cached(INSERT_EVENTS).await?, params).await };
