@@ -200,6 +200,12 @@ impl std::fmt::Debug for RunMeter {
 
 impl UsageMeter for RunMeter {
     fn report(&self, usage: &Value) {
+        if matches!(self.handle.reason(), Some(StopReason::BudgetExceeded { .. })) {
+            // Stopped for its spend: the usage kept is the one that crossed the budget, which the error names, not
+            // a report the backend sends as it winds down (Claude Code's result after SIGINT prices the turn by its
+            // own table, which may say less).
+            return;
+        }
         let usage = self.inner.usage_in_shape(usage, Some(&self.function));
         let read = Usage::from_value(&usage);
         *self.handle.usage.lock().expect("usage lock poisoned") = Some(usage);

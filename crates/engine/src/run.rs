@@ -125,7 +125,7 @@ impl RunHandle {
         self.status.try_lock().is_ok_and(|status| status.is_terminal())
     }
 
-    fn reason(&self) -> Option<StopReason> {
+    pub(crate) fn reason(&self) -> Option<StopReason> {
         self.reason.lock().expect("stop reason lock poisoned").clone()
     }
 }
