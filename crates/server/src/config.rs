@@ -16,8 +16,9 @@ use crate::config_file::{self, ConfigFileError, FileConfig};
 
 /// The binary's usage text.
 pub const USAGE: &str = "\
-Usage: agent-dashboard [--config FILE] [--host ADDRESS] [--port PORT] [--store STORE]
+Usage: agent-dashboard [serve] [--config FILE] [--host ADDRESS] [--port PORT] [--store STORE]
        agent-dashboard migrate-store --from sqlite:PATH --to postgres://USER:PASSWORD@HOST:PORT/DATABASE
+       agent-dashboard [--url URL] [--token TOKEN] [--json] COMMAND …   (a client of a running dashboard)
 
 Agent Dashboard: a control plane for AI agents. Flags override the DASHBOARD_* environment variables;
 see README.md for all of them.
@@ -29,7 +30,34 @@ see README.md for all of them.
   -h, --help       this text
   -V, --version    the version
 
-  migrate-store    copies a SQLite file into an empty PostgreSQL database (stop the server on the file first)";
+  migrate-store    copies a SQLite file into an empty PostgreSQL database (stop the server on the file first)
+
+Client commands (`agent-dashboard COMMAND --help` for each; docs/cli.md):
+  functions, trigger, ls, show, logs, cancel, retry, continue, approvals, approve, decline";
+
+/// The subcommands of the command-line client (`crates/server/src/cli`): any of them, or one of its global flags
+/// (`--url`, `--token`, `--json`), makes the command line a client's.
+pub const CLIENT_COMMANDS: [&str; 11] = [
+    "functions",
+    "trigger",
+    "ls",
+    "show",
+    "logs",
+    "cancel",
+    "retry",
+    "continue",
+    "approvals",
+    "approve",
+    "decline",
+];
+
+/// The client's global flags, which may stand before its subcommand.
+const CLIENT_FLAGS: [&str; 3] = ["url", "token", "json"];
+
+/// Whether a client subcommand's name is among the arguments.
+fn has_client_command(args: &[OsString]) -> bool {
+    args.iter().any(|arg| CLIENT_COMMANDS.iter().any(|name| arg == *name))
+}
 
 /// The usage text of `agent-dashboard migrate-store`.
 pub const MIGRATE_USAGE: &str = "\
@@ -51,6 +79,9 @@ pub enum Invocation {
     MigrateStore(MigrateStore),
     /// Print this text (help, version) and stop.
     Print(String),
+    /// Run a client subcommand against a running dashboard; the arguments as given (without the program's name), for
+    /// the client's own parser.
+    Client(Vec<OsString>),
 }
 
 /// `agent-dashboard migrate-store --from sqlite:PATH --to postgres://…`: what to copy where.
@@ -299,13 +330,26 @@ impl ServerConfig {
     ) -> Result<Invocation, SettingsError> {
         use lexopt::prelude::*;
         let flag_error = |message: String| ConfigError { variable: "command line".to_owned(), message };
+        let args: Vec<OsString> = args.into_iter().collect();
         let mut overrides: Vec<(&str, String)> = Vec::new();
-        let mut parser = lexopt::Parser::from_args(args);
+        let mut is_serve = false;
+        let mut parser = lexopt::Parser::from_args(args.clone());
         while let Some(argument) = parser.next().map_err(|error| flag_error(error.to_string()))? {
             let variable = match argument {
-                Value(command) if command == "migrate-store" && overrides.is_empty() => {
+                Value(command) if command == "migrate-store" && overrides.is_empty() && !is_serve => {
                     let config = Self::from_lookup(&lookup)?;
                     return migrate_store(&mut parser, config.pg_pool_size);
+                }
+                Value(command) if command == "serve" && !is_serve => {
+                    is_serve = true;
+                    continue;
+                }
+                // The client parses its command line itself: its flags may stand before or after its subcommand.
+                Value(command) if !is_serve && CLIENT_COMMANDS.iter().any(|name| command == *name) => {
+                    return Ok(Invocation::Client(args));
+                }
+                Long(flag) if !is_serve && CLIENT_FLAGS.contains(&flag) => {
+                    return Ok(Invocation::Client(args));
                 }
                 Long("config") => "DASHBOARD_CONFIG",
                 Long("host") => "DASHBOARD_HOST",
@@ -315,6 +359,8 @@ impl ServerConfig {
                 Short('V') | Long("version") => {
                     return Ok(Invocation::Print(format!("agent-dashboard {}", env!("CARGO_PKG_VERSION"))));
                 }
+                // A flag of a client subcommand before it (`--follow trigger …`): the client reads it.
+                _ if !is_serve && has_client_command(&args) => return Ok(Invocation::Client(args)),
                 other => return Err(flag_error(format!("{}\n\n{USAGE}", other.unexpected())).into()),
             };
             let value = parser
@@ -632,6 +678,7 @@ mod tests {
             Ok(Invocation::Serve(config)) => *config,
             Ok(Invocation::Print(text)) => panic!("printed {text:?} instead of serving"),
             Ok(Invocation::MigrateStore(migrate)) => panic!("{migrate:?} instead of serving"),
+            Ok(Invocation::Client(args)) => panic!("a client command {args:?} instead of serving"),
             Err(error) => panic!("{error}"),
         }
     }
@@ -877,5 +924,37 @@ mod tests {
         assert!(error.to_string().starts_with("DASHBOARD_PG_POOL_SIZE:"), "{error}");
         // Without a subcommand it serves, as ever.
         assert!(matches!(load(&[], &[]), Ok(Invocation::Serve(_))));
+    }
+
+    #[test]
+    fn a_client_command_or_flag_hands_the_whole_command_line_to_the_client() {
+        for flags in [
+            &["ls"][..],
+            &["--url", "http://h:1", "ls", "--json"][..],
+            &["--json", "functions"][..],
+            &["--token=secret", "trigger", "hello-agent"][..],
+            &["approve", "some-id"][..],
+            &["--follow", "-i", "steps=2", "trigger", "hello-agent"][..],
+        ] {
+            match load(&[], flags) {
+                Ok(Invocation::Client(args)) => {
+                    assert_eq!(args, flags.iter().map(OsString::from).collect::<Vec<_>>())
+                }
+                other => panic!("{flags:?}: {other:?}"),
+            }
+        }
+        // `serve` is the server, flags before or after it; an unknown word is an error as before.
+        assert_eq!(served(load(&[], &["serve", "--port", "9001"])).port, 9001);
+        assert_eq!(served(load(&[], &["--port", "9002", "serve"])).port, 9002);
+        for flags in [
+            &["lss"][..],
+            &["--follow"][..],
+            &["serve", "ls"][..],
+            &["serve", "--url", "x"][..],
+            &["serve", "--follow", "ls"][..],
+            &["serve", "serve"][..],
+        ] {
+            assert!(matches!(load(&[], flags), Err(SettingsError::Config(_))), "{flags:?}");
+        }
     }
 }

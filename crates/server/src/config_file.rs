@@ -1,7 +1,9 @@
 //! The config file (`DASHBOARD_CONFIG` or `--config`, TOML): the backends to run on (`[[backends]]`), the
-//! functions to create or update at start-up (`[[functions]]`, functions as code) and the tokens that may use the
-//! dashboard (`[[auth.tokens]]`). A mistake stops start-up with a message naming the file, the entry and the field.
+//! functions to create or update at start-up (`[[functions]]`, functions as code, each with its webhook when it has
+//! a `[functions.webhook]` table) and the tokens that may use the dashboard (`[[auth.tokens]]`). A mistake stops
+//! start-up with a message naming the file, the entry and the field.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::TokenSpec;
+use crate::webhook::{RawWebhook, Webhook};
 
 /// A config file that cannot be used; the message names the file, the entry and the field.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,9 @@ pub struct FileConfig {
     pub tokens: Vec<TokenSpec>,
     /// What models cost (`[[prices]]`), for usage reported without a cost.
     pub prices: Vec<Price>,
+    /// The webhooks of the functions that have one (`[functions.webhook]`), by function name. They are the server's
+    /// settings, not the store's: a function created through the API has none.
+    pub webhooks: BTreeMap<String, Webhook>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +89,15 @@ struct RawToken {
 /// Reads and checks a config file; backends are built (secrets read from the environment) here, so a missing
 /// secret is a start-up error, not a failed run.
 pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
+    load_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// [`load`], the webhooks' secrets read through `env` rather than from the process environment (the backends'
+/// still come from the process environment).
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FileConfig, ConfigFileError> {
     let error = |message: String| ConfigFileError { path: path.to_owned(), message };
     let text = std::fs::read_to_string(path).map_err(|io| error(format!("cannot be read: {io}")))?;
     let raw: RawFile =
@@ -102,13 +117,20 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
         backends.insert(name, backend);
     }
     let mut functions = Vec::new();
-    for (index, table) in raw.functions.into_iter().enumerate() {
+    let mut webhooks = BTreeMap::new();
+    for (index, mut table) in raw.functions.into_iter().enumerate() {
         let name = table.get("name").and_then(|name| name.as_str()).map(str::to_owned);
         let entry = name
             .map_or_else(|| format!("functions[{index}]"), |name| format!("functions[{index}] ({name:?})"));
+        let webhook = table.remove("webhook");
         let spec = function(table).map_err(|message| error(format!("{entry}: {message}")))?;
         if functions.iter().any(|other: &FunctionSpec| other.name == spec.name) {
             return Err(error(format!("{entry}: name: another function is called {:?}", spec.name)));
+        }
+        if let Some(webhook) = webhook {
+            let webhook = function_webhook(webhook, env)
+                .map_err(|message| error(format!("{entry}: webhook: {message}")))?;
+            webhooks.insert(spec.name.clone(), webhook);
         }
         functions.push(spec);
     }
@@ -136,7 +158,16 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigFileError> {
         }
         prices.push(price);
     }
-    Ok(FileConfig { backends, functions, tokens, prices })
+    Ok(FileConfig { backends, functions, tokens, prices, webhooks })
+}
+
+/// A function's `[functions.webhook]` table: its settings, its secret read through `env`.
+fn function_webhook(value: toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Result<Webhook, String> {
+    let toml::Value::Table(table) = value else {
+        return Err("must be a table: [functions.webhook] with secret_env and verify".into());
+    };
+    let raw: RawWebhook = settings(table)?;
+    Webhook::from_raw(raw, env)
 }
 
 /// A price entry: a model's name, and prices that are numbers of dollars, not negative.
@@ -430,5 +461,41 @@ mod tests {
             "token_sha256: is the SHA-256 of an empty token",
         );
         check_error("[[backends]\n", "TOML parse error");
+    }
+
+    #[test]
+    fn a_webhook_is_kept_by_function_name_and_its_mistakes_are_named() {
+        let hooked = "[[functions]]\nname = \"f\"\nbackend = \"demo\"\n[functions.webhook]\n";
+        let path = std::env::temp_dir()
+            .join(format!("agent-dashboard-{}.toml", dashboard_core::ExecutionId::generate()));
+        let text =
+            format!("{hooked}secret_env = \"F_SECRET\"\nverify = \"github\"\ninput = {{ t = \"/a/b\" }}");
+        std::fs::write(&path, text).expect("a temp file");
+        let loaded = load_with_env(&path, &|name| (name == "F_SECRET").then(|| "s".to_owned()));
+        let _ = std::fs::remove_file(&path);
+        let loaded = loaded.expect("valid file");
+        let webhook = &loaded.webhooks["f"];
+        assert_eq!(
+            (webhook.verify, webhook.secret_env.as_str()),
+            (crate::webhook::Verify::Github, "F_SECRET")
+        );
+        assert_eq!(loaded.functions[0].name, "f", "the webhook is no field of the function");
+        check_error(
+            &format!("{hooked}secret_env = \"DASHBOARD_TEST_UNSET_WEBHOOK_SECRET\"\nverify = \"github\""),
+            "functions[0] (\"f\"): webhook: secret_env: the environment variable \
+             DASHBOARD_TEST_UNSET_WEBHOOK_SECRET is not set",
+        );
+        check_error(
+            &format!("{hooked}secret_env = \"X\"\nverify = \"hmac\""),
+            "webhook: verify: unknown variant",
+        );
+        check_error(
+            &format!("{hooked}secret_env = \"X\"\nverify = \"token\"\ncolour = 1"),
+            "unknown field `colour`",
+        );
+        check_error(
+            "[[functions]]\nname = \"f\"\nbackend = \"demo\"\nwebhook = \"yes\"",
+            "functions[0] (\"f\"): webhook: must be a table",
+        );
     }
 }

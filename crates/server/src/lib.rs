@@ -8,6 +8,7 @@
 pub mod config;
 pub mod config_file;
 pub mod routes;
+pub mod webhook;
 
 mod access_log;
 mod api;

@@ -1,5 +1,8 @@
 //! `agent-dashboard`: reads the settings (`ServerConfig::load`: environment, flags, config file), starts the server,
-//! and waits for Ctrl-C or SIGTERM — or, as `agent-dashboard migrate-store`, copies a SQLite file into PostgreSQL.
+//! and waits for Ctrl-C or SIGTERM — or, as `agent-dashboard migrate-store`, copies a SQLite file into PostgreSQL, or,
+//! with a client subcommand (`ls`, `trigger`, `logs -f`…), talks to a running dashboard (`cli`).
+
+mod cli;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,6 +23,7 @@ async fn main() -> ExitCode {
     let config = match ServerConfig::load(|name| std::env::var(name).ok(), std::env::args_os().skip(1)) {
         Ok(Invocation::Serve(config)) => *config,
         Ok(Invocation::MigrateStore(migrate)) => return run_migrate_store(&migrate).await,
+        Ok(Invocation::Client(args)) => return cli::run(args, |name| std::env::var(name).ok()).await,
         Ok(Invocation::Print(text)) => {
             #[allow(clippy::print_stdout)] // Help and version go to standard output, as every CLI does.
             {

@@ -68,6 +68,8 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::POST, "/api/approvals/{id}", TRIGGER, api::approvals::decide)
         .add(M::GET, "/api/backends", READ, api::backends::list)
         .add(M::GET, "/api/instances", READ, api::instances::list)
+        // Inbound webhooks: public, each delivery verified by its function's webhook secret.
+        .add(M::POST, "/hooks/{function}", Public, api::hooks::deliver)
         // The pages and their form posts.
         .add(M::GET, "/", READ, pages::overview::show)
         .add(M::GET, "/functions", READ, pages::functions::list)
@@ -173,7 +175,9 @@ mod tests {
                 route.path
             );
             let writes = route.method != Method::GET;
-            if writes && route.path != "/logout" && route.path != "/login" {
+            // A webhook's delivery proves itself by its signature, which its handler checks.
+            let is_self_verified = route.path.starts_with("/hooks/");
+            if writes && route.path != "/logout" && route.path != "/login" && !is_self_verified {
                 assert!(
                     matches!(route.access, Access::Callback | Access::Scope(Scope::Trigger | Scope::Admin)),
                     "{} {} changes something with only {:?}",

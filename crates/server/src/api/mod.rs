@@ -9,6 +9,7 @@ pub(crate) mod events;
 pub(crate) mod executions;
 pub(crate) mod functions;
 pub(crate) mod health;
+pub(crate) mod hooks;
 pub(crate) mod instances;
 pub(crate) mod items;
 pub(crate) mod logs;
@@ -83,7 +84,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     }
 }
 
-fn payload_error(error: actix_web::Error) -> ApiError {
+pub(crate) fn payload_error(error: actix_web::Error) -> ApiError {
     match error.as_error::<PayloadError>() {
         Some(PayloadError::Overflow) => ApiError::new(
             ErrorCode::BodyTooLarge,

@@ -129,6 +129,14 @@ impl Operation {
         self
     }
 
+    /// A JSON body of any shape (a webhook's payload).
+    fn any_body(mut self, description: &str) -> Self {
+        self.body = Some(json!({
+            "required": true, "description": description, "content": {"application/json": {"schema": {}}},
+        }));
+        self
+    }
+
     /// A JSON answer of the schema `name`; `None` for an answer without a body.
     fn answer(self, status: u16, description: &str, name: Option<&str>) -> Self {
         let content = name.map(|name| json!({"application/json": {"schema": schema_ref(name)}}));
@@ -177,6 +185,12 @@ impl Operation {
     fn to_json(&self, route: &RouteInfo) -> Value {
         let mut errors = self.errors.clone();
         let (security, who) = match route.access {
+            Access::Public if route.path.starts_with("/hooks/") => {
+                errors.push(403);
+                let who = "Needs no token: the delivery is verified with the function's webhook secret \
+                    (`[functions.webhook]`: Standard Webhooks, GitHub's signature or a bearer token).";
+                (json!([]), who.to_owned())
+            }
             Access::Public => {
                 // With auth off, a request for another Host is refused everywhere (DNS rebinding).
                 errors.push(403);
@@ -221,6 +235,7 @@ impl Operation {
         parameters.extend(self.parameters.iter().cloned());
         let tag = match route.access {
             Access::Callback => "callbacks",
+            _ if route.path.starts_with("/hooks/") => "webhooks",
             _ => route.path.strip_prefix("/api/").and_then(|rest| rest.split('/').next()).unwrap_or("meta"),
         };
         let mut operation = json!({
@@ -248,6 +263,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
         .map(|name| {
             let description = match name {
                 "key" => "The function's id or name.",
+                "function" => "The name of a function with a webhook (`[functions.webhook]` in the config file).",
                 "id" if path.starts_with("/api/approvals/") => "The approval's id.",
                 "id" => "The execution's id.",
                 _ => "",
@@ -311,7 +327,12 @@ const ERRORS: [(u16, &str, &str); 10] = [
         "The body is not valid JSON or cannot be read (`malformed-json`, `bad-body`), or a query parameter \
          (`invalid-query`) or a header (`invalid-header`) cannot be understood.",
     ),
-    (401, "Unauthorized", "No credentials, or wrong ones (`unauthorized`)."),
+    (
+        401,
+        "Unauthorized",
+        "No credentials, or wrong ones; a webhook delivery whose signature or token does not verify, or whose \
+         timestamp is too old (`unauthorized`).",
+    ),
     (
         403,
         "Forbidden",
@@ -322,7 +343,8 @@ const ERRORS: [(u16, &str, &str); 10] = [
     (
         404,
         "NotFound",
-        "No such function, execution or approval (`not-found`; `details.entity`, `details.key`).",
+        "No such function, execution or approval, or no webhook for that function (`not-found`; `details.entity`, \
+         `details.key`).",
     ),
     (
         409,

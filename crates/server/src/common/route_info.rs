@@ -7,7 +7,8 @@ use dashboard_backend_api::Scope;
 /// Who may use a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone, also when auth is on: the health check, the static files, the login form.
+    /// Anyone, also when auth is on: the health check, the static files, the login form, and the webhooks (a
+    /// delivery proves itself by its signature, checked by the handler).
     Public,
     /// A remote backend, with the execution's own callback token (checked by the handler, never a user's token).
     Callback,
@@ -33,7 +34,12 @@ impl RouteInfo {
     }
 }
 
-/// Whether a path is answered in JSON (or Prometheus text) rather than with pages.
+/// Whether a path is answered in JSON (or Prometheus text) rather than with pages: the API, the webhooks, the
+/// metrics and the health check.
 pub(crate) fn is_api_path(path: &str) -> bool {
-    path == "/api" || path.starts_with("/api/") || path == "/metrics" || path == "/healthz"
+    path == "/api"
+        || path.starts_with("/api/")
+        || path.starts_with("/hooks/")
+        || path == "/metrics"
+        || path == "/healthz"
 }

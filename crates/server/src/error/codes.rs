@@ -54,7 +54,8 @@ error_codes! {
     Unauthorized = (
         UNAUTHORIZED,
         "unauthorized",
-        "with auth on, no token or a wrong one; a callback without its Bearer token"
+        "with auth on, no token or a wrong one; a callback without its Bearer token; a webhook delivery that does not \
+         verify"
     ),
     Forbidden = (
         FORBIDDEN,
@@ -72,7 +73,7 @@ error_codes! {
         "host-not-allowed",
         "with auth off, a `Host` that is not localhost, an IP address or that of `DASHBOARD_PUBLIC_URL`"
     ),
-    NotFound = (NOT_FOUND, "not-found", "unknown function, execution or route (`details.entity`, `details.key`)"),
+    NotFound = (NOT_FOUND, "not-found", "unknown function, execution or route, or a function without a webhook (`details.entity`, `details.key`)"),
     MethodNotAllowed = (METHOD_NOT_ALLOWED, "method-not-allowed", "the route exists, the method does not"),
     DuplicateName = (CONFLICT, "duplicate-name", "a function with that name exists"),
     VersionMismatch = (CONFLICT, "version-mismatch", "`expected_version` is not the stored version"),

@@ -239,5 +239,19 @@ pub(super) fn operations() -> Vec<Operation> {
             "The live instances by id, `this` on the one that answered; on a store of its own, that one alone.",
             Some("InstanceList"),
         ),
+        operation(M::POST, "/hooks/{function}", "deliverWebhook", "A webhook delivery: trigger the function")
+            .header("webhook-id", "Standard Webhooks: the delivery's id, its idempotency key.")
+            .header("webhook-timestamp", "Standard Webhooks: when it was signed, in Unix seconds (5 minutes at most).")
+            .header("webhook-signature", "Standard Webhooks: `v1,<base64 HMAC-SHA256>`, one or more, space-separated.")
+            .header("X-Hub-Signature-256", "GitHub: `sha256=<hex HMAC-SHA256 of the body>`.")
+            .header("X-GitHub-Delivery", "GitHub: the delivery's id, its idempotency key.")
+            .header("Idempotency-Key", "With `verify = \"token\"` (`Authorization: Bearer <secret>`): the delivery's id.")
+            .any_body("The sender's JSON payload; the function's input, or mapped into it by the webhook's `input`.")
+            .answer(202, "The new execution, queued (`triggered_by` is `webhook:<function>`).", Some("Execution"))
+            .location(202)
+            .links(202, EXECUTION_LINKS)
+            .answer(200, "The first execution of a repeated delivery id.", Some("Execution"))
+            .location(200)
+            .errors(&[401, 409, 429, 503]),
     ]
 }
