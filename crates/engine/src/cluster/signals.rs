@@ -89,9 +89,10 @@ impl Inner {
         let Some(membership) = &self.cluster else { return };
         match signal {
             Signal::Events { .. } => {
+                // The relay reads them, and wakes the claim loop if they queued work or freed a slot: most events
+                // (a start, a waiting, a function changed) change neither, and a claim round per event of every
+                // instance would keep the claim lock busy for nothing.
                 membership.relay_wake.notify_one();
-                // Another instance may have queued work, or freed a function's slot.
-                membership.wake_claims();
             }
             Signal::Logs { execution_id, last_seq } => {
                 // No receiver is fine: the bus only wakes listeners.
@@ -147,6 +148,9 @@ impl Inner {
             };
             membership.outage.succeeded(RELAYING);
             let is_last = events.len() < RELAY_PAGE;
+            if events.iter().any(|event| frees_or_queues(event.kind)) {
+                membership.wake_claims();
+            }
             for event in events {
                 after = event.id;
                 *cursor = Some(after);
@@ -181,4 +185,17 @@ impl Inner {
             Err(error) => log::warn!("execution {id}: could not read how it ended: {error}"),
         }
     }
+}
+
+/// Whether an event of this kind may let this instance claim something: an execution queued, or one that ended (its
+/// function's slot is free again).
+fn frees_or_queues(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ExecutionQueued
+            | EventKind::ExecutionSucceeded
+            | EventKind::ExecutionFailed
+            | EventKind::ExecutionCancelled
+            | EventKind::ExecutionTimedOut
+    )
 }
