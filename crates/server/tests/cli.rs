@@ -1,6 +1,7 @@
 //! The command-line client against a running server: the real binary as the client (`agent-dashboard ls`,
-//! `trigger --follow`, `logs -f`…) talking to the real binary as the server, with their exit codes — among them a
-//! `logs -f` that survives a restart of the server mid-stream.
+//! `trigger --follow`, `logs -f`, `retry`, `continue`, `approvals`, `approve`/`decline`…) talking to the real binary
+//! as the server, with their exit codes — among them a `logs -f` that survives a restart of the server mid-stream,
+//! and tokens (`--token`, `DASHBOARD_TOKEN`) against a server with auth on.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::binary::{BinaryServer, TestDir, free_port};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long a client command, or anything a test waits for, may take on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -35,13 +36,35 @@ fn client_command(args: &[&str], env: &[(&str, &str)]) -> Command {
 
 /// Runs the client against `url` (`--url` after the command, where a script might put it) to its end.
 fn cli(url: &str, args: &[&str]) -> Run {
+    cli_with(url, args, &[])
+}
+
+/// Runs the client against `url` to its end, with `env` (`DASHBOARD_TOKEN`…) in its environment.
+fn cli_with(url: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut all = args.to_vec();
     all.extend(["--url", url]);
-    let output = client_command(&all, &[]).output().expect("the client runs");
+    let output = client_command(&all, env).output().expect("the client runs");
     Run {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+impl Run {
+    /// Standard output as JSON, for a command run with `--json` that must have succeeded.
+    fn json(&self) -> Value {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
+    }
+
+    /// The words of the one line `cancel`, `retry`, `continue`, `approve` and `decline` print: an id and a status.
+    fn id_and_status(&self) -> (String, String) {
+        assert_eq!(self.code, Some(0), "{self:?}");
+        match self.stdout.split_whitespace().collect::<Vec<_>>()[..] {
+            [id, status] => (id.to_owned(), status.to_owned()),
+            _ => panic!("not one id and one status: {self:?}"),
+        }
     }
 }
 
@@ -265,4 +288,246 @@ async fn logs_follow_survives_a_restart_of_the_server_mid_stream() {
     }
     assert!(stdout.contains("[system] hanging until cancelled or timed out"), "{stdout}");
     assert!(stderr.contains("failed") && stderr.contains("interrupted"), "{stderr}");
+}
+
+#[tokio::test]
+async fn retry_starts_a_new_attempt_of_a_failed_execution() {
+    let dir = TestDir::new("cli-retry");
+    let server = server(&dir).await;
+    let url = server.url.as_str();
+
+    let failed =
+        cli(url, &["trigger", "hello-agent", "-i", "steps=1", "-i", "fail=true", "--wait", "--json"]);
+    assert_eq!(failed.code, Some(1), "{failed:?}");
+    let failed: Value = serde_json::from_str(&failed.stdout).expect("trigger --wait --json prints JSON");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let failed_id = failed["id"].as_str().expect("an id");
+
+    // The answer is the new execution: a second attempt of the same input, which fails the same way.
+    let (retry_id, _) = cli(url, &["retry", failed_id]).id_and_status();
+    assert_ne!(retry_id, failed_id);
+    let followed = cli(url, &["logs", "-f", &retry_id]);
+    assert_eq!(followed.code, Some(1), "the retry fails as asked: {followed:?}");
+    assert_eq!(step_lines(&followed.stdout), steps(1), "{followed:?}");
+    let retried = cli(url, &["show", &retry_id, "--json"]).json();
+    assert_eq!(
+        (&retried["retry_of"], &retried["attempt"], &retried["status"], &retried["input"]),
+        (&failed["id"], &json!(2), &json!("failed"), &failed["input"]),
+        "{retried}"
+    );
+    let listed = cli(url, &["ls", "--json"]).json();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(2), "{listed}");
+
+    // A running execution cannot be retried yet: the API's 409, exit 2.
+    let hanging = cli(url, &["trigger", "hello-agent", "-i", "steps=0", "-i", "hang=true"]);
+    assert_eq!(hanging.code, Some(0), "{hanging:?}");
+    let hanging = hanging.stdout.trim().to_owned();
+    server.wait_for(&hanging, "running", LIMIT).await;
+    let early = cli(url, &["retry", &hanging]);
+    assert_eq!(early.code, Some(2), "{early:?}");
+    assert!(early.stderr.contains("(409 execution-not-finished)"), "{early:?}");
+    assert!(early.stdout.is_empty(), "{early:?}");
+    cli(url, &["cancel", &hanging]).id_and_status();
+    server.wait_for(&hanging, "cancelled", LIMIT).await;
+}
+
+#[tokio::test]
+async fn continue_runs_the_next_turn_of_a_finished_session() {
+    let dir = TestDir::new("cli-continue");
+    let server = server(&dir).await;
+    let url = server.url.as_str();
+
+    let first =
+        cli(url, &["trigger", "hello-agent", "-i", "steps=1", "-i", "delay_ms=10", "--wait", "--json"]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let first: Value = serde_json::from_str(&first.stdout).expect("JSON");
+    let first_id = first["id"].as_str().expect("an id");
+    let session = format!("demo-{first_id}");
+    assert_eq!(first["session_id"], session.as_str(), "{first}");
+
+    // The demo backend continues its invented session, and gets the prompt as the turn's prompt.
+    let (next_id, _) = cli(url, &["continue", first_id, "and now, the weather?"]).id_and_status();
+    assert_ne!(next_id, first_id);
+    let followed = cli(url, &["logs", &next_id, "-f"]);
+    assert_eq!(followed.code, Some(0), "{followed:?}");
+    assert!(followed.stdout.contains(&format!("continuing session {session}\n")), "{followed:?}");
+    assert!(followed.stdout.contains("prompt: and now, the weather?\n"), "{followed:?}");
+    let next = cli(url, &["show", &next_id, "--json"]).json();
+    assert_eq!(
+        (&next["continues"], &next["session_id"], &next["prompt"], &next["status"]),
+        (&first["id"], &first["session_id"], &json!("and now, the weather?"), &json!("succeeded")),
+        "{next}"
+    );
+
+    // With `--json`, the answer is the new turn itself; any turn may be continued, the new one too.
+    let third = cli(url, &["--json", "continue", &next_id, "one more"]).json();
+    assert_eq!((&third["continues"], &third["session_id"]), (&next["id"], &next["session_id"]), "{third}");
+
+    // API errors: exit 2 with the API's message — an empty prompt, an execution that is still running.
+    let empty = cli(url, &["continue", first_id, ""]);
+    assert_eq!(empty.code, Some(2), "{empty:?}");
+    assert!(empty.stderr.contains("invalid-field"), "{empty:?}");
+    let hanging = cli(url, &["trigger", "hello-agent", "-i", "steps=0", "-i", "hang=true"]);
+    assert_eq!(hanging.code, Some(0), "{hanging:?}");
+    let hanging = hanging.stdout.trim().to_owned();
+    server.wait_for(&hanging, "running", LIMIT).await;
+    let early = cli(url, &["continue", &hanging, "too soon"]);
+    assert_eq!(early.code, Some(2), "{early:?}");
+    assert!(early.stderr.contains("(409 execution-not-finished)"), "{early:?}");
+    cli(url, &["cancel", &hanging]).id_and_status();
+    server.wait_for(&hanging, "cancelled", LIMIT).await;
+    let third_id = third["id"].as_str().expect("an id");
+    server.wait_for(third_id, "succeeded", LIMIT).await;
+}
+
+/// Polls `approvals --json` until a pending approval other than `decided` is listed; it.
+async fn next_pending_approval(url: &str, decided: &[&str]) -> Value {
+    let started = Instant::now();
+    loop {
+        let listed = cli(url, &["approvals", "--json"]).json();
+        let items = listed["items"].as_array().expect("items");
+        let pending = items.iter().find(|approval| !decided.iter().any(|id| approval["id"] == *id));
+        if let Some(approval) = pending {
+            return approval.clone();
+        }
+        assert!(started.elapsed() < LIMIT, "no new pending approval: {listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn approvals_are_listed_and_decided_from_the_command_line() {
+    let dir = TestDir::new("cli-approvals");
+    let server = server(&dir).await;
+    let url = server.url.as_str();
+
+    let none = cli(url, &["approvals"]);
+    assert_eq!(none.code, Some(0), "{none:?}");
+    assert_eq!(none.stdout.lines().count(), 1, "only the header: {none:?}");
+
+    // hello-agent asks a person (`approval_policy = "ask"`): its run waits for each of its three approvals in turn.
+    let triggered = cli(url, &["trigger", "hello-agent", "-i", "steps=0", "-i", "approvals=3"]);
+    assert_eq!(triggered.code, Some(0), "{triggered:?}");
+    let execution_id = triggered.stdout.trim().to_owned();
+    let first = next_pending_approval(url, &[]).await;
+    let first_id = first["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        (&first["execution_id"], &first["kind"], &first["summary"]),
+        (&json!(execution_id), &json!("command"), &json!("demo --approved-step 1")),
+        "{first}"
+    );
+    server.wait_for(&execution_id, "waiting", LIMIT).await;
+
+    // The table: a header and the approval's row, its id in full so that `approve` takes it.
+    let table = cli(url, &["approvals"]);
+    assert_eq!(table.code, Some(0), "{table:?}");
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{table:?}");
+    assert!(lines[0].starts_with("ID") && lines[0].contains("EXECUTION") && lines[0].contains("SUMMARY"));
+    let cells: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(cells[..5], [first_id.as_str(), &execution_id, "hello-agent", "command", "demo"], "{table:?}");
+    assert!(lines[1].contains("demo --approved-step 1"), "{table:?}");
+
+    let approved = cli(url, &["approve", &first_id, "--note", "go ahead"]);
+    assert_eq!(approved.id_and_status(), (first_id.clone(), "approved".to_owned()));
+
+    // The second one comes once the first is answered; declined with `--json`, the answer is the approval.
+    let second = next_pending_approval(url, &[&first_id]).await;
+    let second_id = second["id"].as_str().expect("an id").to_owned();
+    assert_eq!(second["summary"], "demo --approved-step 2", "{second}");
+    let declined = cli(url, &["decline", &second_id, "--note", "not this one", "--json"]).json();
+    assert_eq!(
+        (&declined["id"], &declined["status"], &declined["note"], &declined["decided_by"]),
+        (&second["id"], &json!("declined"), &json!("not this one"), &json!("anonymous")),
+        "{declined}"
+    );
+
+    // The third, approved for the session: the answer says so.
+    let third = next_pending_approval(url, &[&first_id, &second_id]).await;
+    let third_id = third["id"].as_str().expect("an id").to_owned();
+    let for_session = cli(url, &["approve", &third_id, "--for-session", "--json"]).json();
+    assert_eq!((&for_session["status"], &for_session["for_session"]), (&json!("approved"), &json!(true)));
+
+    // The agent got every answer, notes included, and went on.
+    let followed = cli(url, &["logs", "-f", &execution_id]);
+    assert_eq!(followed.code, Some(0), "{followed:?}");
+    assert!(followed.stdout.contains("approval 1: approve by anonymous (go ahead)\n"), "{followed:?}");
+    assert!(followed.stdout.contains("approval 2: decline by anonymous (not this one)\n"), "{followed:?}");
+    assert!(followed.stdout.contains("approval 3: approve_for_session by anonymous\n"), "{followed:?}");
+    let finished = cli(url, &["show", &execution_id, "--json"]).json();
+    assert_eq!(
+        finished["output"]["decisions"],
+        json!(["approve", "decline", "approve_for_session"]),
+        "{finished}"
+    );
+
+    // Deciding again, or an approval that does not exist: the API's error, exit 2.
+    let again = cli(url, &["approve", &first_id]);
+    assert_eq!(again.code, Some(2), "{again:?}");
+    assert!(again.stderr.contains("(409 approval-decided)"), "{again:?}");
+    let unknown = cli(url, &["decline", "0190a0a0-0000-7000-8000-000000000000"]);
+    assert_eq!(unknown.code, Some(2), "{unknown:?}");
+    assert!(unknown.stderr.contains("not-found"), "{unknown:?}");
+    let empty = cli(url, &["approvals", "--json"]).json();
+    assert_eq!(empty["items"], json!([]), "{empty}");
+}
+
+#[tokio::test]
+async fn a_token_from_the_flag_or_the_variable_opens_a_dashboard_with_auth_on() {
+    const TOKEN: &str = "cli-test-token-0123456789abcdef";
+    const WRONG: &str = "cli-test-token-not-the-right-one";
+    let dir = TestDir::new("cli-auth");
+    let store = format!("sqlite:{}", dir.path().join("dashboard.db").display());
+    let server =
+        BinaryServer::start(&dir, &[("DASHBOARD_STORE", store), ("DASHBOARD_AUTH_TOKEN", TOKEN.to_owned())])
+            .await;
+    let url = server.url.as_str();
+
+    // Without a token, or with a wrong one: the API's 401, exit 2, nothing on standard output.
+    let without = cli(url, &["functions"]);
+    assert_eq!(without.code, Some(2), "{without:?}");
+    assert!(without.stderr.contains("needs a token") && without.stderr.contains("(401 unauthorized)"));
+    for (args, env) in [
+        (&["functions", "--token", WRONG][..], &[][..]),
+        (&["ls", "--json"][..], &[("DASHBOARD_TOKEN", WRONG)][..]),
+        // The flag wins over the variable, a wrong flag too.
+        (&["functions", "--token", WRONG][..], &[("DASHBOARD_TOKEN", TOKEN)][..]),
+    ] {
+        let refused = cli_with(url, args, env);
+        assert_eq!(refused.code, Some(2), "{args:?}: {refused:?}");
+        assert!(
+            refused.stderr.contains("the token is not valid (401 unauthorized)"),
+            "{args:?}: {refused:?}"
+        );
+        assert!(refused.stdout.is_empty(), "{args:?}: {refused:?}");
+    }
+
+    // The right token, from the flag: `--json` prints the API's JSON.
+    let functions = cli(url, &["--json", "functions", "--token", TOKEN]).json();
+    let names: Vec<&str> = functions["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|function| function["name"].as_str())
+        .collect();
+    assert_eq!(names, ["hello-agent"], "{functions}");
+
+    // From the variable (or the flag over a wrong variable): a trigger, its log stream and the list all carry it.
+    let waited = cli_with(
+        url,
+        &["trigger", "hello-agent", "-i", "steps=2", "-i", "delay_ms=10", "--wait", "--json"],
+        &[("DASHBOARD_TOKEN", TOKEN)],
+    )
+    .json();
+    assert_eq!(
+        (&waited["status"], &waited["triggered_by"]),
+        (&json!("succeeded"), &json!("admin")),
+        "{waited}"
+    );
+    let id = waited["id"].as_str().expect("an id");
+    let followed = cli_with(url, &["logs", "-f", id], &[("DASHBOARD_TOKEN", TOKEN)]);
+    assert_eq!(followed.code, Some(0), "{followed:?}");
+    assert_eq!(step_lines(&followed.stdout), steps(2), "{followed:?}");
+    let listed = cli_with(url, &["ls", "--json", "--token", TOKEN], &[("DASHBOARD_TOKEN", WRONG)]).json();
+    assert_eq!(listed["items"][0]["id"], id, "{listed}");
 }
