@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 /// How long anything may take on a loaded machine before the test gives up on it (a fail-safe, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A short lease, so that the work of a dead instance is found soon; long enough that a heartbeat (every third of it)
-/// held up a while on a loaded machine does not lose a live instance its work.
-const LEASE: Duration = Duration::from_millis(500);
+/// A short lease, so that the work of a dead instance is found soon; long enough that heartbeats (every sixth of it,
+/// each renewing for five sixths) held up a while on a loaded machine do not lose a live instance its work.
+const LEASE: Duration = Duration::from_secs(1);
 
 /// What the demo runs of all instances did: how many ran at once at most, and which executions ran.
 #[derive(Default)]
