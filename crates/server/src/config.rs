@@ -131,6 +131,10 @@ pub const DEFAULT_LEASE_SECS: u64 = 30;
 /// would cost the database more than two heartbeats a second per instance, and a longer one leaves a dead instance's
 /// runs `running` for over an hour.
 const LEASE_SECS: std::ops::RangeInclusive<u64> = 3..=3600;
+/// How long an MCP tool call waits for its execution's end when `DASHBOARD_MCP_WAIT_SECS` is not set.
+pub const DEFAULT_MCP_WAIT_SECS: u64 = 60;
+/// The longest an MCP tool call may wait (`DASHBOARD_MCP_WAIT_SECS`): an hour; 0 answers at once with the id.
+const MCP_WAIT_SECS: std::ops::RangeInclusive<u64> = 0..=3600;
 /// How many connections an instance's pool may hold when `DASHBOARD_PG_POOL_SIZE` is not set.
 pub const DEFAULT_PG_POOL_SIZE: usize = 16;
 /// The most connections one instance's pool may be given (`DASHBOARD_PG_POOL_SIZE`).
@@ -243,6 +247,9 @@ pub struct ServerConfig {
     /// (`DASHBOARD_LEASE_SECS`, default 30, from 3 to 3600): an instance that dies leaves its runs `running` at most
     /// this long.
     pub lease_secs: u64,
+    /// How long, in seconds, an MCP tool call that runs a function waits for its end before answering with the
+    /// execution's id and status (`DASHBOARD_MCP_WAIT_SECS`, default 60, from 0 to 3600).
+    pub mcp_wait_secs: u64,
     /// The most connections of this instance's PostgreSQL pool (`DASHBOARD_PG_POOL_SIZE`, default 16, from 1 to
     /// 1000); its listener holds one more.
     pub pg_pool_size: usize,
@@ -300,6 +307,7 @@ impl Default for ServerConfig {
             store: StoreSpec::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH)),
             instance_id: InstanceId::random(),
             lease_secs: DEFAULT_LEASE_SECS,
+            mcp_wait_secs: DEFAULT_MCP_WAIT_SECS,
             pg_pool_size: DEFAULT_PG_POOL_SIZE,
             max_running: DEFAULT_MAX_RUNNING,
             sqlite_sync: Synchronous::default(),
@@ -437,6 +445,8 @@ impl ServerConfig {
         }
         config.lease_secs =
             within(&var, "DASHBOARD_LEASE_SECS", LEASE_SECS, "seconds")?.unwrap_or(DEFAULT_LEASE_SECS);
+        config.mcp_wait_secs = within(&var, "DASHBOARD_MCP_WAIT_SECS", MCP_WAIT_SECS, "seconds")?
+            .unwrap_or(DEFAULT_MCP_WAIT_SECS);
         config.pg_pool_size =
             within(&var, "DASHBOARD_PG_POOL_SIZE", 1..=MAX_PG_POOL_SIZE as u64, "connections")?
                 .map_or(DEFAULT_PG_POOL_SIZE, |size| size as usize);
@@ -813,6 +823,8 @@ mod tests {
             ("DASHBOARD_LEASE_SECS", "2"),
             ("DASHBOARD_LEASE_SECS", "3601"),
             ("DASHBOARD_LEASE_SECS", "half a minute"),
+            ("DASHBOARD_MCP_WAIT_SECS", "3601"),
+            ("DASHBOARD_MCP_WAIT_SECS", "a minute"),
             ("DASHBOARD_PG_POOL_SIZE", "0"),
             ("DASHBOARD_PG_POOL_SIZE", "1001"),
             ("DASHBOARD_MAX_RUNNING", "0"),
@@ -873,6 +885,8 @@ mod tests {
     fn the_settings_of_several_instances_are_read_with_their_defaults() {
         let defaults = config(&[]).expect("defaults are valid");
         assert_eq!((defaults.lease_secs, defaults.pg_pool_size, defaults.max_running), (30, 16, 32));
+        assert_eq!(defaults.mcp_wait_secs, 60);
+        assert_eq!(config(&[("DASHBOARD_MCP_WAIT_SECS", "0")]).expect("valid").mcp_wait_secs, 0);
         let InstanceId::Random(id) = &defaults.instance_id else { panic!("{:?}", defaults.instance_id) };
         assert!(id.starts_with("i-") && id.len() == 14, "{id}");
         assert_ne!(defaults.instance_id, config(&[]).expect("valid").instance_id, "each start draws its own");

@@ -17,6 +17,7 @@ mod auth;
 mod common;
 mod error;
 mod http1;
+mod mcp;
 mod migrate;
 mod pages;
 mod seed;

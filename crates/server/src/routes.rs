@@ -7,7 +7,7 @@ use actix_web::{FromRequest, Handler, Responder, web};
 use dashboard_backend_api::Scope;
 
 pub use crate::common::route_info::{Access, RouteInfo};
-use crate::{api, assets, auth, pages};
+use crate::{api, assets, auth, mcp, pages};
 
 /// Every route of the dashboard, in registration order.
 pub fn table() -> Vec<RouteInfo> {
@@ -68,6 +68,9 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::POST, "/api/approvals/{id}", TRIGGER, api::approvals::decide)
         .add(M::GET, "/api/backends", READ, api::backends::list)
         .add(M::GET, "/api/instances", READ, api::instances::list)
+        // The MCP server (streamable HTTP, stateless: no stream of its own, no session to end, so GET and DELETE get
+        // the API's 405).
+        .add(M::POST, "/mcp", READ, mcp::serve)
         // Inbound webhooks: public, each delivery verified by its function's webhook secret.
         .add(M::POST, "/hooks/{function}", Public, api::hooks::deliver)
         // The pages and their form posts.
@@ -176,7 +179,8 @@ mod tests {
             );
             let writes = route.method != Method::GET;
             // A webhook's delivery proves itself by its signature, which its handler checks.
-            let is_self_verified = route.path.starts_with("/hooks/");
+            // The MCP server reads with `read`; each tool that changes something needs the scope the engine checks.
+            let is_self_verified = route.path.starts_with("/hooks/") || route.path == "/mcp";
             if writes && route.path != "/logout" && route.path != "/login" && !is_self_verified {
                 assert!(
                     matches!(route.access, Access::Callback | Access::Scope(Scope::Trigger | Scope::Admin)),

@@ -1,6 +1,7 @@
 //! `AppState`: what every handler can reach — the engine, the templates, the settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -20,6 +21,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// The tokens and login sessions (in memory, or in the shared store: [`AppState::with_shared_sessions`]).
     pub(crate) auth: crate::auth::Auth,
+    /// The MCP server at `/mcp`.
+    pub(crate) mcp: crate::mcp::Service,
 }
 
 /// The handlers' view of the state.
@@ -30,7 +33,8 @@ impl AppState {
     /// actix-web application that mounts the dashboard with [`crate::configure`] builds.
     pub fn new(dashboard: Dashboard, templates: Templates, config: ServerConfig) -> Self {
         let auth = crate::auth::Auth::new(config.auth_tokens.clone(), config.public_url.as_deref());
-        Self { dashboard, templates, config, auth }
+        let mcp = crate::mcp::service(dashboard.clone(), Duration::from_secs(config.mcp_wait_secs));
+        Self { dashboard, templates, config, auth, mcp }
     }
 
     /// Keeps login sessions in the store whose shared side is `cluster` rather than in this process, so that a

@@ -226,9 +226,11 @@ impl Operation {
             responses.insert(status.to_string(), answer.clone());
         }
         for status in errors {
+            // An answer the operation describes itself (the MCP server's) stands.
             if let Some((_, name, _)) = ERRORS.iter().find(|(known, _, _)| *known == status) {
                 responses
-                    .insert(status.to_string(), json!({"$ref": format!("#/components/responses/{name}")}));
+                    .entry(status.to_string())
+                    .or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));
             }
         }
         let mut parameters = path_parameters(route.path);

@@ -35,11 +35,12 @@ impl RouteInfo {
 }
 
 /// Whether a path is answered in JSON (or Prometheus text) rather than with pages: the API, the webhooks, the
-/// metrics and the health check.
+/// metrics, the health check and the MCP server.
 pub(crate) fn is_api_path(path: &str) -> bool {
     path == "/api"
         || path.starts_with("/api/")
         || path.starts_with("/hooks/")
         || path == "/metrics"
         || path == "/healthz"
+        || path == "/mcp"
 }

@@ -239,6 +239,28 @@ pub(super) fn operations() -> Vec<Operation> {
             "The live instances by id, `this` on the one that answered; on a store of its own, that one alone.",
             Some("InstanceList"),
         ),
+        // The MCP server (`mcp/`): MCP streamable HTTP, stateless, any JSON-RPC message; rmcp answers.
+        Operation {
+            body: Some(json!({
+                "required": true,
+                "description": "One JSON-RPC message (MCP); send `Accept: application/json, text/event-stream`.",
+                "content": {"application/json": {"schema": {}}},
+            })),
+            ..operation(M::POST, "/mcp", "mcp", "The MCP server: every function as a tool (MCP streamable HTTP)")
+        }
+        .answer_with(
+            200,
+            "The JSON-RPC answer, as an SSE stream (`text/event-stream`) or as JSON.",
+            Some(json!({
+                "application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            })),
+        )
+        .answer_with(202, "A notification or a response: taken, nothing to answer.", None)
+        .answer_with(400, "Not a JSON-RPC message, or a protocol header that does not match it.", mcp_error())
+        .answer_with(406, "The `Accept` header lacks `application/json` or `text/event-stream`.", mcp_error())
+        .answer_with(415, "The body is not `application/json`.", mcp_error())
+        .errors(&[401, 403, 413]),
         operation(M::POST, "/hooks/{function}", "deliverWebhook", "A webhook delivery: trigger the function")
             .header("webhook-id", "Standard Webhooks: the delivery's id, its idempotency key.")
             .header("webhook-timestamp", "Standard Webhooks: when it was signed, in Unix seconds (5 minutes at most).")
@@ -254,4 +276,12 @@ pub(super) fn operations() -> Vec<Operation> {
             .location(200)
             .errors(&[401, 409, 429, 503]),
     ]
+}
+
+/// What rmcp's transport answers with an error status: a plain-text reason, or a JSON-RPC error object.
+fn mcp_error() -> Option<serde_json::Value> {
+    Some(json!({
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "object"}},
+    }))
 }
