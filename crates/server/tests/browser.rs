@@ -414,6 +414,14 @@ async fn signing_in_triggering_and_signing_out_in_the_browser() {
         limit,
     )
     .await;
+    // The new page's path shows before its document is parsed: wait for the header that says who signed in.
+    wait_until(
+        &browser,
+        "the signed-in header",
+        "return document.querySelector('.signed-in .hint') !== null;",
+        limit,
+    )
+    .await;
     assert_eq!(text_of(&browser, ".signed-in .hint").await, "alice");
     let cookies = browser.execute("return document.cookie;", Vec::new()).await.expect("the script runs");
     assert_eq!(cookies, json!(""), "the session cookie is HttpOnly: scripts cannot read it");
