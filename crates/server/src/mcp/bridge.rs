@@ -37,6 +37,10 @@ pub(crate) async fn serve(
     for (name, value) in &parts.headers {
         answer.append_header((name.as_str(), value.as_bytes()));
     }
+    if !parts.headers.contains_key("content-type") {
+        // rmcp's plain refusals (406, 415) carry no type; actix would call the stream octets.
+        answer.content_type("text/plain; charset=utf-8");
+    }
     answer.streaming(
         BodyDataStream::new(body).map(|chunk| chunk.map_err(|never| -> actix_web::Error { match never {} })),
     )
