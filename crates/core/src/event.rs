@@ -5,7 +5,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Approval, ApprovalStatus, Execution, ExecutionId, ExecutionStatus, Function, Timestamp};
+use crate::{
+    Approval, ApprovalStatus, Delivery, Execution, ExecutionId, ExecutionStatus, Function, Schedule,
+    ScheduleId, Timestamp,
+};
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,11 +53,29 @@ pub enum EventKind {
     /// An approval was decided: approved, declined or expired.
     #[serde(rename = "approval.decided")]
     ApprovalDecided,
+    /// A schedule was created.
+    #[serde(rename = "schedule.created")]
+    ScheduleCreated,
+    /// A schedule was changed.
+    #[serde(rename = "schedule.updated")]
+    ScheduleUpdated,
+    /// A schedule was deleted (its executions are kept).
+    #[serde(rename = "schedule.deleted")]
+    ScheduleDeleted,
+    /// A schedule fired: it queued an execution.
+    #[serde(rename = "schedule.fired")]
+    ScheduleFired,
+    /// A schedule's fire was skipped: no execution (the previous one still ran, or the function refused it).
+    #[serde(rename = "schedule.skipped")]
+    ScheduleSkipped,
+    /// A notification could not be delivered for the whole retry period and was given up.
+    #[serde(rename = "notification.failed")]
+    NotificationFailed,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 19] = [
         Self::FunctionCreated,
         Self::FunctionUpdated,
         Self::FunctionDeleted,
@@ -68,6 +89,12 @@ impl EventKind {
         Self::ExecutionResumed,
         Self::ApprovalRequested,
         Self::ApprovalDecided,
+        Self::ScheduleCreated,
+        Self::ScheduleUpdated,
+        Self::ScheduleDeleted,
+        Self::ScheduleFired,
+        Self::ScheduleSkipped,
+        Self::NotificationFailed,
     ];
 
     /// The kind as it appears in the API (`execution.succeeded`).
@@ -86,6 +113,12 @@ impl EventKind {
             Self::ExecutionResumed => "execution.resumed",
             Self::ApprovalRequested => "approval.requested",
             Self::ApprovalDecided => "approval.decided",
+            Self::ScheduleCreated => "schedule.created",
+            Self::ScheduleUpdated => "schedule.updated",
+            Self::ScheduleDeleted => "schedule.deleted",
+            Self::ScheduleFired => "schedule.fired",
+            Self::ScheduleSkipped => "schedule.skipped",
+            Self::NotificationFailed => "notification.failed",
         }
     }
 
@@ -248,6 +281,92 @@ impl NewEvent {
         }
     }
 
+    /// The event for a schedule that was created, updated or deleted (`kind` says which).
+    pub fn for_schedule(kind: EventKind, schedule: &Schedule) -> Self {
+        let what =
+            format!("schedule {} of {} ({})", short_schedule(schedule.id), schedule.function, schedule.cron);
+        let message = match kind {
+            EventKind::ScheduleCreated => format!("{what} was created"),
+            EventKind::ScheduleUpdated if schedule.enabled => format!("{what} was updated"),
+            EventKind::ScheduleUpdated => format!("{what} was updated and is disabled"),
+            EventKind::ScheduleDeleted => format!("{what} was deleted"),
+            other => format!("{what}: {other}"),
+        };
+        Self {
+            kind,
+            execution_id: None,
+            function: Some(schedule.function.clone()),
+            backend: None,
+            message,
+            data: json!({
+                "schedule_id": schedule.id,
+                "cron": schedule.cron,
+                "timezone": schedule.timezone,
+                "enabled": schedule.enabled,
+            }),
+        }
+    }
+
+    /// The event for a schedule's fire that queued `execution` for the due time `due`.
+    pub fn schedule_fired(schedule: &Schedule, execution: &Execution, due: Timestamp) -> Self {
+        Self {
+            kind: EventKind::ScheduleFired,
+            execution_id: Some(execution.id),
+            function: Some(schedule.function.clone()),
+            backend: Some(execution.backend.clone()),
+            message: format!(
+                "schedule {} fired {} ({})",
+                short_schedule(schedule.id),
+                schedule.function,
+                short(execution.id)
+            ),
+            data: json!({"schedule_id": schedule.id, "due": rfc3339(due)}),
+        }
+    }
+
+    /// The event for a schedule's fire at the due time `due` that was skipped, and why.
+    pub fn schedule_skipped(schedule: &Schedule, due: Timestamp, reason: &str) -> Self {
+        Self {
+            kind: EventKind::ScheduleSkipped,
+            execution_id: None,
+            function: Some(schedule.function.clone()),
+            backend: None,
+            message: format!(
+                "schedule {} skipped {}: {}",
+                short_schedule(schedule.id),
+                schedule.function,
+                first_line(reason)
+            ),
+            data: json!({"schedule_id": schedule.id, "due": rfc3339(due), "reason": reason}),
+        }
+    }
+
+    /// The event for a delivery given up after its last attempt.
+    pub fn notification_failed(delivery: &Delivery) -> Self {
+        let error = delivery.last_error.as_deref().unwrap_or("no answer");
+        Self {
+            kind: EventKind::NotificationFailed,
+            execution_id: None,
+            function: delivery.event.function.clone(),
+            backend: None,
+            message: format!(
+                "notification {} of {} was given up after {} attempts: {}",
+                delivery.notification,
+                delivery.event.kind,
+                delivery.attempts,
+                first_line(error)
+            ),
+            data: json!({
+                "delivery_id": delivery.id,
+                "notification": delivery.notification,
+                "event_id": delivery.event.id,
+                "execution_id": delivery.event.execution_id,
+                "attempts": delivery.attempts,
+                "error": error,
+            }),
+        }
+    }
+
     /// The recorded event, once the store has given it an id and a time.
     pub fn recorded(self, id: u64, ts: Timestamp) -> Event {
         Event {
@@ -267,6 +386,15 @@ impl NewEvent {
 fn short(id: ExecutionId) -> String {
     let text = id.to_string();
     text[text.len() - 8..].to_owned()
+}
+
+fn short_schedule(id: ScheduleId) -> String {
+    let text = id.to_string();
+    text[text.len() - 8..].to_owned()
+}
+
+fn rfc3339(at: Timestamp) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 fn first_line(text: &str) -> &str {

@@ -60,6 +60,23 @@ uuid_id!(
     /// The id of an approval.
     ApprovalId
 );
+uuid_id!(
+    /// The id of a schedule.
+    ScheduleId
+);
+uuid_id!(
+    /// The id of one notification's delivery of one event.
+    DeliveryId
+);
+
+impl ScheduleId {
+    /// The id of a schedule declared in the config file, made from what declares it (`key`, its canonical text): the
+    /// same declaration gets the same id on every start and every instance, so it is created once. A UUID of version
+    /// 8 (custom), from the first 16 bytes of `digest` (a hash of `key` the caller computed).
+    pub fn from_digest(digest: [u8; 16]) -> Self {
+        Self(Uuid::new_v8(digest))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ use dashboard_backend_api::{Backend, BackendError, Principal, Readiness, RunCont
 use dashboard_backends::DemoBackend;
 use dashboard_core::{
     ApprovalPolicy, Decision, EventKind, Execution, ExecutionId, ExecutionStatus, FunctionSpec, LogStream,
+    ScheduleSpec,
 };
 use dashboard_engine::{
     BusMessage, ClusterSettings, Dashboard, DecideRequest, INSTANCE_STOPPED_ERROR, StatusReport,
@@ -427,4 +428,59 @@ async fn a_run_names_the_instance_that_ran_it_without_a_cluster_too() {
     let id = trigger(&dashboard, "f", json!({"steps": 0})).await;
     let ended = wait_until_terminal(&dashboard, id).await;
     assert_eq!((ended.status, ended.instance.as_deref()), (ExecutionStatus::Succeeded, Some("solo")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_each_due_time_once_whichever_instances_look() {
+    let cluster = Instances::default();
+    let instances = [cluster.start("a", 8).await, cluster.start("b", 8).await, cluster.start("c", 8).await];
+    create(&instances[0], FunctionSpec::new("f", "demo")).await;
+    let admin = Principal::token("admin", Scope::Admin, None);
+    let spec: ScheduleSpec = serde_json::from_value(
+        json!({"function": "f", "cron": "* * * * * *", "input": {"steps": 1, "delay_ms": 1}, "overlap": "queue"}),
+    )
+    .expect("a spec");
+    let schedule = instances[1].create_schedule(&admin, spec).await.expect("a schedule");
+    // Every instance fires due schedules at once, over and over, for a few due times.
+    let end = tokio::time::Instant::now() + Duration::from_millis(3500);
+    let firing = instances.iter().map(|instance| {
+        let instance = instance.clone();
+        tokio::spawn(async move {
+            let mut fired = 0;
+            while tokio::time::Instant::now() < end {
+                fired += instance.fire_due_schedules().await.expect("the store answers");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            fired
+        })
+    });
+    let mut fires = 0;
+    for fired in firing.collect::<Vec<_>>() {
+        fires += fired.await.expect("no panic");
+    }
+
+    let events = instances[2].store().list_events(0, 10_000).await.expect("events");
+    let dues: Vec<String> = events
+        .iter()
+        .filter(|event| event.kind == EventKind::ScheduleFired)
+        .map(|event| event.data["due"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(dues.len() >= 3, "three due times in 3.5 s: {dues:?}");
+    assert_eq!(dues.iter().collect::<HashSet<_>>().len(), dues.len(), "a due time fired twice: {dues:?}");
+    assert_eq!(fires, dues.len(), "each stored fire counted by the instance that made it");
+    let stored = instances[0].schedule(schedule.id).await.expect("the schedule");
+    let executions = dues.len();
+    let page = instances[0]
+        .store()
+        .list_executions(&dashboard_store::ExecutionQuery {
+            function: Some("f".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("executions");
+    assert_eq!(page.items.len(), executions);
+    let trigger = format!("schedule:{}", schedule.id);
+    assert!(page.items.iter().all(|execution| execution.triggered_by.as_deref() == Some(trigger.as_str())));
+    assert_eq!(stored.last_execution, page.items.first().map(|execution| execution.id));
 }

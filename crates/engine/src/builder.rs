@@ -196,6 +196,7 @@ impl DashboardBuilder {
             approval_waiters: Mutex::new(HashMap::new()),
             runs_ended: Notify::new(),
             is_accepting: AtomicBool::new(true),
+            schedules_changed: Arc::default(),
             callback_key: match &self.cluster {
                 Some(cluster) => CallbackKey::from_secret(cluster.secret),
                 None => CallbackKey::generate(),

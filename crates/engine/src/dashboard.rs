@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use dashboard_backend_api::{Action, BackendError, BackendRegistry, Principal, Readiness};
-use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
+use dashboard_core::{CoreError, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionSpec};
 use dashboard_store::{
     ApprovalQuery, DashboardStore, ExecutionUpdate, FunctionKey, NewExecution, StoreError,
 };
@@ -294,6 +294,13 @@ impl Dashboard {
         self.execution(id).await
     }
 
+    /// Tells the feed's listeners of an event the store recorded outside the engine (the server's notification
+    /// sender records `notification.failed`); other instances find it in the store.
+    pub fn publish_event(&self, event: Event) {
+        // No receiver is fine: the bus only wakes listeners.
+        let _ = self.inner.bus.send(BusMessage::Event(event));
+    }
+
     /// Runs a finished execution again as a new execution (`retry_of`, `attempt` + 1).
     pub async fn retry(&self, principal: &Principal, id: ExecutionId) -> Result<Execution, EngineError> {
         let previous = self.execution(id).await?;
@@ -445,16 +452,7 @@ impl Dashboard {
         match self.inner.observe(self.inner.store.create_execution(new).await) {
             Ok(recorded) => {
                 let execution = self.inner.publish(recorded);
-                self.inner.metrics.record(&execution);
-                match &self.inner.cluster {
-                    // Stored queued is all it takes: whichever instance has a free slot claims it.
-                    Some(membership) => membership.wake_claims(),
-                    None => self.inner.schedule(QueuedRun {
-                        execution: execution.clone(),
-                        max_concurrency: function.max_concurrency,
-                        prompt: Some(prompt),
-                    }),
-                }
+                self.queued(function, execution.clone(), prompt);
                 Ok(Triggered { execution, created: true })
             }
             Err(StoreError::IdempotencyKeyExists { existing }) => {
@@ -474,6 +472,21 @@ impl Dashboard {
         }
     }
 
+    /// Counts an execution just stored queued (and published) and hands it to whoever runs it: this instance's
+    /// scheduler, or — in a cluster — whichever instance claims it.
+    pub(crate) fn queued(&self, function: &Function, execution: Execution, prompt: Option<String>) {
+        self.inner.metrics.record(&execution);
+        match &self.inner.cluster {
+            // Stored queued is all it takes: whichever instance has a free slot claims it.
+            Some(membership) => membership.wake_claims(),
+            None => self.inner.schedule(QueuedRun {
+                execution,
+                max_concurrency: function.max_concurrency,
+                prompt: Some(prompt),
+            }),
+        }
+    }
+
     async fn check_function(&self, function: &Function) -> Result<(), EngineError> {
         self.check_backend("backend", &function.backend)?;
         let refusal = self
@@ -488,7 +501,7 @@ impl Dashboard {
         Ok(())
     }
 
-    fn check_backend(&self, field: &str, name: &str) -> Result<(), EngineError> {
+    pub(crate) fn check_backend(&self, field: &str, name: &str) -> Result<(), EngineError> {
         if self.inner.backends.contains(name) {
             return Ok(());
         }
@@ -500,7 +513,12 @@ impl Dashboard {
         .into())
     }
 
-    fn authorize(&self, principal: &Principal, backend: &str, action: Action) -> Result<(), EngineError> {
+    pub(crate) fn authorize(
+        &self,
+        principal: &Principal,
+        backend: &str,
+        action: Action,
+    ) -> Result<(), EngineError> {
         self.inner.backends.authorize(principal, backend, action).map_err(|error| match error {
             BackendError::Forbidden { backend, reason } => EngineError::Forbidden { backend, reason },
             other => EngineError::Forbidden { backend: backend.to_owned(), reason: other.to_string() },
@@ -508,7 +526,7 @@ impl Dashboard {
     }
 
     /// The function to trigger: as read recently (see `functions.rs`), else from the store.
-    async fn function(&self, key: &FunctionKey) -> Result<Arc<Function>, EngineError> {
+    pub(crate) async fn function(&self, key: &FunctionKey) -> Result<Arc<Function>, EngineError> {
         let function = self.inner.functions.get(self.inner.store.as_ref(), key).await?;
         function.ok_or_else(|| EngineError::function_not_found(key))
     }

@@ -119,6 +119,10 @@ impl EngineError {
         Self::NotFound { entity: "approval", key: id.to_string() }
     }
 
+    pub(crate) fn schedule_not_found(id: impl ToString) -> Self {
+        Self::NotFound { entity: "schedule", key: id.to_string() }
+    }
+
     pub(crate) fn function_not_found(key: impl ToString) -> Self {
         Self::NotFound { entity: "function", key: key.to_string() }
     }

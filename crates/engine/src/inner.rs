@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) approval_waiters: Mutex<HashMap<ApprovalId, Waiter>>,
     pub(crate) runs_ended: Notify,
     pub(crate) is_accepting: AtomicBool,
+    /// Wakes the schedules' fire loop when a schedule changed here (`schedules.rs`).
+    pub(crate) schedules_changed: Arc<tokio::sync::Notify>,
     pub(crate) callback_key: CallbackKey,
     /// Who this instance is.
     pub(crate) identity: Identity,

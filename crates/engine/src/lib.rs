@@ -20,11 +20,13 @@ mod health;
 mod inner;
 mod json_size;
 mod metrics;
+mod outbox;
 mod prompt;
 mod reader;
 mod retention;
 mod run;
 mod scheduler;
+mod schedules;
 
 pub use approvals::{
     DECIDED_BY_DASHBOARD, DECIDED_BY_POLICY, DECIDED_BY_SESSION_GRANT, DecideRequest, approval_item_id,
@@ -46,6 +48,7 @@ pub use prompt::{
 };
 pub use reader::StoreReader;
 pub use retention::RetentionPolicy;
+pub use schedules::Ensured;
 
 /// The error of an execution that was running when the server stopped.
 pub const INTERRUPTED_ERROR: &str = "interrupted: the server stopped while this execution was running";

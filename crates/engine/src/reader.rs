@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use dashboard_core::{
-    Approval, ApprovalId, Event, Execution, ExecutionId, Function, Item, LogLine, Timestamp,
+    Approval, ApprovalId, Delivery, Event, Execution, ExecutionId, Function, Item, LogLine, Timestamp,
 };
 use dashboard_store::{
-    ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery, FunctionKey, Spend, SpendQuery,
-    StatusCounts, StoreError, StoreStats,
+    ApprovalQuery, DailySpend, DashboardStore, DeliveryQuery, ExecutionPage, ExecutionQuery, FunctionKey,
+    Spend, SpendQuery, StatusCounts, StoreError, StoreStats,
 };
 
 /// Reads of the engine's store; cheap to clone. Each method is the store's own (see `DashboardStore` for its
@@ -108,6 +108,11 @@ impl StoreReader {
     /// What each function's executions spent per UTC day, for the days at or after `since`, by day then function.
     pub async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
         self.store.daily_spend(since).await
+    }
+
+    /// Notification deliveries matching `query`, newest first.
+    pub async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        self.store.list_deliveries(query).await
     }
 
     /// What the store has recorded about its writes, for metrics.

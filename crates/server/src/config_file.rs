@@ -1,6 +1,7 @@
 //! The config file (`DASHBOARD_CONFIG` or `--config`, TOML): the backends to run on (`[[backends]]`), the
 //! functions to create or update at start-up (`[[functions]]`, functions as code, each with its webhook when it has
-//! a `[functions.webhook]` table) and the tokens that may use the dashboard (`[[auth.tokens]]`). A mistake stops
+//! a `[functions.webhook]` table), the tokens that may use the dashboard (`[[auth.tokens]]`), the schedules that
+//! trigger functions (`[[schedules]]`) and the notifications sent of events (`[[notifications]]`). A mistake stops
 //! start-up with a message naming the file, the entry and the field.
 
 use std::collections::BTreeMap;
@@ -9,13 +10,15 @@ use std::sync::Arc;
 
 use dashboard_backend_api::{Backend, BackendRegistry, Principal, Scope};
 use dashboard_backends::BackendConfig;
-use dashboard_core::{FunctionSpec, validate_name};
-use dashboard_engine::{Dashboard, EngineError, Price};
+use dashboard_core::{FunctionSpec, ScheduleId, ScheduleSpec, validate_name};
+use dashboard_engine::{Dashboard, EngineError, Ensured, Price};
 use dashboard_store::FunctionKey;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 use crate::auth::TokenSpec;
+use crate::notify::NotificationConfig;
 use crate::webhook::{RawWebhook, Webhook};
 
 /// A config file that cannot be used; the message names the file, the entry and the field.
@@ -42,6 +45,11 @@ pub struct FileConfig {
     /// The webhooks of the functions that have one (`[functions.webhook]`), by function name. They are the server's
     /// settings, not the store's: a function created through the API has none.
     pub webhooks: BTreeMap<String, Webhook>,
+    /// The schedules of `[[schedules]]`, created at start-up when missing (each one's id comes from what declares
+    /// it, so it is created once, on any instance).
+    pub schedules: Vec<ScheduleSpec>,
+    /// The notifications of `[[notifications]]`.
+    pub notifications: Vec<NotificationConfig>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +63,10 @@ struct RawFile {
     auth: RawAuth,
     #[serde(default)]
     prices: Vec<toml::Table>,
+    #[serde(default)]
+    schedules: Vec<toml::Table>,
+    #[serde(default)]
+    notifications: Vec<toml::Table>,
 }
 
 /// One `[[prices]]` entry as written: US dollars per million tokens.
@@ -158,7 +170,37 @@ pub fn load_with_env(
         }
         prices.push(price);
     }
-    Ok(FileConfig { backends, functions, tokens, prices, webhooks })
+    let mut schedules = Vec::new();
+    for (index, table) in raw.schedules.into_iter().enumerate() {
+        let schedule: ScheduleSpec = settings(table)
+            .and_then(|spec: ScheduleSpec| spec.validate().map(|()| spec).map_err(|error| error.to_string()))
+            .map_err(|message| error(format!("schedules[{index}]: {message}")))?;
+        if !functions.iter().any(|function| function.name == schedule.function) {
+            return Err(error(format!(
+                "schedules[{index}]: function: no [[functions]] entry is called {:?}",
+                schedule.function
+            )));
+        }
+        schedules.push(schedule);
+    }
+    let mut notifications: Vec<NotificationConfig> = Vec::new();
+    for (index, table) in raw.notifications.into_iter().enumerate() {
+        let name = table.get("name").and_then(|name| name.as_str()).map(str::to_owned);
+        let entry = name.map_or_else(
+            || format!("notifications[{index}]"),
+            |name| format!("notifications[{index}] ({name:?})"),
+        );
+        let notification = NotificationConfig::from_table(table, env)
+            .map_err(|message| error(format!("{entry}: {message}")))?;
+        if notifications.iter().any(|other| other.name == notification.name) {
+            return Err(error(format!(
+                "{entry}: name: another notification is called {:?}",
+                notification.name
+            )));
+        }
+        notifications.push(notification);
+    }
+    Ok(FileConfig { backends, functions, tokens, prices, webhooks, schedules, notifications })
 }
 
 /// A function's `[functions.webhook]` table: its settings, its secret read through `env`.
@@ -316,6 +358,38 @@ pub async fn sync_functions(dashboard: &Dashboard, specs: &[FunctionSpec]) -> Re
         }
     }
     Ok((created, updated))
+}
+
+/// Creates or updates the schedules of the file; returns how many were created and updated. The `n`th entry of a
+/// function has the same id on every start and every instance ([`config_schedule_id`]), so an entry whose cron or
+/// input changed updates its schedule, and one that did not keeps its due time. An entry removed from the file leaves
+/// its schedule (delete it through the API or the page), as a removed function stays.
+pub async fn sync_schedules(dashboard: &Dashboard, specs: &[ScheduleSpec]) -> Result<(usize, usize), String> {
+    let (mut created, mut updated) = (0, 0);
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, spec) in specs.iter().enumerate() {
+        let nth = seen.entry(spec.function.as_str()).or_default();
+        let id = config_schedule_id(&spec.function, *nth);
+        *nth += 1;
+        match dashboard.ensure_schedule(id, spec.clone()).await {
+            Ok(Ensured::Created) => created += 1,
+            Ok(Ensured::Updated) => updated += 1,
+            Ok(Ensured::Unchanged) => {}
+            Err(error) => return Err(format!("schedules[{index}] ({:?}): {error}", spec.function)),
+        }
+    }
+    Ok((created, updated))
+}
+
+/// The id of the `nth` (from 0) `[[schedules]]` entry of `function` in the config file.
+pub fn config_schedule_id(function: &str, nth: usize) -> ScheduleId {
+    let digest = Sha256::new()
+        .chain_update(b"config schedule\0")
+        .chain_update(function)
+        .chain_update(nth.to_be_bytes());
+    let mut bytes = [0; 16];
+    bytes.copy_from_slice(&digest.finalize()[..16]);
+    ScheduleId::from_digest(bytes)
 }
 
 /// Brings one function in the store to `spec`, starting over when another instance changed it between the read and

@@ -99,7 +99,12 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let details = (!self.details.is_null()).then_some(&self.details);
         let error = ErrorDetail { code: self.code.as_str(), message: &self.message, details };
-        HttpResponse::build(self.status()).json(ErrorBody { error })
+        let mut response = HttpResponse::build(self.status());
+        if self.status() == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a 401 says which scheme it wants (MCP clients read it to know a token is needed).
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorBody { error })
     }
 }
 

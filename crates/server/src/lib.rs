@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod config_file;
+pub mod notify;
 pub mod routes;
 pub mod webhook;
 
@@ -104,6 +105,10 @@ async fn build_dashboard(config: &ServerConfig) -> Result<Built, StartError> {
             store
         }
     };
+    if let Some(file) = &config.file {
+        // Before anything is recorded: the outbox is written with the events that call for it.
+        store.set_outbox_rules(notify::outbox_rules(&file.notifications));
+    }
     let mut builder = config.configure_engine(Dashboard::builder().store(store));
     if let Some(settings) = &cluster {
         builder = builder.cluster(settings.clone());
@@ -120,8 +125,12 @@ async fn build_dashboard(config: &ServerConfig) -> Result<Built, StartError> {
     let (created, updated) = config_file::sync_functions(&dashboard, &file.functions)
         .await
         .map_err(|message| ConfigFileError { path: path.clone(), message })?;
+    let (schedules_created, schedules_updated) = config_file::sync_schedules(&dashboard, &file.schedules)
+        .await
+        .map_err(|message| ConfigFileError { path: path.clone(), message })?;
     log::info!(
-        "config {}: backends {}; {created} functions created, {updated} updated",
+        "config {}: backends {}; {created} functions created, {updated} updated; {schedules_created} schedules \
+         created, {schedules_updated} updated",
         path.display(),
         dashboard.backends().names().join(", ")
     );
@@ -297,6 +306,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     if report.interrupted + report.requeued > 0 {
         log::info!("recovery: {} interrupted, {} queued again", report.interrupted, report.requeued);
     }
+    // The task ends when the engine shuts down.
+    drop(dashboard.spawn_schedules());
     match RetentionPolicy::days(config.retention_days) {
         Some(policy) => {
             log::info!("retention: finished executions are kept {} days", config.retention_days);
@@ -306,6 +317,15 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         None => {
             log::info!("retention: off (DASHBOARD_RETENTION_DAYS=0), finished executions are kept for ever")
         }
+    }
+    if let Some(file) = config.file.as_ref().filter(|file| !file.notifications.is_empty()) {
+        let public_url = config.public_url.clone().unwrap_or_default();
+        notify::spawn(
+            dashboard.clone(),
+            file.notifications.clone(),
+            public_url,
+            config.instance_id.as_str().to_owned(),
+        );
     }
     let web_source = WebSource::choose(config.web_dir.as_deref(), config.debug);
     let templates = Templates::load(&web_source)?;

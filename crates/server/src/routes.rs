@@ -68,6 +68,12 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::POST, "/api/approvals/{id}", TRIGGER, api::approvals::decide)
         .add(M::GET, "/api/backends", READ, api::backends::list)
         .add(M::GET, "/api/instances", READ, api::instances::list)
+        .add(M::GET, "/api/notifications/deliveries", READ, api::notifications::list)
+        .add(M::GET, "/api/schedules", READ, api::schedules::list)
+        .add(M::POST, "/api/schedules", ADMIN, api::schedules::create)
+        .add(M::GET, "/api/schedules/{id}", READ, api::schedules::get)
+        .add(M::PUT, "/api/schedules/{id}", ADMIN, api::schedules::replace)
+        .add(M::DELETE, "/api/schedules/{id}", ADMIN, api::schedules::delete)
         // The MCP server (streamable HTTP, stateless: no stream of its own, no session to end, so GET and DELETE get
         // the API's 405).
         .add(M::POST, "/mcp", READ, mcp::serve)
@@ -76,6 +82,7 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         // The pages and their form posts.
         .add(M::GET, "/", READ, pages::overview::show)
         .add(M::GET, "/functions", READ, pages::functions::list)
+        .add(M::GET, "/schedules", READ, pages::schedules::list)
         .add(M::POST, "/functions", ADMIN, pages::function_form::create)
         .add(M::GET, "/functions/new", READ, pages::function_form::new)
         .add(M::GET, "/functions/{key}", READ, pages::functions::detail)
@@ -93,6 +100,7 @@ pub(crate) fn declare<S: RouteSink>(routes: &mut S) {
         .add(M::GET, "/approvals", READ, pages::approvals::inbox)
         .add(M::POST, "/approvals/{id}", TRIGGER, pages::approvals::decide)
         .add(M::GET, "/activity", READ, pages::activity::show)
+        .add(M::GET, "/notifications", READ, pages::notifications::list)
         .add(M::GET, "/backends", READ, pages::backends::show);
 }
 

@@ -72,8 +72,14 @@ fn method_of(route: &RouteInfo) -> Method {
 
 /// A route's path with its parameters filled in: an approval's routes with `approval_id`, the others' `{id}` with
 /// `execution_id`.
-fn concrete(path: &str, execution_id: &str, approval_id: &str) -> String {
-    let id = if path.contains("/approvals/") { approval_id } else { execution_id };
+fn concrete(path: &str, execution_id: &str, approval_id: &str, schedule_id: &str) -> String {
+    let id = if path.contains("/approvals/") {
+        approval_id
+    } else if path.contains("/schedules/") {
+        schedule_id
+    } else {
+        execution_id
+    };
     path.replace("{key}", "on-a").replace("{id}", id).replace("{path:.*}", "app.css")
 }
 
@@ -96,6 +102,16 @@ async fn status_of(server: &TestServer, method: &Method, path: &str, token: Opti
     (response.status().as_u16(), content_type)
 }
 
+/// The `WWW-Authenticate` header of the answer to a request without a token.
+async fn www_authenticate(server: &TestServer, method: &Method, path: &str) -> Option<String> {
+    let mut request = not_following().request(method.clone(), format!("{}{path}", server.url));
+    if *method != Method::GET {
+        request = request.json(&json!({}));
+    }
+    let response = request.send().await.expect("the server answers");
+    response.headers().get("www-authenticate").and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_no_token_and_serves_a_valid_one() {
     let dir = TestDir::new("auth-routes");
@@ -112,10 +128,16 @@ async fn every_route_refuses_no_token_and_serves_a_valid_one() {
         .await;
     let approval_id = approvals.body["items"][0]["id"].as_str().expect("an approval").to_owned();
 
+    // A disabled schedule of the function, for the schedules' routes.
+    let body = json!({"function": "on-a", "cron": "0 3 * * *", "enabled": false});
+    let scheduled = server.call(Method::POST, "/api/schedules", Some(ADMIN), Some(body)).await;
+    assert_eq!(scheduled.status, 201, "{:?}", scheduled.body);
+    let schedule_id = scheduled.body["id"].as_str().expect("an id").to_owned();
+
     let routes = table();
     assert!(routes.len() > 30, "the table lists the routes: {}", routes.len());
     for route in &routes {
-        let path = concrete(route.path, &id, &approval_id);
+        let path = concrete(route.path, &id, &approval_id, &schedule_id);
         let (status, content_type) = status_of(&server, &method_of(route), &path, None).await;
         match route.access {
             Access::Public if method_of(route) == Method::GET => {
@@ -124,6 +146,15 @@ async fn every_route_refuses_no_token_and_serves_a_valid_one() {
             Access::Public => {}
             _ => {
                 assert_eq!(status, 401, "{} {path} without a token", route.method);
+                if route.is_api() {
+                    let challenge = www_authenticate(&server, &method_of(route), &path).await;
+                    assert_eq!(
+                        challenge.as_deref(),
+                        Some("Bearer"),
+                        "{} {path}: RFC 6750's challenge",
+                        route.method
+                    );
+                }
                 let expected = if route.is_api() { "application/json" } else { "text/html" };
                 assert!(content_type.starts_with(expected), "{} {path}: {content_type}", route.method);
             }
@@ -143,7 +174,7 @@ async fn every_route_refuses_no_token_and_serves_a_valid_one() {
         .filter(|route| matches!(route.access, Access::Scope(_)))
         .partition(|route| method_of(route) == Method::GET);
     for route in reads.into_iter().chain(writes) {
-        let path = concrete(route.path, &id, &approval_id);
+        let path = concrete(route.path, &id, &approval_id, &schedule_id);
         let (status, _) = status_of(&server, &method_of(route), &path, Some(ADMIN)).await;
         assert!(
             !matches!(status, 401 | 403) && status < 500,

@@ -633,7 +633,7 @@ async fn the_transcript_shows_an_agents_work_in_order_and_takes_new_items_live()
     }
 
     browser.close().await.expect("the session closes");
-    handle.stop(true).await;
+    common::stop_mounted(handle).await;
     drop(driver);
 }
 

@@ -17,7 +17,7 @@ use dashboard_engine::Dashboard;
 use dashboard_server::config_file::sync_functions;
 use dashboard_store::{DashboardStore, FunctionKey, MemoryStore};
 use hooked_store::{Hook, HookedStore};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn example_config() -> String {
     format!("{}/../../examples/agent-dashboard.toml", env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +55,13 @@ async fn the_example_config_declares_its_backends_and_functions() {
     assert_eq!(kinds, ["http", "codex", "demo", "openai", "command"]);
     assert!(!backends.to_string().contains("MfKQ9r8"), "a secret was shown");
     assert_eq!(names(&server.get("/api/functions").await.body), ["say-hello", "summarize", "triage-issue"]);
+    let schedules = server.get("/api/schedules").await.body;
+    let [schedule] = schedules["items"].as_array().expect("items").as_slice() else { panic!("{schedules}") };
+    assert_eq!(
+        (&schedule["function"], &schedule["cron"], &schedule["timezone"], &schedule["input"]),
+        (&json!("say-hello"), &json!("0 9 * * 1-5"), &json!("Europe/Berlin"), &json!({"name": "team"}))
+    );
+    assert!(schedule["next_run_at"].is_string(), "{schedule}");
 }
 
 /// Runs the binary with a config file holding `text`; returns its exit success and what it printed.
@@ -92,6 +99,20 @@ fn a_bad_config_stops_start_up_naming_file_entry_and_field() {
         ),
         "{printed}"
     );
+    let function =
+        "[[backends]]\nname = \"demo\"\nkind = \"demo\"\n[[functions]]\nname = \"f\"\nbackend = \"demo\"\n";
+    let (started, printed) =
+        start_with(&format!("{function}[[schedules]]\nfunction = \"g\"\ncron = \"* * * * *\"\n"));
+    assert!(!started);
+    assert!(printed.contains("schedules[0]: function: no [[functions]] entry is called \"g\""), "{printed}");
+    let (started, printed) =
+        start_with(&format!("{function}[[schedules]]\nfunction = \"f\"\ncron = \"61 * * * *\"\n"));
+    assert!(!started);
+    assert!(printed.contains("bad.toml: schedules[0] (\"f\"): cron: "), "{printed}");
+    let (started, printed) =
+        start_with(&format!("{function}[[schedules]]\nfunction = \"f\"\ncron = \"* * * * *\"\nevery = 2\n"));
+    assert!(!started);
+    assert!(printed.contains("schedules[0]: every: unknown field"), "{printed}");
 }
 
 /// Two instances that start together on one store sync the same file at once. The store holds the first read of each

@@ -148,8 +148,14 @@ async fn a_read_token_lists_but_cannot_trigger_and_no_token_is_refused() {
         assert_eq!(server.send(request).await.status, 405, "{method} /mcp");
     }
 
+    let refused =
+        server.client.post(format!("{}/mcp", server.url)).json(&json!({})).send().await.expect("an answer");
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers().get("www-authenticate").and_then(|value| value.to_str().ok());
+    assert_eq!(challenge, Some("Bearer"), "an MCP client learns that it needs a bearer token");
     let error = connect(&server, None).await.expect_err("no token, no session");
-    assert!(error.to_string().contains("401") || format!("{error:?}").contains("401"), "{error:?}");
+    // rmcp's client reads the challenge: it says that the server wants a bearer token.
+    assert!(format!("{error:?}").contains("AuthRequired"), "{error:?}");
 
     server.stop().await;
 }

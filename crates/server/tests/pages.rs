@@ -250,7 +250,9 @@ impl TranscriptServer {
     }
 
     async fn stop(self) {
-        self.handle.stop(true).await;
+        // The client first, so that no idle keep-alive connection holds up the graceful stop.
+        drop(self.client);
+        common::stop_mounted(self.handle).await;
     }
 }
 

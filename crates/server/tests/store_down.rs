@@ -264,7 +264,7 @@ async fn while_the_store_is_down_every_route_answers_503_and_none_500() {
     }
     let page = browser.get("/executions").await;
     assert_eq!(page.status, 200, "the session holds once the store is back: {:?}", page.body);
-    handle.stop(true).await;
+    common::stop_mounted(handle).await;
 }
 
 /// Two instances keep their sessions in one store: a browser signed in through one is signed in on the other, with
@@ -311,6 +311,6 @@ async fn a_session_made_on_one_instance_holds_on_another_while_its_token_does() 
     admin_browser.url = first.clone();
     let page = admin_browser.get("/executions").await;
     assert_eq!(page.status, 401, "a logout on one instance ends the session on all: {:?}", page.body);
-    first_handle.stop(true).await;
-    second_handle.stop(true).await;
+    common::stop_mounted(first_handle).await;
+    common::stop_mounted(second_handle).await;
 }

@@ -93,7 +93,7 @@ async fn while_writes_fail_healthz_is_503_with_the_reason_and_a_cancel_lands_onc
     wait_until("healthy again", || async { get("/healthz").await.status == 200 }).await;
     let retried = answer(client.post(format!("{url}{execution_path}/retry"))).await;
     assert_eq!(retried.status, 202, "a finished execution may be retried: {}", retried.body);
-    handle.stop(true).await;
+    common::stop_mounted(handle).await;
 }
 
 /// A free port on 127.0.0.1.

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, NewEvent, now};
+use dashboard_core::{CoreError, Execution, ExecutionId, ExecutionStatus, NewEvent, Timestamp, now};
 use dashboard_store::{
     ExecutionPage, ExecutionQuery, ExecutionUpdate, NewExecution, StatusCounts, StoreError,
 };
@@ -122,7 +122,17 @@ pub(crate) async fn lock(tx: &Tx<'_>, id: ExecutionId) -> OpResult<()> {
 }
 
 pub(crate) async fn create(tx: &mut Tx<'_>, new: NewExecution) -> OpResult<Execution> {
-    let execution = new.into_execution(now());
+    create_at(tx, new, now()).await
+}
+
+/// Stores a new execution created at `created_at`, with its `execution.queued` event (see
+/// `DashboardStore::create_execution`); a schedule's fire stores its execution through it, made at the fire's time.
+pub(crate) async fn create_at(
+    tx: &mut Tx<'_>,
+    new: NewExecution,
+    created_at: Timestamp,
+) -> OpResult<Execution> {
+    let execution = new.into_execution(created_at);
     let inserted = execute(
         &tx.db,
         INSERT,
@@ -287,7 +297,10 @@ pub(crate) async fn list(client: &impl GenericClient, query: &ExecutionQuery) ->
 }
 
 /// Adds `value` to the parameters of a statement being built; its placeholder (`$n`).
-fn bind(values: &mut Vec<Box<dyn ToSql + Sync + Send>>, value: impl ToSql + Sync + Send + 'static) -> String {
+pub(crate) fn bind(
+    values: &mut Vec<Box<dyn ToSql + Sync + Send>>,
+    value: impl ToSql + Sync + Send + 'static,
+) -> String {
     values.push(Box::new(value));
     format!("${}", values.len())
 }

@@ -6,7 +6,8 @@
 //! in memory at once; all tables go in one PostgreSQL transaction, so the target gets everything or nothing. Values
 //! convert exactly: ids from text to `uuid`, times from SQLite's fixed-width UTC text to `timestamptz` (both keep
 //! microseconds), JSON text unchanged, `0`/`1` flags to `boolean`; plain text meets the store's one rule (a NUL
-//! character becomes U+FFFD, see `codec.rs`). Ids, seqs and event ids are kept.
+//! character becomes U+FFFD, see `codec.rs`). Ids, seqs and event ids are kept; the claims of pending notification
+//! deliveries are not (the target's instances claim them afresh).
 
 use std::fmt;
 use std::fs::{File, TryLockError};
@@ -33,7 +34,7 @@ use crate::{PostgresStore, redacted_url};
 /// The schema version of the SQLite files this build copies: that of the SQLite store of the same build
 /// (`SqliteStore::schema_version()`, checked by `tests/import.rs`). An older file is brought up to it by opening it
 /// once with this build's server; a newer one by that newer build's own `migrate-store`.
-pub const SQLITE_SCHEMA_VERSION: u32 = 8;
+pub const SQLITE_SCHEMA_VERSION: u32 = 9;
 
 /// A batch holds at most this many rows …
 const BATCH_ROWS: usize = 1000;
@@ -59,6 +60,10 @@ pub struct ImportReport {
     pub approvals: u64,
     /// Events of the activity feed, with their ids.
     pub events: u64,
+    /// Schedules, with where each stands (next and last run, skips).
+    pub schedules: u64,
+    /// Deliveries of the notification outbox, whatever their status (the claims of pending ones are not copied).
+    pub deliveries: u64,
     /// The last event id now taken: the next event recorded gets a larger one.
     pub last_event_id: u64,
 }
@@ -67,8 +72,8 @@ impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} functions, {} executions, {} log lines, {} transcript items, {} diffs, {} approvals, {} events \
-             (the next event id is above {})",
+            "{} functions, {} executions, {} log lines, {} transcript items, {} diffs, {} approvals, {} events, \
+             {} schedules, {} notification deliveries (the next event id is above {})",
             self.functions,
             self.executions,
             self.logs,
@@ -76,6 +81,8 @@ impl fmt::Display for ImportReport {
             self.diffs,
             self.approvals,
             self.events,
+            self.schedules,
+            self.deliveries,
             self.last_event_id
         )
     }
@@ -115,12 +122,15 @@ impl Kind {
 struct Table {
     name: &'static str,
     columns: &'static [(&'static str, Kind)],
+    /// The file's columns after `columns` that are not copied: they are left empty (a claim that means nothing to
+    /// the instances sharing the target).
+    not_copied: &'static [&'static str],
 }
 
 use Kind::{Flag, Id, Integer, Real, Text, Time};
 
 /// Every table of the SQLite store that holds the dashboard's data, in the order they are copied.
-const TABLES: [Table; 7] = [
+const TABLES: [Table; 9] = [
     Table {
         name: "functions",
         columns: &[
@@ -144,6 +154,7 @@ const TABLES: [Table; 7] = [
             ("daily_cost_usd", Real),
             ("daily_tokens", Integer),
         ],
+        not_copied: &[],
     },
     Table {
         name: "executions",
@@ -170,10 +181,12 @@ const TABLES: [Table; 7] = [
             ("prompt", Text),
             ("instance", Text),
         ],
+        not_copied: &[],
     },
     Table {
         name: "logs",
         columns: &[("execution_id", Id), ("seq", Integer), ("ts", Time), ("stream", Text), ("message", Text)],
+        not_copied: &[],
     },
     Table {
         name: "items",
@@ -187,8 +200,9 @@ const TABLES: [Table; 7] = [
             ("updated_at", Time),
             ("body", Text),
         ],
+        not_copied: &[],
     },
-    Table { name: "diffs", columns: &[("execution_id", Id), ("diff", Text)] },
+    Table { name: "diffs", columns: &[("execution_id", Id), ("diff", Text)], not_copied: &[] },
     Table {
         name: "approvals",
         columns: &[
@@ -211,6 +225,7 @@ const TABLES: [Table; 7] = [
             ("answers", Text),
             ("details", Text),
         ],
+        not_copied: &[],
     },
     Table {
         name: "events",
@@ -224,6 +239,45 @@ const TABLES: [Table; 7] = [
             ("message", Text),
             ("data", Text),
         ],
+        not_copied: &[],
+    },
+    Table {
+        name: "schedules",
+        columns: &[
+            ("id", Id),
+            ("function", Text),
+            ("cron", Text),
+            ("timezone", Text),
+            ("input", Text),
+            ("overlap", Text),
+            ("enabled", Flag),
+            ("next_run_at", Time),
+            ("last_run_at", Time),
+            ("last_execution", Id),
+            ("skipped", Integer),
+            ("created_at", Time),
+            ("updated_at", Time),
+        ],
+        not_copied: &[],
+    },
+    Table {
+        name: "notification_deliveries",
+        columns: &[
+            ("id", Id),
+            ("notification", Text),
+            ("event_id", Integer),
+            ("event", Text),
+            ("execution_id", Id),
+            ("status", Text),
+            ("attempts", Integer),
+            ("next_attempt_at", Time),
+            ("last_error", Text),
+            ("response_status", Integer),
+            ("created_at", Time),
+            ("finished_at", Time),
+        ],
+        // A pending delivery is claimed afresh by the instances on the target.
+        not_copied: &["lease_owner", "lease_expires_at"],
     },
 ];
 
@@ -273,8 +327,9 @@ enum Message {
     Done,
 }
 
-/// Copies every function, execution, log line, transcript item, diff, approval and event of the SQLite store file at
-/// `path` into `target`, keeping their ids, in one transaction; returns how many of each it copied.
+/// Copies every function, execution, log line, transcript item, diff, approval, event, schedule and notification
+/// delivery of the SQLite store file at `path` into `target`, keeping their ids, in one transaction; returns how many
+/// of each it copied.
 ///
 /// Executions keep their status. Those `queued` are claimed by the instances as any other; those `running` or
 /// `waiting` — the file's server stopped without ending them — are given a lease that has already ended, held by the
@@ -283,8 +338,8 @@ enum Message {
 ///
 /// Errors: [`StoreError::Invalid`] (field `from`) when the file does not exist, is not an Agent Dashboard database,
 /// has another schema version than [`SQLITE_SCHEMA_VERSION`], or is in use by a running dashboard;
-/// [`StoreError::Invalid`] (field `to`) when the target holds functions, executions or events already (so a second
-/// run cannot copy twice); [`StoreError::Unavailable`] when either database fails, or a value of the file cannot be
+/// [`StoreError::Invalid`] (field `to`) when the target holds functions, executions, events or schedules already (so a
+/// second run cannot copy twice); [`StoreError::Unavailable`] when either database fails, or a value of the file cannot be
 /// read. On any error the target is left as it was.
 pub async fn import_sqlite(path: &Path, target: &PostgresStore) -> Result<ImportReport, StoreError> {
     let source_path = path.to_path_buf();
@@ -309,13 +364,13 @@ pub async fn import_sqlite(path: &Path, target: &PostgresStore) -> Result<Import
         .map_err(|error| unavailable(error, "could not lift the session's timeouts for the import"))?;
     // Held to the commit: a second import waits for this one, then finds the tables full and is refused.
     transaction
-        .batch_execute("LOCK TABLE functions, executions, events IN SHARE ROW EXCLUSIVE MODE")
+        .batch_execute("LOCK TABLE functions, executions, events, schedules IN SHARE ROW EXCLUSIVE MODE")
         .await
         .map_err(|error| unavailable(error, "could not lock the target's tables"))?;
     let holds_data = transaction
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM functions) OR EXISTS (SELECT 1 FROM executions) \
-                    OR EXISTS (SELECT 1 FROM events)",
+                    OR EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM schedules)",
             &[],
         )
         .await
@@ -325,8 +380,8 @@ pub async fn import_sqlite(path: &Path, target: &PostgresStore) -> Result<Import
         return Err(CoreError::invalid_field(
             "to",
             format!(
-                "the database {} holds functions, executions or events already; migrate-store copies into an \
-                 empty database only, so that nothing is copied twice",
+                "the database {} holds functions, executions, events or schedules already; migrate-store copies \
+                 into an empty database only, so that nothing is copied twice",
                 redacted_url(&target.options.url)
             ),
         )
@@ -382,7 +437,7 @@ pub async fn import_sqlite(path: &Path, target: &PostgresStore) -> Result<Import
         .map_err(|error| unavailable(error, "could not set the event counter"))?;
     transaction.commit().await.map_err(|error| unavailable(error, "could not commit the import"))?;
 
-    let [functions, executions, logs, items, diffs, approvals, events] = counts;
+    let [functions, executions, logs, items, diffs, approvals, events, schedules, deliveries] = counts;
     Ok(ImportReport {
         functions,
         executions,
@@ -391,6 +446,8 @@ pub async fn import_sqlite(path: &Path, target: &PostgresStore) -> Result<Import
         diffs,
         approvals,
         events,
+        schedules,
+        deliveries,
         last_event_id: u64::try_from(last_event_id).unwrap_or(0),
     })
 }
@@ -486,7 +543,8 @@ impl Source {
                 )));
             }
             // Every column is copied by name: one this build does not know would be lost, so the file is refused.
-            let expected: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+            let expected: Vec<&str> =
+                table.columns.iter().map(|(name, _)| *name).chain(table.not_copied.iter().copied()).collect();
             if found != expected {
                 return Err(refuse(format!(
                     "{shown} is not an Agent Dashboard database of schema version {SQLITE_SCHEMA_VERSION}: its table \

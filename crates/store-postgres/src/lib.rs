@@ -9,10 +9,13 @@
 //!
 //! Every method of [`DashboardStore`] is one transaction on a pooled connection (`transaction.rs`), its SQL in the
 //! module of its kind of record (`functions.rs`, `executions.rs`, `logs.rs`, `items.rs`, `approvals.rs`, `events.rs`,
-//! `spend.rs`, `prune.rs` — ports of `dashboard-store-sqlite`'s). What several instances writing at once need is in
-//! the database, not in a process: a change locks the rows it compares (`FOR UPDATE`), so compare-and-sets hold and
-//! logs and items number without gaps; unique indexes decide names, ids and idempotency keys; and event ids are taken
-//! from one counter row as the last step before commit, so they follow commit order.
+//! `schedules.rs`, `deliveries.rs`, `spend.rs`, `prune.rs` — ports of `dashboard-store-sqlite`'s). What several
+//! instances writing at once need is in the database, not in a process: a change locks the rows it compares
+//! (`FOR UPDATE`), so compare-and-sets hold and logs and items number without gaps; unique indexes decide names, ids
+//! and idempotency keys; and event ids are taken from one counter row as the last step before commit, so they follow
+//! commit order. The notification outbox's deliveries are written at that same commit, when a rule of
+//! `set_outbox_rules` asks for them; schedules fire by a compare-and-set on their due time, and deliveries are claimed
+//! with `FOR UPDATE SKIP LOCKED`, so each due time fires once and each delivery goes to one instance at a time.
 //!
 //! Why tokio-postgres with deadpool-postgres, not sqlx: the queries are few and hand-written, so sqlx's macros and
 //! its checking against a live database at build time buy nothing here, while its tree (a runtime layer, a
@@ -30,6 +33,7 @@
 mod approvals;
 mod cluster;
 mod codec;
+mod deliveries;
 mod events;
 mod executions;
 mod functions;
@@ -39,6 +43,7 @@ mod listener;
 mod logs;
 mod prune;
 mod redact;
+mod schedules;
 mod schema;
 mod session;
 mod signals;
@@ -49,18 +54,20 @@ mod transaction;
 pub mod testing;
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, Function,
-    FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Delivery, DeliveryId, Event, Execution,
+    ExecutionId, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Schedule,
+    ScheduleId, Timestamp,
 };
 use dashboard_store::{
-    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
-    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, SignalSink, Spend, SpendQuery,
-    StatusCounts, StoreError,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionPage,
+    ExecutionQuery, ExecutionUpdate, FinishedDelivery, FiredSchedule, FunctionKey, LoggedUpdate,
+    NewExecution, OutboxRule, Recorded, ScheduleFire, SignalSink, Spend, SpendQuery, StatusCounts,
+    StoreError,
 };
 
 use self::transaction::{Tx, single};
@@ -106,6 +113,9 @@ pub struct PostgresStore {
     pub(crate) options: PostgresOptions,
     /// Who hears the signals the listener receives.
     pub(crate) sinks: Arc<Mutex<Vec<SignalSink>>>,
+    /// The rules of the notification outbox (`set_outbox_rules`); `None` while there are none, so that a write with
+    /// no rules does nothing more than before.
+    outbox: RwLock<Option<Arc<[OutboxRule]>>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -149,7 +159,8 @@ impl PostgresStore {
                 message: format!("could not set up the pool of database connections: {error}"),
                 source: None,
             })?;
-        let store = Self { pool, options, sinks: Arc::new(Mutex::new(Vec::new())) };
+        let store =
+            Self { pool, options, sinks: Arc::new(Mutex::new(Vec::new())), outbox: RwLock::new(None) };
         let mut client = store.client().await?;
         schema::migrate(&mut client).await?;
         drop(client);
@@ -162,6 +173,11 @@ impl PostgresStore {
     /// Errors: [`StoreError::Unavailable`] when none is free within `connect_timeout`, or the server cannot be reached.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|error| codec::pool_unavailable(error, self.options.connect_timeout))
+    }
+
+    /// The outbox's rules for a transaction that begins now (`None` when there are none).
+    fn outbox_rules(&self) -> Option<Arc<[OutboxRule]>> {
+        self.outbox.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -194,7 +210,7 @@ fn tune_dead_peer_detection(config: &mut tokio_postgres::Config) {
 impl DashboardStore for PostgresStore {
     async fn create_function(&self, function: Function) -> Result<Recorded<Function>, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let value = functions::create(&mut tx, function).await?;
         Ok(Recorded { value, event: single(tx.commit().await?)? })
     }
@@ -214,21 +230,21 @@ impl DashboardStore for PostgresStore {
         expected_version: Option<u32>,
     ) -> Result<Recorded<Function>, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let value = functions::update(&mut tx, id, spec, expected_version).await?;
         Ok(Recorded { value, event: single(tx.commit().await?)? })
     }
 
     async fn delete_function(&self, id: FunctionId) -> Result<Recorded<Function>, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let value = functions::delete(&mut tx, id).await?;
         Ok(Recorded { value, event: single(tx.commit().await?)? })
     }
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let value = executions::create(&mut tx, execution).await?;
         Ok(Recorded { value, event: single(tx.commit().await?)? })
     }
@@ -247,7 +263,7 @@ impl DashboardStore for PostgresStore {
         update: ExecutionUpdate,
     ) -> Result<Recorded<Execution>, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let value = executions::update(&mut tx, id, update).await?;
         Ok(Recorded { value, event: single(tx.commit().await?)? })
     }
@@ -260,7 +276,7 @@ impl DashboardStore for PostgresStore {
         items: Vec<NewItem>,
     ) -> Result<LoggedUpdate, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         // The update locks the execution's row, under which the lines and items are numbered; should the append or
         // the upsert fail after it, the transaction undoes all three.
         let value = executions::update(&mut tx, id, update).await?;
@@ -288,7 +304,7 @@ impl DashboardStore for PostgresStore {
 
     async fn append_logs(&self, id: ExecutionId, lines: Vec<NewLogLine>) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let last_seq = logs::append(&mut tx, id, lines).await?;
         tx.commit().await?;
         Ok(last_seq)
@@ -300,7 +316,7 @@ impl DashboardStore for PostgresStore {
 
     async fn upsert_items(&self, id: ExecutionId, items: Vec<NewItem>) -> Result<Vec<Item>, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let items = items::upsert(&mut tx, id, items).await?;
         tx.commit().await?;
         Ok(items)
@@ -316,7 +332,7 @@ impl DashboardStore for PostgresStore {
         item: Option<NewItem>,
     ) -> Result<ApprovalChange, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let change = approvals::create(&mut tx, approval, item).await?;
         Ok(ApprovalChange { events: tx.commit().await?, ..change })
     }
@@ -328,7 +344,7 @@ impl DashboardStore for PostgresStore {
         item: Option<NewItem>,
     ) -> Result<ApprovalChange, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let change = approvals::decide(&mut tx, id, decision, item).await?;
         Ok(ApprovalChange { events: tx.commit().await?, ..change })
     }
@@ -362,6 +378,78 @@ impl DashboardStore for PostgresStore {
         Ok(spend::daily(&self.client().await?, since).await?)
     }
 
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
+        let value = schedules::create(&mut tx, schedule).await?;
+        Ok(Recorded { value, event: single(tx.commit().await?)? })
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        Ok(schedules::get(&self.client().await?, id).await?)
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(schedules::list(&self.client().await?).await?)
+    }
+
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
+        let value = schedules::update(&mut tx, schedule).await?;
+        Ok(Recorded { value, event: single(tx.commit().await?)? })
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
+        let value = schedules::delete(&mut tx, id).await?;
+        Ok(Recorded { value, event: single(tx.commit().await?)? })
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        Ok(schedules::due(&self.client().await?, now, limit).await?)
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
+        // Another fire or a change got there first: the transaction, which wrote nothing, is rolled back.
+        let Some((schedule, execution)) = schedules::fire(&mut tx, fire).await? else { return Ok(None) };
+        Ok(Some(FiredSchedule { schedule, execution, events: tx.commit().await? }))
+    }
+
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        let rules = if rules.is_empty() { None } else { Some(Arc::from(rules)) };
+        *self.outbox.write().unwrap_or_else(PoisonError::into_inner) = rules;
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(deliveries::claim(&self.client().await?, owner, lease, limit).await?)
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError> {
+        let mut client = self.client().await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
+        let Some(delivery) = deliveries::finish(&mut tx, id, owner, outcome).await? else { return Ok(None) };
+        let event = tx.commit().await?.into_iter().next();
+        Ok(Some(FinishedDelivery { delivery, event }))
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        Ok(deliveries::list(&self.client().await?, query).await?)
+    }
+
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         Ok(events::list_after(&self.client().await?, after, limit).await?)
     }
@@ -372,7 +460,7 @@ impl DashboardStore for PostgresStore {
 
     async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
-        let mut tx = Tx::begin(&mut client).await?;
+        let mut tx = Tx::begin(&mut client, self.outbox_rules()).await?;
         let n_deleted = prune::finished_before(&mut tx, cutoff, limit).await?;
         tx.commit().await?;
         Ok(n_deleted)

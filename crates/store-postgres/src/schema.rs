@@ -15,7 +15,10 @@ use crate::codec::{OpResult, unavailable};
 use crate::session::{IDLE_IN_TRANSACTION_TIMEOUT, shown};
 
 /// Every migration, in order; the table `dashboard_schema` holds how many of them the database has. Append only.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_schema.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_schema.sql"),
+    include_str!("../migrations/0002_schedules_and_notifications.sql"),
+];
 
 /// The schema version this build writes: the number of migrations.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

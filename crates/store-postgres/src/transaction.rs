@@ -1,15 +1,18 @@
 //! One store operation as one transaction: statements run prepared (and cached per connection), the events the
 //! operation records and the signals it sends, written at commit — event ids taken from `event_counter` as the last
-//! step, so that they follow commit order.
+//! step, so that they follow commit order — with the outbox's deliveries of those events, when a rule asks for any.
+
+use std::sync::Arc;
 
 use dashboard_core::{Event, NewEvent, Timestamp, now};
-use dashboard_store::{Signal, StoreError};
+use dashboard_store::{OutboxRule, Signal, StoreError, deliveries_for};
 use deadpool_postgres::{GenericClient, Object, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::codec::{OpResult, database_error, json_text, sql_int, text, text_option};
+use crate::deliveries;
 use crate::signals::{CHANNEL, payload};
 
 /// The parameters of a statement.
@@ -64,12 +67,14 @@ pub(crate) struct Tx<'c> {
     events: Vec<(NewEvent, Timestamp)>,
     /// The signals other than `Events` to send at commit.
     signals: Vec<Signal>,
+    /// The outbox's rules, when there are any (`PostgresStore::outbox_rules`).
+    outbox: Option<Arc<[OutboxRule]>>,
 }
 
 impl<'c> Tx<'c> {
-    /// Begins a transaction on `client`.
-    pub(crate) async fn begin(client: &'c mut Object) -> OpResult<Self> {
-        Ok(Self { db: client.transaction().await?, events: Vec::new(), signals: Vec::new() })
+    /// Begins a transaction on `client`; its events go to the outbox as `outbox` says (`None`: no rules).
+    pub(crate) async fn begin(client: &'c mut Object, outbox: Option<Arc<[OutboxRule]>>) -> OpResult<Self> {
+        Ok(Self { db: client.transaction().await?, events: Vec::new(), signals: Vec::new(), outbox })
     }
 
     /// Records `event` with this transaction; it gets its id at commit.
@@ -83,10 +88,10 @@ impl<'c> Tx<'c> {
     }
 
     /// Commits: the events recorded get their ids (the event counter is the last thing locked, so ids follow commit
-    /// order across every instance), the signals are sent — `Events` last — and the events come back in the order
-    /// recorded.
+    /// order across every instance), the outbox gets the deliveries its rules ask of them, the signals are sent —
+    /// `Events` last — and the events come back in the order recorded.
     pub(crate) async fn commit(self) -> OpResult<Vec<Event>> {
-        let Self { db, events, signals } = self;
+        let Self { db, events, signals, outbox } = self;
         // The other signals first, before the counter is taken (delivered at commit all the same, in the order sent);
         // `Events` goes with the events themselves, last.
         let payloads: Vec<String> = signals.iter().filter_map(payload).collect();
@@ -94,6 +99,14 @@ impl<'c> Tx<'c> {
             execute(&db, NOTIFY, &[&CHANNEL, &payloads]).await?;
         }
         let events = if events.is_empty() { Vec::new() } else { insert_events(&db, events).await? };
+        // The deliveries need the events' ids, so they follow the counter: one more statement while it is held, and
+        // only when a rule matches one of the events — without rules, or with none matching, nothing is added.
+        if let Some(rules) = &outbox {
+            let outbox = deliveries_for(rules, &events, now());
+            if !outbox.is_empty() {
+                deliveries::insert(&db, &outbox).await?;
+            }
+        }
         db.commit().await?;
         Ok(events)
     }

@@ -1,6 +1,7 @@
 //! `import_sqlite` (`agent-dashboard migrate-store`): a SQLite store's file, made through the SQLite store's own API,
 //! reads back the same through `PostgresStore` after the import — functions, executions in every status, their logs,
-//! items, diff and approvals, events with their ids — and the files and targets it must refuse are refused.
+//! items, diff and approvals, events with their ids, schedules, notification deliveries — and the files and targets it
+//! must refuse are refused.
 //!
 //! Each test makes its own database on the server named by `DASHBOARD_TEST_POSTGRES`, and skips (saying why) without
 //! one, as the conformance tests do.
@@ -10,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Event, Execution,
-    ExecutionStatus, Function, FunctionSpec, Item, ItemBody, ItemStatus, LogLine, LogStream, MessageRole,
-    NewItem, NewLogLine, now,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Delivery, Event,
+    EventKind, Execution, ExecutionStatus, Function, FunctionSpec, Item, ItemBody, ItemStatus, LogLine,
+    LogStream, MessageRole, NewItem, NewLogLine, Overlap, Schedule, ScheduleId, ScheduleSpec, now,
 };
 use dashboard_store::{
-    ApprovalQuery, Cluster, DashboardStore, ExecutionQuery, ExecutionUpdate, NewExecution, StoreError,
+    ApprovalQuery, Cluster, DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionQuery, ExecutionUpdate,
+    FireAction, NewExecution, OutboxRule, ScheduleFire, StoreError,
 };
 use dashboard_store_postgres::{
     ImportReport, PostgresOptions, PostgresStore, SQLITE_SCHEMA_VERSION, import_sqlite, testing,
@@ -65,6 +67,8 @@ struct Contents {
     details: Vec<Details>,
     events: Vec<Event>,
     pending_approvals: Vec<Approval>,
+    schedules: Vec<Schedule>,
+    deliveries: Vec<Delivery>,
 }
 
 async fn contents(store: &dyn DashboardStore) -> Contents {
@@ -85,7 +89,10 @@ async fn contents(store: &dyn DashboardStore) -> Contents {
     let events = store.list_events(0, 10_000).await.expect("the events");
     let pending = ApprovalQuery { pending_only: true, execution: None, limit: 100 };
     let pending_approvals = store.list_approvals(&pending).await.expect("the pending approvals");
-    Contents { functions, executions, details, events, pending_approvals }
+    let schedules = store.list_schedules().await.expect("the schedules");
+    let all = DeliveryQuery { limit: 1_000, ..DeliveryQuery::default() };
+    let deliveries = store.list_deliveries(&all).await.expect("the deliveries");
+    Contents { functions, executions, details, events, pending_approvals, schedules, deliveries }
 }
 
 /// What `fill` made, for the checks after the import.
@@ -93,10 +100,20 @@ struct Made {
     queued: Execution,
     running: Execution,
     waiting: Execution,
+    /// The failed execution's delivery, pending under a claim of the file's server.
+    claimed_delivery: Delivery,
+}
+
+/// The outbox's rules of the file's server: the failures and the cancels go to `ops`.
+fn outbox_rules() -> Vec<OutboxRule> {
+    let kinds = vec![EventKind::ExecutionFailed, EventKind::ExecutionCancelled];
+    vec![OutboxRule { notification: "ops".into(), kinds, functions: None }]
 }
 
 /// A store with something of everything: three functions (one updated, one deleted), executions queued, running,
-/// waiting on an approval, succeeded (with output, usage, logs, items and a diff), failed and cancelled.
+/// waiting on an approval, succeeded (with output, usage, logs, items and a diff), failed and cancelled, a schedule
+/// whose first due time was skipped, and (with [`outbox_rules`] set) the deliveries of the failure and the cancel:
+/// one delivered, one pending under a claim.
 async fn fill(store: &dyn DashboardStore) -> Made {
     let mut spec = FunctionSpec::new("review", "codex");
     spec.description = "Reviews a pull request".into();
@@ -203,8 +220,39 @@ async fn fill(store: &dyn DashboardStore) -> Made {
 
     let queued = store.create_execution(create(&other, json!({"n": 3}), None)).await.expect("created").value;
 
+    let spec = ScheduleSpec {
+        function: "review".into(),
+        cron: "0 3 * * *".into(),
+        timezone: "Europe/Paris".into(),
+        input: json!({"url": "https://x/nightly"}),
+        overlap: Overlap::Queue,
+        enabled: true,
+    };
+    let due = now().replace_nanosecond(0).expect("a whole second");
+    let schedule = Schedule::create(ScheduleId::generate(), spec, Some(due), now());
+    let schedule = store.create_schedule(schedule).await.expect("a schedule").value;
+    let skip = FireAction::Skip { reason: "the previous run still runs".into() };
+    let fire =
+        ScheduleFire { id: schedule.id, due, next: Some(due + Duration::from_secs(86_400)), action: skip };
+    store.fire_schedule(fire).await.expect("a fire").expect("the schedule was due");
+
+    let claimed = store.claim_deliveries("i-old", Duration::from_secs(3600), 10).await.expect("a claim");
+    let kind = |delivery: &Delivery| delivery.event.kind;
+    let Some(of_the_cancel) = claimed.iter().find(|delivery| kind(delivery) == EventKind::ExecutionCancelled)
+    else {
+        panic!("the cancel's delivery: {claimed:?}")
+    };
+    let delivered = DeliveryOutcome::Delivered { response_status: 204 };
+    let finished = store.finish_delivery(of_the_cancel.id, "i-old", delivered).await.expect("a finish");
+    assert!(finished.is_some(), "i-old holds its claim");
+    let Some(claimed_delivery) =
+        claimed.into_iter().find(|delivery| kind(delivery) == EventKind::ExecutionFailed)
+    else {
+        panic!("the failure's delivery")
+    };
+
     let get = |id| async move { store.get_execution(id).await.expect("a read").expect("the execution") };
-    Made { queued, running: get(running).await, waiting: get(waiting.id).await }
+    Made { queued, running: get(running).await, waiting: get(waiting.id).await, claimed_delivery }
 }
 
 fn approval(execution: &Execution, command: &str) -> Approval {
@@ -234,6 +282,7 @@ fn approval(execution: &Execution, command: &str) -> Approval {
 /// Makes a SQLite store's file at `path` with [`fill`], and returns what it holds; the store is closed after.
 async fn sqlite_file(path: &Path) -> (Contents, Made) {
     let store = SqliteStore::open(path).expect("a SQLite store");
+    store.set_outbox_rules(outbox_rules());
     let made = fill(&store).await;
     let contents = contents(&store).await;
     drop(store);
@@ -277,6 +326,7 @@ async fn everything_in_the_file_reads_back_the_same_from_postgres() {
         (report.functions, report.executions, report.logs, report.items, report.diffs, report.approvals)
     };
     assert_eq!(details_of(&report), (2, 6, 2503, 3, 1, 2));
+    assert_eq!((report.schedules, report.deliveries), (1, 2));
     assert_eq!(report.events, before.events.len() as u64);
     assert_eq!(report.last_event_id, pruned_id);
 
@@ -286,6 +336,13 @@ async fn everything_in_the_file_reads_back_the_same_from_postgres() {
     assert_eq!(after.details, before.details);
     assert_eq!(after.events, before.events);
     assert_eq!(after.pending_approvals, before.pending_approvals);
+    assert_eq!(after.schedules, before.schedules);
+    assert_eq!(after.deliveries, before.deliveries);
+    assert_eq!(
+        after.schedules.iter().map(|schedule| schedule.skipped).collect::<Vec<_>>(),
+        [1],
+        "the schedule's history came along"
+    );
     assert_eq!(
         target.last_event_id().await.expect("the last event id"),
         before.events.last().expect("events").id
@@ -301,6 +358,9 @@ async fn everything_in_the_file_reads_back_the_same_from_postgres() {
     assert_eq!(target.claim("i-new", 10, Duration::from_secs(60)).await.expect("a claim"), [made.queued]);
     let orphans = target.expired(None, 10).await.expect("a look");
     assert_eq!(orphans, [made.running, made.waiting]);
+    // The pending delivery the file's server had claimed is claimed afresh: its claim was not copied.
+    let claimed = target.claim_deliveries("i-new", Duration::from_secs(60), 10).await.expect("a claim");
+    assert_eq!(claimed, [made.claimed_delivery]);
 
     let again = import_sqlite(&path, &target).await;
     assert!(
@@ -336,7 +396,9 @@ async fn files_that_are_not_a_stopped_dashboards_are_refused() {
     let other = dir.file("other.db");
     rusqlite::Connection::open(&other)
         .and_then(|connection| {
-            connection.execute_batch("CREATE TABLE notes (text TEXT); PRAGMA user_version = 8")
+            connection.execute_batch(&format!(
+                "CREATE TABLE notes (text TEXT); PRAGMA user_version = {SQLITE_SCHEMA_VERSION}"
+            ))
         })
         .expect("another application's database");
     check_refused(&other, &target, "is not an Agent Dashboard database").await;
@@ -344,14 +406,18 @@ async fn files_that_are_not_a_stopped_dashboards_are_refused() {
     let older = dir.file("older.db");
     drop(SqliteStore::open(&older).expect("a SQLite store"));
     rusqlite::Connection::open(&older)
-        .and_then(|connection| connection.execute_batch("PRAGMA user_version = 7"))
+        .and_then(|connection| {
+            connection.execute_batch(&format!("PRAGMA user_version = {}", SQLITE_SCHEMA_VERSION - 1))
+        })
         .expect("an older version");
     check_refused(&older, &target, "older than this Agent Dashboard's").await;
 
     let newer = dir.file("newer.db");
     drop(SqliteStore::open(&newer).expect("a SQLite store"));
     rusqlite::Connection::open(&newer)
-        .and_then(|connection| connection.execute_batch("PRAGMA user_version = 9"))
+        .and_then(|connection| {
+            connection.execute_batch(&format!("PRAGMA user_version = {}", SQLITE_SCHEMA_VERSION + 1))
+        })
         .expect("a newer version");
     check_refused(&newer, &target, "written by a newer Agent Dashboard").await;
 

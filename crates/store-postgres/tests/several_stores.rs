@@ -1,6 +1,6 @@
 //! What the conformance suite cannot see from one store: several `PostgresStore`s (as several dashboard instances) on
-//! one database at once — event ids in commit order, one winner of a compare-and-set or an idempotency key, schema
-//! migrated once — and the store's answers about its server: a newer schema refused, an absent server unavailable,
+//! one database at once — event ids in commit order, one winner of a compare-and-set, an idempotency key or a
+//! schedule's due time, notification deliveries claimed by one instance each, schema migrated once — and the store's answers about its server: a newer schema refused, an absent server unavailable,
 //! a NUL byte stored. Each test skips, saying why, without a test server (see `dashboard_store_postgres::testing`).
 
 use std::collections::BTreeSet;
@@ -8,8 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dashboard_core::{ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine};
-use dashboard_store::{DashboardStore, ExecutionUpdate, NewExecution, StoreError};
+use dashboard_core::{
+    DeliveryId, EventKind, ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, Schedule,
+    ScheduleId, ScheduleSpec, now,
+};
+use dashboard_store::{
+    DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionUpdate, FireAction, NewExecution, OutboxRule,
+    ScheduleFire, StoreError,
+};
 use dashboard_store_postgres::{PostgresOptions, PostgresStore, testing};
 use serde_json::json;
 
@@ -158,6 +164,106 @@ fn a_status_change_raced_from_two_stores_has_one_winner() {
         assert_eq!(winners.len(), 1, "one winner: {winners:?}");
         let stored = second.get_execution(execution.id).await.expect("a read").expect("the execution");
         assert_eq!(stored.instance, winners[0].instance, "the winner's instance is stored");
+    });
+}
+
+/// Many tasks of two instances fire the same due time of a schedule at once: one wins, and one execution is queued.
+#[test]
+fn a_due_time_fired_at_once_from_two_stores_fires_once() {
+    run(async {
+        let Some([first, second]) = two_stores().await else { return };
+        let alpha = function(&first, "alpha").await;
+        let due = now().replace_nanosecond(0).expect("a whole second");
+        let next = due + Duration::from_secs(60);
+        let spec = ScheduleSpec {
+            function: "alpha".into(),
+            cron: "* * * * *".into(),
+            timezone: "UTC".into(),
+            input: json!({}),
+            overlap: dashboard_core::Overlap::Queue,
+            enabled: true,
+        };
+        let schedule = Schedule::create(ScheduleId::generate(), spec, Some(due), now());
+        let schedule = first.create_schedule(schedule).await.expect("a schedule").value;
+        let mut firing = Vec::new();
+        for n in 0..16 {
+            let store = Arc::clone(if n % 2 == 0 { &first } else { &second });
+            let fire = ScheduleFire {
+                id: schedule.id,
+                due,
+                next: Some(next),
+                action: FireAction::Run(NewExecution::of(&alpha, json!({ "n": n }))),
+            };
+            firing.push(tokio::spawn(async move { store.fire_schedule(fire).await }));
+        }
+        let mut winners = Vec::new();
+        for fire in firing {
+            if let Some(fired) = fire.await.expect("a firing task").expect("a fire is not an error") {
+                winners.push(fired);
+            }
+        }
+        let queued: Vec<_> = winners.iter().map(|fired| fired.execution.as_ref().map(|e| e.id)).collect();
+        assert_eq!(winners.len(), 1, "one fire wins, not those that queued {queued:?}");
+        let execution = winners[0].execution.clone().expect("the winner queued an execution");
+        assert_eq!(second.count_by_status().await.expect("counts").total(), 1, "one execution");
+        let stored = second.get_schedule(schedule.id).await.expect("a read").expect("the schedule");
+        assert_eq!((stored.next_run_at, stored.last_execution), (Some(next), Some(execution.id)));
+        let kinds: Vec<EventKind> =
+            first.list_events(0, 100).await.expect("the feed").iter().map(|event| event.kind).collect();
+        let fired = kinds.iter().filter(|kind| **kind == EventKind::ScheduleFired).count();
+        assert_eq!(fired, 1, "one schedule.fired: {kinds:?}");
+    });
+}
+
+/// Claimers of two instances take the pending deliveries at once: each delivery goes to one claimer, every one is
+/// claimed, and each claimer finishes its own.
+#[test]
+fn deliveries_claimed_at_once_from_two_stores_go_to_one_claimer_each() {
+    const N_DELIVERIES: usize = 60;
+    run(async {
+        let Some([first, second]) = two_stores().await else { return };
+        let rule = OutboxRule {
+            notification: "ops".into(),
+            kinds: vec![EventKind::ExecutionQueued],
+            functions: None,
+        };
+        first.set_outbox_rules(vec![rule]);
+        let alpha = function(&first, "alpha").await;
+        for n in 0..N_DELIVERIES {
+            first.create_execution(NewExecution::of(&alpha, json!({ "n": n }))).await.expect("an execution");
+        }
+        let mut claimers = Vec::new();
+        for n in 0..8 {
+            let store = Arc::clone(if n % 2 == 0 { &first } else { &second });
+            claimers.push(tokio::spawn(async move {
+                let owner = format!("claimer-{n}");
+                let mut claimed: Vec<DeliveryId> = Vec::new();
+                loop {
+                    let batch = store.claim_deliveries(&owner, Duration::from_secs(600), 3).await;
+                    let batch = batch.expect("a claim");
+                    if batch.is_empty() {
+                        return claimed;
+                    }
+                    for delivery in batch {
+                        let delivered = DeliveryOutcome::Delivered { response_status: 200 };
+                        let finished = store.finish_delivery(delivery.id, &owner, delivered).await;
+                        assert!(finished.expect("a finish").is_some(), "{owner} finishes what it claimed");
+                        claimed.push(delivery.id);
+                    }
+                }
+            }));
+        }
+        let mut claimed = Vec::new();
+        for claimer in claimers {
+            claimed.extend(claimer.await.expect("a claimer"));
+        }
+        let distinct: BTreeSet<DeliveryId> = claimed.iter().copied().collect();
+        assert_eq!(distinct.len(), claimed.len(), "a delivery was claimed twice");
+        let query = DeliveryQuery { limit: 1_000, ..DeliveryQuery::default() };
+        let all: BTreeSet<DeliveryId> =
+            second.list_deliveries(&query).await.expect("the deliveries").iter().map(|d| d.id).collect();
+        assert_eq!(all.len(), N_DELIVERIES, "one delivery per execution.queued");
+        assert_eq!(distinct, all, "every delivery was claimed");
     });
 }
 

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{Json, OpResult, SqlTime, parsed, sql_int, text};
 use crate::events::record;
+use crate::writer::WriteConnection;
 use crate::{executions, items};
 
 /// An approval's columns in [`from_row`]'s order; a macro so that the statements below are constants, which the
@@ -105,7 +106,7 @@ fn exists(connection: &Connection, id: ApprovalId) -> OpResult<bool> {
 /// Stores a new approval with its events, the `running → waiting` a pending one causes, and its item, as
 /// `DashboardStore::create_approval` says; checks everything before it writes anything.
 pub(super) fn create(
-    connection: &Connection,
+    connection: &WriteConnection<'_>,
     approval: Approval,
     item: Option<NewItem>,
 ) -> OpResult<ApprovalChange> {
@@ -167,7 +168,7 @@ fn insert(connection: &Connection, approval: &Approval) -> OpResult<()> {
 /// Decides a pending approval, records `approval.decided`, moves its execution back to `running` when it waits on
 /// nothing else, and upserts the item, as `DashboardStore::decide_approval` says.
 pub(super) fn decide(
-    connection: &Connection,
+    connection: &WriteConnection<'_>,
     id: ApprovalId,
     decision: ApprovalDecision,
     item: Option<NewItem>,

@@ -1,13 +1,18 @@
-//! The activity feed in SQLite: recording an event inside the transaction of its change, and reading by cursor.
+//! The activity feed in SQLite: recording an event inside the transaction of its change, with the outbox's deliveries
+//! of it, and reading by cursor.
 
 use dashboard_core::{Event, EventKind, NewEvent, now};
+use dashboard_store::deliveries_for;
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, params};
 
 use crate::codec::{Json, OpResult, SqlTime, parsed_option, sql_int};
+use crate::deliveries;
+use crate::writer::WriteConnection;
 
-/// Records `event` with the next id; called by the operation whose change it describes, in the same transaction.
-pub(super) fn record(connection: &Connection, event: NewEvent) -> OpResult<Event> {
+/// Records `event` with the next id, and the deliveries the outbox rules call for; called by the operation whose
+/// change it describes, in the same transaction. Without rules (the usual case) it is one insert, as it always was.
+pub(super) fn record(connection: &WriteConnection<'_>, event: NewEvent) -> OpResult<Event> {
     let ts = now();
     connection
         .prepare_cached(
@@ -25,7 +30,14 @@ pub(super) fn record(connection: &Connection, event: NewEvent) -> OpResult<Event
         ])?;
     // AUTOINCREMENT ids are positive, so the conversion cannot fail.
     let id = u64::try_from(connection.last_insert_rowid()).unwrap_or_default();
-    Ok(event.recorded(id, ts))
+    let event = event.recorded(id, ts);
+    let rules = connection.outbox_rules();
+    if !rules.is_empty() {
+        for delivery in deliveries_for(rules, std::slice::from_ref(&event), ts) {
+            deliveries::insert(connection, &delivery)?;
+        }
+    }
+    Ok(event)
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
@@ -64,4 +76,75 @@ pub(super) fn last_id(connection: &Connection) -> OpResult<u64> {
         .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
         .query_row([], |row| row.get(0))?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use dashboard_core::ExecutionId;
+    use dashboard_store::OutboxRule;
+    use serde_json::json;
+
+    use super::*;
+    use crate::schema::migrated;
+
+    fn failure() -> NewEvent {
+        NewEvent {
+            kind: EventKind::ExecutionFailed,
+            execution_id: Some(ExecutionId::generate()),
+            function: Some("alpha".into()),
+            backend: Some("demo".into()),
+            message: "alpha failed".into(),
+            data: json!({"error": "exit status 1"}),
+        }
+    }
+
+    /// How many rows recording `event` under `rules` writes, and the deliveries it leaves in the outbox.
+    fn record_under(rules: &[OutboxRule], event: NewEvent) -> (u64, Vec<(String, u64, Option<String>)>) {
+        let connection = migrated();
+        let before = connection.total_changes();
+        let recorded = record(&WriteConnection::new(&connection, rules), event).expect("record");
+        let written = connection.total_changes() - before;
+        let deliveries = connection
+            .prepare("SELECT notification, event_id, execution_id FROM notification_deliveries ORDER BY id")
+            .expect("a query")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("deliveries");
+        assert!(recorded.id > 0);
+        (written, deliveries)
+    }
+
+    #[test]
+    fn without_rules_recording_an_event_writes_the_event_alone() {
+        assert_eq!(record_under(&[], failure()), (1, Vec::new()));
+        let other_kind = OutboxRule {
+            notification: "ops".into(),
+            kinds: vec![EventKind::ExecutionSucceeded],
+            functions: None,
+        };
+        assert_eq!(
+            record_under(&[other_kind], failure()),
+            (1, Vec::new()),
+            "a rule the event does not match"
+        );
+    }
+
+    #[test]
+    fn each_matching_rule_adds_a_delivery_in_the_same_step() {
+        let event = failure();
+        let execution_id = event.execution_id.map(|id| id.to_string());
+        let rule = |notification: &str| OutboxRule {
+            notification: notification.into(),
+            kinds: vec![EventKind::ExecutionFailed],
+            functions: Some(vec!["alpha".into()]),
+        };
+        let (written, deliveries) = record_under(&[rule("ops"), rule("audit")], event);
+        assert_eq!(written, 3, "the event and two deliveries");
+        assert_eq!(
+            deliveries,
+            [("ops".to_owned(), 1, execution_id.clone()), ("audit".to_owned(), 1, execution_id)],
+            "in rule order (ids are UUID v7)"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{Json, OpResult, SqlTime, parsed, parsed_option, text};
 use crate::events::record;
+use crate::writer::WriteConnection;
 
 const COLUMNS: &str = "id, function, function_id, function_version, backend, input, status, output, error, usage, \
                        attempt, retry_of, idempotency_key, triggered_by, created_at, started_at, finished_at, \
@@ -67,7 +68,7 @@ fn by_idempotency_key(connection: &Connection, key: &str) -> OpResult<Option<Exe
     Ok(execution)
 }
 
-pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Recorded<Execution>> {
+pub(super) fn create(connection: &WriteConnection<'_>, new: NewExecution) -> OpResult<Recorded<Execution>> {
     if let Some(key) = &new.idempotency_key
         && let Some(existing) = by_idempotency_key(connection, key)?
     {
@@ -111,7 +112,7 @@ pub(super) fn create(connection: &Connection, new: NewExecution) -> OpResult<Rec
 }
 
 pub(super) fn update(
-    connection: &Connection,
+    connection: &WriteConnection<'_>,
     id: ExecutionId,
     update: ExecutionUpdate,
 ) -> OpResult<Recorded<Execution>> {

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::codec::{Json, OpResult, SqlTime, is_unique_violation, parsed, text};
 use crate::events::record;
+use crate::writer::WriteConnection;
 
 const COLUMNS: &str = "id, name, description, backend, prompt, input_schema, config, timeout_secs, max_concurrency, \
                        tags, metadata, version, created_at, updated_at, approval_policy, \
@@ -73,7 +74,7 @@ pub(super) fn list(connection: &Connection) -> OpResult<Vec<Function>> {
     Ok(functions)
 }
 
-pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Recorded<Function>> {
+pub(super) fn create(connection: &WriteConnection<'_>, function: Function) -> OpResult<Recorded<Function>> {
     if get(connection, &FunctionKey::Name(function.name.clone()))?.is_some() {
         return Err(StoreError::DuplicateName { name: function.name }.into());
     }
@@ -118,7 +119,7 @@ pub(super) fn create(connection: &Connection, function: Function) -> OpResult<Re
 }
 
 pub(super) fn update(
-    connection: &Connection,
+    connection: &WriteConnection<'_>,
     id: FunctionId,
     spec: dashboard_core::FunctionSpec,
     expected_version: Option<u32>,
@@ -170,7 +171,7 @@ pub(super) fn update(
     Ok(Recorded { value: next, event })
 }
 
-pub(super) fn delete(connection: &Connection, id: FunctionId) -> OpResult<Recorded<Function>> {
+pub(super) fn delete(connection: &WriteConnection<'_>, id: FunctionId) -> OpResult<Recorded<Function>> {
     let function =
         get(connection, &FunctionKey::Id(id))?.ok_or_else(|| StoreError::function_not_found(id))?;
     connection.prepare_cached("DELETE FROM functions WHERE id = ?1")?.execute([text(id)])?;
@@ -197,7 +198,8 @@ mod tests {
 
     #[test]
     fn a_daily_tokens_budget_beyond_what_sqlite_holds_is_an_invalid_field() {
-        let connection = crate::schema::migrated();
+        let migrated = crate::schema::migrated();
+        let connection = WriteConnection::new(&migrated, &[]);
         let mut spec = dashboard_core::FunctionSpec::new("alpha", "demo");
         // Validation refuses it first; a function built past it is refused by the store all the same.
         let mut function = Function::create(spec.clone()).expect("a valid spec");

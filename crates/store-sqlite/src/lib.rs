@@ -16,6 +16,7 @@
 
 mod approvals;
 mod codec;
+mod deliveries;
 mod events;
 mod executions;
 mod functions;
@@ -24,6 +25,7 @@ mod logs;
 mod options;
 mod prune;
 mod readers;
+mod schedules;
 mod schema;
 mod spend;
 mod writer;
@@ -36,11 +38,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, Function,
-    FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Delivery, DeliveryId, Event, Execution,
+    ExecutionId, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Schedule,
+    ScheduleId, Timestamp,
 };
 
 pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
@@ -48,9 +52,9 @@ pub use options::{SqliteOptions, Synchronous, UnknownSynchronous};
 use self::readers::Readers;
 use self::writer::Writer;
 use dashboard_store::{
-    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
-    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
-    StoreError,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionPage,
+    ExecutionQuery, ExecutionUpdate, FinishedDelivery, FiredSchedule, FunctionKey, LoggedUpdate,
+    NewExecution, OutboxRule, Recorded, ScheduleFire, Spend, SpendQuery, StatusCounts, StoreError,
 };
 
 /// A [`DashboardStore`] in one SQLite file: durable, shared by every task, and safe under many concurrent writers.
@@ -62,6 +66,9 @@ use dashboard_store::{
 ///   [`Synchronous::Full`] on the disk. Nobody waits on a lock, so there is no "database is locked" under load.
 /// - **A few reader threads**, each with its own read-only connection, answer queries off the async runtime.
 /// - **Migrations** are applied at open, append-only, the schema version kept in `PRAGMA user_version`.
+/// - **The notification outbox** is written by the change that records its event, in the same savepoint: the rules
+///   ([`set_outbox_rules`](DashboardStore::set_outbox_rules)) live in memory, and the writer reads them once per
+///   group; without rules, recording an event is the one insert it always was.
 ///
 /// Dropping the store lets the threads finish what is queued, closes the connections and joins the threads.
 ///
@@ -392,6 +399,64 @@ impl DashboardStore for SqliteStore {
 
     async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
         self.readers.run(move |connection| spend::daily(connection, since)).await
+    }
+
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        self.writer.run(move |connection| schedules::create(connection, schedule)).await
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        self.readers.run(move |connection| schedules::get(connection, id)).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.readers.run(schedules::list).await
+    }
+
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        self.writer.run(move |connection| schedules::update(connection, schedule)).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError> {
+        self.writer.run(move |connection| schedules::delete(connection, id)).await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        self.readers.run(move |connection| schedules::due(connection, now, limit)).await
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError> {
+        self.writer.run(move |connection| schedules::fire(connection, fire)).await
+    }
+
+    /// The writer reads the rules once per group commit: a change queued after this call sees them.
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        self.writer.set_outbox_rules(rules);
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let owner = owner.to_owned();
+        self.writer.run(move |connection| deliveries::claim(connection, &owner, lease, limit)).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError> {
+        let owner = owner.to_owned();
+        self.writer.run(move |connection| deliveries::finish(connection, id, &owner, outcome)).await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        let query = query.clone();
+        self.readers.run(move |connection| deliveries::list(connection, &query)).await
     }
 
     async fn get_diff(&self, id: ExecutionId) -> Result<Option<String>, StoreError> {

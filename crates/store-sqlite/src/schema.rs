@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_approvals.sql"),
     include_str!("../migrations/0007_budgets.sql"),
     include_str!("../migrations/0008_instances.sql"),
+    include_str!("../migrations/0009_schedules_and_notifications.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -345,6 +346,54 @@ mod tests {
     }
 
     #[test]
+    fn a_version_8_file_keeps_its_executions_and_events_and_gains_empty_schedules_and_outbox() {
+        let mut connection = Connection::open_in_memory().expect("an in-memory database");
+        for migration in &MIGRATIONS[..8] {
+            connection.execute_batch(migration).expect("a migration before schedules");
+        }
+        connection.execute_batch("PRAGMA user_version = 8").expect("set the version");
+        connection
+            .execute_batch(
+                "INSERT INTO executions (id, function, function_id, function_version, backend, input, status, \
+                 attempt, created_at, instance) VALUES ('e1', 'alpha', 'f1', 3, 'demo', '{}', 'queued', 1, 't1', 'i1'); \
+                 INSERT INTO events (ts, kind, execution_id, function, backend, message, data) \
+                 VALUES ('t1', 'execution.queued', 'e1', 'alpha', 'demo', 'queued', '{}')",
+            )
+            .expect("an execution and its event of version 8");
+        assert!(migrate(&mut connection).is_ok());
+        let kept: (String, String, Option<String>) = connection
+            .query_row("SELECT id, status, instance FROM executions", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .expect("the execution");
+        assert_eq!(kept, ("e1".to_owned(), "queued".to_owned(), Some("i1".to_owned())));
+        let events: u32 =
+            connection.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0)).expect("the events");
+        assert_eq!(events, 1);
+        for table in ["schedules", "notification_deliveries"] {
+            let rows: u32 = connection
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0))
+                .expect("a new table");
+            assert_eq!(rows, 0, "{table} starts empty");
+        }
+        // The defaults the contract's schema gives: no skip counted, no attempt made.
+        connection
+            .execute_batch(
+                "INSERT INTO schedules (id, function, cron, timezone, input, overlap, enabled, created_at, updated_at) \
+                 VALUES ('s1', 'alpha', '* * * * *', 'UTC', '{}', 'skip', 1, 't2', 't2'); \
+                 INSERT INTO notification_deliveries (id, notification, event_id, event, status, created_at) \
+                 VALUES ('d1', 'ops', 1, '{}', 'pending', 't2')",
+            )
+            .expect("rows that name only the required columns");
+        let defaults: (u64, u32) = connection
+            .query_row("SELECT skipped, attempts FROM schedules, notification_deliveries", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("the defaults");
+        assert_eq!(defaults, (0, 0));
+    }
+
+    #[test]
     fn a_statement_is_not_prepared_again_when_its_values_change() {
         let connection = migrated();
         let mut statement = connection
@@ -365,13 +414,23 @@ mod tests {
         // The unfinished executions are few (what runs and waits), so sorting the three statuses' ids is cheap.
         let sorts_a_few =
             "SELECT id FROM executions WHERE status IN ('queued', 'running', 'waiting') ORDER BY id";
-        // The newest first page walks the table itself, which is kept in id order (no rowid), and stops at the limit.
-        let walks_the_key = "SELECT id FROM executions ORDER BY id DESC LIMIT ?1";
+        // The newest first page walks the table itself, which is kept in id order (no rowid), and stops at the limit;
+        // so do the list of schedules (all of them, few) and the newest first page of deliveries.
+        let walks_the_keys = [
+            ("SELECT id FROM executions ORDER BY id DESC LIMIT ?1", "SCAN executions"),
+            (crate::schedules::LIST, "SCAN schedules"),
+            (
+                "SELECT id FROM notification_deliveries ORDER BY id DESC LIMIT ?1",
+                "SCAN notification_deliveries",
+            ),
+        ];
+        // Retention's delete of finished deliveries reads the whole outbox, which holds only what is pending and what
+        // finished since the last prune (see `prune::PRUNE_DELIVERIES`).
+        let scans_the_outbox = (crate::prune::PRUNE_DELIVERIES, "SCAN notification_deliveries");
         // Bound values, as the store runs them: with the planner's stability guarantee a plan cannot depend on them.
         let queries = [
             "SELECT id FROM executions WHERE id = ?1",
             "SELECT id FROM executions WHERE idempotency_key = ?1",
-            walks_the_key,
             "SELECT id FROM executions WHERE status = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
             "SELECT id FROM executions WHERE function = ?1 ORDER BY id DESC LIMIT ?2",
             "SELECT id FROM executions WHERE backend = ?1 ORDER BY id DESC LIMIT ?2",
@@ -391,10 +450,19 @@ mod tests {
             "SELECT name FROM functions ORDER BY name",
             "SELECT status, COUNT(*) FROM executions GROUP BY status",
             "SELECT id FROM approvals WHERE execution_id = ?1",
+            "SELECT id FROM notification_deliveries WHERE status = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
         ];
         // The daily spend groups the executions of its range by day and function: a sort (see `spend::DAILY`).
         let spends = crate::spend::QUERIES.iter().copied();
-        for query in queries.into_iter().chain(crate::approvals::QUERIES.iter().copied()).chain(spends) {
+        let outbox = crate::schedules::QUERIES.iter().chain(crate::deliveries::QUERIES).copied();
+        let walks = walks_the_keys.into_iter().chain([scans_the_outbox]).map(|(query, _)| query);
+        for query in queries
+            .into_iter()
+            .chain(crate::approvals::QUERIES.iter().copied())
+            .chain(spends)
+            .chain(outbox)
+            .chain(walks)
+        {
             let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {query}")).expect("a plan");
             // Unbound parameters are NULL, which is all a plan may know of them.
             let mut rows = statement.raw_query();
@@ -403,12 +471,11 @@ mod tests {
                 plan.push(row.get(3).expect("plan text"));
             }
             let plan = plan.join("; ");
-            assert!(
-                !plan.contains("SCAN")
-                    || plan.contains("USING")
-                    || (query == walks_the_key && plan == "SCAN executions"),
-                "{query}: {plan}"
-            );
+            let is_a_known_walk = walks_the_keys
+                .into_iter()
+                .chain([scans_the_outbox])
+                .any(|(walk, walk_plan)| query == walk && plan == walk_plan);
+            assert!(!plan.contains("SCAN") || plan.contains("USING") || is_a_known_walk, "{query}: {plan}");
             assert!(
                 query == sorts_a_few || query == crate::spend::DAILY || !plan.contains("TEMP B-TREE"),
                 "{query} sorts without an index: {plan}"

@@ -5,13 +5,19 @@
 //! own savepoint, so a failing operation is undone alone and never spoils the others — commits once, and only then
 //! answers every caller. So an answer means the change is committed, many concurrent triggers and log appends share
 //! one commit (and one flush to disk), and nobody ever waits on a lock: there is only one writer.
+//!
+//! Operations see the connection as a [`WriteConnection`], which also carries the notification outbox's rules, so
+//! that recording an event can write its deliveries in the same transaction (`events::record`).
 
+use std::ops::Deref;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use dashboard_store::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, StoreError, StoreStats};
+use dashboard_store::{
+    BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, OutboxRule, StoreError, StoreStats,
+};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,10 +28,41 @@ const MAX_GROUP: usize = 256;
 /// How many operations may wait for the writer before callers wait to send (back-pressure, not an error).
 const QUEUE: usize = 4096;
 
+/// The writer's connection as an operation sees it: inside the group's open transaction, with the outbox rules in
+/// force for the group. It reads as a [`Connection`] for everything else.
+pub(super) struct WriteConnection<'a> {
+    connection: &'a Connection,
+    rules: &'a [OutboxRule],
+}
+
+impl<'a> WriteConnection<'a> {
+    /// `connection` in a transaction, with `rules` for the outbox (none: recording an event writes nothing more).
+    pub(super) fn new(connection: &'a Connection, rules: &'a [OutboxRule]) -> Self {
+        Self { connection, rules }
+    }
+
+    /// Which recorded events go to the notification outbox; most often none.
+    pub(super) fn outbox_rules(&self) -> &[OutboxRule] {
+        self.rules
+    }
+}
+
+impl Deref for WriteConnection<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection
+    }
+}
+
+/// The outbox rules, shared between the store (which sets them) and the writer thread (which reads them once per
+/// group): a clone of the inner `Arc` is all a group costs.
+type SharedRules = Arc<RwLock<Arc<[OutboxRule]>>>;
+
 /// One queued write, its result type erased so that different operations share a group.
 trait Job: Send {
     /// Runs the operation inside the open transaction; whether it succeeded (if not, its savepoint is rolled back).
-    fn run(&mut self, connection: &Connection) -> bool;
+    fn run(&mut self, connection: &WriteConnection<'_>) -> bool;
     /// Answers the caller once the group's fate is known; `failure` when the group could not be committed.
     fn answer(self: Box<Self>, failure: Option<&GroupFailure>);
 }
@@ -39,9 +76,9 @@ struct Operation<T, F> {
 impl<T, F> Job for Operation<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> OpResult<T> + Send,
+    F: FnOnce(&WriteConnection<'_>) -> OpResult<T> + Send,
 {
-    fn run(&mut self, connection: &Connection) -> bool {
+    fn run(&mut self, connection: &WriteConnection<'_>) -> bool {
         let Some(operation) = self.operation.take() else {
             return false;
         };
@@ -90,6 +127,7 @@ pub(super) struct Writer {
     sender: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
+    rules: SharedRules,
 }
 
 /// What the writer thread records about its group commits.
@@ -107,11 +145,19 @@ impl Writer {
             batch_size: Histogram::new(BATCH_SIZE_BOUNDS),
         });
         let thread_stats = Arc::clone(&stats);
+        let rules: SharedRules = Arc::new(RwLock::new(Arc::from([])));
+        let thread_rules = Arc::clone(&rules);
         let thread = std::thread::Builder::new()
             .name("store-writer".to_owned())
-            .spawn(move || write_loop(connection, receiver, &thread_stats))
+            .spawn(move || write_loop(connection, receiver, &thread_stats, &thread_rules))
             .map_err(|error| StoreError::unavailable("could not start the store's writer thread", error))?;
-        Ok(Self { sender: Some(sender), thread: Some(thread), stats })
+        Ok(Self { sender: Some(sender), thread: Some(thread), stats, rules })
+    }
+
+    /// Sets the outbox rules of every group from the next one on.
+    pub(super) fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        // The value is replaced whole, so a poisoned lock still holds a consistent one.
+        *self.rules.write().unwrap_or_else(PoisonError::into_inner) = Arc::from(rules);
     }
 
     /// The commit latency and batch size recorded so far.
@@ -126,7 +172,7 @@ impl Writer {
     pub(super) async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> OpResult<T> + Send + 'static,
+        F: FnOnce(&WriteConnection<'_>) -> OpResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Operation { operation: Some(operation), outcome: None, reply });
@@ -159,7 +205,12 @@ fn stopped() -> StoreError {
     StoreError::Unavailable { message: "the store's writer has stopped".to_owned(), source: None }
 }
 
-fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>, stats: &WriterStats) {
+fn write_loop(
+    connection: Connection,
+    mut receiver: mpsc::Receiver<Box<dyn Job>>,
+    stats: &WriterStats,
+    rules: &RwLock<Arc<[OutboxRule]>>,
+) {
     let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = receiver.blocking_recv() {
         group.push(first);
@@ -169,8 +220,10 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>
                 Err(_) => break,
             }
         }
+        // Read after the group is drained: a change sent after `set_outbox_rules` returned sees the new rules.
+        let group_rules = Arc::clone(&rules.read().unwrap_or_else(PoisonError::into_inner));
         let started = Instant::now();
-        let failure = commit_group(&connection, &mut group).err();
+        let failure = commit_group(&WriteConnection::new(&connection, &group_rules), &mut group).err();
         stats.commit_seconds.observe(started.elapsed().as_secs_f64());
         stats.batch_size.observe(group.len() as f64);
         log::trace!("store: {} changes shared one commit", group.len());
@@ -191,7 +244,7 @@ fn write_loop(connection: Connection, mut receiver: mpsc::Receiver<Box<dyn Job>>
 }
 
 /// Runs every job of the group in one transaction and commits it.
-fn commit_group(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
+fn commit_group(connection: &WriteConnection<'_>, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
     run_cached(connection, "BEGIN IMMEDIATE")
         .map_err(|error| GroupFailure::new("could not begin a write transaction", &error))?;
     let result = run_jobs(connection, group).and_then(|()| {
@@ -213,7 +266,7 @@ fn commit_group(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(
     result
 }
 
-fn run_jobs(connection: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
+fn run_jobs(connection: &WriteConnection<'_>, group: &mut [Box<dyn Job>]) -> Result<(), GroupFailure> {
     for job in group.iter_mut() {
         run_cached(connection, "SAVEPOINT operation")
             .map_err(|error| GroupFailure::new("could not begin a savepoint", &error))?;

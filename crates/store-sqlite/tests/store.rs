@@ -1,5 +1,6 @@
-//! What only the SQLite store promises beyond the conformance suite: data survives a reopen, the schema is versioned,
-//! group commit keeps refused changes apart, and a lock held by another process is an error, not a hang.
+//! What only the SQLite store promises beyond the conformance suite: data survives a reopen (schedules and the outbox's
+//! claims too), the schema is versioned, group commit keeps refused changes apart, and a lock held by another process
+//! is an error, not a hang.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -7,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalPolicy, ApprovalStatus, ExecutionId,
-    ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, now,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalPolicy, ApprovalStatus, DeliveryStatus,
+    EventKind, ExecutionId, ExecutionStatus, Function, FunctionSpec, LogStream, NewLogLine, Overlap,
+    Schedule, ScheduleId, ScheduleSpec, now,
 };
 use dashboard_store::{
-    DashboardStore, ExecutionQuery, ExecutionUpdate, FunctionKey, NewExecution, StoreError,
+    DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionQuery, ExecutionUpdate, FireAction, FunctionKey,
+    NewExecution, OutboxRule, ScheduleFire, StoreError,
 };
 use dashboard_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
@@ -141,6 +144,72 @@ async fn a_waiting_execution_its_approvals_and_its_functions_policy_survive_a_re
     let expire = ApprovalDecision::new(ApprovalStatus::Expired, "dashboard");
     let change = store.decide_approval(approval.id, expire, None).await.expect("decide after a reopen");
     assert_eq!(change.execution.status, ExecutionStatus::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_and_claimed_deliveries_survive_a_reopen_but_the_rules_do_not() {
+    let dir = TestDir::new("outbox");
+    let path = dir.0.join("dashboard.db");
+    let lease = Duration::from_secs(600);
+    let all = DeliveryQuery { limit: 10, ..DeliveryQuery::default() };
+    let (alpha, fired, claimed) = {
+        let store = open(&path);
+        store.set_outbox_rules(vec![OutboxRule {
+            notification: "ops".into(),
+            kinds: vec![EventKind::ScheduleFired],
+            functions: None,
+        }]);
+        let alpha = function(&store, "alpha").await;
+        let due = now().replace_nanosecond(0).expect("a whole second");
+        let spec = ScheduleSpec {
+            function: "alpha".into(),
+            cron: "* * * * *".into(),
+            timezone: "UTC".into(),
+            input: json!({"n": 1}),
+            overlap: Overlap::Queue,
+            enabled: true,
+        };
+        let schedule = Schedule::create(ScheduleId::generate(), spec, Some(due), now());
+        let schedule = store.create_schedule(schedule).await.expect("create schedule").value;
+        let execution = NewExecution { triggered_by: Some(schedule.trigger_name()), ..trigger(&alpha, None) };
+        let fire = ScheduleFire {
+            id: schedule.id,
+            due,
+            next: Some(due + Duration::from_secs(60)),
+            action: FireAction::Run(execution),
+        };
+        let fired = store.fire_schedule(fire).await.expect("fire").expect("the schedule was due");
+        let claimed = store.claim_deliveries("a", lease, 10).await.expect("claim");
+        assert_eq!(claimed.len(), 1, "one delivery of schedule.fired: {claimed:?}");
+        (alpha, fired, claimed[0].clone())
+    };
+
+    let store = open(&path);
+    assert_eq!(store.get_schedule(fired.schedule.id).await.expect("get"), Some(fired.schedule.clone()));
+    assert_eq!(store.list_deliveries(&all).await.expect("list"), std::slice::from_ref(&claimed));
+    assert!(
+        store.claim_deliveries("b", lease, 10).await.expect("claim").is_empty(),
+        "the lease is in the file"
+    );
+    let delivered = DeliveryOutcome::Delivered { response_status: 200 };
+    let finished = store.finish_delivery(claimed.id, "a", delivered).await.expect("finish");
+    let finished = finished.expect("the claim of `a` survived the reopen");
+    assert_eq!(finished.delivery.status, DeliveryStatus::Delivered);
+
+    // The rules are the process's, set by whoever opens the store: none were set since the reopen, so this
+    // `schedule.fired` goes nowhere.
+    let execution =
+        NewExecution { triggered_by: Some(fired.schedule.trigger_name()), ..trigger(&alpha, None) };
+    let fire = ScheduleFire {
+        id: fired.schedule.id,
+        due: fired.schedule.next_run_at.expect("a next due time"),
+        next: None,
+        action: FireAction::Run(execution),
+    };
+    let again = store.fire_schedule(fire).await.expect("fire").expect("the schedule was due");
+    assert_eq!(again.events.last().map(|event| event.kind), Some(EventKind::ScheduleFired));
+    let deliveries = store.list_deliveries(&all).await.expect("list");
+    assert_eq!(deliveries, [finished.delivery], "no rules, no delivery");
 }
 
 #[test]

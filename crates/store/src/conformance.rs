@@ -34,6 +34,8 @@ mod functions;
 mod items;
 mod listing;
 mod logs;
+mod outbox;
+mod schedules;
 mod sessions;
 mod spend;
 
@@ -49,6 +51,8 @@ pub use functions::*;
 pub use items::*;
 pub use listing::*;
 pub use logs::*;
+pub use outbox::*;
+pub use schedules::*;
 pub use sessions::*;
 pub use spend::*;
 
@@ -136,10 +140,38 @@ macro_rules! conformance_tests {
                 prune_respects_its_limit,
                 event_ids_keep_increasing_after_prune,
                 ping_answers,
+                a_schedule_is_created_with_its_event_and_read_back,
+                a_schedule_with_a_taken_id_is_invalid_and_writes_nothing,
+                a_schedule_update_replaces_the_declaration_and_keeps_its_history,
+                a_change_of_an_unknown_schedule_is_not_found,
+                a_deleted_schedule_is_gone_with_its_event,
+                due_schedules_are_the_enabled_ones_due_by_now_earliest_first,
+                a_fire_queues_the_execution_and_advances_the_schedule,
+                a_due_time_fires_once,
+                a_fire_of_another_due_time_fires_nothing,
+                a_disabled_schedule_fires_nothing,
+                a_fire_of_an_unknown_schedule_fires_nothing,
+                a_skipped_fire_counts_the_skip_and_advances,
+                a_fire_whose_execution_cannot_be_created_writes_nothing,
+                a_failed_execution_writes_one_pending_delivery_of_its_event,
+                an_event_of_another_kind_writes_no_delivery,
+                a_rule_for_other_functions_skips_the_event,
+                each_matching_rule_writes_its_own_delivery,
+                without_rules_no_delivery_is_written,
+                fires_and_approvals_write_the_deliveries_of_their_events,
+                a_claimed_delivery_is_not_claimed_by_another_owner,
+                an_expired_lease_lets_another_owner_claim,
+                only_the_holder_finishes_a_delivery,
+                a_retry_keeps_the_delivery_pending_until_its_time,
+                a_delivered_delivery_is_finished_and_never_claimed_again,
+                a_given_up_delivery_fails_and_records_notification_failed,
+                deliveries_are_listed_newest_first_with_filters_and_a_cursor,
+                prune_deletes_finished_deliveries_and_keeps_pending_ones,
             ]
             shared [
                 concurrent_log_appends_have_no_gaps_or_duplicates,
                 concurrent_item_upserts_have_no_gaps_or_duplicates,
+                concurrent_fires_of_one_due_time_fire_once,
             ]
         }
     };

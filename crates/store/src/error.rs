@@ -72,6 +72,11 @@ impl StoreError {
         Self::NotFound { entity: "approval", key: id.to_string() }
     }
 
+    /// A [`StoreError::NotFound`] for a schedule.
+    pub fn schedule_not_found(id: impl ToString) -> Self {
+        Self::NotFound { entity: "schedule", key: id.to_string() }
+    }
+
     /// A [`StoreError::NotFound`] for a function.
     pub fn function_not_found(key: impl ToString) -> Self {
         Self::NotFound { entity: "function", key: key.to_string() }

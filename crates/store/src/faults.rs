@@ -4,15 +4,19 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use std::time::Duration;
+
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus,
-    Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Delivery, DeliveryId, Event, Execution,
+    ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine,
+    Schedule, ScheduleId, Timestamp,
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
-    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
-    StoreError, StoreStats,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionPage,
+    ExecutionQuery, ExecutionUpdate, FinishedDelivery, FiredSchedule, FunctionKey, LoggedUpdate,
+    NewExecution, OutboxRule, Recorded, ScheduleFire, Spend, SpendQuery, StatusCounts, StoreError,
+    StoreStats,
 };
 
 /// The message of an injected failure: the words SQLite uses for a full disk.
@@ -229,6 +233,67 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
 
     async fn list_items(&self, id: ExecutionId, after: u64, limit: usize) -> Result<Vec<Item>, StoreError> {
         self.inner.list_items(id, after, limit).await
+    }
+
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        self.check(None)?;
+        self.inner.create_schedule(schedule).await
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        self.inner.get_schedule(id).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.inner.list_schedules().await
+    }
+
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        self.check(None)?;
+        self.inner.update_schedule(schedule).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError> {
+        self.check(None)?;
+        self.inner.delete_schedule(id).await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        self.inner.due_schedules(now, limit).await
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError> {
+        self.check(None)?;
+        self.inner.fire_schedule(fire).await
+    }
+
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        // Configuration, not a write to the disk: it goes through whatever the switch says.
+        self.inner.set_outbox_rules(rules);
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.check(None)?;
+        self.inner.claim_deliveries(owner, lease, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError> {
+        self.check(None)?;
+        self.inner.finish_delivery(id, owner, outcome).await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.list_deliveries(query).await
     }
 
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -28,16 +28,19 @@ pub use memory::MemoryStore;
 pub use shared_memory::SharedMemory;
 pub use stats::{BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Histogram, HistogramSnapshot, StoreStats};
 pub use types::{
-    ApprovalChange, ApprovalQuery, DailySpend, ExecutionPage, ExecutionQuery, ExecutionUpdate, FunctionKey,
-    LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
+    ApprovalChange, ApprovalQuery, DailySpend, DeliveryOutcome, DeliveryQuery, ExecutionPage, ExecutionQuery,
+    ExecutionUpdate, FinishedDelivery, FireAction, FiredSchedule, FunctionKey, LoggedUpdate, NewExecution,
+    OutboxRule, Recorded, ScheduleFire, Spend, SpendQuery, StatusCounts, deliveries_for,
 };
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus,
-    Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Delivery, DeliveryId, Event, Execution,
+    ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine,
+    Schedule, ScheduleId, Timestamp,
 };
 
 /// The storage contract of the dashboard.
@@ -231,6 +234,75 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// one entry per (day, function) with at least one execution, by day then function.
     async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError>;
 
+    /// Stores a new schedule (built with `Schedule::create`) and records `schedule.created`.
+    ///
+    /// Errors: [`StoreError::Invalid`] naming `id` when a schedule with that id exists (nothing is written: a
+    /// schedule of the config file, whose id comes from its declaration, is created once whoever starts first).
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError>;
+
+    /// A schedule by id.
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError>;
+
+    /// All schedules, oldest first (by id).
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Replaces the declaration of schedule `schedule.id` — function, cron, timezone, input, overlap, enabled — and
+    /// its `next_run_at` and `updated_at` with those given, and records `schedule.updated`. Its history as stored
+    /// (`last_run_at`, `last_execution`, `skipped`) and `created_at` are kept, whatever `schedule` says of them.
+    ///
+    /// Errors: [`StoreError::NotFound`] (entity `schedule`).
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError>;
+
+    /// Deletes a schedule and records `schedule.deleted`; the executions it fired are kept.
+    ///
+    /// Errors: [`StoreError::NotFound`] (entity `schedule`).
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError>;
+
+    /// Enabled schedules whose `next_run_at` is at or before `now`, earliest due first, at most `limit` (0 is read as
+    /// 1).
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError>;
+
+    /// Fires a schedule once for one due time, as a compare-and-set: only if it is stored enabled with
+    /// `next_run_at = fire.due`. Then, in one atomic step, it sets `next_run_at = fire.next` and either
+    /// ([`FireAction::Run`]) stores the execution with its `execution.queued` event, sets `last_run_at` to now and
+    /// `last_execution` to it and records `schedule.fired`, or ([`FireAction::Skip`]) adds one to `skipped` and
+    /// records `schedule.skipped`. So one due time fires once, however many instances try.
+    ///
+    /// Returns `None`, with nothing written, when the schedule is gone, disabled or no longer due at `fire.due` (another
+    /// instance fired it, or a person changed it).
+    ///
+    /// Errors: those of [`create_execution`](Self::create_execution) for the execution; then nothing is written.
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError>;
+
+    /// Sets which recorded events go to the notification outbox: from now on, every method that records an event
+    /// also writes, in the same atomic step, a pending [`Delivery`] (made with [`deliveries_for`]) for each rule it
+    /// matches. Called once when the store is set up, before it records anything; replaces any rules set before.
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>);
+
+    /// Claims up to `limit` (0 is read as 1) pending deliveries that are due (`next_attempt_at` at or before now) and
+    /// not claimed by a live lease, oldest due first, for `owner` until now + `lease`: no other owner claims them until the lease ends
+    /// (after a crash, they are claimed again). Returns them as stored.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Stores how an attempt at a delivery ended, when `owner` still holds its claim: `attempts` + 1, the status,
+    /// `last_error` and `response_status` as the outcome says, `next_attempt_at` (a retry) or `finished_at` (delivered
+    /// or given up), and the claim released. Giving up records `notification.failed`. Returns `None`, writing nothing,
+    /// when the delivery is unknown, no longer pending, or claimed by another owner.
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError>;
+
+    /// Deliveries matching `query`, newest first.
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError>;
+
     /// Up to `limit` events with `id > after`, oldest first.
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
 
@@ -238,7 +310,8 @@ pub trait DashboardStore: Send + Sync + 'static {
     async fn last_event_id(&self) -> Result<u64, StoreError>;
 
     /// Deletes up to `limit` executions that finished before `cutoff`, with their logs, items, diffs, approvals and the events about
-    /// them, and events not about an execution that are older than `cutoff`, oldest finished first. Their idempotency
+    /// them, and events not about an execution that are older than `cutoff`, oldest finished first, and deliveries
+    /// that were delivered or given up before `cutoff` (pending ones are kept). Their idempotency
     /// keys become free again. Event ids are never reused, even when the newest events are pruned. Returns how many
     /// executions it deleted; call again while it returns `limit`.
     async fn prune_finished_before(&self, cutoff: Timestamp, limit: usize) -> Result<usize, StoreError>;

@@ -2,19 +2,21 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Event, EventKind,
-    Execution, ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine, NewEvent,
-    NewItem, NewLogLine, Timestamp, now,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, ApprovalStatus, CoreError, Delivery, DeliveryId,
+    DeliveryStatus, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Function, FunctionId,
+    FunctionSpec, Item, LogLine, NewEvent, NewItem, NewLogLine, Schedule, ScheduleId, Timestamp, now,
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
-    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
-    StoreError, check_transition, merge_items_by_id, usage_spend,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionPage,
+    ExecutionQuery, ExecutionUpdate, FinishedDelivery, FireAction, FiredSchedule, FunctionKey, LoggedUpdate,
+    NewExecution, OutboxRule, Recorded, ScheduleFire, Spend, SpendQuery, StatusCounts, StoreError,
+    check_transition, deliveries_for, merge_items_by_id, usage_spend,
 };
 
 /// A [`DashboardStore`] that keeps everything in memory: shared between tasks, and gone when the process ends.
@@ -47,6 +49,41 @@ struct State {
     events: Vec<Event>,
     /// The last event id handed out. Kept apart from `events` so that pruning never lets an id be reused.
     last_event_id: u64,
+    /// Ids are UUID v7 (or v8 for those of the config file): listed in id order.
+    schedules: BTreeMap<ScheduleId, Schedule>,
+    /// Which recorded events go to the outbox.
+    outbox_rules: Vec<OutboxRule>,
+    /// The outbox. Ids are UUID v7: id order is the order they were written in.
+    deliveries: BTreeMap<DeliveryId, OutboxEntry>,
+}
+
+/// A delivery in the outbox with the claim on it, which the [`Delivery`] itself does not show.
+#[derive(Debug)]
+struct OutboxEntry {
+    delivery: Delivery,
+    lease: Option<DeliveryLease>,
+}
+
+/// Who claimed a delivery, and until when.
+#[derive(Debug)]
+struct DeliveryLease {
+    owner: String,
+    expires_at: Timestamp,
+}
+
+impl OutboxEntry {
+    /// Whether a claim made at `at` may take it: pending, due, and not held by a live lease.
+    fn is_claimable(&self, at: Timestamp) -> bool {
+        self.delivery.status == DeliveryStatus::Pending
+            && self.delivery.next_attempt_at.is_some_and(|due| due <= at)
+            && self.lease.as_ref().is_none_or(|lease| lease.expires_at <= at)
+    }
+
+    /// Whether `owner` holds the claim, live or ended, that nobody took over since.
+    fn is_held_by(&self, owner: &str) -> bool {
+        self.delivery.status == DeliveryStatus::Pending
+            && self.lease.as_ref().is_some_and(|lease| lease.owner == owner)
+    }
 }
 
 /// The items of one execution: in seq order, the item with seq `n` at index `n - 1`, and found by id.
@@ -80,12 +117,62 @@ impl ExecutionItems {
 }
 
 impl State {
-    /// Records `event` with the next id; the caller holds the lock that also covers the change it describes.
+    /// Records `event` with the next id, and writes the outbox deliveries the rules call for; the caller holds the lock
+    /// that also covers the change it describes. Every event goes through here, so none escapes the outbox.
     fn record(&mut self, event: NewEvent) -> Event {
         self.last_event_id += 1;
         let event = event.recorded(self.last_event_id, now());
         self.events.push(event.clone());
+        if !self.outbox_rules.is_empty() {
+            for delivery in deliveries_for(&self.outbox_rules, std::slice::from_ref(&event), event.ts) {
+                self.deliveries.insert(delivery.id, OutboxEntry { delivery, lease: None });
+            }
+        }
         event
+    }
+
+    /// The checks and the write of `create_execution`; checks everything before it changes anything.
+    fn create_execution(&mut self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError> {
+        if let Some(key) = &execution.idempotency_key
+            && let Some(existing) = self.execution_ids_by_key.get(key).and_then(|id| self.executions.get(id))
+        {
+            return Err(StoreError::IdempotencyKeyExists { existing: Box::new(existing.clone()) });
+        }
+        if self.executions.contains_key(&execution.id) {
+            let message = format!("an execution with id {} exists already", execution.id);
+            return Err(CoreError::invalid_field("id", message).into());
+        }
+        let execution = execution.into_execution(now());
+        if let Some(key) = &execution.idempotency_key {
+            self.execution_ids_by_key.insert(key.clone(), execution.id);
+        }
+        self.executions.insert(execution.id, execution.clone());
+        let event = self.record(NewEvent::for_execution(&execution));
+        Ok(Recorded { value: execution, event })
+    }
+
+    /// The fire of a schedule the caller found enabled and due at `due`: the execution or the skip, the next due time,
+    /// and the events.
+    fn fire(&mut self, mut schedule: Schedule, fire: ScheduleFire) -> Result<FiredSchedule, StoreError> {
+        schedule.next_run_at = fire.next;
+        match fire.action {
+            FireAction::Run(new) => {
+                // Created first: when it is refused, the schedule has not been touched.
+                let queued = self.create_execution(new)?;
+                let execution = queued.value;
+                schedule.last_run_at = Some(execution.created_at);
+                schedule.last_execution = Some(execution.id);
+                self.schedules.insert(schedule.id, schedule.clone());
+                let fired = self.record(NewEvent::schedule_fired(&schedule, &execution, fire.due));
+                Ok(FiredSchedule { schedule, execution: Some(execution), events: vec![queued.event, fired] })
+            }
+            FireAction::Skip { reason } => {
+                schedule.skipped += 1;
+                self.schedules.insert(schedule.id, schedule.clone());
+                let skipped = self.record(NewEvent::schedule_skipped(&schedule, fire.due, &reason));
+                Ok(FiredSchedule { schedule, execution: None, events: vec![skipped] })
+            }
+        }
     }
 
     /// The status compare-and-set of `update_execution`; checks everything before it changes anything.
@@ -148,6 +235,9 @@ impl MemoryStore {
         })
     }
 }
+
+/// The longest lease kept: a longer one is as good as forever, and capping it keeps the end time representable.
+const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Whether `execution` passes every filter of `query`; `needle` is the lowercased text filter.
 fn passes_filters(query: &ExecutionQuery, needle: Option<&str>, execution: &Execution) -> bool {
@@ -224,24 +314,7 @@ impl DashboardStore for MemoryStore {
     }
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Recorded<Execution>, StoreError> {
-        let mut state = self.state()?;
-        if let Some(key) = &execution.idempotency_key
-            && let Some(existing) =
-                state.execution_ids_by_key.get(key).and_then(|id| state.executions.get(id))
-        {
-            return Err(StoreError::IdempotencyKeyExists { existing: Box::new(existing.clone()) });
-        }
-        if state.executions.contains_key(&execution.id) {
-            let message = format!("an execution with id {} exists already", execution.id);
-            return Err(CoreError::invalid_field("id", message).into());
-        }
-        let execution = execution.into_execution(now());
-        if let Some(key) = &execution.idempotency_key {
-            state.execution_ids_by_key.insert(key.clone(), execution.id);
-        }
-        state.executions.insert(execution.id, execution.clone());
-        let event = state.record(NewEvent::for_execution(&execution));
-        Ok(Recorded { value: execution, event })
+        self.state()?.create_execution(execution)
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
@@ -497,6 +570,138 @@ impl DashboardStore for MemoryStore {
         Ok(by_day.into_iter().map(|((day, function), spend)| DailySpend { day, function, spend }).collect())
     }
 
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        let mut state = self.state()?;
+        if state.schedules.contains_key(&schedule.id) {
+            let message = format!("a schedule with id {} exists already", schedule.id);
+            return Err(CoreError::invalid_field("id", message).into());
+        }
+        state.schedules.insert(schedule.id, schedule.clone());
+        let event = state.record(NewEvent::for_schedule(EventKind::ScheduleCreated, &schedule));
+        Ok(Recorded { value: schedule, event })
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.state()?.schedules.get(&id).cloned())
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(self.state()?.schedules.values().cloned().collect())
+    }
+
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        let mut state = self.state()?;
+        let stored =
+            state.schedules.get(&schedule.id).ok_or_else(|| StoreError::schedule_not_found(schedule.id))?;
+        let schedule = Schedule {
+            created_at: stored.created_at,
+            last_run_at: stored.last_run_at,
+            last_execution: stored.last_execution,
+            skipped: stored.skipped,
+            ..schedule
+        };
+        state.schedules.insert(schedule.id, schedule.clone());
+        let event = state.record(NewEvent::for_schedule(EventKind::ScheduleUpdated, &schedule));
+        Ok(Recorded { value: schedule, event })
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError> {
+        let mut state = self.state()?;
+        let schedule = state.schedules.remove(&id).ok_or_else(|| StoreError::schedule_not_found(id))?;
+        let event = state.record(NewEvent::for_schedule(EventKind::ScheduleDeleted, &schedule));
+        Ok(Recorded { value: schedule, event })
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        let state = self.state()?;
+        let mut due: Vec<&Schedule> = state
+            .schedules
+            .values()
+            .filter(|schedule| schedule.enabled && schedule.next_run_at.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by_key(|schedule| (schedule.next_run_at, schedule.id));
+        Ok(due.into_iter().take(limit.max(1)).cloned().collect())
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError> {
+        let mut state = self.state()?;
+        let Some(schedule) = state.schedules.get(&fire.id) else { return Ok(None) };
+        if !schedule.enabled || schedule.next_run_at != Some(fire.due) {
+            return Ok(None);
+        }
+        let schedule = schedule.clone();
+        state.fire(schedule, fire).map(Some)
+    }
+
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        // Rules are configuration, not data a panic can have left half written: set them even on a poisoned lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).outbox_rules = rules;
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut state = self.state()?;
+        let at = now();
+        let mut due: Vec<(Option<Timestamp>, DeliveryId)> = state
+            .deliveries
+            .values()
+            .filter(|entry| entry.is_claimable(at))
+            .map(|entry| (entry.delivery.next_attempt_at, entry.delivery.id))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit.max(1));
+        let expires_at = at + lease.min(MAX_LEASE);
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(entry) = state.deliveries.get_mut(&id) {
+                entry.lease = Some(DeliveryLease { owner: owner.to_owned(), expires_at });
+                claimed.push(entry.delivery.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError> {
+        let mut state = self.state()?;
+        let Some(entry) = state.deliveries.get_mut(&id).filter(|entry| entry.is_held_by(owner)) else {
+            return Ok(None);
+        };
+        entry.lease = None;
+        let delivery = &mut entry.delivery;
+        let is_given_up = outcome.is_given_up();
+        outcome.apply_to(delivery, now());
+        let delivery = delivery.clone();
+        let event = is_given_up.then(|| state.record(NewEvent::notification_failed(&delivery)));
+        Ok(Some(FinishedDelivery { delivery, event }))
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        let state = self.state()?;
+        let upper = query.before.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(state
+            .deliveries
+            .range((Bound::Unbounded, upper))
+            .rev()
+            .map(|(_, entry)| &entry.delivery)
+            .filter(|delivery| {
+                query.status.is_none_or(|status| delivery.status == status)
+                    && query.notification.as_ref().is_none_or(|name| &delivery.notification == name)
+                    && query.execution.is_none_or(|execution| delivery.event.execution_id == Some(execution))
+            })
+            .take(query.limit.max(1))
+            .cloned()
+            .collect())
+    }
+
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let state = self.state()?;
         let start = state.events.partition_point(|event| event.id <= after);
@@ -535,6 +740,11 @@ impl DashboardStore for MemoryStore {
         state.events.retain(|event| match event.execution_id {
             Some(execution_id) => !doomed.contains(&execution_id),
             None => event.ts >= cutoff,
+        });
+        // Pending deliveries are kept, whatever their age: they are still owed.
+        state.deliveries.retain(|_, entry| {
+            entry.delivery.status == DeliveryStatus::Pending
+                || entry.delivery.finished_at.is_none_or(|at| at >= cutoff)
         });
         Ok(doomed.len())
     }

@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, ExecutionStatus,
-    Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp, now,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Delivery, DeliveryId, Event, Execution,
+    ExecutionId, ExecutionStatus, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine,
+    Schedule, ScheduleId, Timestamp, now,
 };
 
 use crate::{
-    ApprovalChange, ApprovalQuery, Cluster, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
-    ExecutionUpdate, FunctionKey, Heartbeat, InstanceInfo, LoggedUpdate, LoginRecord, MemoryStore,
-    NewExecution, Recorded, Signal, SignalSink, Spend, SpendQuery, StatusCounts, StoreError, StoreStats,
+    ApprovalChange, ApprovalQuery, Cluster, DailySpend, DashboardStore, DeliveryOutcome, DeliveryQuery,
+    ExecutionPage, ExecutionQuery, ExecutionUpdate, FinishedDelivery, FiredSchedule, FunctionKey, Heartbeat,
+    InstanceInfo, LoggedUpdate, LoginRecord, MemoryStore, NewExecution, OutboxRule, Recorded, ScheduleFire,
+    Signal, SignalSink, Spend, SpendQuery, StatusCounts, StoreError, StoreStats,
 };
 
 /// The most login sessions one token keeps, as the [`Cluster::create_login`] contract says.
@@ -540,6 +542,74 @@ impl DashboardStore for SharedMemory {
 
     async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
         self.store.daily_spend(since).await
+    }
+
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        let recorded = self.store.create_schedule(schedule).await?;
+        self.signal_event(&recorded.event);
+        Ok(recorded)
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        self.store.get_schedule(id).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.store.list_schedules().await
+    }
+
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        let recorded = self.store.update_schedule(schedule).await?;
+        self.signal_event(&recorded.event);
+        Ok(recorded)
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError> {
+        let recorded = self.store.delete_schedule(id).await?;
+        self.signal_event(&recorded.event);
+        Ok(recorded)
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        self.store.due_schedules(now, limit).await
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError> {
+        let fired = self.store.fire_schedule(fire).await?;
+        if let Some(event) = fired.as_ref().and_then(|fired| fired.events.last()) {
+            self.signal_event(event);
+        }
+        Ok(fired)
+    }
+
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        self.store.set_outbox_rules(rules);
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.store.claim_deliveries(owner, lease, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError> {
+        let finished = self.store.finish_delivery(id, owner, outcome).await?;
+        if let Some(event) = finished.as_ref().and_then(|finished| finished.event.as_ref()) {
+            self.signal_event(event);
+        }
+        Ok(finished)
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        self.store.list_deliveries(query).await
     }
 
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use dashboard_core::{
-    Approval, Event, Execution, ExecutionId, ExecutionStatus, Function, FunctionId, Item, Timestamp, now,
+    Approval, Delivery, DeliveryId, DeliveryStatus, Event, EventKind, Execution, ExecutionId,
+    ExecutionStatus, Function, FunctionId, Item, Schedule, ScheduleId, Timestamp, now,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -321,4 +322,167 @@ impl StatusCounts {
     pub fn total(&self) -> u64 {
         self.0.values().sum()
     }
+}
+
+/// A schedule's fire, as [`DashboardStore::fire_schedule`](crate::DashboardStore::fire_schedule) stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleFire {
+    /// The schedule.
+    pub id: ScheduleId,
+    /// The due time being fired: the schedule's `next_run_at` exactly as the store returned it.
+    pub due: Timestamp,
+    /// The next due time after this fire (`None`: the expression has no later time).
+    pub next: Option<Timestamp>,
+    /// What the fire does.
+    pub action: FireAction,
+}
+
+/// What a fire does.
+#[derive(Clone, Debug, PartialEq)]
+// One value per fire, moved once: boxing the execution would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum FireAction {
+    /// Queues this execution (as [`DashboardStore::create_execution`](crate::DashboardStore::create_execution)
+    /// stores one, with its `execution.queued` event), then records `schedule.fired`.
+    Run(NewExecution),
+    /// Creates nothing: counts the skip on the schedule and records `schedule.skipped` with the reason.
+    Skip {
+        /// Why, in one sentence.
+        reason: String,
+    },
+}
+
+/// A fire that was stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FiredSchedule {
+    /// The schedule after the fire.
+    pub schedule: Schedule,
+    /// The execution it queued (a [`FireAction::Run`]).
+    pub execution: Option<Execution>,
+    /// The events recorded, in id order: `execution.queued` then `schedule.fired`, or `schedule.skipped`.
+    pub events: Vec<Event>,
+}
+
+/// Which recorded events a `[[notifications]]` entry delivers: the store writes a [`Delivery`] for each event that
+/// matches a rule, in the same atomic step as the event (see
+/// [`DashboardStore::set_outbox_rules`](crate::DashboardStore::set_outbox_rules)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxRule {
+    /// The notification's name.
+    pub notification: String,
+    /// The kinds of event it delivers.
+    pub kinds: Vec<EventKind>,
+    /// Only events about these functions (by name); all when `None`.
+    pub functions: Option<Vec<String>>,
+}
+
+impl OutboxRule {
+    /// Whether `event` is one this rule delivers.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.kinds.contains(&event.kind)
+            && match (&self.functions, &event.function) {
+                (None, _) => true,
+                (Some(functions), Some(function)) => functions.iter().any(|name| name == function),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// The deliveries that `rules` call for when `events` are recorded at `at`, in event order then rule order: a helper
+/// for implementations, so that every store writes the same outbox.
+pub fn deliveries_for(rules: &[OutboxRule], events: &[Event], at: Timestamp) -> Vec<Delivery> {
+    events
+        .iter()
+        .flat_map(|event| {
+            rules
+                .iter()
+                .filter(|rule| rule.matches(event))
+                .map(|rule| Delivery::new(&rule.notification, event.clone(), at))
+        })
+        .collect()
+}
+
+/// How an attempt to deliver ended, as the sender tells
+/// [`DashboardStore::finish_delivery`](crate::DashboardStore::finish_delivery).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeliveryOutcome {
+    /// The receiver answered 2xx: the delivery is `delivered`.
+    Delivered {
+        /// Its status code.
+        response_status: u16,
+    },
+    /// The attempt failed; try again at `at`.
+    Retry {
+        /// When the next attempt is due.
+        at: Timestamp,
+        /// What went wrong.
+        error: String,
+        /// The receiver's status code, if it answered.
+        response_status: Option<u16>,
+    },
+    /// The attempt failed and it was the last: the delivery is `failed`, and `notification.failed` is recorded.
+    GiveUp {
+        /// What went wrong.
+        error: String,
+        /// The receiver's status code, if it answered.
+        response_status: Option<u16>,
+    },
+}
+
+impl DeliveryOutcome {
+    /// Whether the delivery is given up (and `notification.failed` to be recorded).
+    pub fn is_given_up(&self) -> bool {
+        matches!(self, Self::GiveUp { .. })
+    }
+
+    /// Applies the outcome of an attempt that ended at `at` to `delivery` (checked by the caller to be pending and
+    /// held): one more attempt, and the status, error, answer and times the outcome names. A finished delivery keeps
+    /// its last `next_attempt_at`; its status says that no attempt follows. A helper for implementations, so that
+    /// every store writes the same.
+    pub fn apply_to(self, delivery: &mut Delivery, at: Timestamp) {
+        delivery.attempts = delivery.attempts.saturating_add(1);
+        match self {
+            Self::Delivered { response_status } => {
+                delivery.status = DeliveryStatus::Delivered;
+                delivery.response_status = Some(response_status);
+                delivery.finished_at = Some(at);
+            }
+            Self::Retry { at: next, error, response_status } => {
+                delivery.next_attempt_at = Some(next);
+                delivery.last_error = Some(error);
+                delivery.response_status = response_status;
+            }
+            Self::GiveUp { error, response_status } => {
+                delivery.status = DeliveryStatus::Failed;
+                delivery.last_error = Some(error);
+                delivery.response_status = response_status;
+                delivery.finished_at = Some(at);
+            }
+        }
+    }
+}
+
+/// A delivery after [`DashboardStore::finish_delivery`](crate::DashboardStore::finish_delivery).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedDelivery {
+    /// The delivery as stored.
+    pub delivery: Delivery,
+    /// `notification.failed`, when it was given up.
+    pub event: Option<Event>,
+}
+
+/// Which deliveries [`DashboardStore::list_deliveries`](crate::DashboardStore::list_deliveries) returns: newest
+/// first (by id), at most `limit` (a limit of 0 is read as 1).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct DeliveryQuery {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this notification's (by name).
+    pub notification: Option<String>,
+    /// Only deliveries of events about this execution.
+    pub execution: Option<ExecutionId>,
+    /// Only deliveries older than this one (the cursor).
+    pub before: Option<DeliveryId>,
+    /// At most this many (at least 1).
+    pub limit: usize,
 }

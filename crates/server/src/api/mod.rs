@@ -14,8 +14,10 @@ pub(crate) mod instances;
 pub(crate) mod items;
 pub(crate) mod logs;
 pub(crate) mod metrics;
+pub(crate) mod notifications;
 pub(crate) mod openapi;
 pub(crate) mod permission_tool;
+pub(crate) mod schedules;
 pub(crate) mod streams;
 
 use std::future::Future;

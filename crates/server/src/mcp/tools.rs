@@ -85,11 +85,11 @@ impl McpHandler {
                 Ok(CallToolResult::structured(to_value(&execution)?))
             }
             "list_approvals" => {
-                let ApprovalsArgs { pending_only, execution } = parse(arguments)?;
+                let ApprovalsArgs { pending_only, execution, limit } = parse(arguments)?;
                 let query = ApprovalQuery {
                     pending_only: pending_only.unwrap_or(true),
                     execution: execution.as_deref().map(execution_id).transpose()?,
-                    limit: 100,
+                    limit: bounded_limit(limit, 50, 100)?,
                 };
                 let approvals =
                     self.dashboard.store().list_approvals(&query).await.map_err(|e| error_chain(&e))?;
@@ -311,6 +311,7 @@ fn builtin_tools() -> Vec<Tool> {
                 "properties": {
                     "pending_only": { "type": "boolean", "default": true },
                     "execution": id("Only this execution's approvals."),
+                    "limit": { "type": "integer", "minimum": 1, "maximum": 100, "default": 50 },
                 },
             })),
         )
@@ -383,6 +384,7 @@ struct LogsArgs {
 struct ApprovalsArgs {
     pending_only: Option<bool>,
     execution: Option<String>,
+    limit: Option<usize>,
 }
 
 #[derive(Deserialize)]

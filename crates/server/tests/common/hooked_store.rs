@@ -5,16 +5,19 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashboard_core::{
-    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Event, Execution, ExecutionId, Function,
-    FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Timestamp,
+    Approval, ApprovalDecision, ApprovalId, ApprovalKind, Delivery, DeliveryId, Event, Execution,
+    ExecutionId, Function, FunctionId, FunctionSpec, Item, LogLine, NewItem, NewLogLine, Schedule,
+    ScheduleId, Timestamp,
 };
 use dashboard_store::{
-    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, ExecutionPage, ExecutionQuery,
-    ExecutionUpdate, FunctionKey, LoggedUpdate, NewExecution, Recorded, Spend, SpendQuery, StatusCounts,
-    StoreError, StoreStats,
+    ApprovalChange, ApprovalQuery, DailySpend, DashboardStore, DeliveryOutcome, DeliveryQuery, ExecutionPage,
+    ExecutionQuery, ExecutionUpdate, FinishedDelivery, FiredSchedule, FunctionKey, LoggedUpdate,
+    NewExecution, OutboxRule, Recorded, ScheduleFire, Spend, SpendQuery, StatusCounts, StoreError,
+    StoreStats,
 };
 
 /// What runs before each call: given the method's name, it lets the call through (`Ok`) or answers for it (`Err`).
@@ -196,6 +199,71 @@ impl DashboardStore for HookedStore {
     async fn daily_spend(&self, since: Timestamp) -> Result<Vec<DailySpend>, StoreError> {
         self.before("daily_spend").await?;
         self.inner.daily_spend(since).await
+    }
+
+    async fn create_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        self.before("create_schedule").await?;
+        self.inner.create_schedule(schedule).await
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, StoreError> {
+        self.before("get_schedule").await?;
+        self.inner.get_schedule(id).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.before("list_schedules").await?;
+        self.inner.list_schedules().await
+    }
+
+    async fn update_schedule(&self, schedule: Schedule) -> Result<Recorded<Schedule>, StoreError> {
+        self.before("update_schedule").await?;
+        self.inner.update_schedule(schedule).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<Recorded<Schedule>, StoreError> {
+        self.before("delete_schedule").await?;
+        self.inner.delete_schedule(id).await
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        self.before("due_schedules").await?;
+        self.inner.due_schedules(now, limit).await
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<Option<FiredSchedule>, StoreError> {
+        self.before("fire_schedule").await?;
+        self.inner.fire_schedule(fire).await
+    }
+
+    fn set_outbox_rules(&self, rules: Vec<OutboxRule>) {
+        // Synchronous, so no hook runs: it is set up once, before any call a test would hook.
+        self.inner.set_outbox_rules(rules);
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.before("claim_deliveries").await?;
+        self.inner.claim_deliveries(owner, lease, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        outcome: DeliveryOutcome,
+    ) -> Result<Option<FinishedDelivery>, StoreError> {
+        self.before("finish_delivery").await?;
+        self.inner.finish_delivery(id, owner, outcome).await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, StoreError> {
+        self.before("list_deliveries").await?;
+        self.inner.list_deliveries(query).await
     }
 
     async fn list_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

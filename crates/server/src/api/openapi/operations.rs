@@ -10,6 +10,7 @@ use crate::api::events::EventsQuery;
 use crate::api::executions::ListQuery;
 use crate::api::items::ItemsQuery;
 use crate::api::logs::LogsQuery;
+use crate::api::notifications::DeliveriesQuery;
 use crate::api::streams::StreamQuery;
 
 /// The routes of a function, by its name.
@@ -239,6 +240,37 @@ pub(super) fn operations() -> Vec<Operation> {
             "The live instances by id, `this` on the one that answered; on a store of its own, that one alone.",
             Some("InstanceList"),
         ),
+        operation(
+            M::GET,
+            "/api/notifications/deliveries",
+            "listDeliveries",
+            "The notifications' deliveries (`[[notifications]]`), newest first",
+        )
+        .query::<DeliveriesQuery>()
+        .answer(
+            200,
+            "A page of deliveries: pending (with the next attempt's time), delivered, or failed (given up after a day).",
+            Some("DeliveryPage"),
+        ),
+        operation(M::GET, "/api/schedules", "listSchedules", "Every schedule, oldest first").answer(
+            200,
+            "The schedules, each with its next and last run.",
+            Some("ScheduleList"),
+        ),
+        operation(M::POST, "/api/schedules", "createSchedule", "Create a schedule that triggers a function")
+            .body("ScheduleSpec")
+            .answer(201, "The new schedule, with its first due time.", Some("Schedule"))
+            .location(201),
+        operation(M::GET, "/api/schedules/{id}", "getSchedule", "A schedule").answer(
+            200,
+            "The schedule.",
+            Some("Schedule"),
+        ),
+        operation(M::PUT, "/api/schedules/{id}", "replaceSchedule", "Replace a schedule's declaration")
+            .body("ScheduleSpec")
+            .answer(200, "The schedule, due next from now; its history kept.", Some("Schedule")),
+        operation(M::DELETE, "/api/schedules/{id}", "deleteSchedule", "Delete a schedule; its executions are kept")
+            .answer(204, "Deleted.", None),
         // The MCP server (`mcp/`): MCP streamable HTTP, stateless, any JSON-RPC message; rmcp answers.
         Operation {
             body: Some(json!({

@@ -1,7 +1,7 @@
 //! The schemas of the document: derived from the Rust types the handlers read and write (utoipa's `ToSchema`), the
 //! answers' wrappers included, so the document describes what is really sent.
 
-use dashboard_core::{Approval, Execution, Function, FunctionSpec, Usage};
+use dashboard_core::{Approval, Execution, Function, FunctionSpec, Schedule, ScheduleSpec, Usage};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
@@ -18,6 +18,8 @@ use crate::api::health::Health;
 use crate::api::instances::InstanceList;
 use crate::api::items::ItemsPage;
 use crate::api::logs::LogsPage;
+use crate::api::notifications::DeliveryPage;
+use crate::api::schedules::ScheduleList;
 use crate::error::{ErrorBody, ErrorCode};
 
 /// The schemas of answers whose every field is always sent.
@@ -38,6 +40,10 @@ const ANSWERS: &[&str] = &[
     "ApprovalList",
     "InstanceList",
     "InstanceView",
+    "Delivery",
+    "DeliveryPage",
+    "Schedule",
+    "ScheduleList",
 ];
 
 /// Every schema the operations name, with the schemas those refer to.
@@ -46,6 +52,9 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<Function>(&mut found);
     collect::<FunctionSpec>(&mut found);
     collect::<FunctionList>(&mut found);
+    collect::<Schedule>(&mut found);
+    collect::<ScheduleSpec>(&mut found);
+    collect::<ScheduleList>(&mut found);
     collect::<Execution>(&mut found);
     collect::<Usage>(&mut found);
     collect::<ExecutionPage>(&mut found);
@@ -65,6 +74,7 @@ pub(super) fn schemas(backends: &[String]) -> Map<String, Value> {
     collect::<ErrorBody<'static>>(&mut found);
     collect::<Health>(&mut found);
     collect::<InstanceList>(&mut found);
+    collect::<DeliveryPage>(&mut found);
     let mut schemas: Map<String, Value> =
         found.iter().map(|(name, schema)| (name.clone(), to_json(schema))).collect();
     // Answers are exact: every field is always sent (`null` when empty), and none other is.
