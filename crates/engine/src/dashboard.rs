@@ -294,6 +294,12 @@ impl Dashboard {
         self.execution(id).await
     }
 
+    /// Whether the engine is shutting down (or shut down): background work of the server (the notification sender)
+    /// stops taking new work then.
+    pub fn is_shutting_down(&self) -> bool {
+        !self.inner.is_accepting.load(Ordering::SeqCst)
+    }
+
     /// Tells the feed's listeners of an event the store recorded outside the engine (the server's notification
     /// sender records `notification.failed`); other instances find it in the store.
     pub fn publish_event(&self, event: Event) {

@@ -9,15 +9,16 @@ use dashboard_store::{DeliveryOutcome, StoreError};
 use crate::Dashboard;
 
 impl Dashboard {
-    /// Claims up to `limit` due deliveries for `owner` (this instance) until `lease` from now: no other instance
+    /// Claims up to `limit` due deliveries of `notification` for `owner` (this instance) until `lease` from now: no other instance
     /// attempts them meanwhile, and after a crash they are claimed again once the lease ends.
     pub async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.observe(self.inner.store.claim_deliveries(owner, lease, limit).await)
+        self.inner.observe(self.inner.store.claim_deliveries(owner, notification, lease, limit).await)
     }
 
     /// Stores how an attempt at a delivery claimed by `owner` ended; a delivery given up records

@@ -258,6 +258,9 @@ pub struct RunningServer {
     pub dashboard: Dashboard,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The notification sender, when notifications are configured: it ends after the engine's shutdown, once the
+    /// attempts it has going are over.
+    notifier: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -270,6 +273,7 @@ impl RunningServer {
     pub async fn wait(self) -> std::io::Result<()> {
         let result = self.task.await.unwrap_or_else(|error| Err(std::io::Error::other(error)));
         self.dashboard.shutdown(Duration::from_secs(10)).await;
+        notifier_stopped(self.notifier).await;
         result
     }
 
@@ -278,6 +282,16 @@ impl RunningServer {
         self.handle.stop(true).await;
         let _ = self.task.await;
         self.dashboard.shutdown(Duration::from_secs(1)).await;
+        notifier_stopped(self.notifier).await;
+    }
+}
+
+/// Waits for the notification sender to end its attempts (their requests time out within 10 s), 15 s at most.
+async fn notifier_stopped(notifier: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(notifier) = notifier
+        && tokio::time::timeout(Duration::from_secs(15), notifier).await.is_err()
+    {
+        log::warn!("notifications: the sender did not end its attempts within 15 s");
     }
 }
 
@@ -288,6 +302,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let bind_error = |source| StartError::Bind { address: address.to_string(), source };
     let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
     let address = listener.local_addr().map_err(bind_error)?;
+    let is_public_url_set = config.public_url.is_some();
     config.public_url.get_or_insert_with(|| format!("http://127.0.0.1:{}", address.port()));
 
     // Read by `ServerConfig::load` already, unless an embedder named a file without reading it.
@@ -318,9 +333,16 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
             log::info!("retention: off (DASHBOARD_RETENTION_DAYS=0), finished executions are kept for ever")
         }
     }
+    let mut notifier = None;
     if let Some(file) = config.file.as_ref().filter(|file| !file.notifications.is_empty()) {
         let public_url = config.public_url.clone().unwrap_or_default();
-        notify::spawn(
+        if !is_public_url_set {
+            log::warn!(
+                "notifications: DASHBOARD_PUBLIC_URL is not set, so their links to executions start with {public_url}, \
+                 which a receiver elsewhere may not reach"
+            );
+        }
+        notifier = notify::spawn(
             dashboard.clone(),
             file.notifications.clone(),
             public_url,
@@ -348,7 +370,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     .map_err(bind_error)?;
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(RunningServer { address, dashboard, handle, task })
+    Ok(RunningServer { address, dashboard, handle, task, notifier })
 }
 
 #[cfg(test)]

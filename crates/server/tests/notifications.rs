@@ -371,3 +371,75 @@ async fn a_receiver_that_answers_500_gets_the_notification_again_on_the_retry() 
         server.log()
     );
 }
+
+/// A receiver that takes connections and never answers, counting how many it holds open at once.
+struct Silent {
+    url: String,
+    most_at_once: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let url = format!("http://{}/hook", listener.local_addr().expect("its address"));
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most_at_once = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (most, taken) = (Arc::clone(&most_at_once), Arc::clone(&accepted));
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now_open, Ordering::SeqCst);
+                taken.fetch_add(1, Ordering::SeqCst);
+                let open = Arc::clone(&open);
+                tokio::spawn(async move {
+                    // Read the request and whatever follows until the client gives up; answer nothing.
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(read) = tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await {
+                        if read == 0 {
+                            break;
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { url, most_at_once, accepted, task }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_holds_only_its_own_notifications() {
+    use std::sync::atomic::Ordering;
+    let silent = Silent::start().await;
+    let chat = Receiver::start(0, &[]);
+    let dir = TestDir::new("notifications-silent");
+    let notifications = format!(
+        "[[notifications]]\nname = \"stuck\"\nurl = \"{}\"\non = [\"failed\"]\n\n\
+         [[notifications]]\nname = \"chat\"\nurl = \"{}\"\non = [\"failed\"]\nformat = \"slack\"\n",
+        silent.url, chat.url
+    );
+    let config = config(&dir, &notifications);
+    let server = BinaryServer::start(&dir, &environment(config, "memory".to_owned())).await;
+    // More failures than the sender posts at once in all (16), each told to both receivers.
+    for _ in 0..20 {
+        server.trigger("build", json!({"steps": 0, "delay_ms": 0, "fail": true})).await;
+    }
+    // Every message reaches the receiver that answers, while the silent one holds its attempts for 10 s each.
+    let messages = chat.exactly(20).await;
+    assert_eq!(messages.len(), 20);
+    let stuck = deliveries(&server, "?notification=stuck&status=delivered").await;
+    assert!(stuck.is_empty(), "the silent receiver answered nothing: {stuck:#?}");
+    assert!(silent.accepted.load(Ordering::SeqCst) >= 1, "the silent receiver was tried");
+    let most = silent.most_at_once.load(Ordering::SeqCst);
+    assert!(most <= 4, "one notification held {most} attempts at once");
+}

@@ -41,7 +41,7 @@ const INSERT: &str = concat!(
 /// as the partial index of pending deliveries says it.
 const CLAIM: &str = concat!(
     "WITH claimed AS (SELECT id FROM notification_deliveries \
-     WHERE status = 'pending' AND next_attempt_at <= now() \
+     WHERE status = 'pending' AND next_attempt_at <= now() AND notification = $4 \
        AND (lease_expires_at IS NULL OR lease_expires_at <= now()) \
      ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
      UPDATE notification_deliveries d SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2) \
@@ -142,11 +142,14 @@ pub(crate) async fn insert(client: &impl GenericClient, deliveries: &[Delivery])
 pub(crate) async fn claim(
     client: &impl GenericClient,
     owner: &str,
+    notification: &str,
     lease: Duration,
     limit: usize,
 ) -> OpResult<Vec<Delivery>> {
     let seconds = lease.as_secs_f64().min(MAX_LEASE_SECS);
-    let claimed = rows(client, CLAIM, &[&text(owner), &seconds, &sql_int(limit.max(1))]).await?;
+    let params: &[&(dyn ToSql + Sync)] =
+        &[&text(owner), &seconds, &sql_int(limit.max(1)), &text(notification)];
+    let claimed = rows(client, CLAIM, params).await?;
     // `RETURNING` keeps no order.
     let mut claimed = from_rows(&claimed)?;
     claimed.sort_by_key(|delivery| (delivery.next_attempt_at, delivery.id));
@@ -254,7 +257,8 @@ mod tests {
                 rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
             }
         };
-        let claim = plan_of(CLAIM, vec![Box::new("a"), Box::new(60.0_f64), Box::new(10_i64)]).await;
+        let claim =
+            plan_of(CLAIM, vec![Box::new("a"), Box::new(60.0_f64), Box::new(10_i64), Box::new("ops")]).await;
         assert!(
             claim.contains("notification_deliveries_due"),
             "the claim reads no index of due ones:\n{claim}"

@@ -427,10 +427,11 @@ impl DashboardStore for PostgresStore {
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        Ok(deliveries::claim(&self.client().await?, owner, lease, limit).await?)
+        Ok(deliveries::claim(&self.client().await?, owner, notification, lease, limit).await?)
     }
 
     async fn finish_delivery(

@@ -236,7 +236,8 @@ async fn fill(store: &dyn DashboardStore) -> Made {
         ScheduleFire { id: schedule.id, due, next: Some(due + Duration::from_secs(86_400)), action: skip };
     store.fire_schedule(fire).await.expect("a fire").expect("the schedule was due");
 
-    let claimed = store.claim_deliveries("i-old", Duration::from_secs(3600), 10).await.expect("a claim");
+    let claimed =
+        store.claim_deliveries("i-old", "ops", Duration::from_secs(3600), 10).await.expect("a claim");
     let kind = |delivery: &Delivery| delivery.event.kind;
     let Some(of_the_cancel) = claimed.iter().find(|delivery| kind(delivery) == EventKind::ExecutionCancelled)
     else {
@@ -359,7 +360,8 @@ async fn everything_in_the_file_reads_back_the_same_from_postgres() {
     let orphans = target.expired(None, 10).await.expect("a look");
     assert_eq!(orphans, [made.running, made.waiting]);
     // The pending delivery the file's server had claimed is claimed afresh: its claim was not copied.
-    let claimed = target.claim_deliveries("i-new", Duration::from_secs(60), 10).await.expect("a claim");
+    let claimed =
+        target.claim_deliveries("i-new", "ops", Duration::from_secs(60), 10).await.expect("a claim");
     assert_eq!(claimed, [made.claimed_delivery]);
 
     let again = import_sqlite(&path, &target).await;

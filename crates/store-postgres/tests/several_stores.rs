@@ -239,7 +239,7 @@ fn deliveries_claimed_at_once_from_two_stores_go_to_one_claimer_each() {
                 let owner = format!("claimer-{n}");
                 let mut claimed: Vec<DeliveryId> = Vec::new();
                 loop {
-                    let batch = store.claim_deliveries(&owner, Duration::from_secs(600), 3).await;
+                    let batch = store.claim_deliveries(&owner, "ops", Duration::from_secs(600), 3).await;
                     let batch = batch.expect("a claim");
                     if batch.is_empty() {
                         return claimed;

@@ -30,7 +30,7 @@ const INSERT: &str = "INSERT INTO notification_deliveries (id, notification, eve
 const CLAIMABLE: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM notification_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 \
+    " FROM notification_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 AND notification = ?3 \
      AND (lease_expires_at IS NULL OR lease_expires_at <= ?1) ORDER BY next_attempt_at, id LIMIT ?2"
 );
 const CLAIM: &str =
@@ -101,13 +101,14 @@ pub(super) fn insert(connection: &Connection, delivery: &Delivery) -> OpResult<(
 pub(super) fn claim(
     connection: &Connection,
     owner: &str,
+    notification: &str,
     lease: Duration,
     limit: usize,
 ) -> OpResult<Vec<Delivery>> {
     let at = now();
     let claimed: Vec<Delivery> = connection
         .prepare_cached(CLAIMABLE)?
-        .query_map(params![SqlTime(at), sql_int(limit.max(1))], from_row)?
+        .query_map(params![SqlTime(at), sql_int(limit.max(1)), notification], from_row)?
         .collect::<Result<_, _>>()?;
     let expires_at = SqlTime(lease_end(at, lease)).text()?;
     let mut claim = connection.prepare_cached(CLAIM)?;

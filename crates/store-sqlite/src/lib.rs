@@ -437,11 +437,14 @@ impl DashboardStore for SqliteStore {
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let owner = owner.to_owned();
-        self.writer.run(move |connection| deliveries::claim(connection, &owner, lease, limit)).await
+        let (owner, notification) = (owner.to_owned(), notification.to_owned());
+        self.writer
+            .run(move |connection| deliveries::claim(connection, &owner, &notification, lease, limit))
+            .await
     }
 
     async fn finish_delivery(

@@ -179,7 +179,7 @@ async fn schedules_and_claimed_deliveries_survive_a_reopen_but_the_rules_do_not(
             action: FireAction::Run(execution),
         };
         let fired = store.fire_schedule(fire).await.expect("fire").expect("the schedule was due");
-        let claimed = store.claim_deliveries("a", lease, 10).await.expect("claim");
+        let claimed = store.claim_deliveries("a", "ops", lease, 10).await.expect("claim");
         assert_eq!(claimed.len(), 1, "one delivery of schedule.fired: {claimed:?}");
         (alpha, fired, claimed[0].clone())
     };
@@ -188,7 +188,7 @@ async fn schedules_and_claimed_deliveries_survive_a_reopen_but_the_rules_do_not(
     assert_eq!(store.get_schedule(fired.schedule.id).await.expect("get"), Some(fired.schedule.clone()));
     assert_eq!(store.list_deliveries(&all).await.expect("list"), std::slice::from_ref(&claimed));
     assert!(
-        store.claim_deliveries("b", lease, 10).await.expect("claim").is_empty(),
+        store.claim_deliveries("b", "ops", lease, 10).await.expect("claim").is_empty(),
         "the lease is in the file"
     );
     let delivered = DeliveryOutcome::Delivered { response_status: 200 };

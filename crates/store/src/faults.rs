@@ -275,11 +275,12 @@ impl<S: DashboardStore> DashboardStore for FailingWrites<S> {
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.check(None)?;
-        self.inner.claim_deliveries(owner, lease, limit).await
+        self.inner.claim_deliveries(owner, notification, lease, limit).await
     }
 
     async fn finish_delivery(

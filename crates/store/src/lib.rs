@@ -279,12 +279,13 @@ pub trait DashboardStore: Send + Sync + 'static {
     /// matches. Called once when the store is set up, before it records anything; replaces any rules set before.
     fn set_outbox_rules(&self, rules: Vec<OutboxRule>);
 
-    /// Claims up to `limit` (0 is read as 1) pending deliveries that are due (`next_attempt_at` at or before now) and
-    /// not claimed by a live lease, oldest due first, for `owner` until now + `lease`: no other owner claims them until the lease ends
+    /// Claims up to `limit` (0 is read as 1) pending deliveries of `notification` that are due (`next_attempt_at` at
+    /// or before now) and not claimed by a live lease, oldest due first, for `owner` until now + `lease`: no other owner claims them until the lease ends
     /// (after a crash, they are claimed again). Returns them as stored.
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError>;

@@ -641,6 +641,7 @@ impl DashboardStore for MemoryStore {
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
@@ -649,7 +650,7 @@ impl DashboardStore for MemoryStore {
         let mut due: Vec<(Option<Timestamp>, DeliveryId)> = state
             .deliveries
             .values()
-            .filter(|entry| entry.is_claimable(at))
+            .filter(|entry| entry.delivery.notification == notification && entry.is_claimable(at))
             .map(|entry| (entry.delivery.next_attempt_at, entry.delivery.id))
             .collect();
         due.sort_unstable();

@@ -589,10 +589,11 @@ impl DashboardStore for SharedMemory {
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.store.claim_deliveries(owner, lease, limit).await
+        self.store.claim_deliveries(owner, notification, lease, limit).await
     }
 
     async fn finish_delivery(

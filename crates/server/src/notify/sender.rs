@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashboard_core::{Delivery, DeliveryStatus, EventKind, Timestamp, error_chain, now};
+use dashboard_core::{Delivery, DeliveryId, DeliveryStatus, EventKind, Timestamp, error_chain, now};
 use dashboard_engine::{BusMessage, Dashboard};
 use dashboard_store::DeliveryOutcome;
 use reqwest::header::CONTENT_TYPE;
@@ -25,6 +25,11 @@ use super::{Format, NotificationConfig, format};
 const LEASE: Duration = Duration::from_secs(60);
 /// How many deliveries are posted at once.
 const MAX_IN_FLIGHT: usize = 16;
+/// How many deliveries of one notification are posted at once: a receiver that is slow or down holds no more.
+const MAX_PER_NOTIFICATION: usize = 4;
+/// How long one attempt may take in all — the store's reads and the request — well within the lease, so that no
+/// other instance takes the delivery while it goes on.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(40);
 /// How often the outbox is read when nothing wakes the sender.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one attempt may take, connecting included.
@@ -41,13 +46,14 @@ const GIVE_UP_AFTER: time::Duration = time::Duration::hours(24);
 const MAX_ANSWER_CHARS: usize = 200;
 
 /// Starts the sender: it delivers the outbox's due deliveries as `owner` (the instance's id), links built from
-/// `public_url`; it stops with the runtime.
+/// `public_url`. It ends once the engine shuts down and the attempts it has going are over; `None` when it cannot
+/// start (no HTTP client), which is logged.
 pub fn spawn(
     dashboard: Dashboard,
     notifications: Vec<NotificationConfig>,
     public_url: String,
     owner: String,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     // The one TLS provider of the process (reqwest is built without one); installing twice is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
@@ -59,7 +65,7 @@ pub fn spawn(
         Ok(client) => client,
         Err(error) => {
             log::error!("notifications: no HTTP client ({}); nothing will be sent", error_chain(&error));
-            return;
+            return None;
         }
     };
     for notification in &notifications {
@@ -78,11 +84,6 @@ pub fn spawn(
             host(notification)
         );
     }
-    if public_url.is_empty() {
-        log::warn!(
-            "notifications: DASHBOARD_PUBLIC_URL is not set, so their links to executions are bare paths"
-        );
-    }
     let wanted: HashSet<EventKind> =
         notifications.iter().flat_map(|notification| notification.kinds.iter().copied()).collect();
     let bus = dashboard.subscribe();
@@ -95,8 +96,9 @@ pub fn spawn(
         public_url,
         owner,
         client,
+        in_flight: std::sync::Mutex::default(),
     };
-    tokio::spawn(Arc::new(sender).run(bus, wanted));
+    Some(tokio::spawn(Arc::new(sender).run(bus, wanted)))
 }
 
 /// The receiver's host, for the log: never the path or query, which may be the secret (a Slack webhook's is).
@@ -110,24 +112,48 @@ struct Sender {
     public_url: String,
     owner: String,
     client: reqwest::Client,
+    /// The deliveries being attempted now, so that one claimed again after its lease ran out is not sent twice at once.
+    in_flight: std::sync::Mutex<HashSet<DeliveryId>>,
 }
 
 impl Sender {
     async fn run(self: Arc<Self>, mut bus: broadcast::Receiver<BusMessage>, wanted: HashSet<EventKind>) {
-        let mut in_flight = JoinSet::new();
+        // Each attempt's task, by id, with its notification's name: its slot is given back when it ends.
+        let mut attempts: JoinSet<()> = JoinSet::new();
+        let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut running: HashMap<String, usize> = HashMap::new();
         let mut is_bus_open = true;
         let mut is_store_failing = false;
         loop {
-            let free = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
-            if free > 0 {
-                match self.dashboard.claim_deliveries(&self.owner, LEASE, free).await {
+            if self.dashboard.is_shutting_down() {
+                // No new attempt; those going on end within their request's timeout, their outcomes stored.
+                while attempts.join_next().await.is_some() {}
+                return;
+            }
+            // Each notification claims its own deliveries, a few at a time: a receiver that is slow or down holds
+            // only its own slots, never the others'.
+            for name in self.notifications.keys() {
+                let free = MAX_PER_NOTIFICATION
+                    .saturating_sub(running.get(name).copied().unwrap_or(0))
+                    .min(MAX_IN_FLIGHT.saturating_sub(attempts.len()));
+                if free == 0 {
+                    continue;
+                }
+                match self.dashboard.claim_deliveries(&self.owner, name, LEASE, free).await {
                     Ok(deliveries) => {
                         if is_store_failing {
                             log::info!("notifications: the outbox can be read again");
                             is_store_failing = false;
                         }
                         for delivery in deliveries {
-                            in_flight.spawn(Arc::clone(&self).attempt(delivery));
+                            // Claimed again after its lease ran out while this instance still attempts it: the
+                            // attempt going on stores the outcome.
+                            if !self.in_flight().insert(delivery.id) {
+                                continue;
+                            }
+                            *running.entry(name.clone()).or_default() += 1;
+                            let task = attempts.spawn(Arc::clone(&self).attempt(delivery));
+                            names.insert(task.id(), name.clone());
                         }
                     }
                     Err(error) => {
@@ -137,6 +163,7 @@ impl Sender {
                             );
                             is_store_failing = true;
                         }
+                        break;
                     }
                 }
             }
@@ -145,9 +172,18 @@ impl Sender {
             tokio::pin!(tick);
             loop {
                 tokio::select! {
-                    ended = in_flight.join_next(), if !in_flight.is_empty() => {
-                        if let Some(Err(error)) = ended {
-                            log::error!("notifications: an attempt did not end normally: {error}");
+                    ended = attempts.join_next_with_id(), if !attempts.is_empty() => {
+                        let id = match ended {
+                            Some(Ok((id, ()))) => Some(id),
+                            Some(Err(error)) => {
+                                log::error!("notifications: an attempt did not end normally: {error}");
+                                Some(error.id())
+                            }
+                            None => None,
+                        };
+                        let name = id.and_then(|id| names.remove(&id));
+                        if let Some(count) = name.and_then(|name| running.get_mut(&name)) {
+                            *count = count.saturating_sub(1);
                         }
                         break;
                     }
@@ -163,15 +199,32 @@ impl Sender {
         }
     }
 
+    /// The ids of the deliveries being attempted now.
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<DeliveryId>> {
+        // A poisoned lock only means a panicked attempt; the set is still a set.
+        self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// One attempt at `delivery`, its outcome stored.
     async fn attempt(self: Arc<Self>, delivery: Delivery) {
-        let outcome = match self.notifications.get(&delivery.notification) {
-            Some(notification) => self.send(notification, &delivery).await,
-            None => DeliveryOutcome::GiveUp {
-                error: format!("the notification {:?} is no longer configured", delivery.notification),
-                response_status: None,
-            },
-        };
+        if let Some(notification) = self.notifications.get(&delivery.notification) {
+            let attempt = tokio::time::timeout(ATTEMPT_LIMIT, self.send(notification, &delivery)).await;
+            match attempt {
+                Ok(Some(outcome)) => self.store_outcome(&delivery, outcome).await,
+                // Nothing was sent: the delivery stays claimed until its lease ends, then is attempted again.
+                Ok(None) => {}
+                Err(_) => {
+                    let error = format!("the attempt took longer than {} s", ATTEMPT_LIMIT.as_secs());
+                    let outcome = self.failed(notification, &delivery, error, None);
+                    self.store_outcome(&delivery, outcome).await;
+                }
+            }
+        }
+        self.in_flight().remove(&delivery.id);
+    }
+
+    /// Stores how an attempt ended.
+    async fn store_outcome(&self, delivery: &Delivery, outcome: DeliveryOutcome) {
         match self.dashboard.finish_delivery(delivery.id, &self.owner, outcome).await {
             Ok(Some(finished)) if finished.status == DeliveryStatus::Failed => log::warn!(
                 "notification {}: delivery {} was given up after {} attempts",
@@ -194,14 +247,20 @@ impl Sender {
         }
     }
 
-    /// Posts `delivery` to its receiver; the outcome to store.
-    async fn send(&self, notification: &NotificationConfig, delivery: &Delivery) -> DeliveryOutcome {
+    /// Posts `delivery` to its receiver; the outcome to store, or `None` when nothing could be sent (its execution
+    /// could not be read: the store's trouble is not the receiver's, so it costs no attempt).
+    async fn send(&self, notification: &NotificationConfig, delivery: &Delivery) -> Option<DeliveryOutcome> {
         let execution = match delivery.event.execution_id {
             Some(id) => match self.dashboard.store().get_execution(id).await {
                 Ok(execution) => execution,
                 Err(error) => {
-                    let error = format!("its execution could not be read from the store: {error}");
-                    return self.failed(notification, delivery, error, None);
+                    log::warn!(
+                        "notification {}: delivery {} waits for the store, which could not read its execution: \
+                         {error}",
+                        notification.name,
+                        delivery.id
+                    );
+                    return None;
                 }
             },
             None => None,
@@ -216,7 +275,7 @@ impl Sender {
                 request = request.header("webhook-signature", secret.sign(&id, timestamp, &body));
             }
         }
-        match request.body(body).send().await {
+        Some(match request.body(body).send().await {
             Ok(response) if response.status().is_success() => {
                 DeliveryOutcome::Delivered { response_status: response.status().as_u16() }
             }
@@ -232,7 +291,7 @@ impl Sender {
             }
             // Without the URL: its path or query may be the secret.
             Err(error) => self.failed(notification, delivery, error_chain(&error.without_url()), None),
-        }
+        })
     }
 
     /// The outcome of a failed attempt: a retry while the delivery is less than a day old, else giving up.

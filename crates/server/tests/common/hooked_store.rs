@@ -244,11 +244,12 @@ impl DashboardStore for HookedStore {
     async fn claim_deliveries(
         &self,
         owner: &str,
+        notification: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.before("claim_deliveries").await?;
-        self.inner.claim_deliveries(owner, lease, limit).await
+        self.inner.claim_deliveries(owner, notification, lease, limit).await
     }
 
     async fn finish_delivery(
