@@ -255,7 +255,7 @@ impl Dashboard {
         }
         let prepared = self.prepare_fire(schedule).await?;
         let action = match &prepared {
-            Prepared::Run { new, .. } => FireAction::Run(new.clone()),
+            Prepared::Run { new, .. } => FireAction::Run(new.as_ref().clone()),
             Prepared::Skip(reason) => FireAction::Skip { reason: reason.clone() },
         };
         let fire = ScheduleFire { id: schedule.id, due, next, action };
@@ -308,7 +308,7 @@ impl Dashboard {
             Err(error) => return Ok(Prepared::Skip(error.to_string())),
         };
         match compiled.prepare(&new.input).await {
-            Ok(prompt) => Ok(Prepared::Run { new, function, prompt }),
+            Ok(prompt) => Ok(Prepared::Run { new: Box::new(new), function, prompt }),
             Err(error) => Ok(Prepared::Skip(format!("the input: {error}"))),
         }
     }
@@ -317,7 +317,7 @@ impl Dashboard {
 /// What a due schedule's fire is to do.
 enum Prepared {
     /// Queue this execution of `function`, with its rendered prompt.
-    Run { new: NewExecution, function: Arc<Function>, prompt: Option<String> },
+    Run { new: Box<NewExecution>, function: Arc<Function>, prompt: Option<String> },
     /// Create nothing, for this reason.
     Skip(String),
 }
