@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, reason = "the report on stdout is what a benchmark is for")]
 
 mod approvals;
+mod automation;
 mod echo;
 mod load;
 mod phases;

@@ -1,6 +1,6 @@
 //! The phases of one benchmark run, in an order that keeps each clean: idle memory and live streams first (before
 //! load has grown the heap), then the echo ceiling, triggers, lifecycles, log ingestion, listing at growing sizes, and
-//! the status page of a long transcript, and approval round trips.
+//! the status page of a long transcript, approval round trips, and notifications and schedule fires.
 
 use std::fmt::Write;
 use std::process::Stdio;
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::load::{self, LoadResult};
-use crate::{Options, QUICK_FUNCTION, approvals, echo};
+use crate::{Options, QUICK_FUNCTION, approvals, automation, echo};
 
 /// Unmeasured time at the start of each load phase: connections open, caches warm.
 const WARMUP: Duration = Duration::from_millis(500);
@@ -156,6 +156,9 @@ pub async fn all(options: &Options, servers: &[RunningServer]) -> String {
 
     eprintln!("(h) {APPROVALS} approval round trips…");
     rows.extend(approval_round_trips(&url).await);
+
+    eprintln!("(i, j) {NOTIFIED} notifications and {FIRES} schedule fires, on a dashboard of their own…");
+    rows.extend(automation().await);
 
     let stats = server.dashboard.store().stats();
     rows.push(row("store: group commits", commits(&stats.commit_seconds, &stats.batch_size), ""));
@@ -397,6 +400,32 @@ async fn approval_round_trips(url: &str) -> Vec<Row> {
             "(h′) `POST /api/approvals/{id}` → the agent has the decision (its next request; an upper bound)"
                 .into(),
             &trips.to_agent,
+        ),
+    ]
+}
+
+/// Failed executions notified in (i), and schedule fires timed in (j).
+const NOTIFIED: usize = 200;
+const FIRES: usize = 20;
+
+async fn automation() -> Vec<Row> {
+    let figures = automation::run(NOTIFIED, FIRES).await;
+    let figure = |measure: &str, samples: &[Duration], unit: &str, target: &str| {
+        let (p50, p99) = approvals::quantiles(samples);
+        Row { p50: ms(p50), p99: ms(p99), ..row(measure, format!("{} {unit}", samples.len()), target) }
+    };
+    vec![
+        figure(
+            "(i) `execution.failed` → its signed notification at a local receiver (outbox, claim, sign, POST)",
+            &figures.notified,
+            "notifications",
+            "p99 < 100 ms",
+        ),
+        figure(
+            "(j) a schedule's due time → its execution created (every second, SQLite)",
+            &figures.fired,
+            "fires",
+            "p99 < 50 ms",
         ),
     ]
 }

@@ -18,8 +18,11 @@ use tokio::sync::Notify;
 use crate::inner::Inner;
 use crate::{Dashboard, EngineError};
 
-/// How often the fire loop looks for due schedules when nothing wakes it: fires are at most this late.
-const TICK: Duration = Duration::from_millis(250);
+/// How often the fire loop looks for due schedules when nothing wakes it; it also looks this far ahead, and sleeps
+/// until the earliest due time it finds, so a fire is late by a timer's and a write's time, not by the tick.
+const TICK: Duration = Duration::from_millis(500);
+/// The shortest sleep between two looks, so that a due time the store keeps refusing cannot spin the loop.
+const LEAST_WAIT: Duration = Duration::from_millis(10);
 /// How many due schedules one look fires.
 const BATCH: usize = 64;
 
@@ -177,8 +180,8 @@ impl Dashboard {
         Ok(self.inner.store.list_schedules().await?)
     }
 
-    /// Fires the due schedules in the background: at once, then whenever one is due (checked every quarter second,
-    /// and at once after a schedule changes here). The task ends when the engine shuts down or is dropped.
+    /// Fires the due schedules in the background: at once, then whenever one is due (looked for every half second,
+    /// half a second ahead, and at once after a schedule changes here). The task ends when the engine shuts down or is dropped.
     pub fn spawn_schedules(&self) -> tokio::task::JoinHandle<()> {
         let inner = Arc::downgrade(&self.inner);
         let changed = Arc::clone(&self.inner.schedules_changed);
@@ -207,6 +210,19 @@ impl Dashboard {
             Some(error) => Err(error),
             None => Ok(fired),
         }
+    }
+
+    /// How long until the earliest schedule falls due, when one does within `horizon`; else `horizon`. At least
+    /// [`LEAST_WAIT`].
+    async fn until_next_due(&self, horizon: Duration) -> Duration {
+        let at = now();
+        let earliest = match self.inner.store.due_schedules(at + horizon, 1).await {
+            Ok(due) => due.first().and_then(|schedule| schedule.next_run_at),
+            Err(_) => None,
+        };
+        earliest
+            .map_or(horizon, |next| Duration::try_from(next - now()).unwrap_or(Duration::ZERO))
+            .clamp(LEAST_WAIT, horizon)
     }
 
     /// The principal's right to change functions on the schedule's function's backend (when there is a principal),
@@ -335,6 +351,10 @@ async fn fire_loop(inner: Weak<Inner>, changed: Arc<Notify>) {
         }
         let dashboard = Dashboard { inner: strong };
         let result = dashboard.fire_due_schedules().await;
+        let next_due = match &result {
+            Ok(_) => dashboard.until_next_due(TICK).await,
+            Err(_) => TICK,
+        };
         drop(dashboard);
         let tick = match result {
             Ok(fired) => {
@@ -348,7 +368,7 @@ async fn fire_loop(inner: Weak<Inner>, changed: Arc<Notify>) {
                 if fired >= BATCH {
                     continue;
                 }
-                TICK
+                next_due
             }
             Err(error) => {
                 match &mut failing {
