@@ -444,15 +444,7 @@ impl Dashboard {
         if !self.inner.is_accepting.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
-        // A spent daily budget refuses the new run (spend is read from the store, so it holds across restarts).
-        if let Some(exhausted) =
-            self.inner.daily_budgets(function, new.triggered_by.as_deref()).await?.exhausted()
-        {
-            return Err(exhausted.into());
-        }
-        let compiled = self.inner.compiled.get(function).await?;
-        // The input is checked (and the template rendered) even for a follow-up turn, whose prompt is its own.
-        let rendered = compiled.prepare(&new.input).await?;
+        let rendered = self.admit(function, &new).await?;
         let prompt = if new.prompt.is_some() { new.prompt.clone() } else { rendered };
         let (key, backend, input) = (new.idempotency_key.clone(), new.backend.clone(), new.input.clone());
         match self.inner.observe(self.inner.store.create_execution(new).await) {
@@ -476,6 +468,25 @@ impl Dashboard {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// What a new execution must pass before it is stored, whoever asks for it (a trigger, a retry, a continue, a
+    /// schedule's fire): no spent daily budget of its function or caller (spend is read from the store, so it holds
+    /// across restarts), and an input the function's schema takes. Returns the rendered prompt; the input is checked
+    /// (and the template rendered) even for a follow-up turn, whose prompt is its own. Refusals are
+    /// [`EngineError::BudgetExhausted`] and [`EngineError::Invalid`]; any other error is the store's.
+    pub(crate) async fn admit(
+        &self,
+        function: &Function,
+        new: &NewExecution,
+    ) -> Result<Option<String>, EngineError> {
+        if let Some(exhausted) =
+            self.inner.daily_budgets(function, new.triggered_by.as_deref()).await?.exhausted()
+        {
+            return Err(exhausted.into());
+        }
+        let compiled = self.inner.compiled.get(function).await?;
+        Ok(compiled.prepare(&new.input).await?)
     }
 
     /// Counts an execution just stored queued (and published) and hands it to whoever runs it: this instance's

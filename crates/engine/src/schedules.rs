@@ -313,19 +313,13 @@ impl Dashboard {
             triggered_by: Some(schedule.trigger_name()),
             ..NewExecution::of(&function, schedule.input.clone())
         };
-        if let Some(exhausted) =
-            self.inner.daily_budgets(&function, new.triggered_by.as_deref()).await?.exhausted()
-        {
-            return Ok(Prepared::Skip(EngineError::from(exhausted).to_string()));
-        }
-        let compiled = match self.inner.compiled.get(&function).await {
-            Ok(compiled) => compiled,
-            // Its template does not compile (a function stored before a rule was tightened).
-            Err(error) => return Ok(Prepared::Skip(error.to_string())),
-        };
-        match compiled.prepare(&new.input).await {
+        // What refuses a trigger skips the fire: a spent budget, an input (or a template) the function refuses.
+        match self.admit(&function, &new).await {
             Ok(prompt) => Ok(Prepared::Run { new: Box::new(new), function, prompt }),
-            Err(error) => Ok(Prepared::Skip(format!("the input: {error}"))),
+            Err(refused @ (EngineError::BudgetExhausted { .. } | EngineError::Invalid(_))) => {
+                Ok(Prepared::Skip(refused.to_string()))
+            }
+            Err(error) => Err(error),
         }
     }
 }

@@ -78,6 +78,28 @@ fn is_required() -> bool {
         || std::env::var("DASHBOARD_REQUIRE_POSTGRES").is_ok_and(|value| value == "1")
 }
 
+/// A store on the test database at `url` (from [`database`]), with the default options.
+///
+/// # Panics
+/// When it cannot connect.
+pub async fn store(url: &str) -> crate::PostgresStore {
+    crate::PostgresStore::connect(crate::PostgresOptions::new(url))
+        .await
+        .expect("a store on the test database")
+}
+
+/// A plain connection to the test database at `url`, beside the store's: another instance's session, or a look at
+/// what no store method shows (leases, locks, backends to kill).
+///
+/// # Panics
+/// When it cannot connect.
+pub async fn plain_connection(url: &str) -> Client {
+    match connect(url).await {
+        Ok(client) => client,
+        Err(error) => panic!("a plain connection to the test database: {error}"),
+    }
+}
+
 async fn connect(url: &str) -> Result<Client, String> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|error| format!("{error:?}"))?;
     config.connect_timeout(CONNECT_TIMEOUT);

@@ -14,7 +14,7 @@ use dashboard_core::{
 use dashboard_store::{
     Cluster, DashboardStore, ExecutionUpdate, LoginRecord, NewExecution, Signal, StoreError,
 };
-use dashboard_store_postgres::{PostgresOptions, PostgresStore, testing};
+use dashboard_store_postgres::{PostgresStore, testing};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -35,24 +35,9 @@ struct Instances {
 /// Two instances on a fresh database, or `None` (the test skips) without a test server.
 async fn instances(prefix: &str) -> Option<Instances> {
     let url = testing::database(prefix).await?;
-    let a = Arc::new(connect(&url).await);
-    let b = Arc::new(connect(&url).await);
+    let a = Arc::new(testing::store(&url).await);
+    let b = Arc::new(testing::store(&url).await);
     Some(Instances { url, a, b })
-}
-
-async fn connect(url: &str) -> PostgresStore {
-    PostgresStore::connect(PostgresOptions::new(url)).await.expect("connecting to the test database")
-}
-
-/// A plain connection to the test database, for what no store method shows (leases) or does (killing a backend).
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("a plain connection to the test database");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
 }
 
 async fn function(store: &PostgresStore, name: &str, max_concurrency: Option<u32>) -> Function {
@@ -81,7 +66,7 @@ fn ids(executions: &[Execution]) -> Vec<ExecutionId> {
 
 /// Makes the leases `owner` holds end an hour ago, as if it had died then.
 async fn leases_ended(url: &str, owner: &str) {
-    admin(url)
+    testing::plain_connection(url)
         .await
         .execute(
             "UPDATE executions SET lease_expires_at = now() - interval '1 hour' WHERE lease_owner = $1",
@@ -93,7 +78,7 @@ async fn leases_ended(url: &str, owner: &str) {
 
 /// Who holds the lease of `id`, and whether it is live.
 async fn lease(url: &str, id: ExecutionId) -> (Option<String>, bool) {
-    let row = admin(url)
+    let row = testing::plain_connection(url)
         .await
         .query_one(
             "SELECT lease_owner, COALESCE(lease_expires_at > now(), false) FROM executions WHERE id = $1",
@@ -272,7 +257,7 @@ async fn a_heartbeat_renews_leases_and_reports_cancels_asked_elsewhere() {
     assert_eq!(lease(&url, queued[0]).await, (Some("a".to_owned()), true), "named, so renewed");
     assert_eq!(lease(&url, queued[1]).await, (Some("a".to_owned()), false), "not named, so left to run out");
     assert!(instances.iter().all(|info| info.started_at <= info.heartbeat_at));
-    admin(&url)
+    testing::plain_connection(&url)
         .await
         .execute("UPDATE instances SET heartbeat_at = now() - interval '1 hour' WHERE id = 'b'", &[])
         .await
@@ -440,11 +425,11 @@ async fn signals_of_one_instance_reach_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_comes_back_after_its_connection_is_killed() {
     let Some(url) = testing::database("cluster_listener").await else { return };
-    let store = connect(&url).await;
+    let store = testing::store(&url).await;
     let mut heard = listen(&store);
     until_listening(&store, &mut heard).await;
 
-    let killed: i64 = admin(&url)
+    let killed: i64 = testing::plain_connection(&url)
         .await
         .query_one(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -491,8 +476,12 @@ async fn logins_are_shared_kept_at_100_per_token_and_expire() {
     assert_eq!(b.get_login(&first.id_hash).await.expect("a read"), None, "the oldest made room");
     assert!(b.get_login("alice-001").await.expect("a read").is_some());
     assert!(b.get_login("alice-100").await.expect("a read").is_some());
-    let rows: i64 =
-        admin(&url).await.query_one("SELECT count(*) FROM logins", &[]).await.expect("a count").get(0);
+    let rows: i64 = testing::plain_connection(&url)
+        .await
+        .query_one("SELECT count(*) FROM logins", &[])
+        .await
+        .expect("a count")
+        .get(0);
     assert_eq!(rows, 100, "alice's 100, and bob's expired one swept out");
 
     b.delete_login("alice-100").await.expect("a logout");
@@ -508,6 +497,6 @@ async fn the_shared_secret_is_made_once_for_every_instance() {
     assert_eq!(from_a, from_b);
     assert_ne!(from_a, [0; 32]);
     assert_eq!(a.shared_secret().await.expect("a's secret again"), from_a);
-    let c = connect(&url).await;
+    let c = testing::store(&url).await;
     assert_eq!(c.shared_secret().await.expect("a third instance's secret"), from_a);
 }

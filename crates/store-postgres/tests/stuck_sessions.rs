@@ -11,7 +11,7 @@ use dashboard_core::{
     Function, FunctionSpec, now,
 };
 use dashboard_store::{Cluster, DashboardStore, ExecutionUpdate, NewExecution, StoreError};
-use dashboard_store_postgres::{PostgresOptions, PostgresStore, testing};
+use dashboard_store_postgres::{PostgresStore, testing};
 use serde_json::json;
 
 /// The key of the store's claim lock (`CLAIM_LOCK` in src/cluster.rs, "dashclam" in ASCII).
@@ -23,21 +23,6 @@ const LEASE: Duration = Duration::from_secs(300);
 /// How long an answer may take before the test calls it a hang: far above the store's 5 s lock timeout, so it
 /// measures nothing but that an answer comes.
 const HANG: Duration = Duration::from_secs(60);
-
-async fn connect(url: &str) -> PostgresStore {
-    PostgresStore::connect(PostgresOptions::new(url)).await.expect("a store on the test database")
-}
-
-/// A plain connection to the test database, standing for another instance's session.
-async fn other_session(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("a plain connection to the test database");
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
 
 async fn function(store: &PostgresStore, name: &str) -> Function {
     let function = Function::create(FunctionSpec::new(name, "demo")).expect("a valid spec");
@@ -60,9 +45,9 @@ fn unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreError>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_event_counter_makes_writes_and_the_probe_unavailable_until_it_is_let_go() {
     let Some(url) = testing::database("store_stuck_counter").await else { return };
-    let store = connect(&url).await;
+    let store = testing::store(&url).await;
     let alpha = function(&store, "alpha").await;
-    let holder = other_session(&url).await;
+    let holder = testing::plain_connection(&url).await;
     holder
         .batch_execute("BEGIN; SELECT last_id FROM event_counter FOR UPDATE")
         .await
@@ -87,7 +72,7 @@ async fn a_held_event_counter_makes_writes_and_the_probe_unavailable_until_it_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_while_another_holds_the_claim_lock_claims_nothing_rather_than_wait() {
     let Some(url) = testing::database("store_stuck_claim").await else { return };
-    let store = connect(&url).await;
+    let store = testing::store(&url).await;
     let alpha = function(&store, "alpha").await;
     let mut queued = Vec::new();
     for _ in 0..2 {
@@ -95,7 +80,7 @@ async fn a_claim_while_another_holds_the_claim_lock_claims_nothing_rather_than_w
             store.create_execution(NewExecution::of(&alpha, json!({}))).await.expect("queued").value.id,
         );
     }
-    let holder = other_session(&url).await;
+    let holder = testing::plain_connection(&url).await;
     holder.execute("SELECT pg_advisory_lock($1)", &[&CLAIM_LOCK]).await.expect("the claim lock held");
 
     let claimed = answer("a claim", store.claim("a", 5, LEASE)).await.expect("a claim");
@@ -117,7 +102,7 @@ fn long_command() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_for_the_session_of_a_10_kb_command_is_stored_and_found() {
     let Some(url) = testing::database("store_long_grant").await else { return };
-    let store = connect(&url).await;
+    let store = testing::store(&url).await;
     let alpha = function(&store, "alpha").await;
     let execution = store.create_execution(NewExecution::of(&alpha, json!({}))).await.expect("queued").value;
     let start = ExecutionUpdate::new(ExecutionStatus::Queued, ExecutionStatus::Running);
